@@ -1,0 +1,84 @@
+// aico engine: the interface every transport actor (HTTP, WebSocket, IPC)
+// offers, and their factories. Behaviour lives in actors/<x>_transport.cpp,
+// the library wrappers in src/transport/<lib>/.
+//
+//   supervisor ──connect/disconnect/token/request──▶ transport actor ──▶ I/O thread
+//        ▲                                                │
+//        └──────── tstate(mode, status, reason) / event ◀─┘
+//
+// A transport does not reconnect by itself: it reports `down` and the
+// supervisor decides (backoff, failover). Requests while not `up` fail at once
+// with error_class::network.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "caf/all.hpp"
+
+#include "messages/type_ids.hpp"
+
+namespace aico {
+
+/// Whoever a transport reports to (the supervisor).
+using transport_listener_actor = caf::typed_actor<
+  /// The transport's link changed. `reason` explains `down` ("" otherwise).
+  caf::reacts_to<tstate_atom, transport_mode, transport_status, std::string>,
+  /// A server-pushed event arrived on this transport.
+  caf::reacts_to<event_atom, server_event>>;
+
+/// The common transport interface.
+using transport_actor = caf::typed_actor<
+  /// Starts connecting (no-op if connecting or up). Progress is reported
+  /// with tstate: connecting, then up or down.
+  caf::reacts_to<connect_atom>,
+  /// Closes the link; pending requests fail with network; reports idle.
+  caf::reacts_to<disconnect_atom>,
+  /// Sets the access token used for event subscription (WS auth frame, IPC
+  /// Subscribe, SSE Authorization). Empty = no events.
+  caf::reacts_to<token_atom, std::string>,
+  /// Sends one API call; the timespan is the time left until its deadline.
+  /// Replies with the gateway's answer whatever its status, or an
+  /// error_class::network / timeout error.
+  caf::replies_to<request_atom, api_call, caf::timespan>::with<api_reply>>;
+
+/// Settings shared by all transports.
+struct transport_config {
+  /// Time allowed for establishing the link.
+  caf::timespan connect_timeout = std::chrono::seconds(5);
+  /// Interval of liveness pings (WS, IPC).
+  caf::timespan ping_interval = std::chrono::seconds(30);
+  /// No traffic (pong or anything else) for this long = dead peer -> down.
+  caf::timespan dead_peer_timeout = std::chrono::seconds(10);
+};
+
+/// HTTP: libcurl multi, keep-alive reuse; events via SSE (/api/v1/events).
+struct http_transport_config : transport_config {
+  std::string base_url = "http://127.0.0.1:8771"; ///< without /api/v1
+  int max_connections = 8; ///< per host
+};
+
+/// WebSocket: libwebsockets client.
+struct ws_transport_config : transport_config {
+  std::string url = "ws://127.0.0.1:8771/api/v1/ws";
+};
+
+/// IPC: cppzmq DEALER (Lazy Pirate: a lost reply closes and reopens the
+/// socket).
+struct ipc_transport_config : transport_config {
+  std::string endpoint; ///< e.g. ipc:///path/gateway.ipc
+};
+
+transport_actor spawn_http_transport(caf::actor_system& sys,
+                                     http_transport_config cfg,
+                                     transport_listener_actor listener);
+
+transport_actor spawn_ws_transport(caf::actor_system& sys,
+                                   ws_transport_config cfg,
+                                   transport_listener_actor listener);
+
+transport_actor spawn_ipc_transport(caf::actor_system& sys,
+                                    ipc_transport_config cfg,
+                                    transport_listener_actor listener);
+
+} // namespace aico

@@ -1,0 +1,133 @@
+// aico engine: value types exchanged between the engine's actors.
+// Every type has an inspect() overload so it is a valid CAF 0.17 message type.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "caf/all.hpp"
+
+namespace aico {
+
+/// The three transports, in the default preference order.
+enum class transport_mode : uint8_t { ipc = 0, ws = 1, http = 2 };
+
+/// "ipc", "ws" or "http".
+const char* to_string(transport_mode m);
+
+/// Parses "ipc", "ws" or "http"; false on anything else.
+bool from_string(const std::string& s, transport_mode& out);
+
+/// One call of the gateway's logical API (docs/protocol.md), the same on
+/// every transport.
+struct api_call {
+  /// Correlation id, unique per call; kept when the call is re-sent on
+  /// another transport after a failover.
+  std::string id;
+  std::string method; ///< GET, POST, PUT, DELETE
+  std::string path;   ///< relative to /api/v1, with query
+  std::string body;   ///< JSON text, may be empty
+  std::string token;  ///< bearer access token, empty = none
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, api_call& x) {
+  return f(caf::meta::type_name("aico.api_call"), x.id, x.method, x.path,
+           x.body, x.token);
+}
+
+/// The gateway's answer, whatever its status (transports deliver 4xx/5xx as
+/// replies; the supervisor turns non-2xx into classified errors).
+struct api_reply {
+  std::string id;
+  int32_t status = 0;
+  std::string body; ///< JSON envelope text
+  std::map<std::string, std::string> headers;
+  transport_mode via = transport_mode::http;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, api_reply& x) {
+  return f(caf::meta::type_name("aico.api_reply"), x.id, x.status, x.body,
+           x.headers, x.via);
+}
+
+/// A server-pushed event (topic + JSON data).
+struct server_event {
+  std::string topic;
+  std::string data; ///< JSON text
+  uint64_t seq = 0;
+  transport_mode via = transport_mode::http;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, server_event& x) {
+  return f(caf::meta::type_name("aico.server_event"), x.topic, x.data, x.seq,
+           x.via);
+}
+
+/// What a transport actor reports about its own link.
+enum class transport_status : uint8_t {
+  idle = 0,   ///< not connected, not trying (initial, or after disconnect)
+  connecting, ///< connect in progress
+  up,         ///< connected: requests can be sent
+  down,       ///< the connection failed or was lost (reason given)
+};
+
+const char* to_string(transport_status s);
+
+/// The engine's observable connection state (published by the supervisor).
+enum class link_state : uint8_t {
+  connecting = 0, ///< first connect in progress, nothing up yet
+  connected,      ///< an IPC or WebSocket transport is active (mode, since)
+  degraded,       ///< only HTTP is left (mode = http)
+  reconnecting,   ///< nothing up; next attempt in next_attempt_in
+  offline,        ///< stopped or every transport disabled/failed (reason)
+  auth_expired,   ///< the refresh token was rejected: log in again
+};
+
+const char* to_string(link_state s);
+
+struct connection_state {
+  link_state state = link_state::connecting;
+  transport_mode mode = transport_mode::http; ///< valid if connected/degraded
+  caf::timestamp since;                       ///< when this state began
+  caf::timespan next_attempt_in{0};           ///< valid if reconnecting
+  std::string reason;                         ///< valid if offline
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, connection_state& x) {
+  return f(caf::meta::type_name("aico.connection_state"), x.state, x.mode,
+           x.since, x.next_attempt_in, x.reason);
+}
+
+/// "connected{mode=ipc}" style rendering for logs and the CLI.
+std::string to_string(const connection_state& s);
+
+/// The logged-in session (never contains tokens).
+struct session_info {
+  std::string user_id;
+  std::string username;
+  std::string role;
+  int64_t access_expires_at = 0; ///< seconds since epoch
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, session_info& x) {
+  return f(caf::meta::type_name("aico.session_info"), x.user_id, x.username,
+           x.role, x.access_expires_at);
+}
+
+/// Authentication state published by the token manager.
+enum class auth_state : uint8_t {
+  logged_out = 0,
+  logged_in,
+  refreshing,
+  auth_expired, ///< refresh token rejected: a new login is required
+};
+
+const char* to_string(auth_state s);
+
+} // namespace aico

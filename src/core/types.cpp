@@ -1,0 +1,101 @@
+#include "messages/types.hpp"
+
+namespace aico {
+
+const char* to_string(transport_mode m) {
+  switch (m) {
+    case transport_mode::ipc:
+      return "ipc";
+    case transport_mode::ws:
+      return "ws";
+    case transport_mode::http:
+      return "http";
+  }
+  return "?";
+}
+
+bool from_string(const std::string& s, transport_mode& out) {
+  if (s == "ipc")
+    out = transport_mode::ipc;
+  else if (s == "ws")
+    out = transport_mode::ws;
+  else if (s == "http")
+    out = transport_mode::http;
+  else
+    return false;
+  return true;
+}
+
+const char* to_string(transport_status s) {
+  switch (s) {
+    case transport_status::idle:
+      return "idle";
+    case transport_status::connecting:
+      return "connecting";
+    case transport_status::up:
+      return "up";
+    case transport_status::down:
+      return "down";
+  }
+  return "?";
+}
+
+const char* to_string(link_state s) {
+  switch (s) {
+    case link_state::connecting:
+      return "connecting";
+    case link_state::connected:
+      return "connected";
+    case link_state::degraded:
+      return "degraded";
+    case link_state::reconnecting:
+      return "reconnecting";
+    case link_state::offline:
+      return "offline";
+    case link_state::auth_expired:
+      return "auth_expired";
+  }
+  return "?";
+}
+
+const char* to_string(auth_state s) {
+  switch (s) {
+    case auth_state::logged_out:
+      return "logged_out";
+    case auth_state::logged_in:
+      return "logged_in";
+    case auth_state::refreshing:
+      return "refreshing";
+    case auth_state::auth_expired:
+      return "auth_expired";
+  }
+  return "?";
+}
+
+std::string to_string(const connection_state& s) {
+  std::string res = to_string(s.state);
+  switch (s.state) {
+    case link_state::connected:
+    case link_state::degraded:
+      res += "{mode=";
+      res += to_string(s.mode);
+      res += "}";
+      break;
+    case link_state::reconnecting:
+      res += "{next_attempt_in=";
+      res += std::to_string(
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+          s.next_attempt_in)
+          .count());
+      res += "ms}";
+      break;
+    case link_state::offline:
+      res += "{reason=" + s.reason + "}";
+      break;
+    default:
+      break;
+  }
+  return res;
+}
+
+} // namespace aico
