@@ -1,1 +1,599 @@
-// placeholder
+// aico engine: the connection supervisor (see messages/supervisor.hpp).
+//
+// The failover/fail-back decisions are made by `link_policy` (src/core); this
+// actor feeds it transport events and carries out its actions: connect,
+// disconnect, activate, probe timers and fail-back health probes. It also
+// owns the in-flight API calls: each has a deadline, is sent on the active
+// transport, and is re-sent with the same id on the next transport when the
+// one it was sent on fails with a network error.
+#include "messages/supervisor.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
+#include <unordered_map>
+
+#include "src/core/link_policy.hpp"
+
+namespace aico {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+using supervisor_impl = supervisor_actor::extend_with<
+  transport_listener_actor, auth_listener_actor,
+  caf::typed_actor<
+    /// probe timer for a slot (slot, generation)
+    caf::reacts_to<probe_atom, uint64_t, uint64_t>,
+    /// periodic health check of the active transport (generation)
+    caf::reacts_to<health_atom, uint64_t>,
+    /// deadline of a pending call (call key)
+    caf::reacts_to<timeout_atom, uint64_t>>>;
+
+/// Upper bound on how often one call is sent (across all transports).
+constexpr int max_attempts = 8;
+
+struct pending_call {
+  caf::typed_response_promise<api_reply> rp;
+  api_call call;
+  caf::actor_clock::time_point deadline;
+  bool auth = false;
+  bool refreshed = false; ///< already retried once after a 401
+  int attempts = 0;
+};
+
+struct slot_info {
+  transport_actor actor;
+  caf::actor_clock::time_point probe_due;
+  std::string last_reason;
+  std::deque<caf::actor_clock::time_point> restarts;
+};
+
+struct supervisor_state {
+  static inline const char* name = "aico.supervisor";
+
+  supervisor_config cfg;
+  std::unique_ptr<link_policy> policy;
+  std::vector<slot_info> slots;
+  /// Every transport actor ever spawned and still possibly alive; stopped
+  /// when the supervisor terminates (shared with an attached functor).
+  std::shared_ptr<std::vector<caf::actor>> children
+    = std::make_shared<std::vector<caf::actor>>();
+  connection_state current;
+  bool published_once = false;
+  bool auth_expired = false;
+  std::string offline_reason = "not started";
+  std::vector<engine_listener_actor> watchers;
+  token_manager_actor tokens;
+  std::string token; ///< last token handed to the transports
+  uint64_t next_key = 1;
+  std::map<uint64_t, pending_call> pending;
+  std::deque<uint64_t> waiting; ///< calls waiting for an active transport
+  uint64_t health_gen = 0;
+  caf::timestamp active_since;
+};
+
+using self_ptr = supervisor_impl::stateful_pointer<supervisor_state>;
+
+caf::timespan time_left(self_ptr self, const pending_call& p) {
+  auto now = self->clock().now();
+  if (p.deadline <= now)
+    return caf::timespan{0};
+  return std::chrono::duration_cast<caf::timespan>(p.deadline - now);
+}
+
+void publish(self_ptr self) {
+  auto& st = self->state;
+  connection_state cs;
+  auto& p = *st.policy;
+  if (st.auth_expired) {
+    cs.state = link_state::auth_expired;
+  } else if (!p.running()) {
+    cs.state = link_state::offline;
+    cs.reason = st.offline_reason;
+  } else if (auto a = p.active()) {
+    cs.mode = p.mode(*a);
+    cs.state = cs.mode == transport_mode::http ? link_state::degraded
+                                               : link_state::connected;
+  } else if (p.all_waiting()) {
+    cs.state = link_state::reconnecting;
+    auto now = self->clock().now();
+    caf::actor_clock::time_point due = caf::actor_clock::time_point::max();
+    for (auto& s : st.slots)
+      due = std::min(due, s.probe_due);
+    cs.next_attempt_in = due > now ? std::chrono::duration_cast<caf::timespan>(
+                                       due - now)
+                                   : caf::timespan{0};
+  } else {
+    cs.state = link_state::connecting;
+  }
+  bool changed = !st.published_once || cs.state != st.current.state
+                 || cs.mode != st.current.mode
+                 || (cs.state == link_state::offline
+                     && cs.reason != st.current.reason);
+  if (!changed)
+    return;
+  cs.since = cs.state == link_state::connected
+                 || cs.state == link_state::degraded
+               ? st.active_since
+               : caf::make_timestamp();
+  st.current = cs;
+  st.published_once = true;
+  for (auto& w : st.watchers)
+    self->send(w, state_atom::value, cs);
+}
+
+void execute(self_ptr self, const link_policy::actions& xs);
+
+void on_link_down(self_ptr self, std::size_t i, const std::string& reason) {
+  self->state.slots[i].last_reason = reason;
+  execute(self, self->state.policy->on_down(i));
+}
+
+void deliver_error(self_ptr self, uint64_t key, caf::error err) {
+  auto& st = self->state;
+  auto i = st.pending.find(key);
+  if (i == st.pending.end())
+    return;
+  i->second.rp.deliver(std::move(err));
+  st.pending.erase(i);
+}
+
+void dispatch(self_ptr self, uint64_t key);
+
+std::string header(const api_reply& r, const std::string& name) {
+  for (auto& [k, v] : r.headers) {
+    if (k.size() == name.size()
+        && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a))
+                    == std::tolower(static_cast<unsigned char>(b));
+           }))
+      return v;
+  }
+  return {};
+}
+
+void on_reply(self_ptr self, uint64_t key, api_reply r) {
+  auto& st = self->state;
+  auto i = st.pending.find(key);
+  if (i == st.pending.end())
+    return;
+  auto& p = i->second;
+  if (r.status >= 200 && r.status < 300) {
+    p.rp.deliver(std::move(r));
+    st.pending.erase(i);
+    return;
+  }
+  if (r.status == 401 && p.auth && !p.refreshed && st.tokens) {
+    // the token was rejected: refresh once (single-flight in the token
+    // manager) and send again with the new token
+    p.refreshed = true;
+    auto left = time_left(self, p);
+    self->request(st.tokens, left, refresh_atom::value, p.call.token)
+      .then(
+        [=](const std::string& tok) {
+          auto j = self->state.pending.find(key);
+          if (j == self->state.pending.end())
+            return;
+          j->second.call.token = tok;
+          dispatch(self, key);
+        },
+        [=](caf::error& err) { deliver_error(self, key, std::move(err)); });
+    return;
+  }
+  deliver_error(self, key,
+                make_status_error(r.status, r.body, header(r, "Retry-After")));
+}
+
+void on_call_error(self_ptr self, uint64_t key, std::size_t slot,
+                   caf::error err) {
+  auto& st = self->state;
+  auto i = st.pending.find(key);
+  if (i == st.pending.end())
+    return;
+  auto c = classify(err);
+  if (c.cls == error_class::network) {
+    // the transport is gone: fail over and send again (same id) while time
+    // and attempts are left
+    if (st.policy->active() == slot)
+      on_link_down(self, slot, c.message);
+    auto& p = i->second;
+    if (time_left(self, p) > caf::timespan{0} && p.attempts < max_attempts) {
+      dispatch(self, key);
+      return;
+    }
+  }
+  deliver_error(self, key, std::move(err));
+}
+
+void dispatch(self_ptr self, uint64_t key) {
+  auto& st = self->state;
+  auto i = st.pending.find(key);
+  if (i == st.pending.end())
+    return;
+  auto& p = i->second;
+  auto active = st.policy->active();
+  if (!active || !st.slots[*active].actor) {
+    if (std::find(st.waiting.begin(), st.waiting.end(), key)
+        == st.waiting.end())
+      st.waiting.push_back(key);
+    return;
+  }
+  auto left = time_left(self, p);
+  if (left <= caf::timespan{0}) {
+    deliver_error(self, key,
+                  make_engine_error(error_class::timeout,
+                                    "no answer before the deadline"));
+    return;
+  }
+  ++p.attempts;
+  auto slot = *active;
+  // the transport answers within `left`; the extra second only guards
+  // against a transport that never answers at all
+  self
+    ->request(st.slots[slot].actor, left + std::chrono::seconds(1),
+              request_atom::value, p.call, left)
+    .then([=](api_reply& r) { on_reply(self, key, std::move(r)); },
+          [=](caf::error& err) {
+            on_call_error(self, key, slot, std::move(err));
+          });
+}
+
+void flush_waiting(self_ptr self) {
+  auto& st = self->state;
+  std::deque<uint64_t> xs;
+  xs.swap(st.waiting);
+  for (auto key : xs)
+    dispatch(self, key);
+}
+
+/// Asks the token manager for a valid token and hands it to the transports
+/// (for event subscriptions) when it changed, or to `only` in any case.
+void sync_token(self_ptr self, std::optional<std::size_t> only = {}) {
+  auto& st = self->state;
+  if (!st.tokens)
+    return;
+  self->request(st.tokens, st.cfg.health_timeout, token_atom::value)
+    .then(
+      [=](const std::string& tok) {
+        auto& st = self->state;
+        if (tok != st.token) {
+          st.token = tok;
+          for (auto& s : st.slots)
+            if (s.actor)
+              self->send(s.actor, token_atom::value, tok);
+        } else if (only && st.slots[*only].actor) {
+          self->send(st.slots[*only].actor, token_atom::value, tok);
+        }
+      },
+      [=](caf::error&) {
+        // logged out or auth expired: no events; nothing else to do
+      });
+}
+
+void schedule_health(self_ptr self) {
+  auto gen = ++self->state.health_gen;
+  self->delayed_send(self, self->state.cfg.health_interval,
+                     health_atom::value, gen);
+}
+
+/// One GET /health through slot `i`; calls `done(ok)`.
+template <class F>
+void health_request(self_ptr self, std::size_t i, F done) {
+  auto& st = self->state;
+  if (!st.slots[i].actor) {
+    done(false);
+    return;
+  }
+  api_call call{"health-" + std::to_string(st.next_key++), "GET", "/health",
+                "", ""};
+  auto t = st.cfg.health_timeout;
+  self
+    ->request(st.slots[i].actor, t + std::chrono::seconds(1),
+              request_atom::value, call, t)
+    .then([=](api_reply&) { done(true); },
+          [=](caf::error&) { done(false); });
+}
+
+void execute(self_ptr self, const link_policy::actions& xs) {
+  auto& st = self->state;
+  using kind = link_policy::action_kind;
+  for (auto& a : xs) {
+    auto& s = st.slots[a.slot];
+    switch (a.kind) {
+      case kind::connect:
+        if (s.actor) {
+          self->send(s.actor, connect_atom::value);
+        } else {
+          // the transport was given up after too many crashes
+          self->send(self, tstate_atom::value, st.policy->mode(a.slot),
+                     transport_status::down,
+                     std::string{"transport disabled after repeated crashes"});
+        }
+        break;
+      case kind::disconnect:
+        if (s.actor)
+          self->send(s.actor, disconnect_atom::value);
+        break;
+      case kind::activate:
+        st.active_since = caf::make_timestamp();
+        schedule_health(self);
+        sync_token(self, a.slot);
+        break;
+      case kind::deactivate:
+        ++st.health_gen;
+        break;
+      case kind::schedule_probe:
+        s.probe_due = self->clock().now() + a.delay;
+        self->delayed_send(self, a.delay, probe_atom::value,
+                           static_cast<uint64_t>(a.slot), a.gen);
+        break;
+      case kind::health_probe: {
+        auto slot = a.slot;
+        health_request(self, slot, [=](bool ok) {
+          execute(self, self->state.policy->on_health_probe(slot, ok));
+        });
+        break;
+      }
+    }
+  }
+  publish(self);
+  if (st.policy->active() && !st.waiting.empty())
+    flush_waiting(self);
+}
+
+transport_actor make_transport(self_ptr self, transport_mode m) {
+  auto& st = self->state;
+  auto listener = caf::actor_cast<transport_listener_actor>(self);
+  transport_actor res;
+  if (st.cfg.factory) {
+    res = st.cfg.factory(self->system(), m, listener);
+  } else {
+    switch (m) {
+      case transport_mode::ipc:
+        res = spawn_ipc_transport(self->system(), st.cfg.ipc, listener);
+        break;
+      case transport_mode::ws:
+        res = spawn_ws_transport(self->system(), st.cfg.ws, listener);
+        break;
+      case transport_mode::http:
+        res = spawn_http_transport(self->system(), st.cfg.http, listener);
+        break;
+    }
+  }
+  if (res) {
+    self->monitor(res);
+    st.children->push_back(caf::actor_cast<caf::actor>(res));
+    if (!st.token.empty())
+      self->send(res, token_atom::value, st.token);
+  }
+  return res;
+}
+
+void on_child_down(self_ptr self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  // prune stopped children
+  auto& ch = *st.children;
+  ch.erase(std::remove_if(ch.begin(), ch.end(),
+                          [&](const caf::actor& a) {
+                            return a.address() == dm.source;
+                          }),
+           ch.end());
+  for (std::size_t i = 0; i < st.slots.size(); ++i) {
+    auto& s = st.slots[i];
+    if (!s.actor || s.actor.address() != dm.source)
+      continue;
+    s.actor = nullptr;
+    // a crashed transport is restarted, within a budget per minute
+    auto now = self->clock().now();
+    while (!s.restarts.empty() && now - s.restarts.front() > 60s)
+      s.restarts.pop_front();
+    if (static_cast<int>(s.restarts.size()) < st.cfg.max_restarts_per_minute) {
+      s.restarts.push_back(now);
+      s.actor = make_transport(self, st.policy->mode(i));
+    }
+    on_link_down(self, i, "transport actor stopped: " + to_string(dm.reason));
+    return;
+  }
+  // a watcher went away
+  st.watchers.erase(std::remove_if(st.watchers.begin(), st.watchers.end(),
+                                   [&](const engine_listener_actor& w) {
+                                     return w.address() == dm.source;
+                                   }),
+                    st.watchers.end());
+}
+
+supervisor_impl::behavior_type
+supervisor_fun(self_ptr self, supervisor_config cfg) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  if (st.cfg.order.empty())
+    st.offline_reason = "no transport enabled";
+  st.policy = std::make_unique<link_policy>(st.cfg.order, st.cfg.backoff,
+                                            st.cfg.failback_probes);
+  st.slots.resize(st.cfg.order.size());
+  for (std::size_t i = 0; i < st.slots.size(); ++i)
+    st.slots[i].actor = make_transport(self, st.cfg.order[i]);
+  publish(self); // offline("not started") until connect
+  // stop the transports whenever the supervisor terminates
+  auto children = st.children;
+  self->attach_functor([children](const caf::error&) {
+    for (auto& c : *children)
+      caf::anon_send_exit(c, caf::exit_reason::user_shutdown);
+  });
+  self->set_down_handler(
+    [=](caf::down_msg& dm) { on_child_down(self, dm); });
+  return {
+    // -- public interface ------------------------------------------------------
+    [=](request_atom, api_call& call, caf::timespan timeout,
+        bool auth) -> caf::result<api_reply> {
+      auto& st = self->state;
+      if (call.id.empty())
+        call.id = "call-" + std::to_string(st.next_key);
+      auto key = st.next_key++;
+      auto rp = self->make_response_promise<api_reply>();
+      pending_call p;
+      p.rp = rp;
+      p.call = std::move(call);
+      p.deadline = self->clock().now() + timeout;
+      p.auth = auth;
+      st.pending.emplace(key, std::move(p));
+      self->delayed_send(self, timeout, timeout_atom::value, key);
+      if (!st.policy->running()) {
+        deliver_error(self, key,
+                      make_engine_error(error_class::network,
+                                        "engine is offline: "
+                                          + st.offline_reason));
+        return rp;
+      }
+      if (auth) {
+        if (!st.tokens) {
+          deliver_error(self, key,
+                        make_engine_error(error_class::authentication,
+                                          "not logged in"));
+          return rp;
+        }
+        self->request(st.tokens, timeout, token_atom::value)
+          .then(
+            [=](const std::string& tok) {
+              auto j = self->state.pending.find(key);
+              if (j == self->state.pending.end())
+                return;
+              j->second.call.token = tok;
+              dispatch(self, key);
+            },
+            [=](caf::error& err) { deliver_error(self, key, std::move(err)); });
+      } else {
+        dispatch(self, key);
+      }
+      return rp;
+    },
+    [=](state_atom) { return self->state.current; },
+    [=](watch_atom, engine_listener_actor w) {
+      self->monitor(w);
+      self->state.watchers.push_back(w);
+      self->send(w, state_atom::value, self->state.current);
+    },
+    [=](auth_atom, token_manager_actor tm) {
+      self->state.tokens = tm;
+      self->send(tm, watch_atom::value,
+                 caf::actor_cast<auth_listener_actor>(self));
+    },
+    [=](connect_atom) {
+      execute(self, self->state.policy->start());
+    },
+    [=](disconnect_atom) {
+      auto& st = self->state;
+      st.offline_reason = "disconnected";
+      execute(self, st.policy->stop());
+      std::deque<uint64_t> xs;
+      xs.swap(st.waiting);
+      for (auto key : xs)
+        deliver_error(self, key,
+                      make_engine_error(error_class::network,
+                                        "engine disconnected"));
+    },
+    // -- from transports -----------------------------------------------------
+    [=](tstate_atom, transport_mode m, transport_status status,
+        const std::string& reason) {
+      auto& st = self->state;
+      auto i = st.policy->slot_of(m);
+      if (!i)
+        return;
+      switch (status) {
+        case transport_status::up:
+          execute(self, st.policy->on_up(*i));
+          if (st.policy->status(*i) == link_policy::slot_status::up)
+            sync_token(self, *i);
+          break;
+        case transport_status::down:
+          on_link_down(self, *i, reason);
+          break;
+        case transport_status::idle: {
+          // idle without us asking for it counts as down
+          auto ps = st.policy->status(*i);
+          if (ps == link_policy::slot_status::up
+              || ps == link_policy::slot_status::connecting)
+            on_link_down(self, *i, reason.empty() ? "closed" : reason);
+          break;
+        }
+        case transport_status::connecting:
+          break;
+      }
+    },
+    [=](event_atom, const server_event& ev) {
+      auto& st = self->state;
+      // only the active transport's events: no duplicates while a fail-back
+      // candidate is being probed
+      auto a = st.policy->active();
+      if (!a || st.policy->mode(*a) != ev.via)
+        return;
+      for (auto& w : st.watchers)
+        self->send(w, event_atom::value, ev);
+    },
+    // -- from the token manager ------------------------------------------------
+    [=](auth_atom, auth_state s) {
+      auto& st = self->state;
+      bool expired = s == auth_state::auth_expired;
+      if (expired != st.auth_expired) {
+        st.auth_expired = expired;
+        st.published_once = false; // force a publish
+      }
+      if (s == auth_state::logged_in)
+        sync_token(self);
+      if (s == auth_state::logged_out || expired) {
+        st.token.clear();
+        for (auto& sl : st.slots)
+          if (sl.actor)
+            self->send(sl.actor, token_atom::value, std::string{});
+      }
+      publish(self);
+    },
+    // -- timers ----------------------------------------------------------------
+    [=](probe_atom, uint64_t slot, uint64_t gen) {
+      execute(self, self->state.policy->on_probe_timer(slot, gen));
+    },
+    [=](health_atom, uint64_t gen) {
+      auto& st = self->state;
+      if (gen != st.health_gen)
+        return;
+      auto a = st.policy->active();
+      if (!a)
+        return;
+      auto slot = *a;
+      health_request(self, slot, [=](bool ok) {
+        auto& st = self->state;
+        if (!ok && st.policy->active() == slot) {
+          on_link_down(self, slot, "health check failed");
+        } else if (ok && st.policy->active() == slot) {
+          sync_token(self); // keeps event subscriptions on a fresh token
+          schedule_health(self);
+        }
+      });
+    },
+    [=](timeout_atom, uint64_t key) {
+      auto& st = self->state;
+      if (st.pending.count(key) == 0)
+        return;
+      st.waiting.erase(std::remove(st.waiting.begin(), st.waiting.end(), key),
+                       st.waiting.end());
+      auto active = st.policy->active();
+      deliver_error(self, key,
+                    active ? make_engine_error(error_class::timeout,
+                                               "no answer before the deadline")
+                           : make_engine_error(error_class::network,
+                                               "no transport available"));
+    },
+  };
+}
+
+} // namespace
+
+supervisor_actor spawn_supervisor(caf::actor_system& sys,
+                                  supervisor_config cfg) {
+  return sys.spawn(supervisor_fun, std::move(cfg));
+}
+
+} // namespace aico

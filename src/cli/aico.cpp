@@ -1,0 +1,506 @@
+// aico: a scriptable command-line client over the engine.
+//
+//   aico [--url URL] [--ipc ENDPOINT] [--transports ipc,ws,http]
+//        [--state-dir DIR] [--json] [--timeout S] COMMAND ...
+//
+// Exit codes: 0 ok, 2 usage, 3 authentication, 4 unreachable, 1 other.
+// Errors are one line on stderr. Tokens are never printed.
+#include <csignal>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <boost/json.hpp>
+#include <CLI/CLI.hpp>
+
+#include "caf/all.hpp"
+
+#include "messages/engine.hpp"
+
+namespace json = boost::json;
+using namespace aico;
+using namespace std::chrono_literals;
+
+namespace {
+
+enum exit_code : int {
+  ok = 0,
+  other = 1,
+  usage = 2,
+  auth_failed = 3,
+  unreachable = 4,
+};
+
+volatile std::sig_atomic_t interrupted = 0;
+
+void on_signal(int) {
+  interrupted = 1;
+}
+
+struct options {
+  std::string url = "http://127.0.0.1:8771";
+  std::string ipc;
+  std::string transports = "ipc,ws,http";
+  std::string state_dir;
+  bool json_out = false;
+  double timeout_s = 10;
+  // commands
+  std::string user, password;
+  std::string conversation;
+  std::string text;
+  int limit = 20;
+  double watch_for = 0;
+};
+
+std::string default_state_dir() {
+  if (auto x = std::getenv("AICO_STATE_DIR"))
+    return x;
+  if (auto x = std::getenv("XDG_STATE_HOME"))
+    return std::string{x} + "/aico";
+  if (auto h = std::getenv("HOME"))
+    return std::string{h} + "/.local/state/aico";
+  return ".aico-state";
+}
+
+std::string new_message_id() {
+  static const char* hex = "0123456789abcdef";
+  std::random_device rd;
+  std::mt19937_64 rng{(static_cast<uint64_t>(rd()) << 32) ^ rd()};
+  std::string id = "m-";
+  for (int i = 0; i < 24; ++i)
+    id += hex[rng() % 16];
+  return id;
+}
+
+/// Builds the engine configuration from the command line.
+std::optional<engine_config> make_config(const options& o, std::string& err) {
+  engine_config cfg;
+  auto& c = cfg.connection;
+  auto url = o.url;
+  while (!url.empty() && url.back() == '/')
+    url.pop_back();
+  if (url.rfind("http://", 0) != 0) {
+    err = "--url must start with http:// (got '" + o.url + "')";
+    return std::nullopt;
+  }
+  c.http.base_url = url;
+  c.ws.url = "ws://" + url.substr(7) + "/api/v1/ws";
+  c.ipc.endpoint = o.ipc;
+  c.order.clear();
+  std::stringstream ss{o.transports};
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    transport_mode m;
+    if (!from_string(item, m)) {
+      err = "--transports: unknown transport '" + item
+            + "' (use ipc, ws, http)";
+      return std::nullopt;
+    }
+    if (m == transport_mode::ipc && o.ipc.empty())
+      continue; // no endpoint given: skip IPC
+    if (std::find(c.order.begin(), c.order.end(), m) == c.order.end())
+      c.order.push_back(m);
+  }
+  if (c.order.empty()) {
+    err = "no transport left to use (IPC needs --ipc ENDPOINT)";
+    return std::nullopt;
+  }
+  auto t = std::chrono::duration_cast<caf::timespan>(
+    std::chrono::duration<double>(o.timeout_s));
+  cfg.request_timeout = t;
+  c.http.connect_timeout = c.ws.connect_timeout = c.ipc.connect_timeout
+    = std::min<caf::timespan>(t, 3s);
+  c.ws.ping_interval = c.ipc.ping_interval = 5s;
+  c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = 15s;
+  c.health_interval = 10s;
+  c.backoff = {std::chrono::milliseconds{250}, 1.6, 0.2,
+               std::chrono::milliseconds{5000}};
+  cfg.tokens.state_dir = o.state_dir;
+  cfg.tokens.request_timeout = t;
+  cfg.shutdown_timeout = 3s;
+  return cfg;
+}
+
+int exit_for(const caf::error& err) {
+  auto c = classify(err);
+  switch (c.cls) {
+    case error_class::authentication:
+      return auth_failed;
+    case error_class::network:
+    case error_class::timeout:
+      return unreachable;
+    default:
+      return other;
+  }
+}
+
+int fail(const options& o, const std::string& what, const caf::error& err) {
+  auto c = classify(err);
+  if (o.json_out) {
+    json::object obj{{"ok", false},
+                     {"error", to_string(c.cls)},
+                     {"message", c.message},
+                     {"retryable", c.retryable}};
+    if (c.status != 0)
+      obj["status"] = c.status;
+    if (!c.code.empty())
+      obj["code"] = c.code;
+    std::cout << json::serialize(obj) << std::endl;
+  }
+  std::cerr << "aico: " << what << ": " << describe(err) << std::endl;
+  return exit_for(err);
+}
+
+json::value state_json(const connection_state& cs) {
+  json::object obj{{"state", to_string(cs.state)}};
+  if (cs.state == link_state::connected || cs.state == link_state::degraded)
+    obj["mode"] = to_string(cs.mode);
+  if (cs.state == link_state::reconnecting)
+    obj["next_attempt_in_ms"]
+      = std::chrono::duration_cast<std::chrono::milliseconds>(
+          cs.next_attempt_in)
+          .count();
+  if (cs.state == link_state::offline)
+    obj["reason"] = cs.reason;
+  return obj;
+}
+
+/// Parses the envelope's data; returns null on a malformed body.
+json::value envelope_data(const api_reply& r) {
+  boost::system::error_code ec;
+  auto jv = json::parse(r.body, ec);
+  if (ec || !jv.is_object())
+    return nullptr;
+  if (auto d = jv.get_object().if_contains("data"))
+    return *d;
+  return nullptr;
+}
+
+std::string str(const json::value& v, const char* key) {
+  if (!v.is_object())
+    return {};
+  auto p = v.get_object().if_contains(key);
+  if (!p)
+    return {};
+  if (p->is_string())
+    return std::string{p->get_string()};
+  return json::serialize(*p);
+}
+
+class client {
+public:
+  client(caf::actor_system& sys, const options& o, engine_config cfg)
+    : o_(o), eng_(sys, std::move(cfg)), self_(sys) {
+  }
+
+  ~client() = default;
+
+  caf::expected<api_reply> call(const std::string& method,
+                                const std::string& path, std::string body,
+                                bool auth) {
+    api_call c{new_message_id(), method, path, std::move(body), ""};
+    caf::expected<api_reply> res{caf::error{}};
+    auto t = eng_.config().request_timeout;
+    self_
+      ->request(eng_.connection(), t + 2s, request_atom::value, c, t, auth)
+      .receive([&](api_reply& r) { res = std::move(r); },
+               [&](caf::error& e) { res = std::move(e); });
+    return res;
+  }
+
+  caf::expected<session_info> login(const std::string& u,
+                                    const std::string& p) {
+    caf::expected<session_info> res{caf::error{}};
+    auto t = eng_.config().request_timeout;
+    self_->request(eng_.tokens(), t + 2s, login_atom::value, u, p)
+      .receive([&](session_info& s) { res = std::move(s); },
+               [&](caf::error& e) { res = std::move(e); });
+    return res;
+  }
+
+  caf::expected<session_info> session() {
+    caf::expected<session_info> res{caf::error{}};
+    self_->request(eng_.tokens(), 5s, session_atom::value)
+      .receive([&](session_info& s) { res = std::move(s); },
+               [&](caf::error& e) { res = std::move(e); });
+    return res;
+  }
+
+  bool logout() {
+    bool res = false;
+    self_->request(eng_.tokens(), eng_.config().request_timeout + 2s,
+                   logout_atom::value)
+      .receive([&](bool b) { res = b; }, [&](caf::error&) {});
+    return res;
+  }
+
+  /// Waits until the state is connected/degraded (or the time is up);
+  /// returns the last state seen.
+  connection_state settle(caf::timespan max) {
+    self_->send(eng_.connection(), watch_atom::value,
+                caf::actor_cast<engine_listener_actor>(self_));
+    connection_state last;
+    auto deadline = std::chrono::steady_clock::now() + max;
+    bool done = false;
+    while (!done && !interrupted) {
+      auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= decltype(left)::zero())
+        break;
+      self_->receive(
+        [&](state_atom, const connection_state& cs) {
+          last = cs;
+          if (cs.state == link_state::connected
+              || cs.state == link_state::degraded
+              || cs.state == link_state::auth_expired)
+            done = true;
+        },
+        [&](event_atom, const server_event&) {},
+        caf::after(std::chrono::duration_cast<caf::timespan>(left)) >> [] {});
+    }
+    return last;
+  }
+
+  /// Prints events and state changes until interrupted or `seconds` pass.
+  void watch(double seconds) {
+    self_->send(eng_.connection(), watch_atom::value,
+                caf::actor_cast<engine_listener_actor>(self_));
+    auto deadline = std::chrono::steady_clock::now()
+                    + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::duration<double>(seconds));
+    while (!interrupted) {
+      if (seconds > 0 && std::chrono::steady_clock::now() >= deadline)
+        break;
+      self_->receive(
+        [&](state_atom, const connection_state& cs) {
+          if (o_.json_out) {
+            json::object obj{{"kind", "state"}};
+            obj["state"] = state_json(cs);
+            std::cout << json::serialize(obj) << std::endl;
+          } else {
+            std::cout << "[state] " << to_string(cs) << std::endl;
+          }
+        },
+        [&](event_atom, const server_event& ev) {
+          boost::system::error_code ec;
+          auto data = json::parse(ev.data, ec);
+          if (o_.json_out) {
+            json::object obj{{"kind", "event"},
+                             {"topic", ev.topic},
+                             {"seq", ev.seq},
+                             {"via", to_string(ev.via)}};
+            obj["data"] = ec ? json::value(ev.data) : data;
+            std::cout << json::serialize(obj) << std::endl;
+          } else if (ev.topic == "message" && !ec) {
+            std::cout << "[" << to_string(ev.via) << "] "
+                      << str(data, "sender") << ": " << str(data, "content")
+                      << std::endl;
+          } else if (ev.topic == "message.stream" && !ec) {
+            std::cout << "[" << to_string(ev.via) << "] (streaming) "
+                      << str(data, "chunk") << std::endl;
+          } else {
+            std::cout << "[" << to_string(ev.via) << "] " << ev.topic << " "
+                      << ev.data << std::endl;
+          }
+        },
+        caf::after(std::chrono::milliseconds(200)) >> [] {});
+    }
+  }
+
+  const engine& eng() const { return eng_; }
+
+private:
+  const options& o_;
+  engine eng_;
+  caf::scoped_actor self_;
+};
+
+void print(const options& o, const json::object& obj,
+           const std::string& human) {
+  if (o.json_out)
+    std::cout << json::serialize(obj) << std::endl;
+  else
+    std::cout << human << std::endl;
+}
+
+int run(const std::string& cmd, const options& o, client& c) {
+  if (cmd == "login") {
+    auto s = c.login(o.user, o.password);
+    if (!s)
+      return fail(o, "login failed", s.error());
+    auto st = c.settle(2s);
+    print(o,
+          {{"ok", true},
+           {"user_id", s->user_id},
+           {"username", s->username},
+           {"role", s->role},
+           {"connection", state_json(st)}},
+          "logged in as " + s->username + " (" + s->role + "), "
+            + to_string(st));
+    return ok;
+  }
+  if (cmd == "logout") {
+    c.logout();
+    print(o, {{"ok", true}}, "logged out");
+    return ok;
+  }
+  if (cmd == "status") {
+    auto st = c.settle(std::chrono::duration_cast<caf::timespan>(
+      std::chrono::duration<double>(std::min(o.timeout_s, 5.0))));
+    auto s = c.session();
+    json::object obj{{"ok", true}, {"connection", state_json(st)}};
+    std::string human = "connection: " + to_string(st);
+    if (s) {
+      obj["user"] = s->username;
+      human += "\nuser: " + s->username + " (" + s->role + ")";
+    } else {
+      obj["user"] = nullptr;
+      human += "\nuser: not logged in";
+    }
+    print(o, obj, human);
+    bool up = st.state == link_state::connected
+              || st.state == link_state::degraded;
+    return up ? ok : unreachable;
+  }
+  if (cmd == "health") {
+    auto r = c.call("GET", "/health", "", false);
+    if (!r)
+      return fail(o, "health check failed", r.error());
+    auto data = envelope_data(*r);
+    json::object obj{{"ok", true}, {"via", to_string(r->via)}};
+    obj["health"] = data;
+    print(o, obj,
+          "healthy: " + str(data, "is_healthy") + ", version "
+            + str(data, "version") + ", services " + str(data, "services")
+            + " (via " + to_string(r->via) + ")");
+    return ok;
+  }
+  if (cmd == "send") {
+    json::object body{{"id", new_message_id()},
+                      {"content", o.text},
+                      {"type", "text"}};
+    if (!o.conversation.empty())
+      body["conversation_id"] = o.conversation;
+    auto r = c.call("POST", "/conversations/messages", json::serialize(body),
+                    true);
+    if (!r)
+      return fail(o, "send failed", r.error());
+    auto data = envelope_data(*r);
+    json::object obj{{"ok", true}, {"via", to_string(r->via)}};
+    obj["message"] = data;
+    print(o, obj,
+          "sent " + str(data, "id") + " to " + str(data, "conversation_id")
+            + " (seq " + str(data, "seq") + ", via " + to_string(r->via)
+            + ")");
+    return ok;
+  }
+  if (cmd == "history") {
+    auto conv = o.conversation.empty() ? std::string{"current"}
+                                       : o.conversation;
+    auto r = c.call("GET",
+                    "/conversations/" + conv + "/messages?limit="
+                      + std::to_string(o.limit),
+                    "", true);
+    if (!r)
+      return fail(o, "history failed", r.error());
+    auto data = envelope_data(*r);
+    if (o.json_out) {
+      json::object obj{{"ok", true}, {"via", to_string(r->via)}};
+      obj["history"] = data;
+      std::cout << json::serialize(obj) << std::endl;
+      return ok;
+    }
+    std::cout << "conversation " << str(data, "conversation_id") << " (via "
+              << to_string(r->via) << ")" << std::endl;
+    if (data.is_object())
+      if (auto ms = data.get_object().if_contains("messages");
+          ms && ms->is_array())
+        for (auto& m : ms->get_array())
+          std::cout << "  #" << str(m, "seq") << " " << str(m, "timestamp")
+                    << " " << str(m, "sender") << ": " << str(m, "content")
+                    << std::endl;
+    return ok;
+  }
+  if (cmd == "watch") {
+    c.watch(o.watch_for);
+    return ok;
+  }
+  std::cerr << "aico: unknown command " << cmd << std::endl;
+  return usage;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  o.state_dir = default_state_dir();
+  if (auto x = std::getenv("AICO_URL"))
+    o.url = x;
+  if (auto x = std::getenv("AICO_IPC"))
+    o.ipc = x;
+  CLI::App app{"aico: command-line client of the aico engine"};
+  app.require_subcommand(1);
+  app.add_option("--url", o.url, "Gateway base URL (REST and WebSocket)")
+    ->capture_default_str();
+  app.add_option("--ipc", o.ipc, "Gateway IPC endpoint (ipc://PATH); IPC is "
+                                 "skipped without it");
+  app.add_option("--transports", o.transports,
+                 "Transports to use, best first")
+    ->capture_default_str();
+  app.add_option("--state-dir", o.state_dir, "Where tokens are kept (0600)")
+    ->capture_default_str();
+  app.add_flag("--json", o.json_out, "One JSON object per line");
+  app.add_option("--timeout", o.timeout_s, "Seconds allowed per request")
+    ->capture_default_str()
+    ->check(CLI::Range(0.1, 3600.0));
+  auto login = app.add_subcommand("login", "Log in and keep the tokens");
+  login->add_option("user", o.user)->required();
+  login->add_option("password", o.password)->required();
+  app.add_subcommand("logout", "Log out and forget the tokens");
+  app.add_subcommand("status", "Connection state and active transport");
+  app.add_subcommand("health", "The gateway's health");
+  auto send = app.add_subcommand("send", "Send a chat message");
+  send->add_option("--conversation", o.conversation, "Conversation id");
+  send->add_option("text", o.text)->required();
+  auto history = app.add_subcommand("history", "Show a conversation");
+  history->add_option("--conversation", o.conversation, "Conversation id");
+  history->add_option("--limit", o.limit, "How many messages")
+    ->check(CLI::Range(1, 500));
+  auto watch = app.add_subcommand("watch", "Print events and state changes");
+  watch->add_option("--for", o.watch_for, "Stop after this many seconds")
+    ->check(CLI::Range(0.0, 1e6));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    auto rc = app.exit(e);
+    return rc == 0 ? ok : usage;
+  }
+  if (send->parsed() && o.text.empty()) {
+    std::cerr << "aico: send: empty message" << std::endl;
+    return usage;
+  }
+  std::string err;
+  auto cfg = make_config(o, err);
+  if (!cfg) {
+    std::cerr << "aico: " << err << std::endl;
+    return usage;
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+  auto cmd = app.get_subcommands().front()->get_name();
+  caf::actor_system_config sys_cfg;
+  sys_cfg.set("scheduler.policy", caf::atom("sharing"));
+  sys_cfg.set("scheduler.max-threads", 2);
+  int rc = other;
+  {
+    caf::actor_system sys{sys_cfg};
+    client c{sys, o, std::move(*cfg)};
+    rc = run(cmd, o, c);
+  }
+  return rc;
+}
