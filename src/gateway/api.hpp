@@ -119,7 +119,12 @@ public:
                                         api_response* err = nullptr);
 
   /// Subscribes to the events of one user; returns a handle for unsubscribe.
+  /// Sinks are called from one dispatcher thread, in `seq` order, with no
+  /// lock of the core held (a sink may call unsubscribe).
   uint64_t subscribe(const std::string& user_id, event_sink sink);
+  /// Does not wait for a delivery in progress: a sink may still run once
+  /// while or right after this returns, so keep what it captures alive with
+  /// shared ownership (e.g. a shared_ptr/weak_ptr to the connection).
   void unsubscribe(uint64_t handle);
 
   /// Current fault switches.
