@@ -15,8 +15,9 @@ struct http_server_config {
   uint16_t port = 8771; ///< 0 picks a free port
   int threads = 2;      ///< io_context threads
   /// Transport-level cap on request bodies and WS frames; larger input is
-  /// refused with 413 (HTTP) or an error frame (WS). The API core applies
-  /// its own (smaller) max_body_bytes limit on top.
+  /// refused with 413 (HTTP, then the connection is closed) or closes the
+  /// WebSocket with 1009. The API core applies its own (smaller)
+  /// max_body_bytes limit on top.
   std::size_t max_transport_bytes = 1024 * 1024;
   int ws_idle_timeout_s = 120;  ///< close a WS that sent nothing for this long
   int sse_keepalive_s = 15;     ///< ": keep-alive" comment interval on SSE
