@@ -1,0 +1,499 @@
+// aico engine: the HTTP transport actor (libcurl multi loop + SSE events).
+//
+// States (messages/transport.hpp): idle -> connecting -> up | down.
+// * connect: GET /api/v1/health within cfg.connect_timeout; any HTTP answer
+//   means up, a failure means down (with the reason).
+// * request: only while up; sent on the curl loop with the time left as
+//   CURLOPT_TIMEOUT_MS. Any HTTP status is an api_reply. A network failure is
+//   replied as error_class::network AND takes the transport down (every other
+//   pending request fails with network too); a timeout is only replied.
+//   A per-request timer (time left + grace) is a safety net, so every promise
+//   is delivered even if the loop never answers.
+// * token: while up with a token, one SSE stream (GET /api/v1/events) runs;
+//   its events go to the listener. A dropped stream is reopened after a short
+//   delay (a few tries); a reopen that fails with network/timeout = down.
+// * disconnect: everything is aborted, pending requests fail with network,
+//   idle is reported.
+// No exception leaves a handler; the state destructor joins the loop thread.
+#include "actors/http_transport.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+#include "messages/errors.hpp"
+#include "src/transport/curl/http_loop.hpp"
+#include "src/transport/curl/sse_parser.hpp"
+
+namespace aico {
+
+http_transport_state::http_transport_state() = default;
+
+http_transport_state::~http_transport_state() {
+  // Stops and joins the loop thread before anything else of the state goes.
+  if (loop) {
+    loop->stop();
+    loop.reset();
+  }
+}
+
+namespace {
+
+using namespace std::chrono_literals;
+
+using self_ptr = http_transport_impl::stateful_pointer<http_transport_state>;
+using sse_phase = http_transport_state::sse_phase;
+
+/// The safety-net timer fires this long after the transfer's own deadline.
+constexpr caf::timespan safety_grace = 250ms;
+/// Reopen delay of a dropped event stream (times the attempt number).
+constexpr caf::timespan sse_retry_delay = 500ms;
+/// Consecutive reopen attempts before the transport gives up (down).
+constexpr int sse_max_tries = 4;
+/// A stream that stayed open this long resets the attempt counter.
+constexpr auto sse_stable_after = std::chrono::seconds(5);
+/// The gateway's ": keep-alive" period on the event stream.
+constexpr auto sse_keepalive_period = std::chrono::seconds(15);
+
+std::chrono::milliseconds ceil_ms(caf::timespan d) {
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(d);
+  return std::max(ms, std::chrono::milliseconds{1});
+}
+
+http::failure failure_of(const http_result& r) {
+  return static_cast<http::failure>(r.fail);
+}
+
+http_result to_result(http::response&& r) {
+  http_result res;
+  res.fail = static_cast<uint8_t>(r.fail);
+  res.error = std::move(r.error);
+  res.status = r.status;
+  res.body = std::move(r.body);
+  res.headers = std::move(r.headers);
+  return res;
+}
+
+/// {base_url}/api/v1{path}; a path that already carries /api/v1 is kept.
+std::string api_url(const std::string& base_url, const std::string& path) {
+  std::string base = base_url;
+  while (!base.empty() && base.back() == '/')
+    base.pop_back();
+  std::string p = path.empty() || path.front() != '/' ? "/" + path : path;
+  static const std::string prefix = "/api/v1";
+  if (p.compare(0, prefix.size(), prefix) == 0
+      && (p.size() == prefix.size() || p[prefix.size()] == '/'
+          || p[prefix.size()] == '?'))
+    return base + p;
+  return base + prefix + p;
+}
+
+/// Sends to the transport from the loop thread through its weak address.
+template <class... Ts>
+void post_back(const caf::actor_addr& addr, Ts&&... xs) {
+  if (auto hdl = caf::actor_cast<http_transport_impl>(addr))
+    caf::anon_send(hdl, std::forward<Ts>(xs)...);
+}
+
+void report(self_ptr self, transport_status s, std::string reason = {}) {
+  auto& st = self->state;
+  st.status = s;
+  if (st.listener)
+    self->send(st.listener, tstate_atom_v, transport_mode::http, s,
+               std::move(reason));
+}
+
+// -- event stream ----------------------------------------------------------------
+
+void stop_sse(self_ptr self) {
+  auto& st = self->state;
+  if (st.sse_transfer != 0 && st.loop)
+    st.loop->cancel(st.sse_transfer);
+  st.sse_transfer = 0;
+  ++st.sse_gen; // everything of the old stream still on its way is stale
+  st.sse = sse_phase::off;
+}
+
+void open_sse(self_ptr self) {
+  stop_sse(self);
+  auto& st = self->state;
+  if (st.status != transport_status::up || st.token.empty() || !st.loop)
+    return;
+  auto gen = st.sse_gen;
+  http::request rq;
+  rq.method = "GET";
+  rq.url = api_url(st.cfg.base_url, "/events");
+  rq.headers.emplace_back("Accept: text/event-stream");
+  rq.headers.emplace_back("Cache-Control: no-cache");
+  rq.headers.emplace_back("Authorization: Bearer " + st.token);
+  http::stream_options so;
+  so.open_timeout = ceil_ms(st.cfg.connect_timeout);
+  so.idle_timeout = ceil_ms(st.cfg.dead_peer_timeout + sse_keepalive_period);
+  auto parser = std::make_shared<http::sse_parser>();
+  auto addr = self->address();
+  http::stream_handlers h;
+  h.on_open = [addr, gen](int status,
+                          const std::map<std::string, std::string>&) {
+    post_back(addr, event_atom_v, gen, static_cast<int32_t>(status));
+  };
+  h.on_data = [addr, gen, parser](std::string_view chunk) {
+    for (auto& ev : parser->feed(chunk)) {
+      server_event se;
+      se.topic = std::move(ev.event);
+      se.data = std::move(ev.data);
+      se.seq = http::parse_seq(ev.id);
+      se.via = transport_mode::http;
+      post_back(addr, event_atom_v, gen, std::move(se));
+    }
+    return !parser->failed();
+  };
+  h.on_close = [addr, gen](http::response r) {
+    post_back(addr, event_atom_v, gen, to_result(std::move(r)));
+  };
+  st.sse_transfer = st.loop->open_stream(std::move(rq), so, std::move(h));
+  st.sse_token = st.token;
+  st.sse = sse_phase::opening;
+}
+
+// -- state changes -----------------------------------------------------------------
+
+/// Fails every pending request, aborts every transfer (also the stream and a
+/// connect probe) and drops the cached connections.
+void abort_all(self_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  stop_sse(self);
+  st.connect_key = 0;
+  st.connect_transfer = 0;
+  auto pending = std::move(st.pending);
+  st.pending.clear();
+  for (auto& kv : pending)
+    kv.second.rp.deliver(err);
+  if (st.loop)
+    st.loop->reset();
+}
+
+/// The link is dead: down until the supervisor connects again.
+void go_down(self_ptr self, const std::string& reason) {
+  auto& st = self->state;
+  if (st.status != transport_status::up
+      && st.status != transport_status::connecting)
+    return;
+  abort_all(self, make_engine_error(error_class::network,
+                                    "http transport down: " + reason));
+  report(self, transport_status::down, reason);
+}
+
+void on_connect_result(self_ptr self, http_result& r) {
+  auto& st = self->state;
+  st.connect_key = 0;
+  st.connect_transfer = 0;
+  if (st.status != transport_status::connecting)
+    return;
+  if (failure_of(r) == http::failure::none) {
+    report(self, transport_status::up);
+    st.sse_tries = 0;
+    if (!st.token.empty())
+      open_sse(self);
+    return;
+  }
+  std::string why = failure_of(r) == http::failure::timeout
+                      ? "health check timed out: " + r.error
+                      : "health check failed: " + r.error;
+  if (st.loop)
+    st.loop->reset();
+  report(self, transport_status::down, std::move(why));
+}
+
+void on_request_result(self_ptr self, uint64_t key, http_result& r) {
+  auto& st = self->state;
+  auto i = st.pending.find(key);
+  if (i == st.pending.end())
+    return; // answered already (safety net, disconnect, down)
+  auto p = std::move(i->second);
+  st.pending.erase(i);
+  switch (failure_of(r)) {
+    case http::failure::none: {
+      api_reply rep;
+      rep.id = std::move(p.id);
+      rep.status = r.status;
+      rep.body = std::move(r.body);
+      rep.headers = std::move(r.headers);
+      rep.via = transport_mode::http;
+      p.rp.deliver(std::move(rep));
+      break;
+    }
+    case http::failure::timeout:
+      p.rp.deliver(make_engine_error(error_class::timeout,
+                                     "http request timed out: " + r.error));
+      break;
+    case http::failure::network: {
+      auto why = "http request failed: " + r.error;
+      p.rp.deliver(make_engine_error(error_class::network, why));
+      go_down(self, why);
+      break;
+    }
+    case http::failure::unknown:
+      p.rp.deliver(make_engine_error(error_class::unknown,
+                                     "http request failed: " + r.error));
+      break;
+  }
+}
+
+void on_stream_closed(self_ptr self, http_result& r) {
+  auto& st = self->state;
+  st.sse_transfer = 0;
+  bool was_open = st.sse == sse_phase::open;
+  st.sse = sse_phase::off;
+  if (st.status != transport_status::up || st.token.empty())
+    return;
+  if (was_open
+      && std::chrono::steady_clock::now() - st.sse_opened_at
+           >= sse_stable_after)
+    st.sse_tries = 0;
+  auto f = failure_of(r);
+  if (!was_open
+      && (f == http::failure::network || f == http::failure::timeout)) {
+    // could not (re)open the stream: the gateway is unreachable
+    go_down(self, "event stream: " + r.error);
+    return;
+  }
+  if (f == http::failure::none && (r.status == 401 || r.status == 403)) {
+    // the token was rejected: no events until a new token arrives
+    return;
+  }
+  if (++st.sse_tries > sse_max_tries) {
+    std::string why = f == http::failure::none
+                        ? "status " + std::to_string(r.status)
+                        : r.error;
+    go_down(self, "event stream keeps failing: " + why);
+    return;
+  }
+  st.sse = sse_phase::waiting;
+  self->delayed_send(self, sse_retry_delay * st.sse_tries, probe_atom_v,
+                     st.sse_gen);
+}
+
+// -- behavior ----------------------------------------------------------------------
+
+http_transport_impl::behavior_type
+http_transport_fun(self_ptr self, http_transport_config cfg,
+                   transport_listener_actor listener) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.listener = std::move(listener);
+  try {
+    http::loop_options lo;
+    // One connection more than cfg.max_connections: the long-lived event
+    // stream holds one for good, the requests keep max_connections.
+    lo.max_host_connections = std::max(1, st.cfg.max_connections) + 1;
+    lo.connect_timeout = ceil_ms(st.cfg.connect_timeout);
+    st.loop = std::make_unique<http::loop>(lo);
+  } catch (...) {
+    st.loop.reset(); // connect reports down
+  }
+  // Fail what is pending before going away (the default handler would quit
+  // without delivering the promises).
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    if (!em.reason)
+      return; // like the default handler: a normal exit of a link is ignored
+    try {
+      abort_all(self, make_engine_error(error_class::network,
+                                        "http transport stopped"));
+    } catch (...) {
+      // quitting anyway
+    }
+    self->quit(em.reason);
+  });
+  return {
+    // -- public interface ------------------------------------------------------
+    [self](connect_atom) {
+      auto& st = self->state;
+      if (st.status == transport_status::connecting
+          || st.status == transport_status::up)
+        return;
+      try {
+        if (!st.loop) {
+          report(self, transport_status::down,
+                 "http transport: no I/O thread");
+          return;
+        }
+        auto key = st.next_key++;
+        st.connect_key = key;
+        report(self, transport_status::connecting);
+        http::request rq;
+        rq.method = "GET";
+        rq.url = api_url(st.cfg.base_url, "/health");
+        rq.headers.emplace_back("Accept: application/json");
+        rq.timeout = ceil_ms(st.cfg.connect_timeout);
+        auto addr = self->address();
+        st.connect_transfer = st.loop->submit(
+          std::move(rq), [addr, key](http::response r) {
+            post_back(addr, io_atom_v, key, to_result(std::move(r)));
+          });
+        self->delayed_send(self, st.cfg.connect_timeout + safety_grace,
+                           timeout_atom_v, key);
+      } catch (const std::exception& e) {
+        st.connect_key = 0;
+        report(self, transport_status::down,
+               std::string{"http transport: "} + e.what());
+      } catch (...) {
+        st.connect_key = 0;
+        report(self, transport_status::down, "http transport: internal error");
+      }
+    },
+    [self](disconnect_atom) {
+      try {
+        abort_all(self, make_engine_error(error_class::network,
+                                          "http transport disconnected"));
+        report(self, transport_status::idle);
+      } catch (...) {
+        self->state.status = transport_status::idle;
+      }
+    },
+    [self](token_atom, std::string& tok) {
+      auto& st = self->state;
+      try {
+        st.token = std::move(tok);
+        if (st.token.empty()) {
+          stop_sse(self);
+          return;
+        }
+        if (st.status != transport_status::up)
+          return; // opened once up
+        if ((st.sse == sse_phase::opening || st.sse == sse_phase::open)
+            && st.sse_token == st.token)
+          return; // already streaming with this token
+        st.sse_tries = 0;
+        open_sse(self);
+      } catch (...) {
+        // no events; the next token or reconnect tries again
+        st.sse = sse_phase::off;
+      }
+    },
+    [self](request_atom, api_call& call,
+           caf::timespan left) -> caf::result<api_reply> {
+      auto& st = self->state;
+      if (st.status != transport_status::up || !st.loop)
+        return make_engine_error(error_class::network,
+                                 "http transport not connected");
+      if (left <= caf::timespan{0})
+        return make_engine_error(error_class::timeout,
+                                 "no time left for the http request");
+      try {
+        auto key = st.next_key++;
+        http::request rq;
+        rq.method = call.method.empty() ? std::string{"GET"} : call.method;
+        rq.url = api_url(st.cfg.base_url, call.path);
+        rq.body = std::move(call.body);
+        rq.headers.emplace_back("Accept: application/json");
+        if (!rq.body.empty())
+          rq.headers.emplace_back("Content-Type: application/json");
+        if (!call.token.empty())
+          rq.headers.emplace_back("Authorization: Bearer " + call.token);
+        rq.timeout = ceil_ms(left);
+        auto rp = self->make_response_promise<api_reply>();
+        auto addr = self->address();
+        auto tid = st.loop->submit(
+          std::move(rq), [addr, key](http::response r) {
+            post_back(addr, io_atom_v, key, to_result(std::move(r)));
+          });
+        st.pending.emplace(
+          key, http_transport_state::pending_request{rp, call.id, tid});
+        self->delayed_send(self, left + safety_grace, timeout_atom_v, key);
+        return rp;
+      } catch (const std::exception& e) {
+        return make_engine_error(error_class::unknown,
+                                 std::string{"http transport: "} + e.what());
+      } catch (...) {
+        return make_engine_error(error_class::unknown,
+                                 "http transport: internal error");
+      }
+    },
+    // -- from the loop thread --------------------------------------------------
+    [self](io_atom, uint64_t key, http_result& r) {
+      try {
+        if (key != 0 && key == self->state.connect_key)
+          on_connect_result(self, r);
+        else
+          on_request_result(self, key, r);
+      } catch (...) {
+        // a promise that was not delivered is caught by its safety net
+      }
+    },
+    [self](event_atom, uint64_t gen, int32_t status) {
+      auto& st = self->state;
+      if (gen != st.sse_gen || st.sse != sse_phase::opening)
+        return;
+      if (status >= 200 && status < 300) {
+        st.sse = sse_phase::open;
+        st.sse_opened_at = std::chrono::steady_clock::now();
+      }
+    },
+    [self](event_atom, uint64_t gen, server_event& ev) {
+      auto& st = self->state;
+      if (gen != st.sse_gen || st.status != transport_status::up
+          || !st.listener)
+        return;
+      self->send(st.listener, event_atom_v, std::move(ev));
+    },
+    [self](event_atom, uint64_t gen, http_result& r) {
+      if (gen != self->state.sse_gen)
+        return;
+      try {
+        on_stream_closed(self, r);
+      } catch (...) {
+        self->state.sse = sse_phase::off;
+      }
+    },
+    // -- timers ----------------------------------------------------------------
+    [self](timeout_atom, uint64_t key) {
+      auto& st = self->state;
+      try {
+        if (key != 0 && key == st.connect_key) {
+          // the probe did not finish on its own: give up on it
+          st.connect_key = 0;
+          if (st.loop) {
+            st.loop->cancel(st.connect_transfer);
+            st.loop->reset();
+          }
+          st.connect_transfer = 0;
+          if (st.status == transport_status::connecting)
+            report(self, transport_status::down, "health check timed out");
+          return;
+        }
+        auto i = st.pending.find(key);
+        if (i == st.pending.end())
+          return;
+        auto p = std::move(i->second);
+        st.pending.erase(i);
+        if (st.loop)
+          st.loop->cancel(p.transfer);
+        p.rp.deliver(make_engine_error(error_class::timeout,
+                                       "http request timed out"));
+      } catch (...) {
+        // nothing sensible left to do
+      }
+    },
+    [self](probe_atom, uint64_t gen) {
+      auto& st = self->state;
+      if (gen != st.sse_gen || st.sse != sse_phase::waiting)
+        return;
+      try {
+        open_sse(self);
+      } catch (...) {
+        st.sse = sse_phase::off;
+      }
+    },
+  };
+}
+
+} // namespace
+
+transport_actor spawn_http_transport(caf::actor_system& sys,
+                                     http_transport_config cfg,
+                                     transport_listener_actor listener) {
+  auto hdl = sys.spawn(http_transport_fun, std::move(cfg), std::move(listener));
+  return caf::actor_cast<transport_actor>(hdl);
+}
+
+} // namespace aico
