@@ -1,0 +1,661 @@
+// aico engine: the IPC transport actor (ZeroMQ DEALER + protobuf frames,
+// docs/protocol.md "IPC (ZeroMQ)").
+//
+// States (messages/transport.hpp): idle -> connecting -> up | down.
+// * connect: opens a DEALER on the socket thread and sends a Ping; a Pong
+//   within cfg.connect_timeout means up, otherwise down ("no answer from ipc
+//   endpoint").
+// * token: kept; while up and non-empty a Subscribe{id, token} is sent (again
+//   after every new socket); an empty token unsubscribes. Event frames go to
+//   the listener as server_event (via ipc).
+// * request: only while up; Frame{request} with a wire id, correlated with
+//   the Frame{response} of the same id. A per-request timer (the time left)
+//   replies error_class::timeout AND performs the Lazy Pirate reset: the
+//   DEALER is closed and a fresh one connected (re-subscribing), and every
+//   other request still pending on the old socket fails with network (the
+//   supervisor re-sends them by id).
+// * heartbeat: a Ping every cfg.ping_interval; nothing received (pong,
+//   response, event, anything) for cfg.dead_peer_timeout -> down (socket
+//   closed, pending requests fail with network). This is what detects the
+//   gateway's `ipc: down` fault (its ROUTER unbinds silently for a DEALER).
+// * connection monitor: when the connection under the DEALER drops while up
+//   (gateway restart, `ipc: down`), everything pending on it fails with
+//   network at once (those replies are lost) and, once libzmq has reconnected
+//   by itself, the Subscribe is sent again (the gateway forgot this peer).
+// * disconnect: socket closed, pending requests fail with network, idle.
+//
+// The socket thread (src/transport/zmq/dealer_loop) talks back with anon_send
+// through a weak address. Sockets are numbered (sock_gen) so whatever is still
+// on its way from a closed socket is ignored; timers carry the link
+// generation (link_gen) so stale ones are ignored. No exception leaves a
+// handler; the state destructor stops and joins the socket thread.
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "caf/all.hpp"
+
+#include "messages/errors.hpp"
+#include "messages/transport.hpp"
+#include "src/transport/zmq/dealer_loop.hpp"
+#include "src/transport/zmq/ipc_codec.hpp"
+
+namespace aico {
+
+namespace {
+
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+/// Messages the transport sends itself (socket-thread callbacks, timers).
+using ipc_transport_internal = caf::typed_actor<
+  /// Socket `gen` received a Response (id = the wire id).
+  caf::reacts_to<io_atom, uint64_t, api_reply>,
+  /// Socket `gen` received an Event.
+  caf::reacts_to<io_atom, uint64_t, server_event>,
+  /// Socket `gen` received a Pong (nonce).
+  caf::reacts_to<io_atom, uint64_t, uint64_t>,
+  /// Socket `gen` received something else (still a sign of life).
+  caf::reacts_to<io_atom, uint64_t>,
+  /// The send tagged with a request key failed on socket `gen`.
+  caf::reacts_to<io_atom, uint64_t, uint64_t, std::string>,
+  /// Socket `gen` failed (could not open, receive error).
+  caf::reacts_to<io_atom, uint64_t, std::string>,
+  /// Socket `gen` connected (true) or lost its connection (false).
+  caf::reacts_to<io_atom, uint64_t, bool>,
+  /// Deadline of the request with this key.
+  caf::reacts_to<timeout_atom, uint64_t>,
+  /// Deadline of the connect attempt of link generation `gen`.
+  caf::reacts_to<probe_atom, uint64_t>,
+  /// Heartbeat: time to ping (link generation).
+  caf::reacts_to<tick_atom, uint64_t>,
+  /// Dead-peer check (link generation).
+  caf::reacts_to<health_atom, uint64_t>>;
+
+using ipc_transport_impl
+  = transport_actor::extend_with<ipc_transport_internal>;
+
+struct pending_request {
+  caf::typed_response_promise<api_reply> rp;
+  std::string call_id; ///< api_call id (the reply carries it)
+  std::string wire_id; ///< id on the wire (normally the same)
+  uint64_t sock_gen = 0;
+};
+
+struct ipc_transport_state {
+  ipc_transport_config cfg;
+  transport_listener_actor listener;
+  transport_status status = transport_status::idle;
+  std::string token;
+
+  uint64_t link_gen = 0; ///< bumped on connect/down/disconnect (timers)
+  uint64_t sock_gen = 0; ///< number of the current socket (0 = none)
+  uint64_t next_key = 1;
+  uint64_t next_nonce = 1;
+  uint64_t next_control = 1;
+
+  std::unordered_map<uint64_t, pending_request> pending;
+  std::unordered_map<std::string, uint64_t> by_wire_id;
+  /// Ids of Subscribe/Unsubscribe frames in flight on the current socket.
+  std::unordered_set<std::string> control_ids;
+  bool subscribed = false; ///< a Subscribe was sent on the current socket
+
+  steady::time_point last_rx;
+
+  /// Last member: destroyed first. Stops and joins the socket thread.
+  std::unique_ptr<ipc_link::dealer_loop> loop;
+
+  ipc_transport_state() = default;
+  ipc_transport_state(const ipc_transport_state&) = delete;
+  ipc_transport_state& operator=(const ipc_transport_state&) = delete;
+
+  ~ipc_transport_state() {
+    try {
+      if (loop) {
+        loop->stop();
+        loop.reset();
+      }
+    } catch (...) {
+      // never throw from a destructor
+    }
+  }
+
+  static constexpr const char* name = "aico.ipc-transport";
+};
+
+using self_ptr = ipc_transport_impl::stateful_pointer<ipc_transport_state>;
+
+/// Bounds for timer durations (a huge "time left" must not overflow).
+caf::timespan clamp_delay(caf::timespan d) {
+  if (d < caf::timespan{1ms})
+    return 1ms;
+  if (d > caf::timespan{24h})
+    return 24h;
+  return d;
+}
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// Sends to the transport from the socket thread through its weak address.
+template <class... Ts>
+void post_back(const caf::actor_addr& addr, Ts&&... xs) {
+  if (auto hdl = caf::actor_cast<ipc_transport_impl>(addr))
+    caf::anon_send(hdl, std::forward<Ts>(xs)...);
+}
+
+ipc_link::loop_handlers make_handlers(const caf::actor_addr& addr) {
+  ipc_link::loop_handlers h;
+  h.on_frame = [addr](uint64_t gen, ipc_link::decoded_frame&& f) {
+    switch (f.kind) {
+      case ipc_link::frame_kind::response: {
+        api_reply r;
+        r.id = std::move(f.response.id);
+        r.status = f.response.status;
+        r.body = std::move(f.response.body);
+        r.headers = std::move(f.response.headers);
+        r.via = transport_mode::ipc;
+        post_back(addr, io_atom_v, gen, std::move(r));
+        break;
+      }
+      case ipc_link::frame_kind::event: {
+        server_event ev;
+        ev.topic = std::move(f.event.topic);
+        ev.data = std::move(f.event.data);
+        ev.seq = f.event.seq;
+        ev.via = transport_mode::ipc;
+        post_back(addr, io_atom_v, gen, std::move(ev));
+        break;
+      }
+      case ipc_link::frame_kind::pong:
+        post_back(addr, io_atom_v, gen, f.ping.nonce);
+        break;
+      default:
+        post_back(addr, io_atom_v, gen);
+        break;
+    }
+  };
+  h.on_send_failed = [addr](uint64_t gen, uint64_t tag,
+                            const std::string& why) {
+    post_back(addr, io_atom_v, gen, tag, why);
+  };
+  h.on_socket_error = [addr](uint64_t gen, const std::string& why) {
+    post_back(addr, io_atom_v, gen, why);
+  };
+  h.on_link = [addr](uint64_t gen, bool connected) {
+    post_back(addr, io_atom_v, gen, connected);
+  };
+  return h;
+}
+
+void report(self_ptr self, transport_status s, std::string reason = {}) {
+  auto& st = self->state;
+  st.status = s;
+  if (st.listener)
+    self->send(st.listener, tstate_atom_v, transport_mode::ipc, s,
+               std::move(reason));
+}
+
+bool id_in_use(const ipc_transport_state& st, const std::string& id) {
+  return st.by_wire_id.count(id) > 0 || st.control_ids.count(id) > 0;
+}
+
+/// The id a request travels with: its own id unless that is empty or taken.
+std::string wire_id_for(const ipc_transport_state& st, const std::string& id,
+                        uint64_t key) {
+  if (!id.empty() && !id_in_use(st, id))
+    return id;
+  std::string candidate = id + "#ipc" + std::to_string(key);
+  while (id_in_use(st, candidate))
+    candidate += "_";
+  return candidate;
+}
+
+std::string fresh_control_id(ipc_transport_state& st) {
+  std::string id;
+  do {
+    id = "ipc-ctl-" + std::to_string(st.next_control++);
+  } while (id_in_use(st, id));
+  return id;
+}
+
+void send_ping(self_ptr self) {
+  auto& st = self->state;
+  if (!st.loop || st.sock_gen == 0)
+    return;
+  auto bytes = ipc_link::encode_ping(st.next_nonce++, now_ms());
+  if (!bytes.empty())
+    st.loop->send(st.sock_gen, 0, std::move(bytes));
+}
+
+void send_subscribe(self_ptr self) {
+  auto& st = self->state;
+  if (!st.loop || st.sock_gen == 0 || st.token.empty())
+    return;
+  auto id = fresh_control_id(st);
+  auto bytes = ipc_link::encode_subscribe(id, st.token);
+  if (bytes.empty())
+    return;
+  st.control_ids.insert(id);
+  st.loop->send(st.sock_gen, 0, std::move(bytes));
+  st.subscribed = true;
+}
+
+void send_unsubscribe(self_ptr self) {
+  auto& st = self->state;
+  st.subscribed = false;
+  if (!st.loop || st.sock_gen == 0)
+    return;
+  auto id = fresh_control_id(st);
+  auto bytes = ipc_link::encode_unsubscribe(id);
+  if (bytes.empty())
+    return;
+  st.control_ids.insert(id);
+  st.loop->send(st.sock_gen, 0, std::move(bytes));
+}
+
+/// Fails every pending request with `err`.
+void fail_pending(self_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  auto pending = std::move(st.pending);
+  st.pending.clear();
+  st.by_wire_id.clear();
+  for (auto& kv : pending)
+    kv.second.rp.deliver(err);
+}
+
+/// Connects a fresh DEALER (closing the current one first).
+void open_socket(self_ptr self) {
+  auto& st = self->state;
+  st.sock_gen = st.sock_gen + 1;
+  st.control_ids.clear();
+  st.subscribed = false;
+  st.loop->open(st.sock_gen, st.cfg.endpoint);
+}
+
+/// Closes the socket; whatever is still on its way from it is stale.
+void close_socket(self_ptr self) {
+  auto& st = self->state;
+  ++st.sock_gen;
+  st.control_ids.clear();
+  st.subscribed = false;
+  if (st.loop)
+    st.loop->close();
+}
+
+/// The link is dead: down until the supervisor connects again.
+void go_down(self_ptr self, const std::string& reason) {
+  auto& st = self->state;
+  if (st.status != transport_status::up
+      && st.status != transport_status::connecting)
+    return;
+  ++st.link_gen;
+  close_socket(self);
+  fail_pending(self, make_engine_error(error_class::network,
+                                       "ipc transport down: " + reason));
+  report(self, transport_status::down, reason);
+}
+
+/// Lazy Pirate: a reply was lost, so the socket may be wedged. Close it and
+/// connect a new one; everything still pending on it fails with network.
+void reset_socket(self_ptr self) {
+  auto& st = self->state;
+  if (st.status != transport_status::up || !st.loop)
+    return;
+  fail_pending(self, make_engine_error(
+                       error_class::network,
+                       "ipc socket reset after a lost reply; re-send"));
+  open_socket(self);
+  send_ping(self);
+  if (!st.token.empty())
+    send_subscribe(self);
+}
+
+void schedule_tick(self_ptr self) {
+  auto& st = self->state;
+  auto every = st.cfg.ping_interval;
+  if (every < caf::timespan{10ms})
+    every = 10ms;
+  self->delayed_send(self, clamp_delay(every), tick_atom_v, st.link_gen);
+}
+
+void schedule_dead_peer_check(self_ptr self, caf::timespan in) {
+  self->delayed_send(self, clamp_delay(in), health_atom_v,
+                     self->state.link_gen);
+}
+
+/// Something arrived on the current socket.
+void on_alive(self_ptr self) {
+  auto& st = self->state;
+  st.last_rx = steady::now();
+  if (st.status != transport_status::connecting)
+    return;
+  report(self, transport_status::up);
+  if (!st.token.empty())
+    send_subscribe(self);
+  schedule_tick(self);
+  schedule_dead_peer_check(self, st.cfg.dead_peer_timeout);
+}
+
+void on_response(self_ptr self, api_reply& r) {
+  auto& st = self->state;
+  auto ci = st.control_ids.find(r.id);
+  if (ci != st.control_ids.end()) {
+    st.control_ids.erase(ci);
+    // A rejected Subscribe ends the subscription (no events until a new
+    // token arrives); nothing else to do.
+    if (r.status != 200)
+      st.subscribed = false;
+    return;
+  }
+  auto wi = st.by_wire_id.find(r.id);
+  if (wi == st.by_wire_id.end())
+    return; // timed out already, bad_frame (id "") or unknown
+  auto key = wi->second;
+  st.by_wire_id.erase(wi);
+  auto pi = st.pending.find(key);
+  if (pi == st.pending.end())
+    return;
+  auto p = std::move(pi->second);
+  st.pending.erase(pi);
+  r.id = std::move(p.call_id);
+  r.via = transport_mode::ipc;
+  p.rp.deliver(std::move(r));
+}
+
+/// Removes and returns the pending request `key` (rp invalid if none).
+bool take_pending(ipc_transport_state& st, uint64_t key, pending_request& out) {
+  auto i = st.pending.find(key);
+  if (i == st.pending.end())
+    return false;
+  out = std::move(i->second);
+  st.pending.erase(i);
+  st.by_wire_id.erase(out.wire_id);
+  return true;
+}
+
+// -- behavior --------------------------------------------------------------------
+
+ipc_transport_impl::behavior_type
+ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
+                  transport_listener_actor listener) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.listener = std::move(listener);
+  try {
+    ipc_link::socket_options so;
+    // Reconnect quickly while connecting; the transport itself never waits
+    // longer than connect_timeout for the first Pong.
+    so.reconnect_ivl = 100ms;
+    so.reconnect_ivl_max = 1000ms;
+    so.sndhwm = 1000;
+    so.rcvhwm = 10000;
+    st.loop = std::make_unique<ipc_link::dealer_loop>(
+      so, make_handlers(self->address()));
+  } catch (...) {
+    st.loop.reset(); // connect reports down
+  }
+  // Fail what is pending before going away (the default handler would quit
+  // without delivering the promises).
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    if (!em.reason)
+      return; // like the default handler: a normal exit of a link is ignored
+    try {
+      fail_pending(self, make_engine_error(error_class::network,
+                                           "ipc transport stopped"));
+    } catch (...) {
+      // quitting anyway
+    }
+    self->quit(em.reason);
+  });
+  return {
+    // -- public interface ------------------------------------------------------
+    [self](connect_atom) {
+      auto& st = self->state;
+      if (st.status == transport_status::connecting
+          || st.status == transport_status::up)
+        return;
+      try {
+        if (!st.loop) {
+          report(self, transport_status::down,
+                 "ipc transport: no socket thread");
+          return;
+        }
+        if (st.cfg.endpoint.empty()) {
+          report(self, transport_status::down, "no ipc endpoint configured");
+          return;
+        }
+        ++st.link_gen;
+        report(self, transport_status::connecting);
+        open_socket(self);
+        send_ping(self);
+        self->delayed_send(self, clamp_delay(st.cfg.connect_timeout),
+                           probe_atom_v, st.link_gen);
+      } catch (const std::exception& e) {
+        close_socket(self);
+        report(self, transport_status::down,
+               std::string{"ipc transport: "} + e.what());
+      } catch (...) {
+        close_socket(self);
+        report(self, transport_status::down, "ipc transport: internal error");
+      }
+    },
+    [self](disconnect_atom) {
+      auto& st = self->state;
+      try {
+        ++st.link_gen;
+        close_socket(self);
+        fail_pending(self, make_engine_error(error_class::network,
+                                             "ipc transport disconnected"));
+        report(self, transport_status::idle);
+      } catch (...) {
+        st.status = transport_status::idle;
+      }
+    },
+    [self](token_atom, std::string& tok) {
+      auto& st = self->state;
+      try {
+        st.token = std::move(tok);
+        if (st.status != transport_status::up)
+          return; // subscribed once up
+        if (!st.token.empty())
+          send_subscribe(self); // also replaces an earlier subscription
+        else if (st.subscribed)
+          send_unsubscribe(self);
+      } catch (...) {
+        // no events; the next token or reconnect tries again
+      }
+    },
+    [self](request_atom, api_call& call,
+           caf::timespan left) -> caf::result<api_reply> {
+      auto& st = self->state;
+      if (st.status != transport_status::up || !st.loop || st.sock_gen == 0)
+        return make_engine_error(error_class::network,
+                                 "ipc transport not connected");
+      if (left <= caf::timespan{0})
+        return make_engine_error(error_class::timeout,
+                                 "no time left for the ipc request");
+      try {
+        auto key = st.next_key++;
+        ipc_link::wire_request wr;
+        wr.id = wire_id_for(st, call.id, key);
+        wr.method = call.method.empty() ? std::string{"GET"} : call.method;
+        wr.path = std::move(call.path);
+        wr.token = std::move(call.token);
+        wr.body = std::move(call.body);
+        auto bytes = ipc_link::encode_request(wr);
+        if (bytes.empty())
+          return make_engine_error(error_class::unknown,
+                                   "ipc transport: cannot encode request");
+        auto rp = self->make_response_promise<api_reply>();
+        st.by_wire_id.emplace(wr.id, key);
+        st.pending.emplace(key, pending_request{rp, std::move(call.id),
+                                                wr.id, st.sock_gen});
+        st.loop->send(st.sock_gen, key, std::move(bytes));
+        self->delayed_send(self, clamp_delay(left), timeout_atom_v, key);
+        return rp;
+      } catch (const std::exception& e) {
+        return make_engine_error(error_class::unknown,
+                                 std::string{"ipc transport: "} + e.what());
+      } catch (...) {
+        return make_engine_error(error_class::unknown,
+                                 "ipc transport: internal error");
+      }
+    },
+    // -- from the socket thread ------------------------------------------------
+    [self](io_atom, uint64_t gen, api_reply& r) {
+      if (gen != self->state.sock_gen)
+        return;
+      try {
+        on_alive(self);
+        on_response(self, r);
+      } catch (...) {
+        // the request's timer answers it
+      }
+    },
+    [self](io_atom, uint64_t gen, server_event& ev) {
+      auto& st = self->state;
+      if (gen != st.sock_gen)
+        return;
+      try {
+        on_alive(self);
+        if (st.status == transport_status::up && st.listener) {
+          ev.via = transport_mode::ipc;
+          self->send(st.listener, event_atom_v, std::move(ev));
+        }
+      } catch (...) {
+      }
+    },
+    [self](io_atom, uint64_t gen, uint64_t) {
+      if (gen != self->state.sock_gen)
+        return;
+      try {
+        on_alive(self); // a Pong: the first one makes the link up
+      } catch (...) {
+      }
+    },
+    [self](io_atom, uint64_t gen) {
+      if (gen != self->state.sock_gen)
+        return;
+      try {
+        on_alive(self);
+      } catch (...) {
+      }
+    },
+    [self](io_atom, uint64_t gen, uint64_t key, std::string& why) {
+      auto& st = self->state;
+      if (gen != st.sock_gen || key == 0)
+        return;
+      try {
+        pending_request p;
+        if (take_pending(st, key, p))
+          p.rp.deliver(make_engine_error(error_class::network, why));
+      } catch (...) {
+      }
+    },
+    [self](io_atom, uint64_t gen, std::string& why) {
+      if (gen != self->state.sock_gen)
+        return;
+      try {
+        go_down(self, why);
+      } catch (...) {
+      }
+    },
+    [self](io_atom, uint64_t gen, bool connected) {
+      auto& st = self->state;
+      if (gen != st.sock_gen || st.status != transport_status::up)
+        return; // while connecting, the Pong decides
+      try {
+        if (!connected) {
+          // The connection under the socket dropped (gateway restart, ipc
+          // down, oversized frame). libzmq reconnects by itself, but what was
+          // on the old connection is lost: its replies and the gateway's
+          // subscription for this peer. The heartbeat decides about down.
+          fail_pending(self, make_engine_error(error_class::network,
+                                               "ipc connection lost"));
+          st.control_ids.clear();
+          st.subscribed = false;
+          return;
+        }
+        // (re)connected: subscribe again if the subscription was lost
+        if (!st.token.empty() && !st.subscribed)
+          send_subscribe(self);
+        send_ping(self);
+      } catch (...) {
+      }
+    },
+    // -- timers ----------------------------------------------------------------
+    [self](timeout_atom, uint64_t key) {
+      auto& st = self->state;
+      try {
+        pending_request p;
+        if (!take_pending(st, key, p))
+          return; // answered already
+        p.rp.deliver(make_engine_error(error_class::timeout,
+                                       "ipc request timed out"));
+        // Lazy Pirate: never keep using a socket that lost a reply.
+        if (p.sock_gen == st.sock_gen)
+          reset_socket(self);
+      } catch (...) {
+      }
+    },
+    [self](probe_atom, uint64_t gen) {
+      auto& st = self->state;
+      if (gen != st.link_gen || st.status != transport_status::connecting)
+        return;
+      try {
+        go_down(self, "no answer from ipc endpoint");
+      } catch (...) {
+      }
+    },
+    [self](tick_atom, uint64_t gen) {
+      auto& st = self->state;
+      if (gen != st.link_gen || st.status != transport_status::up)
+        return;
+      try {
+        send_ping(self);
+        schedule_tick(self);
+      } catch (...) {
+      }
+    },
+    [self](health_atom, uint64_t gen) {
+      auto& st = self->state;
+      if (gen != st.link_gen || st.status != transport_status::up)
+        return;
+      try {
+        auto silent = steady::now() - st.last_rx;
+        auto limit = st.cfg.dead_peer_timeout;
+        if (silent >= limit) {
+          auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      silent)
+                      .count();
+          go_down(self, "ipc peer silent for " + std::to_string(ms) + " ms");
+          return;
+        }
+        // check again exactly when the silence would reach the limit
+        schedule_dead_peer_check(
+          self, std::chrono::duration_cast<caf::timespan>(limit - silent));
+      } catch (...) {
+      }
+    },
+  };
+}
+
+} // namespace
+
+transport_actor spawn_ipc_transport(caf::actor_system& sys,
+                                    ipc_transport_config cfg,
+                                    transport_listener_actor listener) {
+  auto hdl = sys.spawn(ipc_transport_fun, std::move(cfg), std::move(listener));
+  return caf::actor_cast<transport_actor>(hdl);
+}
+
+} // namespace aico

@@ -1,0 +1,448 @@
+// aico engine: the ZeroMQ DEALER socket thread of the IPC transport. The only
+// translation unit of the engine that includes <zmq.hpp>.
+#include "src/transport/zmq/dealer_loop.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <iterator>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+namespace aico::ipc_link {
+
+namespace {
+
+/// Messages read from the socket per poll round (fairness with sending).
+constexpr int max_recv_per_round = 256;
+/// Upper bound of one zmq::poll (the eventfd wakes it up earlier).
+constexpr std::chrono::milliseconds poll_bound{500};
+
+int clamp_ms(std::chrono::milliseconds d) {
+  auto v = d.count();
+  if (v < 0)
+    return 0;
+  return v > 0x7fffffff ? 0x7fffffff : static_cast<int>(v);
+}
+
+struct command {
+  enum class type : uint8_t { open, close, send } what = type::send;
+  uint64_t gen = 0;
+  uint64_t tag = 0;
+  std::string data; ///< endpoint (open) or message bytes (send)
+};
+
+struct queued_send {
+  uint64_t tag = 0;
+  std::string bytes;
+};
+
+} // namespace
+
+struct dealer_loop::impl {
+  socket_options opts;
+  loop_handlers handlers;
+  int efd = -1;
+
+  std::mutex mtx;              // guards cmds and stopping
+  std::deque<command> cmds;
+  bool stopping = false;
+  bool stopped = false;        // stop() already ran (owner threads only)
+  std::mutex life_mtx;         // serializes stop()
+
+  // -- socket thread only ------------------------------------------------------
+  zmq::context_t ctx{1};
+  std::unique_ptr<zmq::socket_t> sock;
+  std::unique_ptr<zmq::socket_t> mon; ///< PAIR receiving sock's events
+  uint64_t gen = 0;
+  std::deque<queued_send> outq;
+
+  std::thread thread; // last: starts after everything above exists
+
+  impl(socket_options o, loop_handlers h)
+    : opts(std::move(o)), handlers(std::move(h)) {
+    efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0)
+      throw std::runtime_error(std::string{"eventfd: "}
+                               + std::strerror(errno));
+    try {
+      thread = std::thread([this] { run(); });
+    } catch (...) {
+      ::close(efd);
+      efd = -1;
+      throw;
+    }
+  }
+
+  ~impl() {
+    stop();
+    if (efd >= 0)
+      ::close(efd);
+  }
+
+  // -- owner side --------------------------------------------------------------
+
+  void wake() {
+    uint64_t one = 1;
+    // EAGAIN (counter saturated) still leaves the fd readable: fine.
+    auto r = ::write(efd, &one, sizeof one);
+    static_cast<void>(r);
+  }
+
+  void push(command c) {
+    {
+      std::lock_guard<std::mutex> g{mtx};
+      if (stopping)
+        return;
+      cmds.push_back(std::move(c));
+    }
+    wake();
+  }
+
+  void stop() {
+    std::lock_guard<std::mutex> life{life_mtx};
+    if (stopped)
+      return;
+    stopped = true;
+    {
+      std::lock_guard<std::mutex> g{mtx};
+      stopping = true;
+      cmds.clear();
+    }
+    wake();
+    if (thread.joinable())
+      thread.join(); // returns promptly: the loop wakes up on the eventfd
+    try {
+      ctx.close(); // every socket of it is closed by now (LINGER 0)
+    } catch (...) {
+      // nothing left to do
+    }
+  }
+
+  // -- socket thread -----------------------------------------------------------
+
+  void report_frame(uint64_t g, decoded_frame&& f) {
+    if (!handlers.on_frame)
+      return;
+    try {
+      handlers.on_frame(g, std::move(f));
+    } catch (...) {
+      // handlers must not throw; never let it end the loop
+    }
+  }
+
+  void report_send_failed(uint64_t g, uint64_t tag, const std::string& why) {
+    if (!handlers.on_send_failed)
+      return;
+    try {
+      handlers.on_send_failed(g, tag, why);
+    } catch (...) {
+    }
+  }
+
+  void report_socket_error(uint64_t g, const std::string& why) {
+    if (!handlers.on_socket_error)
+      return;
+    try {
+      handlers.on_socket_error(g, why);
+    } catch (...) {
+    }
+  }
+
+  void report_link(uint64_t g, bool connected) {
+    if (!handlers.on_link)
+      return;
+    try {
+      handlers.on_link(g, connected);
+    } catch (...) {
+    }
+  }
+
+  void close_monitor() {
+    if (sock && mon) {
+      // stop monitoring first: libzmq closes its end of the inproc pair
+      zmq_socket_monitor(sock->handle(), nullptr, 0);
+    }
+    if (!mon)
+      return;
+    try {
+      mon->set(zmq::sockopt::linger, 0);
+      mon->close();
+    } catch (...) {
+    }
+    mon.reset();
+  }
+
+  /// Monitors connects and disconnects of `s` (best effort: without a
+  /// monitor, the owner's heartbeat still notices a dead peer).
+  void open_monitor(zmq::socket_t& s, uint64_t g) {
+    auto addr = "inproc://aico-ipc-monitor-" + std::to_string(g);
+    if (zmq_socket_monitor(s.handle(), addr.c_str(),
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED)
+        != 0)
+      return;
+    try {
+      auto m = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
+      m->set(zmq::sockopt::linger, 0);
+      m->connect(addr);
+      mon = std::move(m);
+    } catch (...) {
+      zmq_socket_monitor(s.handle(), nullptr, 0);
+      mon.reset();
+    }
+  }
+
+  void read_monitor() {
+    for (int n = 0; mon && n < max_recv_per_round; ++n) {
+      std::vector<zmq::message_t> parts;
+      try {
+        auto r = zmq::recv_multipart(*mon, std::back_inserter(parts),
+                                     zmq::recv_flags::dontwait);
+        if (!r)
+          return;
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR)
+          continue;
+        close_monitor(); // the heartbeat still works without it
+        return;
+      }
+      // frame 1: uint16 event id + uint32 value; frame 2: endpoint
+      if (parts.empty() || parts[0].size() < sizeof(uint16_t))
+        continue;
+      uint16_t ev = 0;
+      std::memcpy(&ev, parts[0].data(), sizeof ev);
+      if (ev == ZMQ_EVENT_CONNECTED)
+        report_link(gen, true);
+      else if (ev == ZMQ_EVENT_DISCONNECTED)
+        report_link(gen, false);
+    }
+  }
+
+  void close_socket() {
+    outq.clear();
+    close_monitor();
+    if (!sock)
+      return;
+    try {
+      sock->set(zmq::sockopt::linger, 0);
+    } catch (...) {
+    }
+    try {
+      sock->close();
+    } catch (...) {
+    }
+    sock.reset();
+  }
+
+  void open_socket(uint64_t g, const std::string& endpoint) {
+    close_socket();
+    gen = g;
+    try {
+      auto s = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+      s->set(zmq::sockopt::linger, 0);
+      s->set(zmq::sockopt::immediate, true);
+      s->set(zmq::sockopt::reconnect_ivl, clamp_ms(opts.reconnect_ivl));
+      s->set(zmq::sockopt::reconnect_ivl_max,
+             clamp_ms(opts.reconnect_ivl_max));
+      s->set(zmq::sockopt::sndhwm, opts.sndhwm);
+      s->set(zmq::sockopt::rcvhwm, opts.rcvhwm);
+      open_monitor(*s, g);
+      s->connect(endpoint);
+      sock = std::move(s);
+    } catch (const zmq::error_t& e) {
+      close_monitor_of_failed_open();
+      report_socket_error(g, std::string{"cannot open ipc socket: "}
+                               + e.what());
+    } catch (const std::exception& e) {
+      close_monitor_of_failed_open();
+      report_socket_error(g, std::string{"cannot open ipc socket: "}
+                               + e.what());
+    }
+  }
+
+  /// A socket that failed to connect is destroyed (closed) by its
+  /// unique_ptr; its monitor pair must go too.
+  void close_monitor_of_failed_open() {
+    if (!mon)
+      return;
+    try {
+      mon->set(zmq::sockopt::linger, 0);
+      mon->close();
+    } catch (...) {
+    }
+    mon.reset();
+  }
+
+  void apply(command& c) {
+    switch (c.what) {
+      case command::type::open:
+        open_socket(c.gen, c.data);
+        break;
+      case command::type::close:
+        close_socket();
+        break;
+      case command::type::send:
+        if (!sock || c.gen != gen)
+          break; // for a socket that is gone: the owner failed it already
+        if (outq.size() >= opts.max_queued) {
+          report_send_failed(c.gen, c.tag, "ipc send queue full");
+          break;
+        }
+        outq.push_back(queued_send{c.tag, std::move(c.data)});
+        break;
+    }
+  }
+
+  /// Sends what the peer takes now; the rest waits for ZMQ_POLLOUT.
+  void flush() {
+    while (sock && !outq.empty()) {
+      auto& q = outq.front();
+      try {
+        auto res = sock->send(zmq::buffer(q.bytes), zmq::send_flags::dontwait);
+        if (!res)
+          return; // EAGAIN: no peer yet (ZMQ_IMMEDIATE) or HWM reached
+        outq.pop_front();
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR)
+          continue;
+        auto tag = q.tag;
+        outq.pop_front();
+        report_send_failed(gen, tag, std::string{"ipc send failed: "}
+                                       + e.what());
+      }
+    }
+  }
+
+  void receive() {
+    for (int n = 0; sock && n < max_recv_per_round; ++n) {
+      std::vector<zmq::message_t> parts;
+      try {
+        auto r = zmq::recv_multipart(*sock, std::back_inserter(parts),
+                                     zmq::recv_flags::dontwait);
+        if (!r)
+          return;
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR)
+          continue;
+        report_socket_error(gen, std::string{"ipc receive failed: "}
+                                   + e.what());
+        close_socket();
+        return;
+      }
+      // [payload] or ["", payload]: skip an empty delimiter frame.
+      std::size_t idx = 0;
+      if (parts.size() >= 2 && parts[0].size() == 0)
+        idx = 1;
+      decoded_frame f;
+      if (parts.size() != idx + 1)
+        f.error = "expected one payload frame per message";
+      else
+        f = decode_frame(parts[idx].data(), parts[idx].size());
+      report_frame(gen, std::move(f));
+    }
+  }
+
+  void drain_wakeups() {
+    uint64_t v = 0;
+    auto r = ::read(efd, &v, sizeof v);
+    static_cast<void>(r);
+  }
+
+  void run() {
+    for (;;) {
+      try {
+        zmq::pollitem_t items[3] = {
+          {nullptr, efd, ZMQ_POLLIN, 0},
+          {sock ? sock->handle() : nullptr, 0,
+           static_cast<short>(ZMQ_POLLIN | (outq.empty() ? 0 : ZMQ_POLLOUT)),
+           0},
+          {mon ? mon->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+        std::size_t n = sock ? (mon ? 3 : 2) : 1;
+        try {
+          zmq::poll(items, n, poll_bound);
+        } catch (const zmq::error_t& e) {
+          if (e.num() == ETERM)
+            break;
+          // EINTR and the like: look at everything anyway
+          items[0].revents = ZMQ_POLLIN;
+          items[1].revents = ZMQ_POLLIN;
+          items[2].revents = ZMQ_POLLIN;
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+          drain_wakeups();
+        std::deque<command> batch;
+        {
+          std::lock_guard<std::mutex> g{mtx};
+          if (stopping)
+            break;
+          batch.swap(cmds);
+        }
+        // Read what the current socket has before a command may replace it.
+        // (a receive error may close the socket: the monitor goes with it)
+        if (n >= 2 && sock && (items[1].revents & ZMQ_POLLIN))
+          receive();
+        if (n == 3 && mon && (items[2].revents & ZMQ_POLLIN))
+          read_monitor();
+        for (auto& c : batch)
+          apply(c);
+        flush();
+      } catch (const std::exception& e) {
+        // never leave the loop because of one bad round
+        report_socket_error(gen, std::string{"ipc loop: "} + e.what());
+        close_socket();
+      } catch (...) {
+        report_socket_error(gen, "ipc loop: internal error");
+        close_socket();
+      }
+    }
+    close_socket();
+  }
+};
+
+dealer_loop::dealer_loop(socket_options opts, loop_handlers handlers)
+  : impl_(std::make_unique<impl>(std::move(opts), std::move(handlers))) {}
+
+dealer_loop::~dealer_loop() {
+  stop();
+}
+
+void dealer_loop::open(uint64_t gen, std::string endpoint) {
+  command c;
+  c.what = command::type::open;
+  c.gen = gen;
+  c.data = std::move(endpoint);
+  impl_->push(std::move(c));
+}
+
+void dealer_loop::close() {
+  command c;
+  c.what = command::type::close;
+  impl_->push(std::move(c));
+}
+
+void dealer_loop::send(uint64_t gen, uint64_t tag, std::string bytes) {
+  command c;
+  c.what = command::type::send;
+  c.gen = gen;
+  c.tag = tag;
+  c.data = std::move(bytes);
+  impl_->push(std::move(c));
+}
+
+void dealer_loop::stop() {
+  if (impl_)
+    impl_->stop();
+}
+
+} // namespace aico::ipc_link
