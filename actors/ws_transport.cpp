@@ -1,0 +1,597 @@
+// aico engine: the WebSocket transport actor (libwebsockets client, JSON text
+// frames, docs/protocol.md "WebSocket frames").
+//
+// States (messages/transport.hpp): idle -> connecting -> up | down.
+// * connect: opens a connection on the service thread to cfg.url; the token
+//   set with `token` (if any) goes into the upgrade's Authorization header.
+//   The handshake completing means up; a failed connect or a refused upgrade
+//   (e.g. "HTTP 401", "HTTP 503") means down with that reason; no handshake
+//   within cfg.connect_timeout means down too.
+// * token: kept. While up, a token different from the one the connection
+//   uses is sent as an auth frame ({"type":"auth"}). auth_ok / error answers
+//   are only noted (a failed auth leaves the connection as it was: no
+//   events). Events are forwarded to the listener only while a token is set
+//   ("empty = no events").
+// * request: only while up. {"type":"request","id","method","path","body"}
+//   (body = the call's JSON, absent when empty); a call token that differs
+//   from the connection's is sent as an auth frame first (the gateway
+//   handles frames in order). Responses are matched by id (they may come
+//   back in any order). A per-request timer (the time left) answers with
+//   error_class::timeout; the link stays up.
+// * heartbeat: {"type":"ping","id":"hb-N"} every cfg.ping_interval (at most
+//   half the dead-peer timeout); nothing received at all for
+//   cfg.dead_peer_timeout -> the peer is dead: closed, pending requests fail
+//   with network, down.
+// * closed by the peer (drop_ws, ws down, gateway stop, ...): pending
+//   requests fail with network, down with the close code and reason.
+// * disconnect: closed, pending requests fail with network, idle.
+//
+// The service thread (src/transport/lws/ws_loop) talks back with anon_send
+// through a weak address. Connections are numbered (gen, bumped on every
+// connect/down/disconnect) so whatever still arrives from an old connection,
+// and every stale timer, is ignored. No exception leaves a handler; the state
+// destructor stops and joins the service thread. Tokens never appear in a
+// reason or error message.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "caf/all.hpp"
+
+#include "messages/errors.hpp"
+#include "messages/transport.hpp"
+#include "src/transport/lws/ws_codec.hpp"
+#include "src/transport/lws/ws_loop.hpp"
+
+namespace aico {
+
+namespace {
+
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+/// Frames over this size make the gateway close the connection (1009).
+constexpr std::size_t max_frame_bytes = 1024u * 1024u;
+
+/// Messages the transport sends itself (service-thread callbacks, timers).
+using ws_transport_internal = caf::typed_actor<
+  /// Connection `gen` is established.
+  caf::reacts_to<io_atom, uint64_t>,
+  /// Connection `gen` received a text message.
+  caf::reacts_to<io_atom, uint64_t, std::string>,
+  /// Connection `gen` failed or was closed (status down, reason).
+  caf::reacts_to<io_atom, uint64_t, transport_status, std::string>,
+  /// Deadline of the request with this key.
+  caf::reacts_to<timeout_atom, uint64_t>,
+  /// Connect deadline of connection `gen`.
+  caf::reacts_to<probe_atom, uint64_t>,
+  /// Heartbeat: time to ping (connection gen).
+  caf::reacts_to<tick_atom, uint64_t>,
+  /// Dead-peer check (connection gen).
+  caf::reacts_to<health_atom, uint64_t>>;
+
+using ws_transport_impl = transport_actor::extend_with<ws_transport_internal>;
+
+struct pending_request {
+  caf::typed_response_promise<api_reply> rp;
+  std::string call_id; ///< api_call id (the reply carries it)
+  std::string wire_id; ///< id on the wire (normally the same)
+};
+
+struct ws_transport_state {
+  ws_transport_config cfg;
+  transport_listener_actor listener;
+  transport_status status = transport_status::idle;
+
+  bool url_ok = false;
+  std::string url_error;
+  ws_link::ws_url url;
+
+  /// The token set with token_atom (events; upgrade header).
+  std::string token;
+  /// The token the gateway uses for the next frame we send, as far as we
+  /// know (upgrade header, then the last auth frame sent).
+  std::string conn_token;
+  /// The token the gateway confirmed (upgrade or auth_ok).
+  std::string confirmed_token;
+  /// The last auth frame was rejected (its code, e.g. "token_expired").
+  std::string auth_error;
+
+  uint64_t gen = 0; ///< current connection (timers and I/O carry it)
+  uint64_t next_key = 1;
+  uint64_t next_ping = 1;
+  uint64_t next_auth = 1;
+
+  std::unordered_map<uint64_t, pending_request> pending;
+  std::unordered_map<std::string, uint64_t> by_wire_id;
+  /// Auth frames in flight on the current connection: id -> token.
+  std::unordered_map<std::string, std::string> auth_ids;
+
+  steady::time_point last_rx;
+
+  /// Last member: destroyed first. Stops and joins the service thread.
+  std::unique_ptr<ws_link::ws_loop> loop;
+
+  ws_transport_state() = default;
+  ws_transport_state(const ws_transport_state&) = delete;
+  ws_transport_state& operator=(const ws_transport_state&) = delete;
+
+  ~ws_transport_state() {
+    try {
+      if (loop) {
+        loop->stop();
+        loop.reset();
+      }
+    } catch (...) {
+      // never throw from a destructor
+    }
+  }
+
+  static constexpr const char* name = "aico.ws-transport";
+};
+
+using self_ptr = ws_transport_impl::stateful_pointer<ws_transport_state>;
+
+/// Bounds for timer durations (a huge "time left" must not overflow).
+caf::timespan clamp_delay(caf::timespan d) {
+  if (d < caf::timespan{1ms})
+    return 1ms;
+  if (d > caf::timespan{24h})
+    return 24h;
+  return d;
+}
+
+int64_t to_ms(caf::timespan d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+/// Sends to the transport from the service thread through its weak address.
+template <class... Ts>
+void post_back(const caf::actor_addr& addr, Ts&&... xs) {
+  if (auto hdl = caf::actor_cast<ws_transport_impl>(addr))
+    caf::anon_send(hdl, std::forward<Ts>(xs)...);
+}
+
+ws_link::loop_handlers make_handlers(const caf::actor_addr& addr) {
+  ws_link::loop_handlers h;
+  h.on_open = [addr](uint64_t gen) { post_back(addr, io_atom_v, gen); };
+  h.on_message = [addr](uint64_t gen, std::string&& text) {
+    post_back(addr, io_atom_v, gen, std::move(text));
+  };
+  h.on_closed = [addr](uint64_t gen, const std::string& reason) {
+    post_back(addr, io_atom_v, gen, transport_status::down, reason);
+  };
+  return h;
+}
+
+void report(self_ptr self, transport_status s, std::string reason = {}) {
+  auto& st = self->state;
+  st.status = s;
+  if (st.listener)
+    self->send(st.listener, tstate_atom_v, transport_mode::ws, s,
+               std::move(reason));
+}
+
+/// Fails every pending request with `err`.
+void fail_pending(self_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  auto pending = std::move(st.pending);
+  st.pending.clear();
+  st.by_wire_id.clear();
+  for (auto& kv : pending)
+    kv.second.rp.deliver(err);
+}
+
+/// Closes the current connection; whatever still comes from it is stale.
+void close_connection(self_ptr self) {
+  auto& st = self->state;
+  ++st.gen;
+  st.auth_ids.clear();
+  if (st.loop)
+    st.loop->close();
+}
+
+/// The link is dead: down until the supervisor connects again.
+void go_down(self_ptr self, const std::string& reason) {
+  auto& st = self->state;
+  if (st.status != transport_status::up
+      && st.status != transport_status::connecting)
+    return;
+  close_connection(self);
+  fail_pending(self, make_engine_error(error_class::network,
+                                       "ws transport down: " + reason));
+  report(self, transport_status::down, reason);
+}
+
+/// Sends an auth frame with `tok` on the current connection.
+void send_auth(self_ptr self, const std::string& tok) {
+  auto& st = self->state;
+  if (!st.loop || tok.empty())
+    return;
+  std::string id = "auth-" + std::to_string(st.next_auth++);
+  st.loop->send(st.gen, ws_link::encode_auth(id, tok));
+  st.auth_ids.emplace(std::move(id), tok);
+  st.conn_token = tok;
+}
+
+void send_ping(self_ptr self) {
+  auto& st = self->state;
+  if (!st.loop)
+    return;
+  st.loop->send(st.gen,
+                ws_link::encode_ping("hb-" + std::to_string(st.next_ping++)));
+}
+
+/// The ping interval actually used: never so long that a healthy but idle
+/// peer would look dead.
+caf::timespan effective_ping_interval(const ws_transport_config& cfg) {
+  auto every = cfg.ping_interval;
+  auto half_dead = cfg.dead_peer_timeout / 2;
+  if (half_dead > caf::timespan{0} && every > half_dead)
+    every = half_dead;
+  if (every < caf::timespan{10ms})
+    every = 10ms;
+  return every;
+}
+
+void schedule_tick(self_ptr self) {
+  auto& st = self->state;
+  self->delayed_send(self, clamp_delay(effective_ping_interval(st.cfg)),
+                     tick_atom_v, st.gen);
+}
+
+void schedule_dead_peer_check(self_ptr self, caf::timespan in) {
+  self->delayed_send(self, clamp_delay(in), health_atom_v, self->state.gen);
+}
+
+bool id_in_use(const ws_transport_state& st, const std::string& id) {
+  return st.by_wire_id.count(id) > 0 || st.auth_ids.count(id) > 0;
+}
+
+/// The id a request travels with: its own id unless that is empty or taken.
+std::string wire_id_for(const ws_transport_state& st, const std::string& id,
+                        uint64_t key) {
+  if (!id.empty() && !id_in_use(st, id))
+    return id;
+  std::string candidate = id + "#ws" + std::to_string(key);
+  while (id_in_use(st, candidate))
+    candidate += "_";
+  return candidate;
+}
+
+/// Removes and returns the pending request `key` (false if none).
+bool take_pending(ws_transport_state& st, uint64_t key, pending_request& out) {
+  auto i = st.pending.find(key);
+  if (i == st.pending.end())
+    return false;
+  out = std::move(i->second);
+  st.pending.erase(i);
+  st.by_wire_id.erase(out.wire_id);
+  return true;
+}
+
+/// Removes and returns the pending request with this wire id.
+bool take_by_wire_id(ws_transport_state& st, const std::string& wire_id,
+                     pending_request& out) {
+  auto i = st.by_wire_id.find(wire_id);
+  if (i == st.by_wire_id.end())
+    return false;
+  auto key = i->second;
+  return take_pending(st, key, out);
+}
+
+/// A reply made here for a call the gateway would reject the same way (so
+/// the answer does not depend on the transport).
+api_reply local_reply(const std::string& id, int32_t status,
+                      const std::string& code, const std::string& message) {
+  api_reply r;
+  r.id = id;
+  r.status = status;
+  r.body = ws_link::error_envelope(code, message);
+  r.via = transport_mode::ws;
+  return r;
+}
+
+void on_frame(self_ptr self, const std::string& text) {
+  auto& st = self->state;
+  auto f = ws_link::decode_frame(text);
+  switch (f.kind) {
+    case ws_link::frame_kind::response: {
+      pending_request p;
+      if (!take_by_wire_id(st, f.id, p))
+        return; // timed out already, or unknown
+      api_reply r;
+      r.id = std::move(p.call_id);
+      r.status = f.status;
+      r.body = std::move(f.body);
+      r.headers = std::move(f.headers);
+      r.via = transport_mode::ws;
+      p.rp.deliver(std::move(r));
+      return;
+    }
+    case ws_link::frame_kind::event: {
+      if (st.status != transport_status::up || st.token.empty()
+          || !st.listener)
+        return; // "empty token = no events"
+      server_event ev;
+      ev.topic = std::move(f.topic);
+      ev.data = std::move(f.data);
+      ev.seq = f.seq;
+      ev.via = transport_mode::ws;
+      self->send(st.listener, event_atom_v, std::move(ev));
+      return;
+    }
+    case ws_link::frame_kind::auth_ok: {
+      auto i = st.auth_ids.find(f.id);
+      if (i == st.auth_ids.end())
+        return;
+      st.confirmed_token = std::move(i->second);
+      st.auth_ids.erase(i);
+      st.auth_error.clear();
+      return;
+    }
+    case ws_link::frame_kind::error: {
+      auto i = st.auth_ids.find(f.id);
+      if (i != st.auth_ids.end()) {
+        // A rejected auth leaves the connection as it was (no events if it
+        // was not authenticated). Just note it.
+        if (st.conn_token == i->second)
+          st.conn_token = st.confirmed_token;
+        st.auth_ids.erase(i);
+        st.auth_error = f.code.empty() ? std::string{"auth rejected"}
+                                       : f.code;
+        return;
+      }
+      pending_request p;
+      if (!f.id.empty() && take_by_wire_id(st, f.id, p)) {
+        // the gateway did not understand the request frame
+        auto status = f.status != 0 ? f.status : 400;
+        auto code = f.code.empty() ? std::string{"bad_frame"} : f.code;
+        p.rp.deliver(local_reply(p.call_id, status, code, f.message));
+      }
+      return;
+    }
+    default:
+      return; // pong, unknown or invalid: only a sign of life
+  }
+}
+
+// -- behavior --------------------------------------------------------------------
+
+ws_transport_impl::behavior_type
+ws_transport_fun(self_ptr self, ws_transport_config cfg,
+                 transport_listener_actor listener) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.listener = std::move(listener);
+  st.url_ok = ws_link::parse_url(st.cfg.url, st.url, st.url_error);
+  try {
+    ws_link::loop_options lo;
+    lo.tls = st.url_ok && st.url.tls;
+    st.loop = std::make_unique<ws_link::ws_loop>(
+      lo, make_handlers(self->address()));
+  } catch (const std::exception& e) {
+    st.loop.reset(); // connect reports down
+    st.url_error = std::string{"ws transport: "} + e.what();
+  } catch (...) {
+    st.loop.reset();
+    st.url_error = "ws transport: cannot start the service thread";
+  }
+  // Fail what is pending before going away (the default handler would quit
+  // without delivering the promises).
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    if (!em.reason)
+      return; // like the default handler: a normal exit of a link is ignored
+    try {
+      fail_pending(self, make_engine_error(error_class::network,
+                                           "ws transport stopped"));
+    } catch (...) {
+      // quitting anyway
+    }
+    self->quit(em.reason);
+  });
+  return {
+    // -- public interface ------------------------------------------------------
+    [self](connect_atom) {
+      auto& st = self->state;
+      if (st.status == transport_status::connecting
+          || st.status == transport_status::up)
+        return;
+      try {
+        if (!st.loop) {
+          report(self, transport_status::down,
+                 st.url_error.empty() ? "ws transport: no service thread"
+                                      : st.url_error);
+          return;
+        }
+        if (!st.url_ok) {
+          report(self, transport_status::down, st.url_error);
+          return;
+        }
+        ++st.gen;
+        st.auth_ids.clear();
+        st.conn_token = st.token;
+        st.confirmed_token.clear();
+        st.auth_error.clear();
+        report(self, transport_status::connecting);
+        st.loop->open(st.gen, st.url, st.token);
+        self->delayed_send(self, clamp_delay(st.cfg.connect_timeout),
+                           probe_atom_v, st.gen);
+      } catch (const std::exception& e) {
+        close_connection(self);
+        report(self, transport_status::down,
+               std::string{"ws transport: "} + e.what());
+      } catch (...) {
+        close_connection(self);
+        report(self, transport_status::down, "ws transport: internal error");
+      }
+    },
+    [self](disconnect_atom) {
+      auto& st = self->state;
+      try {
+        close_connection(self);
+        fail_pending(self, make_engine_error(error_class::network,
+                                             "ws transport disconnected"));
+        report(self, transport_status::idle);
+      } catch (...) {
+        st.status = transport_status::idle;
+      }
+    },
+    [self](token_atom, std::string& tok) {
+      auto& st = self->state;
+      try {
+        st.token = std::move(tok);
+        if (st.status != transport_status::up)
+          return; // used on the next upgrade / sent once up
+        if (!st.token.empty() && st.token != st.conn_token)
+          send_auth(self, st.token);
+        // An empty token cannot un-authenticate the connection; events are
+        // simply no longer forwarded.
+      } catch (...) {
+        // no events; the next token or reconnect tries again
+      }
+    },
+    [self](request_atom, api_call& call,
+           caf::timespan left) -> caf::result<api_reply> {
+      auto& st = self->state;
+      if (st.status != transport_status::up || !st.loop)
+        return make_engine_error(error_class::network,
+                                 "ws transport not connected");
+      if (left <= caf::timespan{0})
+        return make_engine_error(error_class::timeout,
+                                 "no time left for the ws request");
+      try {
+        auto key = st.next_key++;
+        auto wire_id = wire_id_for(st, call.id, key);
+        std::string frame;
+        auto method = call.method.empty() ? std::string{"GET"} : call.method;
+        if (!ws_link::encode_request(wire_id, method, call.path, call.body,
+                                     frame))
+          return local_reply(call.id, 400, "bad_json",
+                             "the request body is not valid JSON");
+        if (frame.size() > max_frame_bytes)
+          return local_reply(call.id, 413, "payload_too_large",
+                             "the request is too large for a WebSocket "
+                             "frame");
+        if (!call.token.empty() && call.token != st.conn_token)
+          send_auth(self, call.token);
+        auto rp = self->make_response_promise<api_reply>();
+        st.by_wire_id.emplace(wire_id, key);
+        st.pending.emplace(key,
+                           pending_request{rp, std::move(call.id), wire_id});
+        st.loop->send(st.gen, std::move(frame));
+        self->delayed_send(self, clamp_delay(left), timeout_atom_v, key);
+        return rp;
+      } catch (const std::exception& e) {
+        return make_engine_error(error_class::unknown,
+                                 std::string{"ws transport: "} + e.what());
+      } catch (...) {
+        return make_engine_error(error_class::unknown,
+                                 "ws transport: internal error");
+      }
+    },
+    // -- from the service thread -----------------------------------------------
+    [self](io_atom, uint64_t gen) {
+      auto& st = self->state;
+      if (gen != st.gen || st.status != transport_status::connecting)
+        return;
+      try {
+        st.last_rx = steady::now();
+        st.confirmed_token = st.conn_token; // the upgrade accepted it
+        report(self, transport_status::up);
+        if (!st.token.empty() && st.token != st.conn_token)
+          send_auth(self, st.token); // changed while connecting
+        schedule_tick(self);
+        if (st.cfg.dead_peer_timeout > caf::timespan{0})
+          schedule_dead_peer_check(self, st.cfg.dead_peer_timeout);
+      } catch (...) {
+        go_down(self, "ws transport: internal error");
+      }
+    },
+    [self](io_atom, uint64_t gen, std::string& text) {
+      auto& st = self->state;
+      if (gen != st.gen || st.status != transport_status::up)
+        return;
+      try {
+        st.last_rx = steady::now();
+        on_frame(self, text);
+      } catch (...) {
+        // a frame we cannot handle; its request's timer answers it
+      }
+    },
+    [self](io_atom, uint64_t gen, transport_status, std::string& reason) {
+      if (gen != self->state.gen)
+        return;
+      try {
+        go_down(self, reason);
+      } catch (...) {
+      }
+    },
+    // -- timers ----------------------------------------------------------------
+    [self](timeout_atom, uint64_t key) {
+      auto& st = self->state;
+      try {
+        pending_request p;
+        if (take_pending(st, key, p))
+          p.rp.deliver(make_engine_error(error_class::timeout,
+                                         "ws request timed out"));
+      } catch (...) {
+      }
+    },
+    [self](probe_atom, uint64_t gen) {
+      auto& st = self->state;
+      if (gen != st.gen || st.status != transport_status::connecting)
+        return;
+      try {
+        go_down(self, "websocket connect timed out after "
+                        + std::to_string(to_ms(st.cfg.connect_timeout))
+                        + " ms");
+      } catch (...) {
+      }
+    },
+    [self](tick_atom, uint64_t gen) {
+      auto& st = self->state;
+      if (gen != st.gen || st.status != transport_status::up)
+        return;
+      try {
+        send_ping(self);
+        schedule_tick(self);
+      } catch (...) {
+      }
+    },
+    [self](health_atom, uint64_t gen) {
+      auto& st = self->state;
+      if (gen != st.gen || st.status != transport_status::up)
+        return;
+      try {
+        auto silent = std::chrono::duration_cast<caf::timespan>(
+          steady::now() - st.last_rx);
+        auto limit = st.cfg.dead_peer_timeout;
+        if (silent >= limit) {
+          go_down(self, "websocket peer silent for "
+                          + std::to_string(to_ms(silent)) + " ms");
+          return;
+        }
+        // check again exactly when the silence would reach the limit
+        schedule_dead_peer_check(self, limit - silent);
+      } catch (...) {
+      }
+    },
+  };
+}
+
+} // namespace
+
+transport_actor spawn_ws_transport(caf::actor_system& sys,
+                                   ws_transport_config cfg,
+                                   transport_listener_actor listener) {
+  auto hdl = sys.spawn(ws_transport_fun, std::move(cfg), std::move(listener));
+  return caf::actor_cast<transport_actor>(hdl);
+}
+
+} // namespace aico

@@ -1,0 +1,272 @@
+// aico engine: ws:// URL parsing and JSON frame codec (see ws_codec.hpp).
+#include "src/transport/lws/ws_codec.hpp"
+
+#include <boost/json.hpp>
+
+#include <cctype>
+#include <exception>
+
+namespace aico::ws_link {
+
+namespace json = boost::json;
+
+namespace {
+
+bool starts_with_ci(const std::string& s, const char* prefix) {
+  std::size_t i = 0;
+  for (; prefix[i] != '\0'; ++i) {
+    if (i >= s.size())
+      return false;
+    if (std::tolower(static_cast<unsigned char>(s[i]))
+        != std::tolower(static_cast<unsigned char>(prefix[i])))
+      return false;
+  }
+  return true;
+}
+
+std::string string_member(const json::object& o, const char* key) {
+  auto v = o.if_contains(key);
+  if (v && v->is_string())
+    return std::string(v->as_string());
+  return {};
+}
+
+int64_t int_member(const json::object& o, const char* key, int64_t dflt) {
+  auto v = o.if_contains(key);
+  if (!v)
+    return dflt;
+  if (v->is_int64())
+    return v->as_int64();
+  if (v->is_uint64())
+    return static_cast<int64_t>(v->as_uint64());
+  if (v->is_double())
+    return static_cast<int64_t>(v->as_double());
+  return dflt;
+}
+
+} // namespace
+
+bool parse_url(const std::string& url, ws_url& out, std::string& why) {
+  ws_url res;
+  std::size_t pos;
+  if (starts_with_ci(url, "ws://")) {
+    res.tls = false;
+    pos = 5;
+  } else if (starts_with_ci(url, "wss://")) {
+    res.tls = true;
+    pos = 6;
+  } else {
+    why = "websocket url must start with ws:// or wss://";
+    return false;
+  }
+  auto end_auth = url.find_first_of("/?#", pos);
+  std::string authority = url.substr(pos, end_auth == std::string::npos
+                                            ? std::string::npos
+                                            : end_auth - pos);
+  if (authority.find('@') != std::string::npos) {
+    why = "websocket url must not contain user info";
+    return false;
+  }
+  std::string port_text;
+  if (!authority.empty() && authority.front() == '[') {
+    auto close = authority.find(']');
+    if (close == std::string::npos) {
+      why = "websocket url: unterminated IPv6 literal";
+      return false;
+    }
+    res.host = authority.substr(1, close - 1);
+    auto rest = authority.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') {
+        why = "websocket url: garbage after IPv6 literal";
+        return false;
+      }
+      port_text = rest.substr(1);
+      if (port_text.empty()) {
+        why = "websocket url: empty port";
+        return false;
+      }
+    }
+  } else {
+    auto colon = authority.rfind(':');
+    if (colon != std::string::npos) {
+      res.host = authority.substr(0, colon);
+      port_text = authority.substr(colon + 1);
+      if (port_text.empty()) {
+        why = "websocket url: empty port";
+        return false;
+      }
+    } else {
+      res.host = authority;
+    }
+  }
+  if (res.host.empty()) {
+    why = "websocket url has no host";
+    return false;
+  }
+  if (!port_text.empty()) {
+    if (port_text.size() > 5) {
+      why = "websocket url: bad port";
+      return false;
+    }
+    unsigned long p = 0;
+    for (char c : port_text) {
+      if (c < '0' || c > '9') {
+        why = "websocket url: bad port";
+        return false;
+      }
+      p = p * 10 + static_cast<unsigned long>(c - '0');
+    }
+    if (p == 0 || p > 65535) {
+      why = "websocket url: port out of range";
+      return false;
+    }
+    res.port = static_cast<uint16_t>(p);
+  } else {
+    res.port = res.tls ? 443 : 80;
+  }
+  std::string path = end_auth == std::string::npos ? std::string{}
+                                                   : url.substr(end_auth);
+  auto hash = path.find('#');
+  if (hash != std::string::npos)
+    path.erase(hash);
+  if (path.empty() || path.front() != '/')
+    path.insert(path.begin(), '/');
+  for (char c : path)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+      why = "websocket url: invalid character in path";
+      return false;
+    }
+  res.path = std::move(path);
+  out = std::move(res);
+  return true;
+}
+
+std::string host_header(const ws_url& u) {
+  std::string h = u.host.find(':') != std::string::npos ? "[" + u.host + "]"
+                                                        : u.host;
+  if (u.port != (u.tls ? 443 : 80))
+    h += ":" + std::to_string(u.port);
+  return h;
+}
+
+const char* to_string(frame_kind k) {
+  switch (k) {
+    case frame_kind::invalid:
+      return "invalid";
+    case frame_kind::response:
+      return "response";
+    case frame_kind::event:
+      return "event";
+    case frame_kind::pong:
+      return "pong";
+    case frame_kind::auth_ok:
+      return "auth_ok";
+    case frame_kind::error:
+      return "error";
+    case frame_kind::other:
+      return "other";
+  }
+  return "?";
+}
+
+decoded_frame decode_frame(std::string_view text) {
+  decoded_frame f;
+  try {
+    boost::system::error_code ec;
+    json::value v = json::parse(json::string_view{text.data(), text.size()},
+                                ec);
+    if (ec || !v.is_object())
+      return f;
+    auto& o = v.as_object();
+    auto type = o.if_contains("type");
+    if (!type || !type->is_string())
+      return f;
+    auto t = type->as_string();
+    f.id = string_member(o, "id");
+    if (t == "response") {
+      f.kind = frame_kind::response;
+      f.status = static_cast<int32_t>(int_member(o, "status", 0));
+      if (auto b = o.if_contains("body"); b && !b->is_null())
+        f.body = json::serialize(*b);
+      if (auto h = o.if_contains("headers"); h && h->is_object())
+        for (auto& kv : h->as_object())
+          f.headers.emplace(std::string(kv.key()),
+                            kv.value().is_string()
+                              ? std::string(kv.value().as_string())
+                              : json::serialize(kv.value()));
+    } else if (t == "event") {
+      f.kind = frame_kind::event;
+      f.topic = string_member(o, "topic");
+      auto d = o.if_contains("data");
+      f.data = d ? json::serialize(*d) : std::string{"null"};
+      auto seq = int_member(o, "seq", 0);
+      f.seq = seq > 0 ? static_cast<uint64_t>(seq) : 0;
+    } else if (t == "pong") {
+      f.kind = frame_kind::pong;
+    } else if (t == "auth_ok") {
+      f.kind = frame_kind::auth_ok;
+    } else if (t == "error") {
+      f.kind = frame_kind::error;
+      f.status = static_cast<int32_t>(int_member(o, "status", 0));
+      f.code = string_member(o, "code");
+      f.message = string_member(o, "message");
+    } else {
+      f.kind = frame_kind::other;
+    }
+  } catch (const std::exception&) {
+    f = decoded_frame{};
+  }
+  return f;
+}
+
+bool encode_request(const std::string& id, const std::string& method,
+                    const std::string& path, const std::string& body,
+                    std::string& out) {
+  try {
+    json::object o;
+    o["type"] = "request";
+    o["id"] = id;
+    o["method"] = method;
+    o["path"] = path;
+    if (!body.empty()) {
+      boost::system::error_code ec;
+      json::parse_options opt;
+      opt.max_depth = 100; // the gateway enforces its own limit (64)
+      json::value b = json::parse(body, ec, {}, opt);
+      if (ec)
+        return false;
+      o["body"] = std::move(b);
+    }
+    out = json::serialize(o);
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+std::string encode_auth(const std::string& id, const std::string& token) {
+  json::object o;
+  o["type"] = "auth";
+  o["id"] = id;
+  o["token"] = token;
+  return json::serialize(o);
+}
+
+std::string encode_ping(const std::string& id) {
+  json::object o;
+  o["type"] = "ping";
+  o["id"] = id;
+  return json::serialize(o);
+}
+
+std::string error_envelope(const std::string& code,
+                           const std::string& message) {
+  json::object o;
+  o["success"] = false;
+  o["message"] = message;
+  o["code"] = code;
+  return json::serialize(o);
+}
+
+} // namespace aico::ws_link
