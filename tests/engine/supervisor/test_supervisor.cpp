@@ -28,6 +28,8 @@ struct fake_net {
   std::map<transport_mode, caf::actor> actors;
   /// tokens the fake gateway accepts
   std::string valid_token = "t-good";
+  /// what a refresh hands out; empty = the valid token
+  std::string refresh_gives;
 };
 
 struct fake_transport_state {
@@ -108,7 +110,8 @@ caf::behavior fake_tokens(caf::stateful_actor<fake_tokens_state>* self,
     [=](token_atom) { return self->state.token; },
     [=](refresh_atom, const std::string&) {
       ++self->state.refreshes;
-      self->state.token = net->valid_token;
+      self->state.token = net->refresh_gives.empty() ? net->valid_token
+                                                     : net->refresh_gives;
       return self->state.token;
     },
     [=](watch_atom, const auth_listener_actor& l) {
@@ -353,7 +356,7 @@ TEST_F(supervisor_test, refreshes_once_on_401_and_retries) {
 TEST_F(supervisor_test, non_2xx_replies_become_classified_errors) {
   start();
   auto tm = sys.spawn(fake_tokens, net);
-  net->valid_token = "nobody-has-this"; // refresh does not help either
+  net->refresh_gives = "t-still-bad"; // refresh does not help either
   self->send(sup, auth_atom::value,
              caf::actor_cast<token_manager_actor>(tm));
   sched.run();
