@@ -258,11 +258,8 @@ struct ws_loop::impl {
 
   int on_writeable(lws* wsi, connection* c) {
     if (c->closing) {
-      static const char bye[] = "client closing";
-      lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL,
-                       reinterpret_cast<unsigned char*>(
-                         const_cast<char*>(bye)),
-                       sizeof(bye) - 1);
+      unsigned char bye[] = "client closing";
+      lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, bye, sizeof(bye) - 1);
       return -1;
     }
     if (c->outq.empty())
@@ -338,7 +335,9 @@ struct ws_loop::impl {
     try {
       return self->dispatch(wsi, reason, user, in, len);
     } catch (...) {
-      return -1; // never let an exception into C code
+      // Never let an exception into C code. Only one of our connections
+      // may be closed for it (-1), never lws' own wake-up pipe.
+      return reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED ? 0 : -1;
     }
   }
 
