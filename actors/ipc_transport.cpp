@@ -41,6 +41,7 @@
 #include "caf/all.hpp"
 
 #include "messages/errors.hpp"
+#include "src/core/timer_delay.hpp"
 #include "messages/transport.hpp"
 #include "src/transport/zmq/dealer_loop.hpp"
 #include "src/transport/zmq/ipc_codec.hpp"
@@ -129,15 +130,6 @@ struct ipc_transport_state {
 };
 
 using self_ptr = ipc_transport_impl::stateful_pointer<ipc_transport_state>;
-
-/// Bounds for timer durations (a huge "time left" must not overflow).
-caf::timespan clamp_delay(caf::timespan d) {
-  if (d < caf::timespan{1ms})
-    return 1ms;
-  if (d > caf::timespan{24h})
-    return 24h;
-  return d;
-}
 
 int64_t now_ms() {
   using namespace std::chrono;

@@ -44,6 +44,7 @@
 #include "caf/all.hpp"
 
 #include "messages/errors.hpp"
+#include "src/core/timer_delay.hpp"
 #include "messages/transport.hpp"
 #include "src/transport/lws/ws_codec.hpp"
 #include "src/transport/lws/ws_loop.hpp"
@@ -136,15 +137,6 @@ struct ws_transport_state {
 };
 
 using self_ptr = ws_transport_impl::stateful_pointer<ws_transport_state>;
-
-/// Bounds for timer durations (a huge "time left" must not overflow).
-caf::timespan clamp_delay(caf::timespan d) {
-  if (d < caf::timespan{1ms})
-    return 1ms;
-  if (d > caf::timespan{24h})
-    return 24h;
-  return d;
-}
 
 int64_t to_ms(caf::timespan d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
