@@ -1,0 +1,67 @@
+// aico-bench-transport: what the raw-library baselines and the engine runs
+// share. This header names no C library type (no zmq, lws or curl): each raw
+// baseline lives in its own file (raw_zmq.cpp, raw_lws.cpp, raw_curl.cpp).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace aico::bench {
+
+/// The logical call measured on every transport (docs/protocol.md).
+struct call_spec {
+  std::string method = "GET";
+  std::string path = "/health"; ///< relative to /api/v1
+  std::string token;            ///< bearer access token, empty = none
+};
+
+/// How much to measure.
+struct run_params {
+  int warmup = 200;     ///< sequential requests before measuring
+  int requests = 2000;  ///< sequential requests measured (round trip)
+  int total = 20000;    ///< pipelined requests measured (throughput)
+  int window = 64;      ///< requests kept in flight while pipelining
+  int pipe_warmup = 0;  ///< pipelined requests before the measured ones
+  std::chrono::milliseconds timeout{10000}; ///< per request (sequential)
+  /// HTTP only: connections per host (the engine's default is 8).
+  int http_connections = 8;
+};
+
+/// The outcome of one variant (raw, transport actor or engine) on one
+/// transport.
+struct run_result {
+  std::vector<double> rtt_us; ///< one per sequential request
+  double rps = 0;             ///< pipelined throughput
+  double pipe_seconds = 0;    ///< wall time of the pipelined phase
+  std::string error;          ///< non-empty: the run failed (and why)
+  bool ok() const { return error.empty(); }
+};
+
+/// The p-th percentile (0..100) of `xs` (nearest rank); 0 if empty.
+double percentile(std::vector<double> xs, double p);
+
+/// Microseconds between two steady_clock points.
+inline double micros(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
+
+// -- raw-library baselines (one file each) -------------------------------------
+
+/// cppzmq DEALER sending protobuf Frame{request} to `endpoint`.
+run_result raw_zmq_run(const std::string& endpoint, const call_spec& call,
+                       const run_params& p);
+
+/// libwebsockets client sending JSON request frames to `ws_url`
+/// (ws://127.0.0.1:PORT/api/v1/ws), matching response frames by id.
+run_result raw_lws_run(const std::string& ws_url, const call_spec& call,
+                       const run_params& p);
+
+/// libcurl against `http_url` (http://127.0.0.1:PORT): one reused easy
+/// handle for round trips, a multi handle with kept-alive connections for
+/// throughput.
+run_result raw_curl_run(const std::string& http_url, const call_spec& call,
+                        const run_params& p);
+
+} // namespace aico::bench
