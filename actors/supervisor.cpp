@@ -197,8 +197,14 @@ void on_call_error(self_ptr self, uint64_t key, std::size_t slot,
   if (c.cls == error_class::network) {
     // the transport is gone: fail over and send again (same id) while time
     // and attempts are left
-    if (st.policy->active() == slot)
+    if (st.policy->active() == slot) {
+      // The transport may still believe its link is up (a lost reply, a
+      // reset socket): close it, so the next probe really reconnects
+      // instead of finding it "already up" and never reporting.
+      if (st.slots[slot].actor)
+        self->send(st.slots[slot].actor, disconnect_atom::value);
       on_link_down(self, slot, c.message);
+    }
     auto& p = i->second;
     if (time_left(self, p) > caf::timespan{0} && p.attempts < max_attempts) {
       dispatch(self, key);

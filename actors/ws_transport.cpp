@@ -391,9 +391,12 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
     // -- public interface ------------------------------------------------------
     [self](connect_atom) {
       auto& st = self->state;
-      if (st.status == transport_status::connecting
-          || st.status == transport_status::up)
+      if (st.status == transport_status::connecting)
+        return; // up or down follows
+      if (st.status == transport_status::up) {
+        report(self, transport_status::up); // tell the caller again
         return;
+      }
       try {
         if (!st.loop) {
           report(self, transport_status::down,

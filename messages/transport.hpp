@@ -29,8 +29,8 @@ using transport_listener_actor = caf::typed_actor<
 
 /// The common transport interface.
 using transport_actor = caf::typed_actor<
-  /// Starts connecting (no-op if connecting or up). Progress is reported
-  /// with tstate: connecting, then up or down.
+  /// Starts connecting. Progress is reported with tstate: connecting, then
+  /// up or down. While connecting: no-op. While up: reports up again.
   caf::reacts_to<connect_atom>,
   /// Closes the link; pending requests fail with network; reports idle.
   caf::reacts_to<disconnect_atom>,

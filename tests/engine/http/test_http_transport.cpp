@@ -270,10 +270,11 @@ TEST_F(http_transport_test, connect_reports_connecting_then_up) {
   (*self)->send(t, connect_atom_v);
   ASSERT_TRUE(in->wait_state(transport_status::connecting, 5s));
   ASSERT_TRUE(in->wait_state(transport_status::up, 5s));
-  // a second connect while up is a no-op
+  // a second connect while up only reports up again (no reconnect)
   (*self)->send(t, connect_atom_v);
   in->drain(200ms);
-  EXPECT_EQ(in->states.size(), 2u);
+  ASSERT_EQ(in->states.size(), 3u);
+  EXPECT_EQ(in->states[2].first, transport_status::up);
 }
 
 TEST_F(http_transport_test, connect_to_nothing_reports_down_with_reason) {

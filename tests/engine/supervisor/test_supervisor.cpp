@@ -15,6 +15,7 @@ namespace {
 
 using kill_atom = caf::atom_constant<caf::atom("kill")>;
 using hold_atom = caf::atom_constant<caf::atom("hold")>;
+using lose_atom = caf::atom_constant<caf::atom("lose")>;
 
 /// What the fake network looks like; shared by the test and the fakes.
 struct fake_net {
@@ -22,6 +23,7 @@ struct fake_net {
                                            {transport_mode::ws, true},
                                            {transport_mode::http, true}};
   std::map<transport_mode, int> connects;
+  std::map<transport_mode, int> disconnects;
   std::map<transport_mode, int> spawned;
   /// call ids received per transport, in order
   std::map<transport_mode, std::vector<std::string>> received;
@@ -60,6 +62,7 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
       }
     },
     [=](disconnect_atom) {
+      ++net->disconnects[m];
       self->state.up = false;
       self->send(listener, tstate_atom::value, m, transport_status::idle,
                  std::string{});
@@ -95,6 +98,11 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
       go_down("connection lost");
     },
     [=](hold_atom, bool on) { self->state.hold = on; },
+    [=](lose_atom) { // held requests fail with network, the link stays up
+      for (auto& rp : self->state.held)
+        rp.deliver(make_engine_error(error_class::network, "reply lost"));
+      self->state.held.clear();
+    },
   };
 }
 
@@ -379,4 +387,32 @@ TEST_F(supervisor_test, disconnect_goes_offline) {
   auto r = call("late");
   ASSERT_FALSE(r);
   EXPECT_EQ(classify(r.error()).cls, error_class::network);
+}
+
+TEST_F(supervisor_test, a_network_error_on_a_live_link_resets_that_transport) {
+  // The transport still believes it is up (a lost reply, a reset socket):
+  // the supervisor fails over, closes that transport so the next probe
+  // really reconnects it, and fails back once it passes its probes.
+  start();
+  self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
+  sched.run();
+  api_call c{"lost-once", "POST", "/conversations/messages", "{}", ""};
+  auto rh = self->request(sup, caf::infinite, request_atom::value, c,
+                          caf::timespan{5s}, false);
+  sched.run();
+  self->send(net->actors[transport_mode::ipc], hold_atom::value, false);
+  self->send(net->actors[transport_mode::ipc], lose_atom::value);
+  sched.run();
+  caf::expected<api_reply> res{caf::error{}};
+  rh.receive([&](api_reply& r) { res = std::move(r); },
+             [&](caf::error& e) { res = std::move(e); });
+  ASSERT_TRUE(res) << to_string(res.error());
+  EXPECT_EQ(res->via, transport_mode::ws);
+  EXPECT_EQ(net->disconnects[transport_mode::ipc], 1);
+  EXPECT_EQ(last_state().mode, transport_mode::ws);
+  advance(100ms); // probe: reconnect, two health probes, fail back
+  auto cs = last_state();
+  EXPECT_EQ(cs.state, link_state::connected);
+  EXPECT_EQ(cs.mode, transport_mode::ipc);
+  EXPECT_EQ(net->connects[transport_mode::ipc], 2);
 }
