@@ -1,0 +1,233 @@
+// aico engine: the offline queue actor's interface.
+//
+//   caller ──enqueue(queued_command)──▶ offline queue ──request(id = key, auth)──▶ downstream
+//                                        │  (SQLite, WAL,                          (supervisor or
+//   watchers ◀── queue(queue_update) ────┘   state_dir/offline_queue.db)            resilient client)
+//   supervisor ── state(connection_state) ─▶ drain on connected/degraded
+//   token manager ── auth(auth_state) ─────▶ drain on logged_in
+//
+// Commands that change server state (send message, mark read, update
+// preferences) are persisted before enqueue returns and sent with the same
+// idempotency key (api_call.id) on every attempt and transport, in FIFO
+// order per lane (a conversation id, or "user"). Storage and scheduling
+// rules: src/store/offline_queue.hpp and docs/resilience.md ("Offline queue
+// and cache storage"); the actor: docs/architecture.md ("Offline queue and
+// cache actors").
+//
+// Outcomes per attempt:
+// - 2xx (201 created, 200 "already stored") or 409 conflict: done (the
+//   server has it) -> `sent`, the item is deleted.
+// - retryable (network, timeout, 5xx, 429): the lane pauses with backoff
+//   (Retry-After honoured) -> `retrying`; one timer wakes the queue.
+// - authentication (401, "not logged in"): not the item's fault: it stays
+//   pending with backoff -> `retrying`; a login (auth_state::logged_in)
+//   or a reconnect resumes at once.
+// - anything else (validation, authorization, unknown): parked with its
+//   reason -> `failed`; the rest of the lane goes on; retry/drop by the user.
+//
+// The actor also implements engine_listener_actor (it ignores server
+// events) and auth_listener_actor, so its handle can be passed directly to
+// the supervisor's and the token manager's `watch_atom`.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "caf/all.hpp"
+
+#include "messages/errors.hpp"
+#include "messages/supervisor.hpp"
+#include "messages/token_manager.hpp"
+#include "messages/type_ids.hpp"
+#include "src/core/backoff.hpp"
+
+namespace aico {
+
+/// What a queued command does (decides the lane rules, see queued_command).
+enum class command_kind : uint8_t {
+  send_message = 0,
+  mark_read,
+  update_preferences,
+  generic,
+};
+
+inline const char* to_string(command_kind x) {
+  switch (x) {
+    case command_kind::send_message:
+      return "send_message";
+    case command_kind::mark_read:
+      return "mark_read";
+    case command_kind::update_preferences:
+      return "update_preferences";
+    default:
+      return "generic";
+  }
+}
+
+/// What the caller asks the queue to send.
+struct queued_command {
+  /// Sent as api_call.id on every attempt; for messages use the message's
+  /// "id" (the gateway's idempotency key). Empty = a random 128-bit key is
+  /// generated. A key that is already queued returns the existing entry.
+  std::string idempotency_key;
+  command_kind kind = command_kind::generic;
+  /// FIFO lane: the conversation id (required for send_message and
+  /// mark_read); update_preferences always uses "user"; generic defaults
+  /// to "user".
+  std::string lane;
+  std::string method; ///< e.g. "POST"
+  std::string path;   ///< relative to /api/v1, e.g. "/conversations/messages"
+  std::string body;   ///< the exact JSON body replayed on every attempt
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, queued_command& x) {
+  return f(caf::meta::type_name("aico.queued_command"), x.idempotency_key,
+           x.kind, x.lane, x.method, x.path, x.body);
+}
+
+/// What happened to a queued command (published in queue_update and kept
+/// as queue_entry::status).
+enum class queue_status : uint8_t {
+  queued = 0, ///< persisted, waiting for its turn
+  sending,    ///< handed to the downstream, outcome unknown
+  sent,       ///< accepted by the gateway (2xx, or 409: already there)
+  retrying,   ///< failed retryably (or not logged in); waits for backoff
+  failed,     ///< failed permanently: parked until retry or drop
+  dropped,    ///< removed by the user
+};
+
+inline const char* to_string(queue_status x) {
+  switch (x) {
+    case queue_status::queued:
+      return "queued";
+    case queue_status::sending:
+      return "sending";
+    case queue_status::sent:
+      return "sent";
+    case queue_status::retrying:
+      return "retrying";
+    case queue_status::failed:
+      return "failed";
+    default:
+      return "dropped";
+  }
+}
+
+/// One queued command as stored (a copy of the store's queue_item).
+struct queue_entry {
+  int64_t seq = 0; ///< local order, never reused; the handle for retry/drop
+  std::string idempotency_key;
+  command_kind kind = command_kind::generic;
+  std::string lane;
+  std::string method;
+  std::string path;
+  std::string body;
+  int64_t created_at_ms = 0;      ///< wall clock, ms since the Unix epoch
+  int32_t attempts = 0;           ///< sends since enqueue / last reset
+  int64_t next_attempt_at_ms = 0; ///< not before (0 = at once)
+  /// Storage state: "pending", "in_flight" or "parked".
+  std::string state;
+  /// queued | sending | retrying | failed (derived from state and the last
+  /// error: pending with an error = retrying).
+  std::string status;
+  /// The last failure, if any (class `unknown` with an empty message if
+  /// none).
+  error_class last_error_class = error_class::unknown;
+  std::string last_error;
+  std::string parked_reason; ///< why it failed permanently (if parked)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, queue_entry& x) {
+  return f(caf::meta::type_name("aico.queue_entry"), x.seq,
+           x.idempotency_key, x.kind, x.lane, x.method, x.path, x.body,
+           x.created_at_ms, x.attempts, x.next_attempt_at_ms, x.state,
+           x.status, x.last_error_class, x.last_error, x.parked_reason);
+}
+
+/// Published to every watcher on each change of an entry.
+struct queue_update {
+  queue_entry entry;
+  queue_status status = queue_status::queued;
+  /// The gateway's JSON envelope (on `sent`; empty for a 409).
+  std::string reply_body;
+  /// HTTP status of the last answer (on sent / failed / retrying; 0 if
+  /// there was none, e.g. a network error).
+  int32_t http_status = 0;
+  /// On failed / retrying: what went wrong.
+  error_class error_cls = error_class::unknown;
+  std::string error_message;
+  /// On retrying: the next attempt in ms from now (lower bound: a reconnect
+  /// or login resumes earlier).
+  int64_t next_attempt_in_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, queue_update& x) {
+  return f(caf::meta::type_name("aico.queue_update"), x.entry, x.status,
+           x.reply_body, x.http_status, x.error_cls, x.error_message,
+           x.next_attempt_in_ms);
+}
+
+/// Receives queue updates.
+using queue_listener_actor
+  = caf::typed_actor<caf::reacts_to<queue_atom, queue_update>>;
+
+using offline_queue_actor = caf::typed_actor<
+  /// Persists the command (fsynced before the reply) and starts draining.
+  /// Errors (all non-retryable): validation "queue_full" when the queue
+  /// holds `limit` items, validation "invalid_request", or class unknown
+  /// naming the file when the storage is unusable.
+  caf::replies_to<enqueue_atom, queued_command>::with<queue_entry>,
+  /// Every item (pending, in flight, parked), by seq.
+  caf::replies_to<list_atom>::with<std::vector<queue_entry>>,
+  /// Puts a parked (failed) item back in its lane; replies the entry.
+  caf::replies_to<retry_atom, int64_t>::with<queue_entry>,
+  /// Removes a parked or pending item (not one in flight); true if removed.
+  caf::replies_to<drop_atom, int64_t>::with<bool>,
+  /// Sends whatever is ready now (normally not needed: enqueue, reconnect,
+  /// login and the backoff timer all drain).
+  caf::reacts_to<drain_atom>,
+  /// Adds a watcher of queue updates (removed when it terminates).
+  caf::reacts_to<watch_atom, queue_listener_actor>,
+  /// Connection state (engine_listener_actor): connected/degraded resumes
+  /// paused lanes and drains; anything else stops draining.
+  caf::reacts_to<state_atom, connection_state>,
+  /// Server events (engine_listener_actor): ignored.
+  caf::reacts_to<event_atom, server_event>,
+  /// Auth state (auth_listener_actor): logged_in resumes and drains.
+  caf::reacts_to<auth_atom, auth_state>>;
+
+struct offline_queue_config {
+  /// Directory of the queue file (created 0700 if missing).
+  std::string state_dir;
+  std::string file_name = "offline_queue.db";
+  /// Items (all states) at which enqueue is refused.
+  size_t limit = 1000;
+  /// Delay after a retryable failure (see store::queue_options).
+  backoff_options backoff{std::chrono::milliseconds{1000}, 2.0, 0.2,
+                          std::chrono::milliseconds{60000}};
+  /// Seeds the backoff jitter (tests); 0 = random.
+  uint64_t seed = 0;
+  /// Deadline of each send (passed downstream; the actor's own request
+  /// timeout is this plus 1 s, so the downstream's classified error wins).
+  caf::timespan request_timeout = std::chrono::seconds(10);
+  /// Sends in flight at once, over all lanes (each lane has at most one).
+  size_t max_in_flight = 8;
+  /// Wall clock (injectable for tests); null = system_clock::now.
+  std::function<std::chrono::system_clock::time_point()> clock;
+};
+
+/// Spawns the queue actor. Never fails: if the file cannot be opened
+/// (locked by another engine, damaged, not a queue file) the actor stays up
+/// and answers enqueue/list/retry/drop with that storage error (class
+/// `unknown`, naming the file), so the caller can show it.
+offline_queue_actor spawn_offline_queue(caf::actor_system& sys,
+                                        offline_queue_config cfg,
+                                        api_gateway_actor downstream);
+
+} // namespace aico
