@@ -1,20 +1,40 @@
-// aico engine: the engine as a whole — a supervisor (with its transports) and
-// a token manager, spawned into a host's caf::actor_system and wired
-// together. Host actors use the typed handles; `engine` owns their lifetime.
+// aico engine: the engine as a whole, spawned into a host's
+// caf::actor_system and wired together:
+//
+//   repositories (chat, user, system)
+//     ├─ reads ──▶ response cache ─┐
+//     └─ writes ─▶ offline queue ──┴─▶ resilient client (breakers, retry)
+//                                        └─▶ supervisor ──▶ IPC / WS / HTTP
+//   token manager ◀──▶ supervisor (tokens, refresh on 401)
+//
+// Host actors use the typed handles; `engine` owns their lifetime.
 #pragma once
 
 #include <chrono>
+#include <string>
 
 #include "caf/all.hpp"
 
+#include "messages/cache.hpp"
+#include "messages/offline_queue.hpp"
+#include "messages/repositories.hpp"
+#include "messages/resilience.hpp"
 #include "messages/supervisor.hpp"
 #include "messages/token_manager.hpp"
 
 namespace aico {
 
 struct engine_config {
+  /// Directory for tokens.json, the offline queue and the response cache
+  /// (created 0700). Empty = a private temporary directory removed when the
+  /// engine stops: nothing survives a restart.
+  std::string state_dir;
   supervisor_config connection;
-  token_manager_config tokens;
+  token_manager_config tokens;      ///< state_dir is filled in from above
+  resilience_config resilience;
+  offline_queue_config queue;       ///< state_dir is filled in from above
+  response_cache_config cache;      ///< state_dir is filled in from above
+  system_repository_config system;
   /// Default deadline of API calls made through the engine.
   caf::timespan request_timeout = std::chrono::seconds(10);
   /// Upper bound for stopping the engine's actors on destruction.
@@ -23,12 +43,12 @@ struct engine_config {
 
 class engine {
 public:
-  /// Spawns the supervisor and the token manager into `sys` and starts
-  /// connecting (unless `connect` is false).
+  /// Spawns the engine's actors into `sys` and starts connecting (unless
+  /// `connect` is false).
   engine(caf::actor_system& sys, engine_config cfg, bool connect = true);
 
   /// Stops the engine's actors (never the host's), bounded by
-  /// cfg.shutdown_timeout.
+  /// cfg.shutdown_timeout. Unsent commands stay in the durable queue.
   ~engine();
 
   engine(const engine&) = delete;
@@ -36,13 +56,26 @@ public:
 
   supervisor_actor connection() const { return sup_; }
   token_manager_actor tokens() const { return tokens_; }
+  resilient_client_actor api() const { return api_; }
+  offline_queue_actor queue() const { return queue_; }
+  response_cache_actor cache() const { return cache_; }
+  chat_repository_actor chat() const { return chat_; }
+  user_repository_actor users() const { return users_; }
+  system_repository_actor system() const { return system_; }
   const engine_config& config() const { return cfg_; }
 
 private:
   caf::actor_system& sys_;
   engine_config cfg_;
+  std::string temp_state_dir_;
   supervisor_actor sup_;
   token_manager_actor tokens_;
+  resilient_client_actor api_;
+  offline_queue_actor queue_;
+  response_cache_actor cache_;
+  chat_repository_actor chat_;
+  user_repository_actor users_;
+  system_repository_actor system_;
 };
 
 } // namespace aico
