@@ -5,7 +5,10 @@
 //
 // Exit codes: 0 ok, 2 usage, 3 authentication, 4 unreachable, 1 other.
 // Errors are one line on stderr. Tokens are never printed.
+#include <algorithm>
 #include <csignal>
+#include <fstream>
+#include <map>
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
@@ -13,6 +16,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -55,6 +59,12 @@ struct options {
   std::string text;
   int limit = 20;
   double watch_for = 0;
+  std::string message_id;
+  std::string from_file;
+  double wait_s = -1; ///< send: how long to wait for "sent" (-1 = --timeout)
+  std::string queue_action = "list";
+  int64_t queue_seq = 0;
+  bool refresh = false;
 };
 
 std::string default_state_dir() {
@@ -120,6 +130,7 @@ std::optional<engine_config> make_config(const options& o, std::string& err) {
   c.health_interval = 10s;
   c.backoff = {std::chrono::milliseconds{250}, 1.6, 0.2,
                std::chrono::milliseconds{5000}};
+  cfg.state_dir = o.state_dir;
   cfg.tokens.state_dir = o.state_dir;
   cfg.tokens.request_timeout = t;
   cfg.shutdown_timeout = 3s;
@@ -311,6 +322,119 @@ public:
     }
   }
 
+  /// Sends messages through the chat repository (durable queue) and waits
+  /// until each is sent or failed, or `wait` passes. Returns the last
+  /// version of each message seen.
+  caf::expected<std::vector<chat_message>>
+  send_messages(std::vector<outgoing_message> msgs, caf::timespan wait) {
+    // the chat stream gives the message as the app sees it; the queue says
+    // when the gateway has it for sure (the item is gone from the queue)
+    self_->send(eng_.chat(), watch_atom::value,
+                caf::actor_cast<chat_listener_actor>(self_));
+    self_->send(eng_.queue(), watch_atom::value,
+                caf::actor_cast<queue_listener_actor>(self_));
+    std::vector<chat_message> res;
+    std::map<std::string, size_t> index;
+    std::vector<bool> done;
+    for (auto& m : msgs) {
+      caf::error err;
+      self_->request(eng_.chat(), 15s, send_atom::value, m)
+        .receive(
+          [&](chat_message& cm) {
+            index[cm.id] = res.size();
+            res.push_back(std::move(cm));
+            done.push_back(false);
+          },
+          [&](caf::error& e) { err = std::move(e); });
+      if (err)
+        return err;
+    }
+    auto open = [&] { return std::count(done.begin(), done.end(), false); };
+    auto deadline = std::chrono::steady_clock::now() + wait;
+    while (open() > 0 && !interrupted) {
+      auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= decltype(left)::zero())
+        break;
+      self_->receive(
+        [&](message_atom, chat_message& m) {
+          auto i = index.find(m.id);
+          if (i != index.end()) {
+            auto keep_failed = res[i->second].status == message_status::failed;
+            res[i->second] = std::move(m);
+            if (keep_failed)
+              done[i->second] = true;
+          }
+        },
+        [&](queue_atom, const queue_update& u) {
+          auto i = index.find(u.entry.idempotency_key);
+          if (i == index.end())
+            return;
+          if (u.status == queue_status::sent) {
+            done[i->second] = true;
+            auto& m = res[i->second];
+            if (m.status == message_status::queued
+                || m.status == message_status::sending)
+              m.status = message_status::sent;
+          } else if (u.status == queue_status::failed
+                     || u.status == queue_status::dropped) {
+            done[i->second] = true;
+            res[i->second].status = message_status::failed;
+            res[i->second].failure_reason = u.error_message;
+          }
+        },
+        [&](event_atom, const stream_chunk&) {},
+        [&](state_atom, const connection_state&) {},
+        [&](event_atom, const server_event&) {},
+        caf::after(std::min<caf::timespan>(
+          std::chrono::duration_cast<caf::timespan>(left), 200ms))
+          >> [] {});
+    }
+    // not confirmed in time: still in the durable queue
+    for (size_t i = 0; i < res.size(); ++i)
+      if (!done[i] && res[i].status != message_status::failed)
+        res[i].status = message_status::queued;
+    return res;
+  }
+
+  caf::expected<history_result> history(const std::string& conv, int limit,
+                                        bool refresh) {
+    history_query q;
+    q.conversation_id = conv;
+    q.limit = limit;
+    q.read.max_age = refresh ? caf::timespan{0} : caf::timespan{5s};
+    q.read.force_refresh = refresh;
+    caf::expected<history_result> res{caf::error{}};
+    auto t = eng_.config().request_timeout;
+    self_->request(eng_.chat(), t + 4s, history_atom::value, q)
+      .receive([&](history_result& r) { res = std::move(r); },
+               [&](caf::error& e) { res = std::move(e); });
+    return res;
+  }
+
+  caf::expected<std::vector<queue_entry>> queue_list() {
+    caf::expected<std::vector<queue_entry>> res{caf::error{}};
+    self_->request(eng_.queue(), 10s, list_atom::value)
+      .receive([&](std::vector<queue_entry>& xs) { res = std::move(xs); },
+               [&](caf::error& e) { res = std::move(e); });
+    return res;
+  }
+
+  caf::expected<queue_entry> queue_retry(int64_t seq) {
+    caf::expected<queue_entry> res{caf::error{}};
+    self_->request(eng_.queue(), 10s, retry_atom::value, seq)
+      .receive([&](queue_entry& e) { res = std::move(e); },
+               [&](caf::error& e) { res = std::move(e); });
+    return res;
+  }
+
+  caf::expected<bool> queue_drop(int64_t seq) {
+    caf::expected<bool> res{caf::error{}};
+    self_->request(eng_.queue(), 10s, drop_atom::value, seq)
+      .receive([&](bool b) { res = b; },
+               [&](caf::error& e) { res = std::move(e); });
+    return res;
+  }
+
   const engine& eng() const { return eng_; }
 
 private:
@@ -380,49 +504,178 @@ int run(const std::string& cmd, const options& o, client& c) {
     return ok;
   }
   if (cmd == "send") {
-    json::object body{{"id", new_message_id()},
-                      {"content", o.text},
-                      {"type", "text"}};
-    if (!o.conversation.empty())
-      body["conversation_id"] = o.conversation;
-    auto r = c.call("POST", "/conversations/messages", json::serialize(body),
-                    true);
-    if (!r)
-      return fail(o, "send failed", r.error());
-    auto data = envelope_data(*r);
-    json::object obj{{"ok", true}, {"via", to_string(r->via)}};
-    obj["message"] = data;
-    print(o, obj,
-          "sent " + str(data, "id") + " to " + str(data, "conversation_id")
-            + " (seq " + str(data, "seq") + ", via " + to_string(r->via)
-            + ")");
-    return ok;
+    std::vector<outgoing_message> msgs;
+    auto add = [&](const std::string& text, const std::string& id) {
+      outgoing_message m;
+      m.id = id.empty() ? new_message_id() : id;
+      m.conversation_id = o.conversation;
+      m.content = text;
+      msgs.push_back(std::move(m));
+    };
+    if (!o.from_file.empty()) {
+      std::ifstream in{o.from_file};
+      if (!in) {
+        std::cerr << "aico: send: cannot read " << o.from_file << std::endl;
+        return usage;
+      }
+      std::string line;
+      while (std::getline(in, line))
+        if (!line.empty())
+          add(line, "");
+      if (msgs.empty()) {
+        std::cerr << "aico: send: " << o.from_file << " has no message"
+                  << std::endl;
+        return usage;
+      }
+    } else {
+      add(o.text, o.message_id);
+    }
+    auto wait = std::chrono::duration_cast<caf::timespan>(
+      std::chrono::duration<double>(o.wait_s >= 0 ? o.wait_s : o.timeout_s));
+    auto res = c.send_messages(std::move(msgs), wait);
+    if (!res)
+      return fail(o, "send failed", res.error());
+    int failed = 0, queued = 0;
+    for (auto& m : *res) {
+      json::object obj{{"ok", m.status != message_status::failed},
+                       {"id", m.id},
+                       {"status", to_string(m.status)}};
+      std::string human;
+      switch (m.status) {
+        case message_status::queued:
+        case message_status::sending:
+          ++queued;
+          human = "queued " + m.id
+                  + ": the gateway is not reachable now; it will be sent "
+                    "when it is (see `aico queue`)";
+          break;
+        case message_status::failed:
+          ++failed;
+          obj["error"] = m.failure_reason;
+          human = "failed " + m.id + ": " + m.failure_reason;
+          break;
+        default:
+          obj["conversation_id"] = m.conversation_id;
+          obj["seq"] = m.seq;
+          human = "sent " + m.id + " to " + m.conversation_id + " (seq "
+                  + std::to_string(m.seq) + ")";
+      }
+      if (m.status == message_status::failed)
+        std::cerr << "aico: " << human << std::endl;
+      if (o.json_out || m.status != message_status::failed)
+        print(o, obj, human);
+    }
+    (void) queued; // queued offline is a success: the queue is durable
+    return failed > 0 ? other : ok;
   }
   if (cmd == "history") {
-    auto conv = o.conversation.empty() ? std::string{"current"}
-                                       : o.conversation;
-    auto r = c.call("GET",
-                    "/conversations/" + conv + "/messages?limit="
-                      + std::to_string(o.limit),
-                    "", true);
+    auto r = c.history(o.conversation, o.limit, o.refresh);
     if (!r)
       return fail(o, "history failed", r.error());
-    auto data = envelope_data(*r);
+    auto& page = r->page;
     if (o.json_out) {
-      json::object obj{{"ok", true}, {"via", to_string(r->via)}};
-      obj["history"] = data;
+      json::object obj{{"ok", true},
+                       {"conversation_id", page.conversation_id},
+                       {"from_cache", r->origin.from_cache},
+                       {"stale", r->origin.stale}};
+      json::array ms;
+      for (auto& m : page.messages)
+        ms.push_back(json::object{{"id", m.id},
+                                  {"seq", m.seq},
+                                  {"sender", m.sender},
+                                  {"content", m.content},
+                                  {"timestamp", m.timestamp},
+                                  {"status", to_string(m.status)}});
+      obj["messages"] = std::move(ms);
+      obj["has_more"] = page.has_more;
       std::cout << json::serialize(obj) << std::endl;
       return ok;
     }
-    std::cout << "conversation " << str(data, "conversation_id") << " (via "
-              << to_string(r->via) << ")" << std::endl;
-    if (data.is_object())
-      if (auto ms = data.get_object().if_contains("messages");
-          ms && ms->is_array())
-        for (auto& m : ms->get_array())
-          std::cout << "  #" << str(m, "seq") << " " << str(m, "timestamp")
-                    << " " << str(m, "sender") << ": " << str(m, "content")
-                    << std::endl;
+    std::cout << "conversation " << page.conversation_id;
+    if (r->origin.stale)
+      std::cout << " (offline: cached copy, "
+                << std::chrono::duration_cast<std::chrono::seconds>(
+                     r->origin.age)
+                     .count()
+                << " s old)";
+    std::cout << std::endl;
+    for (auto& m : page.messages)
+      std::cout << "  #" << m.seq << " " << m.timestamp << " " << m.sender
+                << ": " << m.content << std::endl;
+    return ok;
+  }
+  if (cmd == "queue") {
+    if (o.queue_action == "retry" || o.queue_action == "drop") {
+      if (o.queue_seq <= 0) {
+        std::cerr << "aico: queue " << o.queue_action << ": give the item's "
+                  << "number (see `aico queue list`)" << std::endl;
+        return usage;
+      }
+      if (o.queue_action == "retry") {
+        auto e = c.queue_retry(o.queue_seq);
+        if (!e)
+          return fail(o, "queue retry failed", e.error());
+        print(o, {{"ok", true}, {"seq", e->seq}, {"status", e->status}},
+              "item " + std::to_string(e->seq) + " is queued again");
+      } else {
+        auto b = c.queue_drop(o.queue_seq);
+        if (!b)
+          return fail(o, "queue drop failed", b.error());
+        print(o, {{"ok", true}, {"seq", o.queue_seq}, {"dropped", *b}},
+              *b ? "item " + std::to_string(o.queue_seq) + " dropped"
+                 : "item " + std::to_string(o.queue_seq) + " not found");
+        return *b ? ok : other;
+      }
+      return ok;
+    }
+    if (o.queue_action == "drain") {
+      // the engine drains by itself once connected: wait until nothing is
+      // pending any more (parked items stay until retried or dropped)
+      auto deadline = std::chrono::steady_clock::now()
+                      + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::duration<double>(o.timeout_s));
+      size_t left = 0;
+      for (;;) {
+        auto xs = c.queue_list();
+        if (!xs)
+          return fail(o, "queue drain failed", xs.error());
+        left = std::count_if(xs->begin(), xs->end(), [](auto& e) {
+          return e.state != "parked";
+        });
+        if (left == 0 || interrupted
+            || std::chrono::steady_clock::now() >= deadline)
+          break;
+        std::this_thread::sleep_for(200ms);
+      }
+      print(o, {{"ok", left == 0}, {"pending", left}},
+            left == 0 ? "queue drained"
+                      : std::to_string(left) + " item(s) still pending");
+      return left == 0 ? ok : unreachable;
+    }
+    auto xs = c.queue_list();
+    if (!xs)
+      return fail(o, "queue list failed", xs.error());
+    if (xs->empty() && !o.json_out)
+      std::cout << "queue is empty" << std::endl;
+    for (auto& e : *xs) {
+      json::object obj{{"seq", e.seq},
+                       {"key", e.idempotency_key},
+                       {"kind", to_string(e.kind)},
+                       {"lane", e.lane},
+                       {"status", e.status},
+                       {"attempts", e.attempts}};
+      std::string human = "#" + std::to_string(e.seq) + " " + e.status + " "
+                          + to_string(e.kind) + " " + e.lane + " "
+                          + e.idempotency_key;
+      if (!e.parked_reason.empty()) {
+        obj["reason"] = e.parked_reason;
+        human += ": " + e.parked_reason;
+      } else if (!e.last_error.empty()) {
+        obj["last_error"] = e.last_error;
+        human += " (last error: " + e.last_error + ")";
+      }
+      print(o, obj, human);
+    }
     return ok;
   }
   if (cmd == "watch") {
@@ -451,7 +704,8 @@ int main(int argc, char** argv) {
   app.add_option("--transports", o.transports,
                  "Transports to use, best first")
     ->capture_default_str();
-  app.add_option("--state-dir", o.state_dir, "Where tokens are kept (0600)")
+  app.add_option("--state-dir", o.state_dir,
+                 "Where tokens, the offline queue and the cache are kept")
     ->capture_default_str();
   app.add_flag("--json", o.json_out, "One JSON object per line");
   app.add_option("--timeout", o.timeout_s, "Seconds allowed per request")
@@ -463,13 +717,28 @@ int main(int argc, char** argv) {
   app.add_subcommand("logout", "Log out and forget the tokens");
   app.add_subcommand("status", "Connection state and active transport");
   app.add_subcommand("health", "The gateway's health");
-  auto send = app.add_subcommand("send", "Send a chat message");
+  auto send = app.add_subcommand(
+    "send", "Send a chat message (queued durably while offline)");
   send->add_option("--conversation", o.conversation, "Conversation id");
-  send->add_option("text", o.text)->required();
+  send->add_option("--id", o.message_id,
+                   "Idempotency key (default: a random one)");
+  send->add_option("--from-file", o.from_file,
+                   "Send each non-empty line of FILE, in order");
+  send->add_option("--wait", o.wait_s,
+                   "Seconds to wait for the gateway to accept (default "
+                   "--timeout); then it stays queued")
+    ->check(CLI::Range(0.0, 1e6));
+  send->add_option("text", o.text);
   auto history = app.add_subcommand("history", "Show a conversation");
   history->add_option("--conversation", o.conversation, "Conversation id");
   history->add_option("--limit", o.limit, "How many messages")
     ->check(CLI::Range(1, 500));
+  history->add_flag("--refresh", o.refresh, "Never answer from the cache");
+  auto queue = app.add_subcommand(
+    "queue", "Offline queue: list | retry N | drop N | drain");
+  queue->add_option("action", o.queue_action, "list, retry, drop or drain")
+    ->check(CLI::IsMember({"list", "retry", "drop", "drain"}));
+  queue->add_option("seq", o.queue_seq, "Item number (retry, drop)");
   auto watch = app.add_subcommand("watch", "Print events and state changes");
   watch->add_option("--for", o.watch_for, "Stop after this many seconds")
     ->check(CLI::Range(0.0, 1e6));
@@ -479,8 +748,14 @@ int main(int argc, char** argv) {
     auto rc = app.exit(e);
     return rc == 0 ? ok : usage;
   }
-  if (send->parsed() && o.text.empty()) {
-    std::cerr << "aico: send: empty message" << std::endl;
+  if (send->parsed() && o.text.empty() && o.from_file.empty()) {
+    std::cerr << "aico: send: empty message (give TEXT or --from-file)"
+              << std::endl;
+    return usage;
+  }
+  if (send->parsed() && !o.text.empty() && !o.from_file.empty()) {
+    std::cerr << "aico: send: give TEXT or --from-file, not both"
+              << std::endl;
     return usage;
   }
   std::string err;
