@@ -133,8 +133,10 @@ inline auto is_connected(transport_mode m) {
 
 class engine_harness : public ::testing::Test {
 protected:
-  void start_gateway(gateway_options opts = {}) {
-    opts.bot = false; // keep the stored conversation to what we sent
+  /// Starts the gateway; without `bot` the stored conversations hold only
+  /// what the test sent.
+  void start_gateway(gateway_options opts = {}, bool bot = false) {
+    opts.bot = bot;
     gw_ = std::make_unique<gateway_process>(std::move(opts));
     ASSERT_TRUE(gw_->start()) << gw_->last_error();
     admin_ = std::make_unique<http_client>(gw_->host(), gw_->port());
