@@ -7,8 +7,9 @@
 //   CURLOPT_TIMEOUT_MS. Any HTTP status is an api_reply. A network failure is
 //   replied as error_class::network AND takes the transport down (every other
 //   pending request fails with network too); a timeout is only replied.
-//   A per-request timer (time left + grace) is a safety net, so every promise
-//   is delivered even if the loop never answers.
+//   A deadline per request (time left + grace) is a safety net, so every
+//   promise is delivered even if the loop never answers; one timer for the
+//   earliest deadline serves them all (src/core/pending_requests.hpp).
 // * token: while up with a token, one SSE stream (GET /api/v1/events) runs;
 //   its events go to the listener. A dropped stream is reopened after a short
 //   delay (a few tries); a reopen that fails with network/timeout = down.
@@ -95,6 +96,14 @@ void post_back(const caf::actor_addr& addr, Ts&&... xs) {
     caf::anon_send(hdl, std::forward<Ts>(xs)...);
 }
 
+/// Arms the one safety-net timer if the earliest deadline needs it.
+void arm_timer(self_ptr self) {
+  auto& st = self->state;
+  if (auto d = st.timer.arm(st.pending.earliest_deadline(),
+                            self->clock().now()))
+    self->delayed_send(self, *d, timeout_atom_v);
+}
+
 void report(self_ptr self, transport_status s, std::string reason = {}) {
   auto& st = self->state;
   st.status = s;
@@ -164,10 +173,8 @@ void abort_all(self_ptr self, const caf::error& err) {
   stop_sse(self);
   st.connect_key = 0;
   st.connect_transfer = 0;
-  auto pending = std::move(st.pending);
-  st.pending.clear();
-  for (auto& kv : pending)
-    kv.second.rp.deliver(err);
+  for (auto& e : st.pending.take_all())
+    e.payload.rp.deliver(err);
   if (st.loop)
     st.loop->reset();
 }
@@ -206,11 +213,10 @@ void on_connect_result(self_ptr self, http_result& r) {
 
 void on_request_result(self_ptr self, uint64_t key, http_result& r) {
   auto& st = self->state;
-  auto i = st.pending.find(key);
-  if (i == st.pending.end())
+  auto e = st.pending.take(key);
+  if (!e)
     return; // answered already (safety net, disconnect, down)
-  auto p = std::move(i->second);
-  st.pending.erase(i);
+  auto& p = e->payload;
   switch (failure_of(r)) {
     case http::failure::none: {
       api_reply rep;
@@ -400,9 +406,10 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
           std::move(rq), [addr, key](http::response r) {
             post_back(addr, io_atom_v, key, to_result(std::move(r)));
           });
-        st.pending.emplace(
-          key, http_transport_state::pending_request{rp, call.id, tid});
-        self->delayed_send(self, left + safety_grace, timeout_atom_v, key);
+        st.pending.insert(
+          key, self->clock().now() + left + safety_grace,
+          http_transport_state::pending_request{rp, call.id, tid});
+        arm_timer(self);
         return rp;
       } catch (const std::exception& e) {
         return make_engine_error(error_class::unknown,
@@ -462,19 +469,32 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
           st.connect_transfer = 0;
           if (st.status == transport_status::connecting)
             report(self, transport_status::down, "health check timed out");
-          return;
         }
-        auto i = st.pending.find(key);
-        if (i == st.pending.end())
-          return;
-        auto p = std::move(i->second);
-        st.pending.erase(i);
-        if (st.loop)
-          st.loop->cancel(p.transfer);
-        p.rp.deliver(make_engine_error(error_class::timeout,
-                                       "http request timed out"));
       } catch (...) {
         // nothing sensible left to do
+      }
+    },
+    [self](timeout_atom) {
+      auto& st = self->state;
+      try {
+        auto now = self->clock().now();
+        st.timer.fired(now);
+        for (auto& e : st.pending.expire(now)) {
+          try {
+            if (st.loop)
+              st.loop->cancel(e.payload.transfer);
+          } catch (...) {
+            // the transfer's late answer finds nothing pending
+          }
+          e.payload.rp.deliver(make_engine_error(error_class::timeout,
+                                                 "http request timed out"));
+        }
+      } catch (...) {
+        // nothing sensible left to do
+      }
+      try {
+        arm_timer(self); // for the next earliest deadline
+      } catch (...) {
       }
     },
     [self](probe_atom, uint64_t gen) {

@@ -14,11 +14,11 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
 #include "caf/all.hpp"
 
 #include "messages/transport.hpp"
+#include "src/core/pending_requests.hpp"
 
 namespace aico {
 
@@ -45,8 +45,10 @@ typename Inspector::result_type inspect(Inspector& f, http_result& x) {
 using http_transport_internal = caf::typed_actor<
   /// A request or the connect probe (key) completed.
   caf::reacts_to<io_atom, uint64_t, http_result>,
-  /// Safety net: request/probe `key` must have been answered by now.
+  /// Safety net: the connect probe `key` must have been answered by now.
   caf::reacts_to<timeout_atom, uint64_t>,
+  /// Safety net of the requests: the one timer for the earliest deadline.
+  caf::reacts_to<timeout_atom>,
   /// Event stream `gen` got its response header with this status.
   caf::reacts_to<event_atom, uint64_t, int32_t>,
   /// Event stream `gen` delivered an event.
@@ -68,13 +70,18 @@ struct http_transport_state {
     uint64_t transfer = 0; ///< loop transfer id
   };
 
+  using time_point = caf::actor_clock::time_point;
+
   http_transport_config cfg;
   transport_listener_actor listener;
   transport_status status = transport_status::idle;
   std::string token;
 
   uint64_t next_key = 1;
-  std::unordered_map<uint64_t, pending_request> pending;
+  /// Requests in flight by key; deadline = time left + safety grace.
+  pending_requests<pending_request, time_point> pending;
+  /// The one safety-net timer (for pending.earliest_deadline()).
+  single_timer<time_point> timer;
   uint64_t connect_key = 0;      ///< key of the connect probe in flight
   uint64_t connect_transfer = 0; ///< its transfer id
 

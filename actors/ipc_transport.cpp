@@ -9,11 +9,12 @@
 //   after every new socket); an empty token unsubscribes. Event frames go to
 //   the listener as server_event (via ipc).
 // * request: only while up; Frame{request} with a wire id, correlated with
-//   the Frame{response} of the same id. A per-request timer (the time left)
-//   replies error_class::timeout AND performs the Lazy Pirate reset: the
-//   DEALER is closed and a fresh one connected (re-subscribing), and every
-//   other request still pending on the old socket fails with network (the
-//   supervisor re-sends them by id).
+//   the Frame{response} of the same id. A per-request deadline (the time
+//   left; one timer for the earliest deadline serves all requests, see
+//   src/core/pending_requests.hpp) replies error_class::timeout AND performs
+//   the Lazy Pirate reset: the DEALER is closed and a fresh one connected
+//   (re-subscribing), and every other request still pending on the old
+//   socket fails with network (the supervisor re-sends them by id).
 // * heartbeat: a Ping every cfg.ping_interval; nothing received (pong,
 //   response, event, anything) for cfg.dead_peer_timeout -> down (socket
 //   closed, pending requests fail with network). This is what detects the
@@ -41,6 +42,7 @@
 #include "caf/all.hpp"
 
 #include "messages/errors.hpp"
+#include "src/core/pending_requests.hpp"
 #include "src/core/timer_delay.hpp"
 #include "messages/transport.hpp"
 #include "src/transport/zmq/dealer_loop.hpp"
@@ -69,8 +71,8 @@ using ipc_transport_internal = caf::typed_actor<
   caf::reacts_to<io_atom, uint64_t, std::string>,
   /// Socket `gen` connected (true) or lost its connection (false).
   caf::reacts_to<io_atom, uint64_t, bool>,
-  /// Deadline of the request with this key.
-  caf::reacts_to<timeout_atom, uint64_t>,
+  /// The one request timer: the earliest deadline may have passed.
+  caf::reacts_to<timeout_atom>,
   /// Deadline of the connect attempt of link generation `gen`.
   caf::reacts_to<probe_atom, uint64_t>,
   /// Heartbeat: time to ping (link generation).
@@ -81,12 +83,14 @@ using ipc_transport_internal = caf::typed_actor<
 using ipc_transport_impl
   = transport_actor::extend_with<ipc_transport_internal>;
 
+/// A request in flight; its wire id (normally the call id), deadline and
+/// socket (generation = sock_gen) are kept by pending_requests.
 struct pending_request {
   caf::typed_response_promise<api_reply> rp;
   std::string call_id; ///< api_call id (the reply carries it)
-  std::string wire_id; ///< id on the wire (normally the same)
-  uint64_t sock_gen = 0;
 };
+
+using time_point = caf::actor_clock::time_point;
 
 struct ipc_transport_state {
   ipc_transport_config cfg;
@@ -100,8 +104,11 @@ struct ipc_transport_state {
   uint64_t next_nonce = 1;
   uint64_t next_control = 1;
 
-  std::unordered_map<uint64_t, pending_request> pending;
-  std::unordered_map<std::string, uint64_t> by_wire_id;
+  /// Requests in flight: by key and by wire id, with their deadlines and
+  /// the socket they were sent on.
+  pending_requests<pending_request, time_point> pending;
+  /// The one request timer (for pending.earliest_deadline()).
+  single_timer<time_point> timer;
   /// Ids of Subscribe/Unsubscribe frames in flight on the current socket.
   std::unordered_set<std::string> control_ids;
   bool subscribed = false; ///< a Subscribe was sent on the current socket
@@ -188,6 +195,14 @@ ipc_link::loop_handlers make_handlers(const caf::actor_addr& addr) {
   return h;
 }
 
+/// Arms the one request timer if the earliest deadline needs it.
+void arm_timer(self_ptr self) {
+  auto& st = self->state;
+  if (auto d = st.timer.arm(st.pending.earliest_deadline(),
+                            self->clock().now()))
+    self->delayed_send(self, *d, timeout_atom_v);
+}
+
 void report(self_ptr self, transport_status s, std::string reason = {}) {
   auto& st = self->state;
   st.status = s;
@@ -197,7 +212,7 @@ void report(self_ptr self, transport_status s, std::string reason = {}) {
 }
 
 bool id_in_use(const ipc_transport_state& st, const std::string& id) {
-  return st.by_wire_id.count(id) > 0 || st.control_ids.count(id) > 0;
+  return st.pending.contains_wire_id(id) || st.control_ids.count(id) > 0;
 }
 
 /// The id a request travels with: its own id unless that is empty or taken.
@@ -256,12 +271,8 @@ void send_unsubscribe(self_ptr self) {
 
 /// Fails every pending request with `err`.
 void fail_pending(self_ptr self, const caf::error& err) {
-  auto& st = self->state;
-  auto pending = std::move(st.pending);
-  st.pending.clear();
-  st.by_wire_id.clear();
-  for (auto& kv : pending)
-    kv.second.rp.deliver(err);
+  for (auto& e : self->state.pending.take_all())
+    e.payload.rp.deliver(err);
 }
 
 /// Connects a fresh DEALER (closing the current one first).
@@ -296,19 +307,24 @@ void go_down(self_ptr self, const std::string& reason) {
   report(self, transport_status::down, reason);
 }
 
+caf::error socket_reset_error() {
+  return make_engine_error(error_class::network,
+                           "ipc socket reset after a lost reply; re-send");
+}
+
 /// Lazy Pirate: a reply was lost, so the socket may be wedged. Close it and
 /// connect a new one; everything still pending on it fails with network.
-void reset_socket(self_ptr self) {
+/// False if there was nothing to reset (not up).
+bool reset_socket(self_ptr self) {
   auto& st = self->state;
   if (st.status != transport_status::up || !st.loop)
-    return;
-  fail_pending(self, make_engine_error(
-                       error_class::network,
-                       "ipc socket reset after a lost reply; re-send"));
+    return false;
+  fail_pending(self, socket_reset_error());
   open_socket(self);
   send_ping(self);
   if (!st.token.empty())
     send_subscribe(self);
+  return true;
 }
 
 void schedule_tick(self_ptr self) {
@@ -348,30 +364,13 @@ void on_response(self_ptr self, api_reply& r) {
       st.subscribed = false;
     return;
   }
-  auto wi = st.by_wire_id.find(r.id);
-  if (wi == st.by_wire_id.end())
+  auto e = st.pending.take_by_wire_id(r.id);
+  if (!e)
     return; // timed out already, bad_frame (id "") or unknown
-  auto key = wi->second;
-  st.by_wire_id.erase(wi);
-  auto pi = st.pending.find(key);
-  if (pi == st.pending.end())
-    return;
-  auto p = std::move(pi->second);
-  st.pending.erase(pi);
+  auto& p = e->payload;
   r.id = std::move(p.call_id);
   r.via = transport_mode::ipc;
   p.rp.deliver(std::move(r));
-}
-
-/// Removes and returns the pending request `key` (rp invalid if none).
-bool take_pending(ipc_transport_state& st, uint64_t key, pending_request& out) {
-  auto i = st.pending.find(key);
-  if (i == st.pending.end())
-    return false;
-  out = std::move(i->second);
-  st.pending.erase(i);
-  st.by_wire_id.erase(out.wire_id);
-  return true;
 }
 
 // -- behavior --------------------------------------------------------------------
@@ -491,11 +490,11 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
           return make_engine_error(error_class::unknown,
                                    "ipc transport: cannot encode request");
         auto rp = self->make_response_promise<api_reply>();
-        st.by_wire_id.emplace(wr.id, key);
-        st.pending.emplace(key, pending_request{rp, std::move(call.id),
-                                                wr.id, st.sock_gen});
+        st.pending.insert(key, self->clock().now() + clamp_delay(left),
+                          pending_request{rp, std::move(call.id)},
+                          std::move(wr.id), st.sock_gen);
         st.loop->send(st.sock_gen, key, std::move(bytes));
-        self->delayed_send(self, clamp_delay(left), timeout_atom_v, key);
+        arm_timer(self);
         return rp;
       } catch (const std::exception& e) {
         return make_engine_error(error_class::unknown,
@@ -550,9 +549,8 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
       if (gen != st.sock_gen || key == 0)
         return;
       try {
-        pending_request p;
-        if (take_pending(st, key, p))
-          p.rp.deliver(make_engine_error(error_class::network, why));
+        if (auto e = st.pending.take(key))
+          e->payload.rp.deliver(make_engine_error(error_class::network, why));
       } catch (...) {
       }
     },
@@ -588,17 +586,33 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
       }
     },
     // -- timers ----------------------------------------------------------------
-    [self](timeout_atom, uint64_t key) {
+    [self](timeout_atom) {
       auto& st = self->state;
       try {
-        pending_request p;
-        if (!take_pending(st, key, p))
-          return; // answered already
-        p.rp.deliver(make_engine_error(error_class::timeout,
-                                       "ipc request timed out"));
-        // Lazy Pirate: never keep using a socket that lost a reply.
-        if (p.sock_gen == st.sock_gen)
-          reset_socket(self);
+        auto now = self->clock().now();
+        st.timer.fired(now);
+        // Earliest deadline first, as separate timers would have fired.
+        bool was_reset = false;
+        for (auto& e : st.pending.expire(now)) {
+          try {
+            if (was_reset) {
+              // the reset failed everything still pending on the old
+              // socket, these included
+              e.payload.rp.deliver(socket_reset_error());
+              continue;
+            }
+            e.payload.rp.deliver(make_engine_error(error_class::timeout,
+                                                   "ipc request timed out"));
+            // Lazy Pirate: never keep using a socket that lost a reply.
+            if (e.generation == st.sock_gen)
+              was_reset = reset_socket(self);
+          } catch (...) {
+          }
+        }
+      } catch (...) {
+      }
+      try {
+        arm_timer(self); // for the next earliest deadline
       } catch (...) {
       }
     },

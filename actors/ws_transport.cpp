@@ -16,8 +16,9 @@
 //   (body = the call's JSON, absent when empty); a call token that differs
 //   from the connection's is sent as an auth frame first (the gateway
 //   handles frames in order). Responses are matched by id (they may come
-//   back in any order). A per-request timer (the time left) answers with
-//   error_class::timeout; the link stays up.
+//   back in any order). A per-request deadline (the time left) answers with
+//   error_class::timeout; the link stays up. One timer for the earliest
+//   deadline serves all requests (src/core/pending_requests.hpp).
 // * heartbeat: {"type":"ping","id":"hb-N"} every cfg.ping_interval (at most
 //   half the dead-peer timeout); nothing received at all for
 //   cfg.dead_peer_timeout -> the peer is dead: closed, pending requests fail
@@ -44,6 +45,7 @@
 #include "caf/all.hpp"
 
 #include "messages/errors.hpp"
+#include "src/core/pending_requests.hpp"
 #include "src/core/timer_delay.hpp"
 #include "messages/transport.hpp"
 #include "src/transport/lws/ws_codec.hpp"
@@ -67,8 +69,8 @@ using ws_transport_internal = caf::typed_actor<
   caf::reacts_to<io_atom, uint64_t, std::string>,
   /// Connection `gen` failed or was closed (status down, reason).
   caf::reacts_to<io_atom, uint64_t, transport_status, std::string>,
-  /// Deadline of the request with this key.
-  caf::reacts_to<timeout_atom, uint64_t>,
+  /// The one request timer: the earliest deadline may have passed.
+  caf::reacts_to<timeout_atom>,
   /// Connect deadline of connection `gen`.
   caf::reacts_to<probe_atom, uint64_t>,
   /// Heartbeat: time to ping (connection gen).
@@ -78,11 +80,14 @@ using ws_transport_internal = caf::typed_actor<
 
 using ws_transport_impl = transport_actor::extend_with<ws_transport_internal>;
 
+/// A request in flight; its wire id (normally the call id) and deadline
+/// are kept by pending_requests.
 struct pending_request {
   caf::typed_response_promise<api_reply> rp;
   std::string call_id; ///< api_call id (the reply carries it)
-  std::string wire_id; ///< id on the wire (normally the same)
 };
+
+using time_point = caf::actor_clock::time_point;
 
 struct ws_transport_state {
   ws_transport_config cfg;
@@ -108,8 +113,10 @@ struct ws_transport_state {
   uint64_t next_ping = 1;
   uint64_t next_auth = 1;
 
-  std::unordered_map<uint64_t, pending_request> pending;
-  std::unordered_map<std::string, uint64_t> by_wire_id;
+  /// Requests in flight: by key and by wire id, with their deadlines.
+  pending_requests<pending_request, time_point> pending;
+  /// The one request timer (for pending.earliest_deadline()).
+  single_timer<time_point> timer;
   /// Auth frames in flight on the current connection: id -> token.
   std::unordered_map<std::string, std::string> auth_ids;
 
@@ -161,6 +168,14 @@ ws_link::loop_handlers make_handlers(const caf::actor_addr& addr) {
   return h;
 }
 
+/// Arms the one request timer if the earliest deadline needs it.
+void arm_timer(self_ptr self) {
+  auto& st = self->state;
+  if (auto d = st.timer.arm(st.pending.earliest_deadline(),
+                            self->clock().now()))
+    self->delayed_send(self, *d, timeout_atom_v);
+}
+
 void report(self_ptr self, transport_status s, std::string reason = {}) {
   auto& st = self->state;
   st.status = s;
@@ -171,12 +186,8 @@ void report(self_ptr self, transport_status s, std::string reason = {}) {
 
 /// Fails every pending request with `err`.
 void fail_pending(self_ptr self, const caf::error& err) {
-  auto& st = self->state;
-  auto pending = std::move(st.pending);
-  st.pending.clear();
-  st.by_wire_id.clear();
-  for (auto& kv : pending)
-    kv.second.rp.deliver(err);
+  for (auto& e : self->state.pending.take_all())
+    e.payload.rp.deliver(err);
 }
 
 /// Closes the current connection; whatever still comes from it is stale.
@@ -242,7 +253,7 @@ void schedule_dead_peer_check(self_ptr self, caf::timespan in) {
 }
 
 bool id_in_use(const ws_transport_state& st, const std::string& id) {
-  return st.by_wire_id.count(id) > 0 || st.auth_ids.count(id) > 0;
+  return st.pending.contains_wire_id(id) || st.auth_ids.count(id) > 0;
 }
 
 /// The id a request travels with: its own id unless that is empty or taken.
@@ -254,27 +265,6 @@ std::string wire_id_for(const ws_transport_state& st, const std::string& id,
   while (id_in_use(st, candidate))
     candidate += "_";
   return candidate;
-}
-
-/// Removes and returns the pending request `key` (false if none).
-bool take_pending(ws_transport_state& st, uint64_t key, pending_request& out) {
-  auto i = st.pending.find(key);
-  if (i == st.pending.end())
-    return false;
-  out = std::move(i->second);
-  st.pending.erase(i);
-  st.by_wire_id.erase(out.wire_id);
-  return true;
-}
-
-/// Removes and returns the pending request with this wire id.
-bool take_by_wire_id(ws_transport_state& st, const std::string& wire_id,
-                     pending_request& out) {
-  auto i = st.by_wire_id.find(wire_id);
-  if (i == st.by_wire_id.end())
-    return false;
-  auto key = i->second;
-  return take_pending(st, key, out);
 }
 
 /// A reply made here for a call the gateway would reject the same way (so
@@ -294,9 +284,10 @@ void on_frame(self_ptr self, const std::string& text) {
   auto f = ws_link::decode_frame(text);
   switch (f.kind) {
     case ws_link::frame_kind::response: {
-      pending_request p;
-      if (!take_by_wire_id(st, f.id, p))
+      auto e = st.pending.take_by_wire_id(f.id);
+      if (!e)
         return; // timed out already, or unknown
+      auto& p = e->payload;
       api_reply r;
       r.id = std::move(p.call_id);
       r.status = f.status;
@@ -339,12 +330,14 @@ void on_frame(self_ptr self, const std::string& text) {
                                        : f.code;
         return;
       }
-      pending_request p;
-      if (!f.id.empty() && take_by_wire_id(st, f.id, p)) {
+      if (f.id.empty())
+        return;
+      if (auto e = st.pending.take_by_wire_id(f.id)) {
         // the gateway did not understand the request frame
         auto status = f.status != 0 ? f.status : 400;
         auto code = f.code.empty() ? std::string{"bad_frame"} : f.code;
-        p.rp.deliver(local_reply(p.call_id, status, code, f.message));
+        e->payload.rp.deliver(
+          local_reply(e->payload.call_id, status, code, f.message));
       }
       return;
     }
@@ -476,11 +469,11 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
         if (!call.token.empty() && call.token != st.conn_token)
           send_auth(self, call.token);
         auto rp = self->make_response_promise<api_reply>();
-        st.by_wire_id.emplace(wire_id, key);
-        st.pending.emplace(key,
-                           pending_request{rp, std::move(call.id), wire_id});
+        st.pending.insert(key, self->clock().now() + clamp_delay(left),
+                          pending_request{rp, std::move(call.id)},
+                          std::move(wire_id));
         st.loop->send(st.gen, std::move(frame));
-        self->delayed_send(self, clamp_delay(left), timeout_atom_v, key);
+        arm_timer(self);
         return rp;
       } catch (const std::exception& e) {
         return make_engine_error(error_class::unknown,
@@ -528,13 +521,18 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
       }
     },
     // -- timers ----------------------------------------------------------------
-    [self](timeout_atom, uint64_t key) {
+    [self](timeout_atom) {
       auto& st = self->state;
       try {
-        pending_request p;
-        if (take_pending(st, key, p))
-          p.rp.deliver(make_engine_error(error_class::timeout,
-                                         "ws request timed out"));
+        auto now = self->clock().now();
+        st.timer.fired(now);
+        for (auto& e : st.pending.expire(now))
+          e.payload.rp.deliver(make_engine_error(error_class::timeout,
+                                                 "ws request timed out"));
+      } catch (...) {
+      }
+      try {
+        arm_timer(self); // for the next earliest deadline
       } catch (...) {
       }
     },
