@@ -697,6 +697,7 @@ int main(int argc, char** argv) {
     o.ipc = x;
   CLI::App app{"aico: command-line client of the aico engine"};
   app.require_subcommand(1);
+  app.fallthrough(); // global options may also follow the command
   app.add_option("--url", o.url, "Gateway base URL (REST and WebSocket)")
     ->capture_default_str();
   app.add_option("--ipc", o.ipc, "Gateway IPC endpoint (ipc://PATH); IPC is "
@@ -710,6 +711,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", o.json_out, "One JSON object per line");
   app.add_option("--timeout", o.timeout_s, "Seconds allowed per request")
     ->capture_default_str()
+    ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
     ->check(CLI::Range(0.1, 3600.0));
   auto login = app.add_subcommand("login", "Log in and keep the tokens");
   login->add_option("user", o.user)->required();

@@ -362,7 +362,10 @@ TEST_F(repositories_test, stream_shows_each_message_once_with_forward_statuses) 
   caf::anon_send(eng_->chat(), watch_atom::value, spawn_chat_log(sys_, clog));
   auto m = send_chat("stream", "s-1", "tell me about lighthouses");
   ASSERT_TRUE(m) << describe(m.error());
-  EXPECT_EQ(m->status, message_status::queued);
+  // optimistic: answered before the gateway has it
+  EXPECT_TRUE(m->status == message_status::queued
+              || m->status == message_status::sending)
+    << to_string(m->status);
   // wait for the bot's final reply (delivered)
   auto until = steady::now() + 10s;
   bool bot_done = false;
