@@ -6,15 +6,29 @@
 // owns the in-flight API calls: each has a deadline, is sent on the active
 // transport, and is re-sent with the same id on the next transport when the
 // one it was sent on fails with a network error.
+//
+// Cost per call (docs/performance.md): the deadlines of all calls share ONE
+// timer (armed only when the earliest deadline moves earlier), and the
+// request to the transport carries no CAF timeout: every transport answers
+// each request by the deadline it is given and fails everything pending
+// when it goes down, disconnects or exits; a transport that dies without
+// answering (exit_reason::kill) is caught by the down handler, and the
+// call's own deadline answers the caller in any case. Authenticated calls
+// use the last token the token manager published (it re-publishes
+// logged_in after every refresh); a stale one is refreshed once on a 401.
 #include "messages/supervisor.hpp"
 
 #include <algorithm>
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "src/core/link_policy.hpp"
+#include "src/core/pending_requests.hpp"
 
 namespace aico {
 
@@ -29,20 +43,26 @@ using supervisor_impl = supervisor_actor::extend_with<
     caf::reacts_to<probe_atom, uint64_t, uint64_t>,
     /// periodic health check of the active transport (generation)
     caf::reacts_to<health_atom, uint64_t>,
-    /// deadline of a pending call (call key)
-    caf::reacts_to<timeout_atom, uint64_t>>>;
+    /// the one call timer: the earliest call deadline may have passed
+    caf::reacts_to<timeout_atom>>>;
 
 /// Upper bound on how often one call is sent (across all transports).
 constexpr int max_attempts = 8;
 
+using time_point = caf::actor_clock::time_point;
+
+/// A call in flight; its deadline is kept by pending_requests.
 struct pending_call {
   caf::typed_response_promise<api_reply> rp;
   api_call call;
-  caf::actor_clock::time_point deadline;
   bool auth = false;
   bool refreshed = false; ///< already retried once after a 401
-  int attempts = 0;
+  int attempts = 0;       ///< sends so far; also numbers the current one
+  std::optional<std::size_t> in_flight; ///< slot of the unanswered send
 };
+
+using call_table = pending_requests<pending_call, time_point>;
+using call_entry = call_table::entry;
 
 struct slot_info {
   transport_actor actor;
@@ -69,7 +89,8 @@ struct supervisor_state {
   token_manager_actor tokens;
   std::string token; ///< last token handed to the transports
   uint64_t next_key = 1;
-  std::map<uint64_t, pending_call> pending;
+  call_table pending;
+  single_timer<time_point> timer; ///< the one timer for all call deadlines
   std::deque<uint64_t> waiting; ///< calls waiting for an active transport
   uint64_t health_gen = 0;
   caf::timestamp active_since;
@@ -77,11 +98,19 @@ struct supervisor_state {
 
 using self_ptr = supervisor_impl::stateful_pointer<supervisor_state>;
 
-caf::timespan time_left(self_ptr self, const pending_call& p) {
+caf::timespan time_left(self_ptr self, const call_entry& e) {
   auto now = self->clock().now();
-  if (p.deadline <= now)
+  if (e.deadline <= now)
     return caf::timespan{0};
-  return std::chrono::duration_cast<caf::timespan>(p.deadline - now);
+  return std::chrono::duration_cast<caf::timespan>(e.deadline - now);
+}
+
+/// Arms the one call timer if the earliest deadline needs it.
+void arm_timer(self_ptr self) {
+  auto& st = self->state;
+  if (auto d = st.timer.arm(st.pending.earliest_deadline(),
+                            self->clock().now()))
+    self->delayed_send(self, *d, timeout_atom::value);
 }
 
 void publish(self_ptr self) {
@@ -133,12 +162,8 @@ void on_link_down(self_ptr self, std::size_t i, const std::string& reason) {
 }
 
 void deliver_error(self_ptr self, uint64_t key, caf::error err) {
-  auto& st = self->state;
-  auto i = st.pending.find(key);
-  if (i == st.pending.end())
-    return;
-  i->second.rp.deliver(std::move(err));
-  st.pending.erase(i);
+  if (auto e = self->state.pending.take(key))
+    e->payload.rp.deliver(std::move(err));
 }
 
 void dispatch(self_ptr self, uint64_t key);
@@ -155,29 +180,54 @@ std::string header(const api_reply& r, const std::string& name) {
   return {};
 }
 
-void on_reply(self_ptr self, uint64_t key, api_reply r) {
+/// Hands a token the supervisor got (token manager, refresh) to the
+/// transports (event subscriptions) if it is new; it is also the token of
+/// the next authenticated calls.
+void adopt_token(self_ptr self, const std::string& tok) {
   auto& st = self->state;
-  auto i = st.pending.find(key);
-  if (i == st.pending.end())
+  if (tok == st.token)
     return;
-  auto& p = i->second;
+  st.token = tok;
+  for (auto& s : st.slots)
+    if (s.actor)
+      self->send(s.actor, token_atom::value, tok);
+}
+
+/// The call `key` if its send number `attempt` is the current one (a late
+/// answer to an earlier send is ignored); no send is in flight afterwards.
+call_entry* answered(self_ptr self, uint64_t key, int attempt) {
+  auto e = self->state.pending.find(key);
+  if (!e || e->payload.attempts != attempt)
+    return nullptr;
+  e->payload.in_flight.reset();
+  return e;
+}
+
+void on_reply(self_ptr self, uint64_t key, int attempt, api_reply r) {
+  auto& st = self->state;
+  auto e = answered(self, key, attempt);
+  if (!e)
+    return;
+  auto& p = e->payload;
   if (r.status >= 200 && r.status < 300) {
-    p.rp.deliver(std::move(r));
-    st.pending.erase(i);
+    auto done = st.pending.take(key);
+    done->payload.rp.deliver(std::move(r));
     return;
   }
   if (r.status == 401 && p.auth && !p.refreshed && st.tokens) {
     // the token was rejected: refresh once (single-flight in the token
     // manager) and send again with the new token
     p.refreshed = true;
-    auto left = time_left(self, p);
+    auto left = time_left(self, *e);
     self->request(st.tokens, left, refresh_atom::value, p.call.token)
       .then(
         [=](const std::string& tok) {
+          if (!tok.empty())
+            adopt_token(self, tok); // the next calls use it too
           auto j = self->state.pending.find(key);
-          if (j == self->state.pending.end())
+          if (!j)
             return;
-          j->second.call.token = tok;
+          j->payload.call.token = tok;
           dispatch(self, key);
         },
         [=](caf::error& err) { deliver_error(self, key, std::move(err)); });
@@ -187,11 +237,11 @@ void on_reply(self_ptr self, uint64_t key, api_reply r) {
                 make_status_error(r.status, r.body, header(r, "Retry-After")));
 }
 
-void on_call_error(self_ptr self, uint64_t key, std::size_t slot,
+void on_call_error(self_ptr self, uint64_t key, std::size_t slot, int attempt,
                    caf::error err) {
   auto& st = self->state;
-  auto i = st.pending.find(key);
-  if (i == st.pending.end())
+  auto e = answered(self, key, attempt);
+  if (!e)
     return;
   auto c = classify(err);
   if (c.cls == error_class::network) {
@@ -205,8 +255,12 @@ void on_call_error(self_ptr self, uint64_t key, std::size_t slot,
         self->send(st.slots[slot].actor, disconnect_atom::value);
       on_link_down(self, slot, c.message);
     }
-    auto& p = i->second;
-    if (time_left(self, p) > caf::timespan{0} && p.attempts < max_attempts) {
+    // (on_link_down may have answered calls: look the call up again)
+    auto again = st.pending.find(key);
+    if (!again)
+      return;
+    if (time_left(self, *again) > caf::timespan{0}
+        && again->payload.attempts < max_attempts) {
       dispatch(self, key);
       return;
     }
@@ -216,10 +270,10 @@ void on_call_error(self_ptr self, uint64_t key, std::size_t slot,
 
 void dispatch(self_ptr self, uint64_t key) {
   auto& st = self->state;
-  auto i = st.pending.find(key);
-  if (i == st.pending.end())
+  auto e = st.pending.find(key);
+  if (!e)
     return;
-  auto& p = i->second;
+  auto& p = e->payload;
   auto active = st.policy->active();
   if (!active || !st.slots[*active].actor) {
     if (std::find(st.waiting.begin(), st.waiting.end(), key)
@@ -227,23 +281,27 @@ void dispatch(self_ptr self, uint64_t key) {
       st.waiting.push_back(key);
     return;
   }
-  auto left = time_left(self, p);
+  auto left = time_left(self, *e);
   if (left <= caf::timespan{0}) {
     deliver_error(self, key,
                   make_engine_error(error_class::timeout,
                                     "no answer before the deadline"));
     return;
   }
-  ++p.attempts;
+  auto attempt = ++p.attempts;
   auto slot = *active;
-  // the transport answers within `left`; the extra second only guards
-  // against a transport that never answers at all
+  p.in_flight = slot;
+  // No CAF request timeout (each one costs the timer thread a wake-up to
+  // set and one to cancel): the transport answers within `left`, fails what
+  // is pending when it goes down or exits, a dead transport's mailbox
+  // bounces the request (request_receiver_down), a killed one is handled by
+  // on_child_down, and the call's deadline answers the caller regardless.
   self
-    ->request(st.slots[slot].actor, left + std::chrono::seconds(1),
-              request_atom::value, p.call, left)
-    .then([=](api_reply& r) { on_reply(self, key, std::move(r)); },
+    ->request(st.slots[slot].actor, caf::infinite, request_atom::value,
+              p.call, left)
+    .then([=](api_reply& r) { on_reply(self, key, attempt, std::move(r)); },
           [=](caf::error& err) {
-            on_call_error(self, key, slot, std::move(err));
+            on_call_error(self, key, slot, attempt, std::move(err));
           });
 }
 
@@ -266,10 +324,7 @@ void sync_token(self_ptr self, std::optional<std::size_t> only = {}) {
       [=](const std::string& tok) {
         auto& st = self->state;
         if (tok != st.token) {
-          st.token = tok;
-          for (auto& s : st.slots)
-            if (s.actor)
-              self->send(s.actor, token_atom::value, tok);
+          adopt_token(self, tok);
         } else if (only && st.slots[*only].actor) {
           self->send(st.slots[*only].actor, token_atom::value, tok);
         }
@@ -396,11 +451,26 @@ void on_child_down(self_ptr self, const caf::down_msg& dm) {
     auto now = self->clock().now();
     while (!s.restarts.empty() && now - s.restarts.front() > 60s)
       s.restarts.pop_front();
+    // Calls still waiting for an answer from the stopped actor: a transport
+    // that exits fails them itself (before this down message), but one
+    // killed outright (exit_reason::kill skips its exit handler) never
+    // answers, and the requests carry no CAF timeout.
+    std::vector<std::pair<uint64_t, int>> orphans;
+    st.pending.for_each([&](call_entry& e) {
+      if (e.payload.in_flight == i)
+        orphans.emplace_back(e.key, e.payload.attempts);
+    });
     if (static_cast<int>(s.restarts.size()) < st.cfg.max_restarts_per_minute) {
       s.restarts.push_back(now);
       s.actor = make_transport(self, st.policy->mode(i));
     }
-    on_link_down(self, i, "transport actor stopped: " + to_string(dm.reason));
+    auto why = "transport actor stopped: " + to_string(dm.reason);
+    on_link_down(self, i, why);
+    // ... so they are failed over like a network error of that transport
+    std::sort(orphans.begin(), orphans.end());
+    for (auto& [key, attempt] : orphans)
+      on_call_error(self, key, i, attempt,
+                    make_engine_error(error_class::network, why));
     return;
   }
   // a watcher went away
@@ -443,10 +513,9 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
       pending_call p;
       p.rp = rp;
       p.call = std::move(call);
-      p.deadline = self->clock().now() + timeout;
       p.auth = auth;
-      st.pending.emplace(key, std::move(p));
-      self->delayed_send(self, timeout, timeout_atom::value, key);
+      st.pending.insert(key, self->clock().now() + timeout, std::move(p));
+      arm_timer(self);
       if (!st.policy->running()) {
         deliver_error(self, key,
                       make_engine_error(error_class::network,
@@ -461,13 +530,21 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
                                           "not logged in"));
           return rp;
         }
+        if (!st.token.empty()) {
+          // the last token the token manager published (kept fresh by its
+          // re-publishing after every refresh; a stale one gets a 401, and
+          // on_reply refreshes once)
+          st.pending.find(key)->payload.call.token = st.token;
+          dispatch(self, key);
+          return rp;
+        }
         self->request(st.tokens, timeout, token_atom::value)
           .then(
             [=](const std::string& tok) {
               auto j = self->state.pending.find(key);
-              if (j == self->state.pending.end())
+              if (!j)
                 return;
-              j->second.call.token = tok;
+              j->payload.call.token = tok;
               dispatch(self, key);
             },
             [=](caf::error& err) { deliver_error(self, key, std::move(err)); });
@@ -579,18 +656,26 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
         }
       });
     },
-    [=](timeout_atom, uint64_t key) {
+    [=](timeout_atom) {
       auto& st = self->state;
-      if (st.pending.count(key) == 0)
-        return;
-      st.waiting.erase(std::remove(st.waiting.begin(), st.waiting.end(), key),
-                       st.waiting.end());
-      auto active = st.policy->active();
-      deliver_error(self, key,
-                    active ? make_engine_error(error_class::timeout,
-                                               "no answer before the deadline")
-                           : make_engine_error(error_class::network,
-                                               "no transport available"));
+      auto now = self->clock().now();
+      st.timer.fired(now);
+      auto due = st.pending.expire(now);
+      if (!due.empty()) {
+        st.waiting.erase(std::remove_if(st.waiting.begin(), st.waiting.end(),
+                                        [&](uint64_t key) {
+                                          return !st.pending.contains(key);
+                                        }),
+                         st.waiting.end());
+        auto active = st.policy->active();
+        for (auto& e : due)
+          e.payload.rp.deliver(
+            active ? make_engine_error(error_class::timeout,
+                                       "no answer before the deadline")
+                   : make_engine_error(error_class::network,
+                                       "no transport available"));
+      }
+      arm_timer(self); // for the next earliest deadline
     },
   };
 }
