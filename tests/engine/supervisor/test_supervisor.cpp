@@ -110,12 +110,16 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
 struct fake_tokens_state {
   std::string token = "t-old";
   int refreshes = 0;
+  int token_asks = 0; ///< token_atom requests answered
 };
 
 caf::behavior fake_tokens(caf::stateful_actor<fake_tokens_state>* self,
                           std::shared_ptr<fake_net> net) {
   return {
-    [=](token_atom) { return self->state.token; },
+    [=](token_atom) {
+      ++self->state.token_asks;
+      return self->state.token;
+    },
     [=](refresh_atom, const std::string&) {
       ++self->state.refreshes;
       self->state.token = net->refresh_gives.empty() ? net->valid_token
@@ -126,6 +130,7 @@ caf::behavior fake_tokens(caf::stateful_actor<fake_tokens_state>* self,
       self->send(l, auth_atom::value, auth_state::logged_in);
     },
     [=](caf::get_atom) { return self->state.refreshes; },
+    [=](caf::get_atom, token_atom) { return self->state.token_asks; },
   };
 }
 
@@ -415,4 +420,83 @@ TEST_F(supervisor_test, a_network_error_on_a_live_link_resets_that_transport) {
   EXPECT_EQ(cs.state, link_state::connected);
   EXPECT_EQ(cs.mode, transport_mode::ipc);
   EXPECT_EQ(net->connects[transport_mode::ipc], 2);
+}
+
+TEST_F(supervisor_test, calls_in_flight_on_a_killed_transport_are_resent) {
+  // exit_reason::kill skips a transport's exit handler, so its pending
+  // requests are never answered (no CAF request timeout on them either):
+  // the down message makes the supervisor send them again elsewhere.
+  start();
+  self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
+  sched.run();
+  api_call c{"orphan", "POST", "/conversations/messages", "{}", ""};
+  auto rh = self->request(sup, caf::infinite, request_atom::value, c,
+                          caf::timespan{5s}, false);
+  sched.run();
+  ASSERT_EQ(net->received[transport_mode::ipc].size(), 1u);
+  self->send_exit(net->actors[transport_mode::ipc], caf::exit_reason::kill);
+  sched.run();
+  caf::expected<api_reply> res{caf::error{}};
+  rh.receive([&](api_reply& r) { res = std::move(r); },
+             [&](caf::error& e) { res = std::move(e); });
+  ASSERT_TRUE(res) << to_string(res.error());
+  EXPECT_EQ(res->via, transport_mode::ws);
+  EXPECT_EQ(res->id, "orphan");
+  ASSERT_EQ(net->received[transport_mode::ws].size(), 1u);
+  EXPECT_EQ(net->spawned[transport_mode::ipc], 2);
+}
+
+TEST_F(supervisor_test, calls_time_out_at_their_own_deadlines) {
+  // one timer serves every call: each still fails at its own deadline
+  start();
+  self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
+  sched.run();
+  auto send = [&](const char* id, caf::timespan t) {
+    api_call c{id, "GET", "/health", "", ""};
+    return self->request(sup, caf::infinite, request_atom::value, c, t,
+                         false);
+  };
+  auto late = send("late", 3s);
+  auto early = send("early", 1s);
+  sched.run();
+  auto outcome = [&](auto& rh) {
+    caf::error err;
+    rh.receive([&](api_reply&) { ADD_FAILURE() << "unexpected reply"; },
+               [&](caf::error& e) { err = std::move(e); });
+    return classify(err);
+  };
+  advance(999ms);
+  advance(1ms);
+  auto e = outcome(early);
+  EXPECT_EQ(e.cls, error_class::timeout);
+  EXPECT_EQ(e.message, "no answer before the deadline");
+  advance(2s);
+  auto l = outcome(late);
+  EXPECT_EQ(l.cls, error_class::timeout);
+}
+
+TEST_F(supervisor_test, authenticated_calls_use_the_published_token) {
+  start();
+  auto tm = sys.spawn(fake_tokens, net);
+  net->valid_token = "t-old";
+  self->send(sup, auth_atom::value,
+             caf::actor_cast<token_manager_actor>(tm));
+  sched.run();
+  auto asks = [&] {
+    int n = -1;
+    auto rh = self->request(tm, caf::infinite, caf::get_atom::value,
+                            token_atom::value);
+    sched.run();
+    rh.receive([&](int x) { n = x; }, [](caf::error&) { FAIL(); });
+    return n;
+  };
+  auto before = asks();
+  for (int i = 0; i < 3; ++i) {
+    auto r = call("me-" + std::to_string(i), "/users/me", true);
+    ASSERT_TRUE(r) << to_string(r.error());
+    EXPECT_EQ(r->status, 200);
+  }
+  // no token round trip per call: the token of the last logged_in is used
+  EXPECT_EQ(asks(), before);
+  self->send_exit(tm, caf::exit_reason::user_shutdown);
 }
