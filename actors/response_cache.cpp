@@ -174,9 +174,14 @@ std::string header(const api_reply& r, const std::string& name) {
   return {};
 }
 
-void fetch(self_ptr self, const flight_key& k, api_call call, bool auth) {
+void fetch(self_ptr self, const flight_key& k, api_call call, bool auth,
+           bool have_fallback) {
   auto& st = self->state;
   auto timeout = st.cfg.request_timeout;
+  // with a cached value to fall back on, do not keep the caller waiting
+  // for a gateway that is not there
+  if (have_fallback)
+    timeout = std::min(timeout, st.cfg.fallback_timeout);
   self
     ->request(st.downstream, timeout + 1s, request_atom_v, std::move(call),
               timeout, auth)
@@ -202,13 +207,16 @@ cache_fun(self_ptr self, response_cache_config cfg,
     [=](read_atom, cache_read& r) -> caf::result<cached_reply> {
       auto& st = self->state;
       auto key = r.key.empty() ? r.call.method + " " + r.call.path : r.key;
-      if (st.db && !r.force_refresh) {
+      bool have_fallback = false;
+      if (st.db) {
         auto max_age = std::chrono::duration_cast<std::chrono::milliseconds>(
           r.max_age);
         auto e = st.db->get(r.user, key, now(self), max_age);
         if (!e) {
           log_error("cannot read " + key, e.error());
-        } else if (*e && !(*e)->stale) {
+        } else if (*e && (r.force_refresh || (*e)->stale)) {
+          have_fallback = true;
+        } else if (*e) {
           cached_reply res;
           res.from_cache = true;
           res.age = to_timespan((*e)->age);
@@ -223,7 +231,7 @@ cache_fun(self_ptr self, response_cache_config cfg,
       if (added) {
         i->second.invalidations_at_start = st.invalidations[r.user];
         i->second.call_id = r.call.id;
-        fetch(self, k, std::move(r.call), r.auth);
+        fetch(self, k, std::move(r.call), r.auth, have_fallback);
       }
       return rp;
     },

@@ -88,6 +88,10 @@ struct response_cache_config {
   /// Deadline of a downstream fetch when the read gives none: the actor's
   /// request timeout (the downstream gets this as its deadline).
   caf::timespan request_timeout = std::chrono::seconds(10);
+  /// Deadline of a fetch when a cached value (of any age) exists to fall
+  /// back on: an offline app gets its stale copy after this long, not
+  /// after request_timeout.
+  caf::timespan fallback_timeout = std::chrono::seconds(2);
   /// Wall clock (injectable for tests); null = system_clock::now.
   std::function<std::chrono::system_clock::time_point()> clock;
 };

@@ -244,6 +244,10 @@ TEST_F(repositories_test, thousand_messages_survive_restarts_and_flapping) {
   }
   producer.join();
   ASSERT_TRUE(enqueued);
+  // the engine really went through the chaos
+  EXPECT_NE(log_->history().find("reconnecting"), std::string::npos)
+    << log_->history();
+  EXPECT_NE(log_->history().find("mode=ws"), std::string::npos);
   EXPECT_EQ(failures, 0) << first_failure;
   ASSERT_TRUE(wait_queue_empty(120s))
     << queue_items().size() << " items still queued";
