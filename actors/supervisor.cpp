@@ -578,6 +578,11 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
                       make_engine_error(error_class::network,
                                         "engine disconnected"));
     },
+    [=](health_atom) {
+      // on demand (a circuit breaker opened): the periodic check, now; a
+      // passing check re-arms the periodic timer from here
+      self->send(self, health_atom::value, self->state.health_gen);
+    },
     // -- from transports -----------------------------------------------------
     [=](tstate_atom, transport_mode m, transport_status status,
         const std::string& reason) {

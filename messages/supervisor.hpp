@@ -50,7 +50,12 @@ using supervisor_actor = caf::typed_actor<
   /// Starts connecting (the supervisor starts idle).
   caf::reacts_to<connect_atom>,
   /// Closes every transport; state offline("disconnected").
-  caf::reacts_to<disconnect_atom>>;
+  caf::reacts_to<disconnect_atom>,
+  /// "Check the active transport now": one health check (GET /health) on
+  /// the active transport, as the periodic one; a failed check fails over.
+  /// Sent by the resilient client when a circuit breaker opens. Ignored
+  /// when no transport is active.
+  caf::reacts_to<health_atom>>;
 
 /// Creates a transport actor for a mode (injectable for tests).
 using transport_factory = std::function<transport_actor(

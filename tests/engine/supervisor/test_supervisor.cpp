@@ -500,3 +500,18 @@ TEST_F(supervisor_test, authenticated_calls_use_the_published_token) {
   EXPECT_EQ(asks(), before);
   self->send_exit(tm, caf::exit_reason::user_shutdown);
 }
+
+TEST_F(supervisor_test, health_on_demand_checks_the_active_transport_now) {
+  start();
+  auto before = net->received[transport_mode::ipc].size();
+  self->send(sup, health_atom::value);
+  sched.run();
+  ASSERT_EQ(net->received[transport_mode::ipc].size(), before + 1);
+  EXPECT_EQ(net->received[transport_mode::ipc].back().rfind("health-", 0), 0u);
+  // a check that fails (the link died under us) fails over
+  self->send(net->actors[transport_mode::ipc], kill_atom::value);
+  sched.run();
+  self->send(sup, health_atom::value);
+  sched.run();
+  EXPECT_EQ(last_state().mode, transport_mode::ws);
+}
