@@ -210,10 +210,14 @@ protected:
     return res;
   }
 
+  /// One API call the way the repositories make it: through the resilient
+  /// client (breakers, retries of 503/429/network) and the supervisor. A
+  /// door switched off by a fault answers 503 for a moment before it
+  /// closes; the retry covers that, as it does for applications.
   caf::expected<api_reply> call(api_call c, caf::timespan t = 10s) {
     caf::scoped_actor self{sys_};
     caf::expected<api_reply> res{caf::error{}};
-    self->request(eng_->connection(), t + 2s, request_atom::value, c, t, true)
+    self->request(eng_->api(), t + 2s, request_atom::value, c, t, true)
       .receive([&](api_reply& r) { res = std::move(r); },
                [&](caf::error& e) { res = std::move(e); });
     return res;
