@@ -531,3 +531,53 @@ TEST_F(repositories_test, system_health_status_and_admin_update) {
   ASSERT_TRUE(s) << describe(s.error());
   EXPECT_TRUE(s->is_healthy);
 }
+
+TEST_F(repositories_test, mark_read_goes_through_the_queue_and_shows_read) {
+  start_gateway();
+  start_engine();
+  ASSERT_TRUE(log_->wait_state(is_connected(transport_mode::ipc), 10s));
+  ASSERT_TRUE(login("alice", "alice-pw"));
+  auto clog = std::make_shared<chat_log>();
+  caf::anon_send(eng_->chat(), watch_atom::value, spawn_chat_log(sys_, clog));
+  ASSERT_TRUE(send_chat("reads", "r-1", "please read me"));
+  ASSERT_TRUE(wait_queue_empty(10s));
+  caf::scoped_actor self{sys_};
+  caf::expected<queue_entry> e{caf::error{}};
+  self->request(eng_->chat(), 10s, mark_read_atom::value,
+                std::string{"reads"}, std::string{"r-1"})
+    .receive([&](queue_entry& x) { e = std::move(x); },
+             [&](caf::error& err) { e = std::move(err); });
+  ASSERT_TRUE(e) << describe(e.error());
+  EXPECT_EQ(e->kind, command_kind::mark_read);
+  ASSERT_TRUE(wait_queue_empty(10s));
+  auto r = admin_->get("/api/v1/conversations/reads/messages?limit=10",
+                       login_raw("alice", "alice-pw"));
+  EXPECT_EQ(jstr(r.body, "/data/messages/0/status"), "read");
+  auto until = steady::now() + 5s;
+  bool seen = false;
+  while (!seen && steady::now() < until) {
+    {
+      std::lock_guard<std::mutex> g{clog->mtx};
+      auto& st = clog->statuses["r-1"];
+      seen = !st.empty() && st.back() == message_status::read;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(seen) << "the stream never showed r-1 as read";
+  // a message that does not exist is parked with the gateway's reason
+  self->request(eng_->chat(), 10s, mark_read_atom::value,
+                std::string{"reads"}, std::string{"no-such-message"})
+    .receive([&](queue_entry& x) { e = std::move(x); },
+             [&](caf::error& err) { e = std::move(err); });
+  ASSERT_TRUE(e);
+  until = steady::now() + 10s;
+  std::vector<queue_entry> items;
+  while (steady::now() < until) {
+    items = queue_items();
+    if (!items.empty() && items[0].state == "parked")
+      break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].state, "parked");
+}
