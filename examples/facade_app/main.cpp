@@ -1,0 +1,86 @@
+// facade_app: plain C++ (no actors) using aico::client: futures for calls,
+// callbacks for the chat stream and the connection state.
+//
+//   facade_app [--config FILE] [--url URL] [--ipc ENDPOINT]
+//              [--state-dir DIR] --user NAME --password PW [--text TEXT]
+#include <condition_variable>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include <aico/client.hpp>
+
+using namespace std::chrono_literals;
+
+int main(int argc, char** argv) {
+  std::string config, user, password, text = "hello from facade_app";
+  auto env = aico::process_environment();
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--config")
+      config = v;
+    else if (a == "--url")
+      env["AICO_URL"] = v;
+    else if (a == "--ipc")
+      env["AICO_IPC"] = v;
+    else if (a == "--state-dir")
+      env["AICO_STATE_DIR"] = v;
+    else if (a == "--user")
+      user = v;
+    else if (a == "--password")
+      password = v;
+    else if (a == "--text")
+      text = v;
+    else {
+      std::cerr << "facade_app: bad argument '" << a << "'\n";
+      return 2;
+    }
+  }
+  auto cfg = aico::load_config(config, env);
+  if (!cfg) {
+    std::cerr << "facade_app: " << aico::describe(cfg.error()) << std::endl;
+    return 2;
+  }
+  aico::client c{*cfg}; // owns its actor system
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::map<std::string, std::string> replies; // bot replies by id
+  auto states = c.on_connection_state([](const aico::connection_state& s) {
+    std::cout << "state: " << aico::to_string(s) << std::endl;
+  });
+  auto messages = c.on_message([&](const aico::chat_message& m) {
+    if (m.id.rfind("bot-", 0) != 0 || m.content.empty())
+      return;
+    std::lock_guard<std::mutex> guard{mtx};
+    replies[m.id] = m.content;
+    cv.notify_all();
+  });
+  try {
+    auto s = c.login(user, password).get();
+    std::cout << "logged in as " << s.username << std::endl;
+    auto me = c.me().get();
+    std::cout << "me: " << me.value.username << std::endl;
+    auto m = c.send_message(text).get(); // queued (durable)
+    std::cout << "sent message " << m.id << std::endl;
+    {
+      std::unique_lock<std::mutex> guard{mtx};
+      auto key = "bot-" + m.id;
+      if (!cv.wait_for(guard, 30s, [&] { return replies.count(key) > 0; })) {
+        std::cout << "no reply in time" << std::endl;
+        return 1;
+      }
+      std::cout << "bot reply: " << replies[key] << std::endl;
+    }
+    messages.cancel();
+    auto q = c.queue_list().get();
+    std::cout << "queue: " << q.size() << " entries" << std::endl;
+  } catch (const aico::client_error& e) {
+    std::cout << "error: " << e.what() << " (class "
+              << aico::to_string(e.cls()) << ", retryable "
+              << e.retryable() << ")" << std::endl;
+    return 1;
+  }
+  std::cout << "facade_app: done" << std::endl;
+  return 0; // ~client: bounded shutdown
+}
