@@ -54,14 +54,24 @@ public:
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
 
+  /// Connection state stream: `watch_atom` with an engine_listener_actor
+  /// (state + server events), `state_atom` for the current state.
   supervisor_actor connection() const { return sup_; }
+  /// Login, logout, session (messages/token_manager.hpp).
   token_manager_actor tokens() const { return tokens_; }
+  /// Raw API calls through breakers and retries (messages/resilience.hpp).
   resilient_client_actor api() const { return api_; }
+  /// The durable offline queue: list, retry, drop, watch.
   offline_queue_actor queue() const { return queue_; }
+  /// The response cache (normally used through the repositories).
   response_cache_actor cache() const { return cache_; }
+  /// Send, history, mark read, the chat stream (messages/repositories.hpp).
   chat_repository_actor chat() const { return chat_; }
+  /// The logged-in user, preferences, family.
   user_repository_actor users() const { return users_; }
+  /// Health, system status (and its stream), update requests.
   system_repository_actor system() const { return system_; }
+  /// The configuration in use (state dirs filled in).
   const engine_config& config() const { return cfg_; }
 
 private:

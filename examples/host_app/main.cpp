@@ -116,6 +116,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   caf::actor_system_config sys_cfg;
+  sys_cfg.set("scheduler.policy", caf::atom("sharing")); // see docs
   sys_cfg.set("scheduler.max-threads", 2);
   caf::actor_system sys{sys_cfg};
   int rc = 1;
