@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The main job: builds everything, starts the reference gateway on an
-# embedded default (loopback, data in ./.aico-demo, a demo user) and runs a
-# scripted session through the engine's CLI: login, status, send, watch the
-# companion bot's streamed reply, history. Stops the gateway at the end.
+# embedded default (loopback, data in ./.aico-demo, a demo user) and opens
+# the terminal chat `aico-chat` logged in as the demo user (/quit to leave).
+# When stdout is not a terminal (CI), or with AICO_DEMO_SCRIPTED=1, it runs a
+# scripted session through the engine's CLI instead: login, status, send,
+# watch the companion bot's streamed reply, history. Stops the gateway at
+# the end.
 #
 # Environment: AICO_DEMO_PORT (default 8771), AICO_DEMO_DIR (default
-# ./.aico-demo). To use another gateway, run build/bin/aico yourself with
-# --url/--ipc (see README.md).
+# ./.aico-demo). To use another gateway, run build/bin/aico-chat or
+# build/bin/aico yourself with --url/--ipc (see README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target aico-gateway aico >/dev/null
+cmake --build build -j"$(nproc)" --target aico-gateway aico aico-chat >/dev/null
 
 PORT=${AICO_DEMO_PORT:-8771}
 DIR=$(mkdir -p "${AICO_DEMO_DIR:-.aico-demo}" && cd "${AICO_DEMO_DIR:-.aico-demo}" && pwd)
@@ -35,6 +38,16 @@ echo "   $READY"
 export AICO_URL="http://127.0.0.1:$PORT" AICO_IPC="ipc://$IPC_PATH" \
   AICO_STATE_DIR="$DIR/client"
 AICO=build/bin/aico
+
+if [ -t 0 ] && [ -t 1 ] && [ -z "${AICO_DEMO_SCRIPTED:-}" ]; then
+  echo "== opening aico-chat as demo (type a message and Enter; /status /health /retry /quit)"
+  sleep 1
+  rc=0
+  build/bin/aico-chat --user demo --password demo-password || rc=$?
+  echo "== aico-chat exited ($rc); gateway data kept in $DIR"
+  exit "$rc"
+fi
+
 run() { echo; echo "\$ aico $*"; "$AICO" "$@"; }
 
 run login demo demo-password
