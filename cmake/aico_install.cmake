@@ -14,7 +14,12 @@ add_library(aico::client ALIAS aico_client)
 
 # Headers keep their in-tree include paths ("messages/engine.hpp",
 # "src/core/backoff.hpp") under <prefix>/include/aico; <aico/client.hpp> is
-# found through <prefix>/include.
+# found through <prefix>/include. NOTE: this replaces the targets'
+# INTERFACE_INCLUDE_DIRECTORIES (the plain source-dir paths set in their
+# CMakeLists cannot be exported); add further public include dirs here, with
+# $<BUILD_INTERFACE:...>/$<INSTALL_INTERFACE:...>. Every target the exported
+# libraries link (also PRIVATE: static libraries export it as LINK_ONLY) must
+# be in the export set below or be re-created in aico_clientConfig.cmake.in.
 set(_aico_inc "${CMAKE_INSTALL_INCLUDEDIR}/aico")
 foreach(_t aico_messages aico_core aico_model aico_store)
   set_target_properties(${_t} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES
