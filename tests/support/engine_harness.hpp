@@ -147,6 +147,16 @@ protected:
   /// Engine configuration with short timings so the scenarios run in
   /// seconds (the defaults are tens of seconds).
   engine_config make_config() {
+    auto cfg = base_config();
+    tune(cfg);
+    return cfg;
+  }
+
+  /// A test's own settings on top of base_config().
+  virtual void tune(engine_config&) {
+  }
+
+  engine_config base_config() {
     engine_config cfg;
     auto& c = cfg.connection;
     c.http.base_url = gw_->http_url();

@@ -20,6 +20,7 @@
 #include "messages/errors.hpp"
 #include "messages/resilience.hpp"
 #include "support/clients.hpp"
+#include "support/engine_harness.hpp"
 #include "support/gateway_process.hpp"
 
 using namespace aico;
@@ -73,47 +74,15 @@ private:
   std::vector<breaker_snapshot> xs_;
 };
 
-class resilience_integration : public ::testing::Test {
+class resilience_integration : public aico::test::engine_harness {
 protected:
-  void SetUp() override {
-    gateway_options opts;
-    opts.bot = false;
-    gw_ = std::make_unique<gateway_process>(std::move(opts));
-    ASSERT_TRUE(gw_->start()) << gw_->last_error();
-    admin_ = std::make_unique<http_client>(gw_->host(), gw_->port());
-    auto r = admin_->post("/api/v1/users/authenticate",
-                          json::object{{"username", "root"},
-                                       {"password", "root-pw"}});
-    root_token_ = jstr(r.body, "/data/access_token");
-    ASSERT_FALSE(root_token_.empty());
-  }
+  void SetUp() override { start_gateway(); }
 
-  /// Engine with short timings, as in test_engine_integration.cpp.
-  engine_config make_engine_config() {
-    engine_config cfg;
-    auto& c = cfg.connection;
-    c.http.base_url = gw_->http_url();
-    c.ws.url = gw_->ws_url();
-    c.ipc.endpoint = gw_->ipc_endpoint();
-    c.http.connect_timeout = c.ws.connect_timeout = c.ipc.connect_timeout
-      = 2s;
-    c.ws.ping_interval = c.ipc.ping_interval = 500ms;
-    c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = 2s;
-    c.health_interval = 1s;
-    c.health_timeout = 1s;
-    c.failback_probes = 2;
-    c.backoff = {std::chrono::milliseconds{100}, 1.6, 0.2,
-                 std::chrono::milliseconds{1000}};
-    cfg.tokens.state_dir = state_dir_.path();
-    cfg.tokens.request_timeout = 5s;
-    cfg.request_timeout = 10s;
-    cfg.shutdown_timeout = 5s;
-    return cfg;
-  }
+  void tune(engine_config& cfg) override { cfg.resilience = rc_; }
 
   /// Breakers with short timings: 4 calls at 50 % in a 5 s window, open
   /// 700 ms, 2 probes of 2 s, 2 successes close.
-  resilience_config make_config() {
+  resilience_config make_rc() {
     resilience_config rc;
     rc.breaker.failure_rate_threshold = 0.5;
     rc.breaker.window = 5s;
@@ -128,10 +97,12 @@ protected:
     return rc;
   }
 
+  /// Starts the engine (its resilient client gets `rc`) and logs in.
   void start(resilience_config rc) {
-    eng_ = std::make_unique<engine>(sys_, make_engine_config());
-    client_ = spawn_resilient_client(sys_, std::move(rc), eng_->connection());
-    auto log = log_;
+    rc_ = std::move(rc);
+    start_engine();
+    client_ = eng_->api();
+    auto log = blog_;
     listener_ = sys_.spawn(
       [log]() -> breaker_listener_actor::behavior_type {
         return {[log](breaker_atom, const breaker_snapshot& s) {
@@ -140,30 +111,14 @@ protected:
       });
     caf::anon_send(client_, watch_atom::value, listener_);
     // log in (before any fault) so calls carry a token
-    caf::scoped_actor self{sys_};
-    bool ok = false;
-    std::string why;
-    self
-      ->request(eng_->tokens(), 15s, login_atom::value, std::string{"alice"},
-                std::string{"alice-pw"})
-      .receive([&](session_info&) { ok = true; },
-               [&](caf::error& e) { why = describe(e); });
-    ASSERT_TRUE(ok) << why;
+    auto s = login("alice", "alice-pw");
+    ASSERT_TRUE(s) << describe(s.error());
   }
 
   void TearDown() override {
-    if (client_)
-      caf::anon_send_exit(client_, caf::exit_reason::user_shutdown);
     if (listener_)
       caf::anon_send_exit(listener_, caf::exit_reason::user_shutdown);
-    eng_.reset();
-    if (gw_)
-      gw_->stop();
-  }
-
-  bool fault(const json::object& body) {
-    auto r = admin_->post("/api/v1/admin/faults", body, root_token_);
-    return r.status == 200;
+    engine_harness::TearDown();
   }
 
   /// One authenticated call through the resilient client.
@@ -196,16 +151,10 @@ protected:
     return std::nullopt;
   }
 
-  caf::actor_system_config sys_cfg_;
-  caf::actor_system sys_{sys_cfg_};
-  aico::test::temp_dir state_dir_{"aico-resil-it"};
-  std::unique_ptr<gateway_process> gw_;
-  std::unique_ptr<http_client> admin_;
-  std::string root_token_;
-  std::unique_ptr<engine> eng_;
+  resilience_config rc_;
   resilient_client_actor client_;
   breaker_listener_actor listener_;
-  std::shared_ptr<breaker_log> log_ = std::make_shared<breaker_log>();
+  std::shared_ptr<breaker_log> blog_ = std::make_shared<breaker_log>();
 };
 
 const std::string me = "GET /users/me";
@@ -213,7 +162,7 @@ const std::string me = "GET /users/me";
 } // namespace
 
 TEST_F(resilience_integration, a_503_burst_opens_the_breaker_and_it_recovers) {
-  auto rc = make_config();
+  auto rc = make_rc();
   rc.max_attempts = [](const api_call&) { return 1; }; // the breaker alone
   start(std::move(rc));
   ASSERT_TRUE(call("warm-up")) << "the engine does not work at all";
@@ -228,7 +177,7 @@ TEST_F(resilience_integration, a_503_burst_opens_the_breaker_and_it_recovers) {
     EXPECT_EQ(c.status, 503) << describe(r.error());
     EXPECT_FALSE(is_circuit_open(r.error())) << "opened too early: " << i;
   }
-  ASSERT_TRUE(log_->wait_for(me, breaker_state::open, 2s)) << log_->history();
+  ASSERT_TRUE(blog_->wait_for(me, breaker_state::open, 2s)) << blog_->history();
   auto s = breaker(me);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->state, breaker_state::open);
@@ -250,14 +199,14 @@ TEST_F(resilience_integration, a_503_burst_opens_the_breaker_and_it_recovers) {
   // the fault is removed; after the open wait the breaker lets probes
   // through and closes on their success
   ASSERT_TRUE(fault({{"reset", true}}));
-  ASSERT_TRUE(log_->wait_for(me, breaker_state::half_open, 3s))
-    << log_->history();
+  ASSERT_TRUE(blog_->wait_for(me, breaker_state::half_open, 3s))
+    << blog_->history();
   auto p1 = call("probe-1");
   ASSERT_TRUE(p1) << describe(p1.error());
   auto p2 = call("probe-2");
   ASSERT_TRUE(p2) << describe(p2.error());
-  ASSERT_TRUE(log_->wait_for(me, breaker_state::closed, 2s))
-    << log_->history();
+  ASSERT_TRUE(blog_->wait_for(me, breaker_state::closed, 2s))
+    << blog_->history();
   EXPECT_EQ(breaker(me)->state, breaker_state::closed);
   for (int i = 0; i < 5; ++i) {
     auto ok = call("after-" + std::to_string(i));
@@ -266,7 +215,7 @@ TEST_F(resilience_integration, a_503_burst_opens_the_breaker_and_it_recovers) {
 }
 
 TEST_F(resilience_integration, a_half_failing_gateway_is_absorbed_by_retries) {
-  auto rc = make_config();
+  auto rc = make_rc();
   // 50 % failures would open a 50 % breaker: this test is about retries
   rc.breaker.failure_rate_threshold = 0.9;
   rc.retry.max_attempts = 4;
@@ -287,6 +236,6 @@ TEST_F(resilience_integration, a_half_failing_gateway_is_absorbed_by_retries) {
   EXPECT_EQ(ok, 8);
   auto s = breaker(me);
   ASSERT_TRUE(s);
-  EXPECT_EQ(s->state, breaker_state::closed) << log_->history();
+  EXPECT_EQ(s->state, breaker_state::closed) << blog_->history();
   ASSERT_TRUE(fault({{"reset", true}}));
 }
