@@ -20,6 +20,7 @@
 #include "messages/errors.hpp"
 #include "messages/offline_queue.hpp"
 #include "support/clients.hpp"
+#include "support/engine_harness.hpp"
 #include "support/gateway_process.hpp"
 
 using namespace aico;
@@ -82,54 +83,27 @@ private:
   std::vector<std::string> failures_;
 };
 
-class queue_integration : public ::testing::Test {
+class queue_integration : public aico::test::engine_harness {
 protected:
-  void SetUp() override {
-    gateway_options opts;
-    opts.bot = false; // keep the stored conversations to what we sent
-    gw_ = std::make_unique<gateway_process>(std::move(opts));
-    ASSERT_TRUE(gw_->start()) << gw_->last_error();
-    admin_ = std::make_unique<http_client>(gw_->host(), gw_->port());
-  }
+  void SetUp() override { start_gateway(); }
 
   void TearDown() override {
     stop_engine();
-    if (gw_)
-      gw_->stop();
+    engine_harness::TearDown();
   }
 
-  engine_config make_config() {
-    engine_config cfg;
-    auto& c = cfg.connection;
-    c.http.base_url = gw_->http_url();
-    c.ws.url = gw_->ws_url();
-    c.ipc.endpoint = gw_->ipc_endpoint();
-    c.http.connect_timeout = c.ws.connect_timeout = c.ipc.connect_timeout
-      = 2s;
-    c.ws.ping_interval = c.ipc.ping_interval = 500ms;
-    c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = 2s;
-    c.health_interval = 1s;
-    c.health_timeout = 1s;
-    c.failback_probes = 2;
-    c.backoff = {std::chrono::milliseconds{100}, 1.6, 0.2,
-                 std::chrono::milliseconds{1000}};
-    cfg.state_dir = state_dir_.path();
-    cfg.tokens.request_timeout = 5s;
-    cfg.request_timeout = 10s;
-    cfg.shutdown_timeout = 5s;
-    return cfg;
+  void tune(engine_config& cfg) override {
+    cfg.queue.limit = 1000;
+    cfg.queue.backoff = {std::chrono::milliseconds{200}, 2.0, 0.2,
+                         std::chrono::milliseconds{2000}};
   }
 
   /// The engine owns the queue (wired to the supervisor's connection state
   /// and the token manager's auth state); the test watches its updates.
   void start_engine() {
-    auto cfg = make_config();
-    cfg.queue.limit = 1000;
-    cfg.queue.backoff = {std::chrono::milliseconds{200}, 2.0, 0.2,
-                         std::chrono::milliseconds{2000}};
-    eng_ = std::make_unique<engine>(sys_, cfg);
+    engine_harness::start_engine();
     queue_ = eng_->queue();
-    auto log = log_;
+    auto log = ulog_;
     auto listener = sys_.spawn(
       [log]() -> queue_listener_actor::behavior_type {
         return {[log](queue_atom, const queue_update& up) { log->add(up); }};
@@ -171,51 +145,7 @@ protected:
     return res;
   }
 
-  caf::expected<session_info> login(const std::string& u,
-                                    const std::string& p) {
-    caf::scoped_actor self{sys_};
-    caf::expected<session_info> res{caf::error{}};
-    self->request(eng_->tokens(), 12s, login_atom::value, u, p)
-      .receive([&](session_info& s) { res = std::move(s); },
-               [&](caf::error& e) { res = std::move(e); });
-    return res;
-  }
-
-  /// The ids of a conversation as stored by the gateway, in seq order.
-  std::vector<std::string> stored_ids(const std::string& conv) {
-    auto r = admin_->post("/api/v1/users/authenticate",
-                          json::object{{"username", "alice"},
-                                       {"password", "alice-pw"}});
-    auto token = jstr(r.body, "/data/access_token");
-    std::vector<std::string> ids;
-    int64_t since = 0;
-    for (int page = 0; page < 100; ++page) {
-      auto h = admin_->get("/api/v1/conversations/" + conv
-                             + "/messages?limit=500&since="
-                             + std::to_string(since),
-                           token);
-      EXPECT_EQ(h.status, 200) << h.raw;
-      if (h.status != 200)
-        break;
-      auto* msgs = aico::test::jptr(h.body, "/data/messages");
-      if (!msgs || !msgs->is_array())
-        break;
-      for (auto& m : msgs->get_array())
-        ids.push_back(jstr(m, "/id"));
-      since = jint(h.body, "/data/next_since", since);
-      if (!aico::test::jtrue(h.body, "/data/has_more"))
-        break;
-    }
-    return ids;
-  }
-
-  caf::actor_system_config sys_cfg_;
-  caf::actor_system sys_{sys_cfg_};
-  aico::test::temp_dir state_dir_{"aico-queue-it"};
-  std::unique_ptr<gateway_process> gw_;
-  std::unique_ptr<http_client> admin_;
-  std::shared_ptr<update_log> log_ = std::make_shared<update_log>();
-  std::unique_ptr<engine> eng_;
+  std::shared_ptr<update_log> ulog_ = std::make_shared<update_log>();
   offline_queue_actor queue_;
 };
 
@@ -249,25 +179,25 @@ TEST_F(queue_integration, queued_while_down_is_delivered_once_in_order) {
   auto queued = list();
   ASSERT_TRUE(queued) << describe(queued.error());
   EXPECT_EQ(queued->size(), static_cast<size_t>(total));
-  EXPECT_EQ(log_->sent(), 0u);
+  EXPECT_EQ(ulog_->sent(), 0u);
 
   // the gateway comes up; the user logs in; the queue drains by itself
   ASSERT_TRUE(gw_->start()) << gw_->last_error();
   auto s = login("alice", "alice-pw");
   ASSERT_TRUE(s) << describe(s.error());
-  EXPECT_TRUE(log_->wait_sent(total, 90s))
-    << "sent " << log_->sent() << " of " << total;
-  EXPECT_TRUE(log_->failures().empty())
-    << "first failure: " << log_->failures().front();
+  EXPECT_TRUE(ulog_->wait_sent(total, 90s))
+    << "sent " << ulog_->sent() << " of " << total;
+  EXPECT_TRUE(ulog_->failures().empty())
+    << "first failure: " << ulog_->failures().front();
   auto rest = list();
   ASSERT_TRUE(rest);
   EXPECT_TRUE(rest->empty()) << rest->size() << " items left";
 
   // the gateway's store: each message exactly once, in queue order
   for (auto& conv : convs) {
-    auto ids = stored_ids(conv);
+    auto ids = stored_ids("alice", "alice-pw", conv);
     EXPECT_EQ(ids, sent[conv]) << "conversation " << conv;
     for (auto& id : sent[conv])
-      EXPECT_EQ(log_->count(id, queue_status::sent), 1u) << id;
+      EXPECT_EQ(ulog_->count(id, queue_status::sent), 1u) << id;
   }
 }
