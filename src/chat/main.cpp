@@ -518,26 +518,13 @@ int main(int argc, char** argv) {
   options o;
   cli::apply_environment(o);
   CLI::App cli_app{"aico-chat: a terminal chat over the aico engine"};
-  cli_app.add_option("--url", o.url, "Gateway base URL (REST and WebSocket)")
-    ->capture_default_str();
-  cli_app.add_option("--ipc", o.ipc,
-                     "Gateway IPC endpoint (ipc://PATH); IPC is skipped "
-                     "without it");
-  cli_app.add_option("--transports", o.transports,
-                     "Transports to use, best first")
-    ->capture_default_str();
-  cli_app.add_option("--state-dir", o.state_dir,
-                     "Where tokens, the offline queue and the cache are kept")
-    ->capture_default_str();
+  cli::add_connection_options(cli_app, o);
   cli_app.add_option("--user", o.user,
                      "Log in as this user (with --password); default: the "
                      "stored session or the login screen");
   cli_app.add_option("--password", o.password, "Password for --user");
   cli_app.add_option("--conversation", o.conversation,
                      "Conversation id (default: the current one)");
-  cli_app.add_option("--timeout", o.timeout_s, "Seconds allowed per request")
-    ->capture_default_str()
-    ->check(CLI::Range(0.1, 3600.0));
   try {
     cli_app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

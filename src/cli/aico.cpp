@@ -474,8 +474,9 @@ int run(const std::string& cmd, const options& o, client& c) {
         case message_status::sending:
           ++queued;
           human = "queued " + m.id
-                  + ": the gateway is not reachable now; it will be sent "
-                    "when it is (see `aico queue`)";
+                  + ": not confirmed by the gateway yet (offline?); it stays "
+                    "in the durable queue and is sent when the gateway is "
+                    "reachable (see `aico queue`)";
           break;
         case message_status::failed:
           ++failed;
@@ -622,21 +623,8 @@ int main(int argc, char** argv) {
   CLI::App app{"aico: command-line client of the aico engine"};
   app.require_subcommand(1);
   app.fallthrough(); // global options may also follow the command
-  app.add_option("--url", o.url, "Gateway base URL (REST and WebSocket)")
-    ->capture_default_str();
-  app.add_option("--ipc", o.ipc, "Gateway IPC endpoint (ipc://PATH); IPC is "
-                                 "skipped without it");
-  app.add_option("--transports", o.transports,
-                 "Transports to use, best first")
-    ->capture_default_str();
-  app.add_option("--state-dir", o.state_dir,
-                 "Where tokens, the offline queue and the cache are kept")
-    ->capture_default_str();
+  cli::add_connection_options(app, o);
   app.add_flag("--json", o.json_out, "One JSON object per line");
-  app.add_option("--timeout", o.timeout_s, "Seconds allowed per request")
-    ->capture_default_str()
-    ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
-    ->check(CLI::Range(0.1, 3600.0));
   auto login = app.add_subcommand("login", "Log in and keep the tokens");
   login->add_option("user", o.user)->required();
   login->add_option("password", o.password)->required();

@@ -5,6 +5,8 @@
 #include <random>
 #include <sstream>
 
+#include <CLI/CLI.hpp>
+
 using namespace std::chrono_literals;
 
 namespace aico::cli {
@@ -17,6 +19,23 @@ std::string default_state_dir() {
   if (auto h = std::getenv("HOME"))
     return std::string{h} + "/.local/state/aico";
   return ".aico-state";
+}
+
+void add_connection_options(CLI::App& app, connection_options& o) {
+  app.add_option("--url", o.url, "Gateway base URL (REST and WebSocket)")
+    ->capture_default_str();
+  app.add_option("--ipc", o.ipc, "Gateway IPC endpoint (ipc://PATH); IPC is "
+                                 "skipped without it");
+  app.add_option("--transports", o.transports,
+                 "Transports to use, best first")
+    ->capture_default_str();
+  app.add_option("--state-dir", o.state_dir,
+                 "Where tokens, the offline queue and the cache are kept")
+    ->capture_default_str();
+  app.add_option("--timeout", o.timeout_s, "Seconds allowed per request")
+    ->capture_default_str()
+    ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+    ->check(CLI::Range(0.1, 3600.0));
 }
 
 void apply_environment(connection_options& o) {

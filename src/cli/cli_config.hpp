@@ -8,6 +8,10 @@
 
 #include "messages/engine.hpp"
 
+namespace CLI {
+class App;
+}
+
 namespace aico::cli {
 
 /// Where the gateway is and where the client keeps its state.
@@ -18,6 +22,9 @@ struct connection_options {
   std::string state_dir;
   double timeout_s = 10; ///< per request
 };
+
+/// Adds --url, --ipc, --transports, --state-dir and --timeout to `app`.
+void add_connection_options(CLI::App& app, connection_options& o);
 
 /// $AICO_STATE_DIR, else $XDG_STATE_HOME/aico, else ~/.local/state/aico.
 std::string default_state_dir();

@@ -6,7 +6,9 @@
 #
 # log in through the login screen -> send -> the bot's reply and [delivered]
 # -> IPC in the status bar -> POST /admin/faults {"ipc":"down"} -> WS in the
-# status bar -> send again, delivered -> resize -> /quit, exit status 0.
+# status bar -> send again, delivered -> resize -> /status, /health -> the
+# gateway stops: reconnecting/offline in the status bar, a message typed
+# then shows [queued] -> /quit, exit status 0.
 # Every wait is bounded; the tmux server and the gateway are always stopped.
 set -uo pipefail
 
@@ -46,26 +48,21 @@ keys() { tmux -L "$SOCK" send-keys -t "$SESSION" "$@"; }
 # types literal text, then Enter
 type_line() { keys -l "$1"; keys Enter; }
 
-# wait_for SECONDS EXTENDED-REGEX [LINE-FILTER]: polls the screen
-wait_for() {
-  local secs=$1 pattern=$2 deadline=$(( $(date +%s%N) / 1000000 + $1 * 1000 ))
-  while [ $(( $(date +%s%N) / 1000000 )) -lt $deadline ]; do
-    if screen | grep -Eq -- "$pattern"; then return 0; fi
-    sleep 0.1
-  done
-  fail "no '$pattern' on screen within ${secs} s"
-}
-
 status_bar() { screen | head -1; }
 
-wait_status() {
-  local secs=$1 pattern=$2 deadline=$(( $(date +%s%N) / 1000000 + $1 * 1000 ))
+# poll SECONDS WHAT PATTERN: waits until WHAT's output matches PATTERN
+# (extended regex), polling every 100 ms; fails the test after SECONDS
+poll() {
+  local secs=$1 what=$2 pattern=$3
+  local deadline=$(( $(date +%s%N) / 1000000 + secs * 1000 ))
   while [ $(( $(date +%s%N) / 1000000 )) -lt $deadline ]; do
-    if status_bar | grep -Eq -- "$pattern"; then return 0; fi
+    if "$what" | grep -Eq -- "$pattern"; then return 0; fi
     sleep 0.1
   done
-  fail "status bar never showed '$pattern' within ${secs} s (last: $(status_bar))"
+  fail "'$pattern' not seen in $what within ${secs} s"
 }
+wait_for() { poll "$1" screen "$2"; }
+wait_status() { poll "$1" status_bar "$2"; }
 
 # -- the gateway ------------------------------------------------------------
 IPC="ipc://$DIR/gw.ipc"
@@ -129,6 +126,18 @@ wait_for 5 '^>'
 # /status shows the state in the view
 type_line "/status"
 wait_for 5 '\* connection: connected . WS'
+
+# /health asks the gateway
+type_line "/health"
+wait_for 10 '\* health: healthy'
+
+# the gateway stops: the status bar says so, typing and sending keep working
+kill "$GW_PID"; wait "$GW_PID" 2>/dev/null; GW_PID=""
+wait_status 20 'reconnecting|offline'
+type_line "typed while offline"
+wait_for 5 'alice: typed while offline \[(queued|sending)\]'
+wait_status 5 'queue [1-9]'
+echo "offline: $(status_bar)"
 
 # /quit: clean exit, status 0
 type_line "/quit"
