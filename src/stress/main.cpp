@@ -206,19 +206,22 @@ void do_login(user_actor* self) {
     .then(
       [self](const session_info&) {
         auto& st = self->state;
-        st.logged_in = true;
-        st.sh->logged_in++;
+        st.login_attempts = 0;
         {
           std::lock_guard<std::mutex> g{st.sh->mx};
           st.sh->rep.logins++;
         }
+        if (st.logged_in)
+          return; // a new login after auth_expired: ticks are running
+        st.logged_in = true;
+        st.sh->logged_in++;
         self->delayed_send(self, jittered(self, st.sh->interval),
                            tick_a::value);
       },
       [self](const caf::error& e) {
         auto& st = self->state;
         st.sh->error_seen("login:" + std::string{to_string(classify(e).cls)});
-        if (st.login_attempts < 20 && !st.sh->stopping) {
+        if (st.login_attempts < 20) {
           self->delayed_send(self, 500ms, login_a::value);
         } else {
           std::lock_guard<std::mutex> g{st.sh->mx};
@@ -351,7 +354,7 @@ caf::behavior user_behavior(user_actor* self, shared_state* sh, engine* eng,
   st.username = std::move(username);
   st.rng.seed(seed);
   for (int k = 1; k <= sh->conversations; ++k)
-    st.convs.push_back("stress-" + st.username + "-" + std::to_string(k));
+    st.convs.push_back(st.username + "-" + std::to_string(k));
   self->send(eng->connection(), watch_atom::value,
              caf::actor_cast<engine_listener_actor>(self));
   self->send(eng->queue(), watch_atom::value,
@@ -362,10 +365,7 @@ caf::behavior user_behavior(user_actor* self, shared_state* sh, engine* eng,
   do_login(self);
   self->attach_functor([sh, self] { sh->mix[self->state.mode]--; });
   return {
-    [self](login_a) {
-      if (!self->state.sh->stopping)
-        do_login(self);
-    },
+    [self](login_a) { do_login(self); },
     [self](tick_a) {
       auto& st = self->state;
       if (st.sh->stopping)
@@ -401,6 +401,12 @@ caf::behavior user_behavior(user_actor* self, shared_state* sh, engine* eng,
         st.was_logged_in = true;
       } else {
         st.was_logged_in = false;
+        if (a == auth_state::auth_expired && st.logged_in) {
+          // the refresh token was rejected (e.g. its rotation was lost in a
+          // gateway crash): the user logs in again, as an app would ask
+          st.sh->error_seen("auth_expired");
+          self->delayed_send(self, 200ms, login_a::value);
+        }
       }
     },
     [self](queue_atom, const queue_update& u) {
@@ -445,7 +451,7 @@ public:
       gw_(gw) {
   }
 
-  ~fault_driver() { stop(); }
+  ~fault_driver() { finish(); }
 
   bool start(std::string& err) {
     token_ = rest_login(base_, user_, pw_, err);
@@ -462,13 +468,25 @@ public:
     return true;
   }
 
-  /// Stops the schedule and restores the gateway (reset).
+  /// Stops the schedule and restores the gateway (reset). The thread stays
+  /// until finish(): a gateway it restarted dies with it (PDEATHSIG is
+  /// bound to the forking thread).
   void stop() {
     if (!thread_.joinable())
       return;
     done_ = true;
+    auto until = steady::now() + 15s;
+    while (!quiesced_ && steady::now() < until)
+      std::this_thread::sleep_for(10ms);
+  }
+
+  /// Ends the thread; call after the gateway was stopped.
+  void finish() {
+    if (!thread_.joinable())
+      return;
+    done_ = true;
+    exit_ = true;
     thread_.join();
-    post(json::object{{"reset", true}});
   }
 
   uint64_t actions() const { return actions_; }
@@ -540,7 +558,7 @@ private:
             post(json::object{{"drop_ws", true}});
             break;
           case fault_kind::kill:
-            if (gw_) {
+            if (gw_ && !done_) {
               ++kills_;
               gw_->kill9();
               if (!gw_->start())
@@ -554,13 +572,18 @@ private:
         }
       }
     }
+    if (!exit_)
+      post(json::object{{"reset", true}});
+    quiesced_ = true;
+    while (!exit_)
+      std::this_thread::sleep_for(20ms);
   }
 
   fault_schedule s_;
   std::string base_, user_, pw_, token_;
   gateway_launcher* gw_;
   std::thread thread_;
-  std::atomic<bool> done_{false};
+  std::atomic<bool> done_{false}, exit_{false}, quiesced_{false};
   std::atomic<uint64_t> actions_{0}, kills_{0};
 };
 
@@ -874,12 +897,12 @@ int run(options& o) {
   bool tty = isatty(STDERR_FILENO) != 0;
   int rc = 1;
   uint64_t fault_actions = 0, kills = 0;
+  std::unique_ptr<fault_driver> fd;
   {
     caf::actor_system sys{cfg};
     std::vector<std::unique_ptr<engine>> engines;
     std::vector<caf::actor> actors;
     engines.reserve(static_cast<size_t>(o.users));
-    std::unique_ptr<fault_driver> fd;
     if (!faults.empty()) {
       fd = std::make_unique<fault_driver>(faults, url, admin_user, admin_pw,
                                           gw.get());
@@ -970,7 +993,7 @@ int run(options& o) {
         break;
       }
       for (int k = 1; k <= o.conversations; ++k) {
-        auto conv = "stress-" + name + "-" + std::to_string(k);
+        auto conv = name + "-" + std::to_string(k);
         auto& ids = stored[conv];
         if (!fetch_conversation(url, token, conv, name, ids, ierr)) {
           checked = false;
@@ -1021,6 +1044,8 @@ int run(options& o) {
   }
   if (gw)
     gw->stop();
+  if (fd)
+    fd->finish();
   return rc;
 }
 
