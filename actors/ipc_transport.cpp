@@ -78,7 +78,9 @@ using ipc_transport_internal = caf::typed_actor<
   /// Heartbeat: time to ping (link generation).
   caf::reacts_to<tick_atom, uint64_t>,
   /// Dead-peer check (link generation).
-  caf::reacts_to<health_atom, uint64_t>>;
+  caf::reacts_to<health_atom, uint64_t>,
+  /// Reconnect grace after a lost connection is over (loss number).
+  caf::reacts_to<drain_atom, uint64_t>>;
 
 using ipc_transport_impl
   = transport_actor::extend_with<ipc_transport_internal>;
@@ -112,6 +114,9 @@ struct ipc_transport_state {
   /// Ids of Subscribe/Unsubscribe frames in flight on the current socket.
   std::unordered_set<std::string> control_ids;
   bool subscribed = false; ///< a Subscribe was sent on the current socket
+  /// The socket monitor reported the connection lost and no reconnect yet.
+  bool peer_lost = false;
+  uint64_t losses = 0; ///< numbers the losses (for the grace timer)
 
   steady::time_point last_rx;
 
@@ -571,13 +576,20 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
           // The connection under the socket dropped (gateway restart, ipc
           // down, oversized frame). libzmq reconnects by itself, but what was
           // on the old connection is lost: its replies and the gateway's
-          // subscription for this peer. The heartbeat decides about down.
+          // subscription for this peer. Without a reconnect within the
+          // grace period the link is down (a vanished endpoint would
+          // otherwise only be noticed at the dead-peer timeout, while new
+          // requests wait for a peer that is not coming back).
           fail_pending(self, make_engine_error(error_class::network,
                                                "ipc connection lost"));
           st.control_ids.clear();
           st.subscribed = false;
+          st.peer_lost = true;
+          self->delayed_send(self, clamp_delay(st.cfg.reconnect_grace),
+                             drain_atom_v, ++st.losses);
           return;
         }
+        st.peer_lost = false;
         // (re)connected: subscribe again if the subscription was lost
         if (!st.token.empty() && !st.subscribed)
           send_subscribe(self);
@@ -586,6 +598,20 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
       }
     },
     // -- timers ----------------------------------------------------------------
+    [self](drain_atom, uint64_t loss) {
+      auto& st = self->state;
+      if (loss != st.losses || !st.peer_lost
+          || st.status != transport_status::up)
+        return;
+      try {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    st.cfg.reconnect_grace)
+                    .count();
+        go_down(self, "ipc connection lost and not back within "
+                        + std::to_string(ms) + " ms");
+      } catch (...) {
+      }
+    },
     [self](timeout_atom) {
       auto& st = self->state;
       try {

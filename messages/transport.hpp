@@ -67,6 +67,10 @@ struct ws_transport_config : transport_config {
 /// socket).
 struct ipc_transport_config : transport_config {
   std::string endpoint; ///< e.g. ipc:///path/gateway.ipc
+  /// After ZeroMQ reports the connection lost, how long to wait for its own
+  /// reconnect before the link is declared down (a restarting gateway is
+  /// back within ~100 ms; a switched-off endpoint is not).
+  caf::timespan reconnect_grace = std::chrono::milliseconds(500);
 };
 
 transport_actor spawn_http_transport(caf::actor_system& sys,
