@@ -168,7 +168,7 @@ struct user_state {
   int login_attempts = 0;
   std::unordered_map<std::string, pending_op> pending;     // queue key -> op
   std::unordered_map<std::string, steady::time_point> early; // sent before reply
-  std::map<std::string, std::vector<std::string>> confirmed; // conv -> ids
+  std::map<std::string, std::vector<std::string>> confirmed; // conv -> unread ids
   std::string transport() const {
     return mode == 3 ? "none" : to_string(static_cast<transport_mode>(mode));
   }
@@ -283,8 +283,13 @@ void do_op(user_actor* self) {
       break;
     }
     case op::read: {
+      // each message is marked read once (a second mark of the same id
+      // could share the queue entry of the first and never complete here)
       auto& ids = st.confirmed[conv];
-      auto id = ids[st.rng() % ids.size()];
+      auto k = st.rng() % ids.size();
+      auto id = ids[k];
+      ids[k] = ids.back();
+      ids.pop_back();
       st.sh->outstanding++;
       self->request(st.eng->chat(), 30s, mark_read_atom::value, conv, id)
         .then(
