@@ -107,7 +107,8 @@ struct shared_state {
   std::atomic<uint64_t> logged_in{0};
   std::atomic<int64_t> mix[4] = {{0}, {0}, {0}, {0}}; // ipc ws http none
   std::atomic<bool> stopping{false};
-  std::atomic<int64_t> budget{-1}; // messages left (-1 = unlimited)
+  bool limited = false;            // --messages given
+  std::atomic<int64_t> budget{0};  // messages left if limited
   std::vector<std::pair<op, double>> weights; // cumulative
   caf::timespan interval{0};                  // between ops of one user
   int conversations = 1;
@@ -252,8 +253,13 @@ void do_op(user_actor* self) {
   }
   switch (o) {
     case op::send: {
-      if (st.sh->budget.load() >= 0 && st.sh->budget.fetch_sub(1) <= 0)
-        return; // --messages reached
+      if (st.sh->limited) {
+        auto left = st.sh->budget.load();
+        do {
+          if (left <= 0)
+            return; // --messages reached
+        } while (!st.sh->budget.compare_exchange_weak(left, left - 1));
+      }
       outgoing_message m;
       char buf[32];
       std::snprintf(buf, sizeof buf, "-%06llu",
@@ -880,8 +886,10 @@ int run(options& o) {
     std::chrono::duration<double>(o.users / std::max(ops_rate, 0.001)));
   sh.conversations = o.conversations;
   sh.password = o.password;
-  if (o.messages > 0)
+  if (o.messages > 0) {
+    sh.limited = true;
     sh.budget = o.messages;
+  }
   {
     std::lock_guard<std::mutex> g{sh.mx};
     auto& r = sh.rep;
