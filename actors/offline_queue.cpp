@@ -1,7 +1,8 @@
 // aico engine: the offline queue actor (see messages/offline_queue.hpp).
 //
 // Owns a store::offline_queue (SQLite, WAL, synchronous=FULL, exclusive
-// lock) and drives it: every decision about order and backoff is the
+// lock; opened at spawn if the file exists, else at the first enqueue) and
+// drives it: every decision about order and backoff is the
 // store's (next_ready / next_wakeup); this actor sends what is ready, turns
 // outcomes into store transitions and queue_updates, and keeps one timer.
 //
@@ -13,7 +14,10 @@
 // before any state arrived it is on ("try anyway").
 #include "messages/offline_queue.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cctype>
 #include <iostream>
 #include <optional>
@@ -41,7 +45,11 @@ struct queue_state {
   offline_queue_config cfg;
   api_gateway_actor downstream;
   std::optional<store::offline_queue> db;
-  caf::error open_error; ///< why db is empty
+  caf::error open_error; ///< why db is empty (unless deferred)
+  /// No queue file existed at spawn: it is created (and locked) at the
+  /// first enqueue, retry or drop, so an engine that never queues anything
+  /// costs no fds and takes no lock.
+  bool deferred = false;
   std::vector<queue_listener_actor> watchers;
   std::set<int64_t> in_flight; ///< seqs sent and not yet answered
   /// -1 = no connection state received yet, 0 = not connected, 1 = yes
@@ -120,6 +128,34 @@ queue_entry to_entry(const store::queue_item& x) {
 
 caf::error no_store(self_ptr self) {
   return self->state.open_error;
+}
+
+std::string queue_path(const offline_queue_config& cfg) {
+  return cfg.state_dir + "/" + cfg.file_name;
+}
+
+void open_queue(self_ptr self) {
+  auto& st = self->state;
+  store::queue_options opts;
+  opts.limit = st.cfg.limit;
+  opts.backoff = st.cfg.backoff;
+  opts.seed = st.cfg.seed;
+  opts.lock_timeout = st.cfg.lock_timeout;
+  auto db = store::offline_queue::open(queue_path(st.cfg), opts);
+  if (db)
+    st.db.emplace(std::move(*db));
+  else
+    st.open_error = std::move(db.error());
+}
+
+/// Opens a deferred queue (creating its file); false if there is no store.
+bool ensure_open(self_ptr self) {
+  auto& st = self->state;
+  if (st.deferred) {
+    st.deferred = false;
+    open_queue(self);
+  }
+  return st.db.has_value();
 }
 
 void log_storage_error(const caf::error& err) {
@@ -297,26 +333,23 @@ queue_impl::behavior_type queue_fun(self_ptr self, offline_queue_config cfg,
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.downstream = std::move(downstream);
-  if (st.cfg.state_dir.empty()) {
+  if (!st.cfg.enabled) {
+    st.open_error = make_engine_error(
+      error_class::unknown,
+      "offline queue: not opened by this engine (disabled in its "
+      "configuration): nothing can be queued here");
+  } else if (st.cfg.state_dir.empty()) {
     st.open_error = make_engine_error(
       error_class::unknown,
       "offline queue: no state directory configured: nothing can be queued");
+  } else if (struct stat sb; ::stat(queue_path(st.cfg).c_str(), &sb) != 0
+                             && errno == ENOENT) {
+    st.deferred = true; // nothing to recover: opened when first needed
   } else {
-    store::queue_options opts;
-    opts.limit = st.cfg.limit;
-    opts.backoff = st.cfg.backoff;
-    opts.seed = st.cfg.seed;
-    auto db = store::offline_queue::open(st.cfg.state_dir + "/"
-                                           + st.cfg.file_name,
-                                         opts);
-    if (db)
-      st.db.emplace(std::move(*db));
-    else
-      st.open_error = std::move(db.error());
+    open_queue(self); // items of an earlier run are sent (crash recovery)
   }
-  if (!st.db)
-    std::cerr << "aico: offline queue unusable, every enqueue is refused: "
-              << describe(st.open_error) << std::endl;
+  // No store: every enqueue/list/retry/drop answers open_error (the
+  // caller shows it); nothing is written to stderr from here.
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& ws = self->state.watchers;
     ws.erase(std::remove_if(ws.begin(), ws.end(),
@@ -331,7 +364,7 @@ queue_impl::behavior_type queue_fun(self_ptr self, offline_queue_config cfg,
   return {
     [=](enqueue_atom, const queued_command& cmd) -> caf::result<queue_entry> {
       auto& st = self->state;
-      if (!st.db)
+      if (!ensure_open(self))
         return no_store(self);
       store::queue_request req;
       req.kind = to_store_kind(cmd.kind);
@@ -355,6 +388,8 @@ queue_impl::behavior_type queue_fun(self_ptr self, offline_queue_config cfg,
     },
     [=](list_atom) -> caf::result<std::vector<queue_entry>> {
       auto& st = self->state;
+      if (st.deferred)
+        return std::vector<queue_entry>{}; // no file: nothing queued
       if (!st.db)
         return no_store(self);
       auto xs = st.db->list();
@@ -368,7 +403,7 @@ queue_impl::behavior_type queue_fun(self_ptr self, offline_queue_config cfg,
     },
     [=](retry_atom, int64_t seq) -> caf::result<queue_entry> {
       auto& st = self->state;
-      if (!st.db)
+      if (!ensure_open(self))
         return no_store(self);
       if (auto err = st.db->retry(seq))
         return err;
@@ -385,7 +420,7 @@ queue_impl::behavior_type queue_fun(self_ptr self, offline_queue_config cfg,
     },
     [=](drop_atom, int64_t seq) -> caf::result<bool> {
       auto& st = self->state;
-      if (!st.db)
+      if (!ensure_open(self))
         return no_store(self);
       auto x = st.db->get(seq);
       if (!x)

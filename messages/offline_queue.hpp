@@ -220,10 +220,20 @@ struct offline_queue_config {
   size_t max_in_flight = 8;
   /// Wall clock (injectable for tests); null = system_clock::now.
   std::function<std::chrono::system_clock::time_point()> clock;
+  /// false: the queue file is not opened at all (an engine that only reads
+  /// or watches, e.g. `aico watch`, so that another process of the same
+  /// state directory can queue and send); enqueue/list/retry/drop then
+  /// answer a clear error and nothing is drained.
+  bool enabled = true;
+  /// How long opening the queue waits for another engine process that
+  /// holds the state directory's queue (the file is locked exclusively
+  /// while an engine has it open, so two processes never drain it twice).
+  std::chrono::milliseconds lock_timeout{250};
 };
 
 /// Spawns the queue actor. Never fails: if the file cannot be opened
-/// (locked by another engine, damaged, not a queue file) the actor stays up
+/// (locked by another engine, damaged, not a queue file) or the queue is
+/// disabled (`enabled` = false), the actor stays up
 /// and answers enqueue/list/retry/drop with that storage error (class
 /// `unknown`, naming the file), so the caller can show it.
 offline_queue_actor spawn_offline_queue(caf::actor_system& sys,

@@ -253,8 +253,9 @@ caf::expected<offline_queue> offline_queue::open(const std::string& path,
     // One engine per state directory: a second process must not drain the
     // same queue.
     db_opts.exclusive = true;
-    // The lock is only ever contended by another engine process: fail fast.
-    db_opts.busy_timeout = std::chrono::milliseconds{250};
+    // The lock is only ever contended by another engine process: by
+    // default fail fast; a short-lived client (aico send) waits longer.
+    db_opts.busy_timeout = opts.lock_timeout;
     db_opts.quick_check = true;
     auto db = sqlite_db::open(path, db_opts);
     if (!db)

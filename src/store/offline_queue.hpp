@@ -142,6 +142,8 @@ struct queue_options {
                           std::chrono::milliseconds{60000}};
   /// Seeds the jitter (tests); 0 = random.
   uint64_t seed = 0;
+  /// How long open() waits for another process holding the lock.
+  std::chrono::milliseconds lock_timeout{250};
 };
 
 class offline_queue {
@@ -154,7 +156,8 @@ public:
   /// (see recovered_on_open()). A file that is not a queue database is an
   /// error, never a crash and never silently replaced. The lock is held
   /// until the queue is destroyed: a second open (another engine on the
-  /// same state directory) fails after 250 ms with "database is locked".
+  /// same state directory) fails after opts.lock_timeout (default 250 ms)
+  /// with "database is locked".
   static caf::expected<offline_queue> open(const std::string& path,
                                            queue_options opts = {});
 

@@ -468,6 +468,9 @@ TEST_F(queue_test, unusable_storage_is_a_clear_error_not_a_crash) {
 
 TEST_F(queue_test, a_second_queue_on_the_same_directory_is_refused) {
   start();
+  // the first queue creates the file (and takes its lock) when it first
+  // queues something
+  ASSERT_TRUE(enqueue("a", "a0"));
   auto other = spawn_offline_queue(sys, make_config(), downstream());
   sched.run();
   auto e = ask<queue_entry>(other, enqueue_atom::value, msg("a", "a1"));
@@ -492,4 +495,57 @@ TEST_F(queue_test, events_are_ignored_and_watchers_that_die_are_forgotten) {
   ASSERT_TRUE(enqueue("a", "a1"));
   answer("a1", 201, ok_body);
   EXPECT_EQ(statuses("a1").back(), queue_status::sent);
+}
+
+TEST_F(queue_test, no_file_and_no_lock_until_something_is_queued) {
+  auto path = dir + "/offline_queue.db";
+  start();
+  EXPECT_FALSE(std::ifstream{path}.good()) << "created at spawn";
+  EXPECT_TRUE(list().empty());
+  set_state(link_state::connected);
+  EXPECT_FALSE(std::ifstream{path}.good()) << "created by list or a drain";
+  // a second engine on the same directory is not locked out meanwhile
+  auto other = spawn_offline_queue(sys, make_config(), downstream());
+  sched.run();
+  auto xs = ask<std::vector<queue_entry>>(other, list_atom::value);
+  ASSERT_TRUE(xs) << describe(xs.error());
+  self->send_exit(other, caf::exit_reason::user_shutdown);
+  sched.run();
+  // the first enqueue creates it
+  ASSERT_TRUE(enqueue("a", "a1"));
+  EXPECT_TRUE(std::ifstream{path}.good());
+  answer("a1", 201, ok_body);
+  EXPECT_EQ(statuses("a1").back(), queue_status::sent);
+}
+
+TEST_F(queue_test, a_file_left_by_an_earlier_engine_is_opened_at_spawn) {
+  start();
+  ASSERT_TRUE(enqueue("a", "left-1")); // in flight, never answered
+  stop();
+  net->calls.clear();
+  start(); // the file exists: opened (and recovered) at once
+  ASSERT_EQ(net->calls.size(), 1u);
+  EXPECT_EQ(net->calls[0].id, "left-1");
+  // and locked: another queue of the directory is refused
+  auto other = spawn_offline_queue(sys, make_config(), downstream());
+  sched.run();
+  auto xs = ask<std::vector<queue_entry>>(other, list_atom::value);
+  ASSERT_FALSE(xs);
+  EXPECT_NE(describe(xs.error()).find("locked"), std::string::npos);
+  self->send_exit(other, caf::exit_reason::user_shutdown);
+  sched.run();
+}
+
+TEST_F(queue_test, a_disabled_queue_opens_nothing_and_says_so) {
+  auto qc = make_config();
+  qc.enabled = false;
+  start(std::move(qc));
+  auto e = enqueue("a", "a1");
+  ASSERT_FALSE(e);
+  EXPECT_EQ(classify(e.error()).cls, error_class::unknown);
+  EXPECT_NE(describe(e.error()).find("not opened"), std::string::npos)
+    << describe(e.error());
+  EXPECT_FALSE(ask<std::vector<queue_entry>>(q, list_atom::value));
+  EXPECT_FALSE(std::ifstream{dir + "/offline_queue.db"}.good());
+  EXPECT_TRUE(net->calls.empty());
 }
