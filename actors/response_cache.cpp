@@ -50,6 +50,9 @@ struct cache_state {
   response_cache_config cfg;
   api_gateway_actor downstream;
   std::optional<store::response_cache> db;
+  /// The file is opened at the first read (or an invalidate of a file that
+  /// exists), not at spawn: an engine that never reads costs no fds.
+  bool open_tried = false;
   std::map<flight_key, flight> flights;
   /// invalidate calls per user (a fetch started before one is not stored)
   std::map<std::string, uint64_t> invalidations;
@@ -98,6 +101,15 @@ void open_store(self_ptr self) {
     return;
   }
   st.db.emplace(std::move(*db));
+}
+
+/// Opens the store on first use (once; a failure means pass-through).
+void ensure_store(self_ptr self) {
+  auto& st = self->state;
+  if (st.open_tried)
+    return;
+  st.open_tried = true;
+  open_store(self);
 }
 
 api_reply reply_from_cache(const std::string& id, std::string body) {
@@ -202,10 +214,10 @@ cache_fun(self_ptr self, response_cache_config cfg,
           api_gateway_actor downstream) {
   self->state.cfg = std::move(cfg);
   self->state.downstream = std::move(downstream);
-  open_store(self);
   return {
     [=](read_atom, cache_read& r) -> caf::result<cached_reply> {
       auto& st = self->state;
+      ensure_store(self);
       auto key = r.key.empty() ? r.call.method + " " + r.call.path : r.key;
       bool have_fallback = false;
       if (st.db) {
@@ -239,6 +251,10 @@ cache_fun(self_ptr self, response_cache_config cfg,
         const std::string& prefix) -> caf::result<size_t> {
       auto& st = self->state;
       ++st.invalidations[user];
+      // nothing to invalidate in a file that does not exist yet
+      if (!st.open_tried && !st.cfg.state_dir.empty()
+          && is_regular_file(st.cfg.state_dir + "/" + st.cfg.file_name))
+        ensure_store(self);
       if (!st.db)
         return size_t{0};
       auto n = prefix.empty() ? st.db->clear_user(user)

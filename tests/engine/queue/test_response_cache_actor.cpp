@@ -334,3 +334,27 @@ TEST_F(cache_test, health_reads_can_go_without_auth) {
   ASSERT_EQ(net->auth.size(), 1u);
   EXPECT_FALSE(net->auth[0]);
 }
+
+TEST_F(cache_test, the_file_is_opened_at_the_first_read_not_at_spawn) {
+  auto path = dir + "/response_cache.db";
+  start();
+  EXPECT_FALSE(std::filesystem::exists(path)) << "created at spawn";
+  // invalidating a cache that has no file yet opens nothing
+  auto n = ask<size_t>(c, invalidate_atom::value, std::string{"alice"},
+                       std::string{});
+  ASSERT_TRUE(n) << describe(n.error());
+  EXPECT_EQ(*n, 0u);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  ASSERT_TRUE(read(history("alice", 60s)));
+  EXPECT_TRUE(std::filesystem::exists(path));
+  auto r = read(history("alice", 60s), 200, history_v2);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->from_cache); // stored by the first read
+  // a later engine invalidates what the file holds
+  stop();
+  start();
+  n = ask<size_t>(c, invalidate_atom::value, std::string{"alice"},
+                  std::string{});
+  ASSERT_TRUE(n) << describe(n.error());
+  EXPECT_EQ(*n, 1u);
+}
