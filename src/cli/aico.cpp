@@ -682,6 +682,16 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   std::signal(SIGPIPE, SIG_IGN);
   auto cmd = app.get_subcommands().front()->get_name();
+  // Only `send` and `queue` use the durable queue. The queue file is locked
+  // by the one process that has it open, so every other command leaves it
+  // alone: `aico watch` in one terminal and `aico send` in another work on
+  // the same state directory. `send`/`queue` wait up to --timeout for
+  // another process (a second `aico send`, aico-chat) to let go of it.
+  if (cmd == "send" || cmd == "queue")
+    cfg->queue.lock_timeout = std::chrono::milliseconds{
+      static_cast<int64_t>(o.timeout_s * 1000)};
+  else
+    cfg->queue.enabled = false;
   caf::actor_system_config sys_cfg;
   sys_cfg.set("scheduler.policy", caf::atom("sharing"));
   sys_cfg.set("scheduler.max-threads", 2);

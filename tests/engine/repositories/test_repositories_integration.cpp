@@ -5,12 +5,15 @@
 // system repositories. The gateway's store is the ground truth.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <iterator>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -46,14 +49,21 @@ namespace {
 
 class child {
 public:
-  explicit child(std::vector<std::string> args) {
+  /// Starts args[0]; its stdout goes to `out_file` when given.
+  explicit child(std::vector<std::string> args, std::string out_file = {}) {
     std::vector<char*> argv;
     for (auto& a : args)
       argv.push_back(a.data());
     argv.push_back(nullptr);
-    if (::posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ)
+    posix_spawn_file_actions_t fa;
+    ::posix_spawn_file_actions_init(&fa);
+    if (!out_file.empty())
+      ::posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out_file.c_str(),
+                                         O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (::posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ)
         != 0)
       pid_ = -1;
+    ::posix_spawn_file_actions_destroy(&fa);
   }
 
   ~child() {
@@ -314,6 +324,60 @@ TEST_F(repositories_test, kill9_client_mid_queue_then_rest_delivered_once) {
   // a new client delivers the rest, exactly once
   ASSERT_EQ(run(with({"queue", "drain", "--timeout", "60"}), 90s), 0);
   EXPECT_EQ(stored_contents("kq"), lines);
+}
+
+// -- two CLI processes on one state directory ------------------------------------------
+
+std::string read_file(const std::string& path) {
+  std::ifstream in{path};
+  return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+}
+
+TEST_F(repositories_test, cli_watch_and_send_share_one_state_directory) {
+  start_gateway();
+  aico::test::temp_dir work{"aico-cli-share"};
+  auto state = work.path() + "/state";
+  std::vector<std::string> base{AICO_CLI_BIN,  "--url",
+                                gw_->http_url(), "--ipc",
+                                gw_->ipc_endpoint(), "--state-dir",
+                                state,          "--timeout",
+                                "10"};
+  auto with = [&](std::vector<std::string> more) {
+    auto args = base;
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  ASSERT_EQ(run(with({"login", "alice", "alice-pw"}), 30s), 0);
+  // a long-running watcher does not take the durable queue ...
+  auto out = work.path() + "/watch.out";
+  child watcher{with({"watch", "--for", "30"}), out};
+  ASSERT_TRUE(watcher.started());
+  auto until = steady::now() + 15s;
+  while (read_file(out).find("connected") == std::string::npos
+         && steady::now() < until)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_NE(read_file(out).find("connected"), std::string::npos)
+    << read_file(out);
+  // ... so sends from other processes of the same state directory work,
+  // also two at once (the second waits for the first's lock)
+  child a{with({"send", "--conversation", "shared", "--id", "sh-1", "one"})};
+  child b{with({"send", "--conversation", "shared", "--id", "sh-2", "two"})};
+  EXPECT_EQ(a.wait(30s), 0);
+  EXPECT_EQ(b.wait(30s), 0);
+  EXPECT_EQ(run(with({"queue", "list"}), 30s), 0);
+  // and the watcher sees both messages arrive
+  until = steady::now() + 10s;
+  auto seen = [&] {
+    auto text = read_file(out);
+    return text.find("alice: one") != std::string::npos
+           && text.find("alice: two") != std::string::npos;
+  };
+  while (!seen() && steady::now() < until)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(seen()) << read_file(out);
+  auto ids = stored_ids("alice", "alice-pw", "shared");
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"sh-1", "sh-2"}));
 }
 
 // -- the cache ------------------------------------------------------------------------
