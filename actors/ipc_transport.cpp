@@ -4,7 +4,9 @@
 // States (messages/transport.hpp): idle -> connecting -> up | down.
 // * connect: opens a DEALER on the socket thread and sends a Ping; a Pong
 //   within cfg.connect_timeout means up, otherwise down ("no answer from ipc
-//   endpoint").
+//   endpoint"). A connection attempt that fails at once (no socket file,
+//   refused: the socket monitor's CONNECT_RETRIED) while connecting is down
+//   at once too, so a missing gateway fails over in milliseconds.
 // * token: kept; while up and non-empty a Subscribe{id, token} is sent (again
 //   after every new socket); an empty token unsubscribes. Event frames go to
 //   the listener as server_event (via ipc).
@@ -71,6 +73,8 @@ using ipc_transport_internal = caf::typed_actor<
   caf::reacts_to<io_atom, uint64_t, std::string>,
   /// Socket `gen` connected (true) or lost its connection (false).
   caf::reacts_to<io_atom, uint64_t, bool>,
+  /// A connection attempt of socket `gen` failed at once (nothing bound).
+  caf::reacts_to<probe_atom, uint64_t, bool>,
   /// The one request timer: the earliest deadline may have passed.
   caf::reacts_to<timeout_atom>,
   /// Deadline of the connect attempt of link generation `gen`.
@@ -196,6 +200,9 @@ ipc_link::loop_handlers make_handlers(const caf::actor_addr& addr) {
   };
   h.on_link = [addr](uint64_t gen, bool connected) {
     post_back(addr, io_atom_v, gen, connected);
+  };
+  h.on_connect_failed = [addr](uint64_t gen) {
+    post_back(addr, probe_atom_v, gen, false);
   };
   return h;
 }
@@ -594,6 +601,20 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
         if (!st.token.empty() && !st.subscribed)
           send_subscribe(self);
         send_ping(self);
+      } catch (...) {
+      }
+    },
+    [self](probe_atom, uint64_t gen, bool) {
+      auto& st = self->state;
+      // Only a first connect fails over at once: nothing is bound to the
+      // endpoint (no socket file, refused), so waiting for connect_timeout
+      // would only delay trying the next transport. A lost link that ZeroMQ
+      // retries is the reconnect grace's business.
+      if (gen != st.sock_gen || st.status != transport_status::connecting)
+        return;
+      try {
+        go_down(self, "cannot connect to " + st.cfg.endpoint
+                        + ": nothing is listening there");
       } catch (...) {
       }
     },

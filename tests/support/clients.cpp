@@ -759,6 +759,22 @@ struct ipc_client::impl {
   zmq::socket_t sock{ctx, zmq::socket_type::dealer};
 };
 
+struct silent_ipc_peer::impl {
+  zmq::context_t ctx{1};
+  zmq::socket_t sock{ctx, zmq::socket_type::router};
+};
+
+silent_ipc_peer::silent_ipc_peer(const std::string& endpoint)
+  : impl_(std::make_unique<impl>()) {
+  impl_->sock.set(zmq::sockopt::linger, 0);
+  impl_->sock.bind(endpoint);
+}
+
+silent_ipc_peer::~silent_ipc_peer() {
+  impl_->sock.close();
+  impl_->ctx.close();
+}
+
 ipc_client::ipc_client(const std::string& endpoint)
   : impl_(std::make_unique<impl>()) {
   impl_->sock.set(zmq::sockopt::linger, 0);

@@ -327,4 +327,19 @@ private:
   uint64_t next_id_ = 1;
 };
 
+/// A ROUTER bound to `endpoint` that never answers: a peer that accepts the
+/// connection and then says nothing (unlike a missing endpoint, which
+/// refuses it).
+class silent_ipc_peer {
+public:
+  explicit silent_ipc_peer(const std::string& endpoint);
+  ~silent_ipc_peer();
+  silent_ipc_peer(const silent_ipc_peer&) = delete;
+  silent_ipc_peer& operator=(const silent_ipc_peer&) = delete;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
 } // namespace aico::test

@@ -189,7 +189,8 @@ struct dealer_loop::impl {
   void open_monitor(zmq::socket_t& s, uint64_t g) {
     auto addr = "inproc://aico-ipc-monitor-" + std::to_string(g);
     if (zmq_socket_monitor(s.handle(), addr.c_str(),
-                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED)
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED
+                             | ZMQ_EVENT_CONNECT_RETRIED)
         != 0)
       return;
     try {
@@ -226,6 +227,11 @@ struct dealer_loop::impl {
         report_link(gen, true);
       else if (ev == ZMQ_EVENT_DISCONNECTED)
         report_link(gen, false);
+      else if (ev == ZMQ_EVENT_CONNECT_RETRIED && handlers.on_connect_failed)
+        try {
+          handlers.on_connect_failed(gen);
+        } catch (...) {
+        }
     }
   }
 

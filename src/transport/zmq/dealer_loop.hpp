@@ -55,6 +55,10 @@ struct loop_handlers {
   /// that were on the lost connection are gone (their replies too), and the
   /// gateway forgets a lost peer's subscription.
   std::function<void(uint64_t gen, bool connected)> on_link;
+  /// A connection attempt of socket `gen` failed at once (no socket file,
+  /// connection refused: nobody is bound to the endpoint). libzmq retries by
+  /// itself; this only tells the owner that nothing is listening now.
+  std::function<void(uint64_t gen)> on_connect_failed;
 };
 
 class dealer_loop {

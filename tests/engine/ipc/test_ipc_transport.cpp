@@ -250,10 +250,31 @@ TEST_F(ipc_transport_test, connect_reports_connecting_then_up) {
                                            transport_status::up}));
 }
 
-TEST_F(ipc_transport_test, endpoint_nobody_binds_is_down_within_connect_timeout) {
+TEST_F(ipc_transport_test, endpoint_nobody_binds_is_down_at_once) {
   aico::test::temp_dir dir{"aico-ipc-nobody"};
   auto c = config();
   c.endpoint = "ipc://" + dir.path() + "/nobody.ipc";
+  c.connect_timeout = 5s;
+  auto t = spawn(c);
+  auto start = steady::now();
+  self->send(t, connect_atom_v);
+  auto down = log->wait_status(transport_status::down, 0, 3000ms);
+  ASSERT_TRUE(down);
+  // refused by the kernel: no need to wait for the connect timeout
+  EXPECT_LT(down->at - start, 1000ms);
+  EXPECT_EQ(down->reason,
+            "cannot connect to " + c.endpoint + ": nothing is listening there");
+  // requests while not up fail at once with network
+  auto r = call(t, make_call("x", "GET", "/health"), 2s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(class_of(r.error()), error_class::network);
+}
+
+TEST_F(ipc_transport_test, a_peer_that_never_answers_is_down_within_connect_timeout) {
+  aico::test::temp_dir dir{"aico-ipc-silent"};
+  auto c = config();
+  c.endpoint = "ipc://" + dir.path() + "/silent.ipc";
+  aico::test::silent_ipc_peer peer{c.endpoint};
   c.connect_timeout = 500ms;
   auto t = spawn(c);
   auto start = steady::now();
