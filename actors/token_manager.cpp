@@ -53,6 +53,12 @@ using token_manager_impl = token_manager_actor::extend_with<
 
 using token_promise = caf::typed_response_promise<std::string>;
 
+/// The gateway (supervisor) gets request_timeout as the call's deadline and
+/// answers by then with a classified error ("no transport available",
+/// "no answer before the deadline"); our own CAF timeout is a little longer
+/// so that answer, not a bare request_timeout, is what the caller sees.
+constexpr auto grace = std::chrono::seconds(1);
+
 /// Backoff of refresh retries after network/timeout/server errors.
 backoff_options retry_backoff_options() {
   backoff_options res;
@@ -378,8 +384,9 @@ void start_refresh(self_ptr self) {
   call.method = "POST";
   call.path = "/users/refresh";
   self
-    ->request(st.gateway, st.cfg.request_timeout, request_atom::value,
-              std::move(call), st.cfg.request_timeout, false)
+    ->request(st.gateway, st.cfg.request_timeout + grace,
+              request_atom::value, std::move(call), st.cfg.request_timeout,
+              false)
     .then([=](const api_reply& r) { on_refresh_reply(self, epoch, r); },
           [=](caf::error& err) { on_refresh_error(self, epoch, std::move(err)); });
 }
@@ -541,8 +548,9 @@ token_manager_fun(self_ptr self, token_manager_config cfg,
       call.path = "/users/authenticate";
       auto rp = self->make_response_promise<session_info>();
       self
-        ->request(st.gateway, st.cfg.request_timeout, request_atom::value,
-                  std::move(call), st.cfg.request_timeout, false)
+        ->request(st.gateway, st.cfg.request_timeout + grace,
+                  request_atom::value, std::move(call),
+                  st.cfg.request_timeout, false)
         .then(
           [=](const api_reply& r) mutable {
             auto parsed = parse_auth_reply(r);
@@ -586,8 +594,9 @@ token_manager_fun(self_ptr self, token_manager_config cfg,
         call.path = "/users/logout";
         call.token = st.access;
         self
-          ->request(st.gateway, st.cfg.request_timeout, request_atom::value,
-                    std::move(call), st.cfg.request_timeout, false)
+          ->request(st.gateway, st.cfg.request_timeout + grace,
+                    request_atom::value, std::move(call),
+                    st.cfg.request_timeout, false)
           .then([](const api_reply&) {}, [](caf::error&) {});
       }
       disown_refresh(self, [](token_promise& w) {
