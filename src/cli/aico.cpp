@@ -178,8 +178,9 @@ public:
     return res;
   }
 
-  /// Waits until the state is connected/degraded (or the time is up);
-  /// returns the last state seen.
+  /// Waits until the state is anything but connecting (connected,
+  /// degraded, reconnecting after every transport failed, offline, auth
+  /// expired) or the time is up; returns the last state seen.
   connection_state settle(caf::timespan max) {
     self_->send(eng_.connection(), watch_atom::value,
                 caf::actor_cast<engine_listener_actor>(self_));
@@ -193,9 +194,8 @@ public:
       self_->receive(
         [&](state_atom, const connection_state& cs) {
           last = cs;
-          if (cs.state == link_state::connected
-              || cs.state == link_state::degraded
-              || cs.state == link_state::auth_expired)
+          // reconnecting/offline: every transport was tried and failed
+          if (cs.state != link_state::connecting)
             done = true;
         },
         [&](event_atom, const server_event&) {},
@@ -380,7 +380,23 @@ void print(const options& o, const json::object& obj,
 }
 
 int run(const std::string& cmd, const options& o, client& c) {
+  // Commands that need the gateway fail fast once every transport was
+  // tried and failed (like gRPC's default, not wait-for-ready): the user
+  // learns at once that it is unreachable instead of after --timeout.
+  auto unreachable_now = [&](const char* what) -> std::optional<int> {
+    auto st = c.settle(std::chrono::duration_cast<caf::timespan>(
+      std::chrono::duration<double>(o.timeout_s)));
+    if (st.state == link_state::reconnecting
+        || st.state == link_state::offline)
+      return fail(o, what,
+                  make_engine_error(error_class::network,
+                                    "gateway unreachable (" + to_string(st)
+                                      + ")"));
+    return std::nullopt;
+  };
   if (cmd == "login") {
+    if (auto rc = unreachable_now("login failed"))
+      return *rc;
     auto s = c.login(o.user, o.password);
     if (!s)
       return fail(o, "login failed", s.error());
@@ -419,6 +435,8 @@ int run(const std::string& cmd, const options& o, client& c) {
     return up ? ok : unreachable;
   }
   if (cmd == "health") {
+    if (auto rc = unreachable_now("health check failed"))
+      return *rc;
     auto r = c.call("GET", "/health", "", false);
     if (!r)
       return fail(o, "health check failed", r.error());
@@ -432,6 +450,10 @@ int run(const std::string& cmd, const options& o, client& c) {
     return ok;
   }
   if (cmd == "send") {
+    // queued offline is fine, but only for someone who is logged in: a
+    // message of nobody would wait in the queue forever
+    if (auto s = c.session(); !s)
+      return fail(o, "send failed", s.error());
     std::vector<outgoing_message> msgs;
     auto add = [&](const std::string& text, const std::string& id) {
       outgoing_message m;
