@@ -2,8 +2,12 @@
 // gateway on loopback, with an optional fault schedule; ends with a report
 // and an integrity check against the gateway's store.
 //
-// One process, one actor system, every user (the load of a slice of
-// users: load.hpp; gateway, faults, integrity, report: setup.hpp).
+// Modes:
+//   single process (default)  one process, one actor system, every user
+//   --controller --workers N  the gateway, faults, integrity and report;
+//                             the users run in N worker processes
+//   --worker --connect H:P    one slice of the users, for a controller
+// (distributed.hpp; the load of a slice: load.hpp).
 //
 // Exit codes: 0 integrity exact, 1 integrity violated (or the run failed),
 // 2 usage.
@@ -21,6 +25,7 @@
 
 #include "caf/all.hpp"
 
+#include "src/stress/distributed.hpp"
 #include "src/stress/load.hpp"
 #include "src/stress/setup.hpp"
 
@@ -144,8 +149,42 @@ bool ends_with(const std::string& s, const std::string& suffix) {
                        });
 }
 
-/// Checks option combinations; "" if fine.
-std::string check_options(const options& o) {
+/// Checks the combination of modes and options; "" if fine.
+std::string check_modes(const CLI::App& app, const options& o) {
+  auto given = [&](const char* name) { return app.count(name) > 0; };
+  if (o.controller && o.worker)
+    return "--controller and --worker exclude each other";
+  if (o.worker) {
+    if (o.connect.empty())
+      return "--worker needs --connect HOST:PORT (the controller's)";
+    // the controller decides the load; a worker only connects
+    for (auto name : {"--url", "--ipc", "--start-gateway", "--gateway-bin",
+                      "--bot", "--access-ttl", "--users", "--rate",
+                      "--duration", "--messages", "--ramp", "--transports",
+                      "--mix", "--faults", "--conversations", "--password",
+                      "--admin", "--drain-timeout", "--seed", "--json",
+                      "--plot", "--workers", "--listen", "--port-file",
+                      "--worker-timeout"})
+      if (given(name))
+        return std::string{"--worker takes its load from the controller: "}
+               + name + " belongs on the controller";
+  } else {
+    for (auto name : {"--connect", "--connect-timeout"})
+      if (given(name))
+        return std::string{name} + " needs --worker";
+  }
+  if (o.controller) {
+    if (!given("--workers") || o.workers < 1)
+      return "--controller needs --workers N (N >= 1)";
+    if (o.workers > o.users)
+      return "--workers " + std::to_string(o.workers) + " exceeds --users "
+             + std::to_string(o.users) + " (every worker needs a user)";
+  } else {
+    for (auto name : {"--workers", "--listen", "--port-file",
+                      "--worker-timeout"})
+      if (given(name))
+        return std::string{name} + " needs --controller";
+  }
   if (!o.plot.empty() && !ends_with(o.plot, ".svg"))
     return "--plot: only SVG is written (FILE.svg), got '" + o.plot + "'";
   return {};
@@ -156,7 +195,10 @@ std::string check_options(const options& o) {
 int main(int argc, char** argv) {
   options o;
   CLI::App app{"aico-stress: many simulated users against an aico gateway "
-               "(loopback only)"};
+               "(loopback only). Distributed: one --controller (gateway, "
+               "faults, integrity check, report; it runs no users itself) "
+               "and --workers N processes started with --worker --connect "
+               "HOST:PORT, which run the users"};
   app.add_option("--url", o.url,
                  "gateway base URL (loopback); default: start one");
   app.add_option("--ipc", o.ipc, "gateway IPC endpoint (with --url)");
@@ -194,13 +236,37 @@ int main(int argc, char** argv) {
                  "write an SVG latency plot (percentile distribution per "
                  "operation) to FILE.svg");
   app.add_flag("--keep", o.keep, "keep the temporary directory");
+  // distributed mode
+  app.add_flag("--controller", o.controller,
+               "distributed: coordinate --workers worker processes (runs no "
+               "users itself)");
+  app.add_option("--workers", o.workers,
+                 "distributed: number of worker processes to wait for");
+  app.add_option("--listen", o.listen,
+                 "distributed: HOST:PORT the controller listens on (port 0 = "
+                 "any free one)")
+    ->capture_default_str();
+  app.add_option("--port-file", o.port_file,
+                 "distributed: write the controller's port to this file");
+  app.add_option("--worker-timeout", o.worker_timeout,
+                 "distributed: seconds to wait for all workers")
+    ->check(CLI::PositiveNumber)
+    ->capture_default_str();
+  app.add_flag("--worker", o.worker,
+               "distributed: run the users a controller assigns");
+  app.add_option("--connect", o.connect,
+                 "distributed: HOST:PORT of the controller (with --worker)");
+  app.add_option("--connect-timeout", o.connect_timeout,
+                 "distributed: seconds to keep trying to reach the controller")
+    ->check(CLI::PositiveNumber)
+    ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     auto r = app.exit(e);
     return r == 0 ? 0 : 2;
   }
-  if (auto why = check_options(o); !why.empty()) {
+  if (auto why = check_modes(app, o); !why.empty()) {
     std::cerr << "aico-stress: " << why << std::endl;
     return 2;
   }
@@ -210,7 +276,12 @@ int main(int argc, char** argv) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   int rc = 1;
   try {
-    rc = run_single(o);
+    if (o.worker)
+      rc = run_worker(o);
+    else if (o.controller)
+      rc = run_controller(o);
+    else
+      rc = run_single(o);
   } catch (const std::exception& e) {
     std::cerr << "aico-stress: " << e.what() << std::endl;
     rc = 1;

@@ -102,6 +102,25 @@ int scheduler_threads(const options& o) {
                          std::max(2u, std::thread::hardware_concurrency()));
 }
 
+bool parse_host_port(const std::string& text, std::string& host,
+                     uint16_t& port) {
+  auto c = text.rfind(':');
+  if (c == std::string::npos || c == 0 || c + 1 == text.size())
+    return false;
+  auto h = text.substr(0, c);
+  auto p = text.substr(c + 1);
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']')
+    h = h.substr(1, h.size() - 2);
+  if (p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  auto v = std::stoul(p);
+  if (v > 65535)
+    return false;
+  host = h;
+  port = static_cast<uint16_t>(v);
+  return true;
+}
+
 temp_root::~temp_root() {
   if (!path.empty() && !keep) {
     std::error_code ec;

@@ -46,6 +46,15 @@ struct options {
   std::string gateway_bin;
   bool keep = false;
   std::string plot; ///< --plot FILE.svg
+  // -- distributed mode -------------------------------------------------------------
+  bool controller = false;
+  int workers = 0;
+  std::string listen = "127.0.0.1:0";
+  std::string port_file;
+  double worker_timeout = 60;
+  bool worker = false;
+  std::string connect;
+  double connect_timeout = 30;
 };
 
 /// SIGINT/SIGTERM seen (handlers installed by install_signal_handlers()).
@@ -54,6 +63,10 @@ void install_signal_handlers();
 
 /// Scheduler threads: --threads, or max(2, cores).
 int scheduler_threads(const options& o);
+
+/// Splits "HOST:PORT" (PORT 0..65535); false if malformed.
+bool parse_host_port(const std::string& text, std::string& host,
+                     uint16_t& port);
 
 /// A temporary directory, removed on destruction unless `keep`.
 struct temp_root {

@@ -1,5 +1,6 @@
 // Unit tests of aico-stress's pure parts: histogram, fault schedule,
-// integrity check, report, user slices, progress line, SVG plot.
+// integrity check, report, user slices, progress line, SVG plot, and the
+// wire format of the distributed mode (CAF serialization).
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "caf/all.hpp"
 
 #include "src/stress/fault_schedule.hpp"
 #include "src/stress/histogram.hpp"
@@ -18,6 +20,7 @@
 #include "src/stress/progress.hpp"
 #include "src/stress/report.hpp"
 #include "src/stress/slice.hpp"
+#include "src/stress/wire.hpp"
 
 using namespace aico::stress;
 using namespace std::chrono_literals;
@@ -275,6 +278,15 @@ TEST(Report, MergeAddsUp) {
   EXPECT_FALSE(a.exact());
 }
 
+TEST(Report, WorkersOnlyInDistributedReports) {
+  report r;
+  EXPECT_FALSE(r.to_json().contains("workers"));
+  EXPECT_EQ(r.to_text().find("workers:"), std::string::npos);
+  r.workers = 3;
+  EXPECT_EQ(r.to_json().at("workers").as_uint64(), 3u);
+  EXPECT_NE(r.to_text().find("workers: 3"), std::string::npos);
+}
+
 // -- user slices -----------------------------------------------------------------------------
 
 namespace {
@@ -485,4 +497,160 @@ TEST(Plot, WritesTheReportsOperations) {
   EXPECT_NE(svg.find("send n=2"), std::string::npos) << svg;
   EXPECT_FALSE(write_latency_plot(r, "/nonexistent-dir/x.svg", err));
   EXPECT_NE(err.find("cannot write"), std::string::npos);
+}
+
+// -- wire format (distributed mode) --------------------------------------------------------
+
+namespace {
+
+struct StressWire : ::testing::Test {
+  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
+    add_wire_types(cfg);
+    return cfg;
+  }
+  caf::actor_system_config cfg;
+  caf::actor_system sys{init(cfg)};
+
+  template <class T>
+  caf::error round_trip(T& in, T& out) {
+    std::vector<char> buf;
+    caf::binary_serializer sink{sys, buf};
+    if (auto err = sink(in))
+      return err;
+    caf::binary_deserializer source{sys, buf};
+    return source(out);
+  }
+};
+
+report sample_report() {
+  report r;
+  r.users = 60;
+  r.rate = 60;
+  r.duration_s = 12;
+  r.transports = "ipc,ws,http";
+  r.faults = "every 5000ms: ws down 2000ms";
+  r.seed = 9;
+  r.elapsed_s = 12.5;
+  r.drain_s = 0.5;
+  std::mt19937_64 rng{11};
+  std::lognormal_distribution<double> d{14, 1.2};
+  for (int i = 0; i < 3000; ++i)
+    r.operations[i % 3 ? "send" : "history"]
+      .by_transport[i % 5 ? "ipc" : "ws"]
+      .record(static_cast<int64_t>(d(rng)));
+  r.operations["send"].ok = 2000;
+  r.operations["send"].errors = 2;
+  r.operations["history"].ok = 1000;
+  r.errors["failed:timeout"] = 2;
+  r.failovers = 17;
+  r.logins = 60;
+  r.rss_before_kb = 1000;
+  r.rss_after_kb = 31000;
+  r.sessions = 60;
+  r.integrity = check_integrity({{"c", {"a", "b", "c"}}}, {{"c", {"b", "a"}}});
+  r.integrity_checked = true;
+  return r;
+}
+
+} // namespace
+
+TEST_F(StressWire, HistogramRoundTripKeepsPercentiles) {
+  latency_histogram h, back;
+  std::mt19937_64 rng{5};
+  std::lognormal_distribution<double> d{13, 2};
+  for (int i = 0; i < 10000; ++i)
+    h.record(static_cast<int64_t>(d(rng)));
+  ASSERT_FALSE(round_trip(h, back));
+  EXPECT_EQ(back.count(), h.count());
+  EXPECT_EQ(back.max(), h.max());
+  EXPECT_EQ(back.min(), h.min());
+  EXPECT_DOUBLE_EQ(back.mean(), h.mean());
+  for (double p : {0.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0})
+    EXPECT_EQ(back.percentile(p), h.percentile(p)) << p;
+  // a merged copy equals recording twice
+  back.merge(h);
+  EXPECT_EQ(back.count(), 2 * h.count());
+  EXPECT_EQ(back.percentile(99), h.percentile(99));
+}
+
+TEST_F(StressWire, ForeignHistogramLayoutIsRejected) {
+  // same fields, but 10 buckets instead of this build's layout
+  std::vector<char> buf;
+  caf::binary_serializer sink{sys, buf};
+  std::vector<uint64_t> counts(10, 1);
+  uint64_t count = 10;
+  int64_t max = 5000, min = 1000;
+  long double sum = 30000;
+  ASSERT_FALSE(sink(counts, count, max, min, sum));
+  caf::binary_deserializer source{sys, buf};
+  latency_histogram h;
+  EXPECT_TRUE(static_cast<bool>(source(h)));
+}
+
+TEST_F(StressWire, ReportRoundTripKeepsEverything) {
+  auto r = sample_report();
+  report back;
+  ASSERT_FALSE(round_trip(r, back));
+  EXPECT_EQ(back.users, 60u);
+  EXPECT_EQ(back.transports, r.transports);
+  EXPECT_EQ(back.faults, r.faults);
+  EXPECT_EQ(back.failovers, 17u);
+  EXPECT_EQ(back.sessions, 60u);
+  EXPECT_EQ(back.errors, r.errors);
+  EXPECT_EQ(back.integrity.total.lost, 1u);
+  EXPECT_EQ(back.integrity.total.out_of_order, 1u);
+  EXPECT_EQ(back.integrity.bad_conversations.size(), 1u);
+  EXPECT_TRUE(back.integrity_checked);
+  ASSERT_EQ(back.operations.size(), 2u);
+  for (auto& [name, s] : r.operations) {
+    auto& b = back.operations.at(name);
+    EXPECT_EQ(b.ok, s.ok);
+    EXPECT_EQ(b.errors, s.errors);
+    EXPECT_EQ(b.total().count(), s.total().count());
+    for (double p : {50.0, 99.0, 99.9})
+      EXPECT_EQ(b.total().percentile(p), s.total().percentile(p));
+  }
+  // the JSON of the copy is the JSON of the original
+  EXPECT_EQ(boost::json::serialize(back.to_json()),
+            boost::json::serialize(r.to_json()));
+}
+
+TEST_F(StressWire, ResultAsMessageCarriesSentIdsInOrder) {
+  // what BASP does with a message: the registered type name + inspect()
+  wire_result res;
+  res.index = 2;
+  res.rep = sample_report();
+  res.sent["stress-0041-1"] = {"stress-0041-000001", "stress-0041-000002",
+                               "stress-0041-000003"};
+  res.sent["stress-0042-1"] = {"stress-0042-000002", "stress-0042-000001"};
+  auto msg = caf::make_message(res);
+  caf::message back;
+  ASSERT_FALSE(round_trip(msg, back));
+  ASSERT_TRUE(back.match_elements<wire_result>());
+  auto& got = back.get_as<wire_result>(0);
+  EXPECT_EQ(got.index, 2u);
+  EXPECT_EQ(got.sent, res.sent);
+  EXPECT_EQ(got.rep.operations.at("send").total().percentile(99),
+            res.rep.operations.at("send").total().percentile(99));
+  // job and progress too
+  wire_job j;
+  j.index = 1;
+  j.workers = 3;
+  j.first = 20;
+  j.count = 20;
+  j.rate = 20;
+  j.url = "http://127.0.0.1:8080";
+  j.mix = "send=1";
+  wire_progress p;
+  p.index = 1;
+  p.phase = static_cast<uint8_t>(load_phase::draining);
+  p.counters = sample_counters();
+  auto m2 = caf::make_message(j, p);
+  caf::message b2;
+  ASSERT_FALSE(round_trip(m2, b2));
+  ASSERT_TRUE((b2.match_elements<wire_job, wire_progress>()));
+  EXPECT_EQ(b2.get_as<wire_job>(0).first, 20);
+  EXPECT_EQ(b2.get_as<wire_job>(0).url, j.url);
+  EXPECT_EQ(b2.get_as<wire_progress>(1).counters.sends, 900u);
+  EXPECT_EQ(b2.get_as<wire_progress>(1).counters.mix[0], 150);
 }
