@@ -10,8 +10,8 @@ namespace aico::stress {
 
 namespace {
 
-constexpr double width = 900, height = 520;
-constexpr double left = 80, right = 200, top = 50, bottom = 60;
+constexpr double width = 960, height = 520;
+constexpr double left = 80, right = 260, top = 50, bottom = 60;
 constexpr double max_nines = 4; // x axis: 1/(1-p) up to 10^4 = 99.99 %
 
 std::string escape(const std::string& s) {
@@ -108,10 +108,8 @@ std::string latency_svg(const std::map<std::string, latency_histogram>& series,
   double ly = top + 10;
   for (auto& [name, h] : series) {
     auto color = palette[idx++ % (sizeof palette / sizeof palette[0])];
-    std::string label = name;
-    if (h.count() == 0) {
-      label += " (no samples)";
-    } else {
+    std::string stats = "no samples";
+    if (h.count() > 0) {
       o << "<polyline fill=\"none\" stroke=\"" << color
         << "\" stroke-width=\"2\" data-series=\"" << escape(name)
         << "\" points=\"";
@@ -124,18 +122,21 @@ std::string latency_svg(const std::map<std::string, latency_histogram>& series,
       }
       o << "\"/>\n";
       char buf[96];
-      std::snprintf(buf, sizeof buf, " n=%llu p50 %.1f p99 %.1f",
+      std::snprintf(buf, sizeof buf, "n=%llu p50 %.1f p99 %.1f ms",
                     static_cast<unsigned long long>(h.count()),
                     h.percentile(50) / 1e6, h.percentile(99) / 1e6);
-      label += buf;
+      stats = buf;
     }
+    // legend: the name, its figures below
     auto lx = left + pw + 12;
     o << "<line x1=\"" << num(lx) << "\" y1=\"" << num(ly) << "\" x2=\""
       << num(lx + 18) << "\" y2=\"" << num(ly) << "\" stroke=\"" << color
       << "\" stroke-width=\"3\"/>\n"
-      << "<text x=\"" << num(lx + 24) << "\" y=\"" << num(ly + 4)
-      << "\" font-size=\"11\">" << escape(label) << "</text>\n";
-    ly += 20;
+      << "<text x=\"" << num(lx + 24) << "\" y=\"" << num(ly + 4) << "\">"
+      << escape(name) << "</text>\n"
+      << "<text x=\"" << num(lx + 24) << "\" y=\"" << num(ly + 18)
+      << "\" font-size=\"10\" fill=\"#555\">" << stats << "</text>\n";
+    ly += 34;
   }
   o << "</svg>\n";
   return o.str();

@@ -14,7 +14,7 @@
 namespace aico::stress {
 
 /// The SVG document; `series` maps a name (operation) to its histogram.
-/// Empty histograms get a legend entry "(no samples)" and no line.
+/// Empty histograms get a legend entry ("no samples") and no line.
 std::string latency_svg(const std::map<std::string, latency_histogram>& series,
                         const std::string& title);
 
