@@ -642,6 +642,8 @@ int run_worker(const options& o) {
       }
     };
     hooks.load_stopped = [&](double s, uint64_t queued) {
+      if (ws.stop || interrupted())
+        return; // no drain either: said below
       progress(load_phase::draining, s, lr.counters());
       std::cerr << tag << "load stopped after " << s << " s, draining "
                 << queued << " queued" << std::endl;
@@ -649,7 +651,9 @@ int run_worker(const options& o) {
     hooks.stop = [&] { return ws.stop.load() || interrupted(); };
     lr.run(hooks);
     if (ws.stop || interrupted()) {
-      std::cerr << tag << lost_line() << "; load stopped" << std::endl;
+      std::cerr << tag << lost_line() << "; load stopped after "
+                << lr.measurements().elapsed_s << " s, no result sent"
+                << std::endl;
     } else {
       wire_result res;
       res.index = job.index;
