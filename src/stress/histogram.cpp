@@ -73,6 +73,15 @@ double latency_histogram::mean() const {
   return count_ ? static_cast<double>(sum_ns_ / count_) : 0.0;
 }
 
+bool latency_histogram::consistent() const {
+  if (counts_.size() != index_of(max_trackable_us) + 1)
+    return false;
+  uint64_t n = 0;
+  for (auto c : counts_)
+    n += c;
+  return n == count_ && min_ns_ >= 0 && (count_ == 0 || min_ns_ <= max_ns_);
+}
+
 void latency_histogram::merge(const latency_histogram& other) {
   if (other.count_ == 0)
     return;

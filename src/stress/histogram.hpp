@@ -41,6 +41,15 @@ public:
   /// Highest µs value that falls into bucket `i`.
   static uint64_t highest_equivalent(size_t i);
 
+  /// True if the buckets have this build's layout and add up to count()
+  /// (checked after a histogram came over the network, see wire.hpp).
+  bool consistent() const;
+
+  /// CAF serialization (defined in src/stress/wire.hpp, which needs CAF).
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 latency_histogram& x);
+
 private:
   std::vector<uint64_t> counts_;
   uint64_t count_ = 0;

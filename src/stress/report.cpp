@@ -160,6 +160,8 @@ json::object report::to_json() const {
                             {"per_session_kb", round3(per_session_kb())}}},
   };
   res["integrity"] = std::move(integ);
+  if (workers > 0)
+    res["workers"] = workers;
   return res;
 }
 
@@ -169,6 +171,9 @@ std::string report::to_text() const {
       << " msg/s, transports " << transports << ", mix " << mix << "\n";
   out << "faults: " << faults << " (" << fault_actions << " actions, "
       << gateway_kills << " gateway kills)\n";
+  if (workers > 0)
+    out << "workers: " << workers
+        << " processes (distributed; memory is their sum)\n";
   out << "load " << fmt("%.1f", elapsed_s) << " s, drain "
       << fmt("%.1f", drain_s) << " s\n\n";
   uint64_t sends = 0;

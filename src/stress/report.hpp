@@ -34,6 +34,9 @@ struct report {
   std::string mix;
   std::string faults;
   uint64_t seed = 0;
+  /// Worker processes of a distributed run (0: single process; then the
+  /// report has no "workers" field, as before).
+  uint64_t workers = 0;
   // -- measured -------------------------------------------------------------
   double elapsed_s = 0;     ///< load phase
   double drain_s = 0;       ///< waiting for the queues after the load

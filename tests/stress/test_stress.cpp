@@ -1,13 +1,26 @@
 // Unit tests of aico-stress's pure parts: histogram, fault schedule,
-// integrity check, report.
+// integrity check, report, user slices, progress line, SVG plot, and the
+// wire format of the distributed mode (CAF serialization).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
 #include <random>
+#include <set>
+#include <sstream>
+
+#include "caf/all.hpp"
 
 #include "src/stress/fault_schedule.hpp"
 #include "src/stress/histogram.hpp"
 #include "src/stress/integrity.hpp"
+#include "src/stress/plot.hpp"
+#include "src/stress/progress.hpp"
 #include "src/stress/report.hpp"
+#include "src/stress/slice.hpp"
+#include "src/stress/wire.hpp"
 
 using namespace aico::stress;
 using namespace std::chrono_literals;
@@ -263,4 +276,382 @@ TEST(Report, MergeAddsUp) {
   EXPECT_EQ(a.errors["timeout"], 1u);
   EXPECT_EQ(a.integrity.total.lost, 1u);
   EXPECT_FALSE(a.exact());
+}
+
+TEST(Report, WorkersOnlyInDistributedReports) {
+  report r;
+  EXPECT_FALSE(r.to_json().contains("workers"));
+  EXPECT_EQ(r.to_text().find("workers:"), std::string::npos);
+  r.workers = 3;
+  EXPECT_EQ(r.to_json().at("workers").as_uint64(), 3u);
+  EXPECT_NE(r.to_text().find("workers: 3"), std::string::npos);
+}
+
+// -- user slices -----------------------------------------------------------------------------
+
+namespace {
+
+void check_split(int users, double rate, int64_t messages, int workers) {
+  SCOPED_TRACE(std::to_string(users) + " users over "
+               + std::to_string(workers));
+  auto s = split_users(users, rate, messages, workers);
+  ASSERT_EQ(s.size(), static_cast<size_t>(workers));
+  std::set<int> seen;
+  double rate_sum = 0;
+  int64_t msg_sum = 0;
+  int next = 0, min_n = users, max_n = 0;
+  for (auto& x : s) {
+    EXPECT_EQ(x.first, next); // contiguous, in order
+    for (int i = x.first; i < x.first + x.count; ++i)
+      EXPECT_TRUE(seen.insert(i).second) << "user " << i << " twice";
+    next = x.first + x.count;
+    rate_sum += x.rate;
+    msg_sum += x.messages;
+    min_n = std::min(min_n, x.count);
+    max_n = std::max(max_n, x.count);
+    EXPECT_GE(x.rate, 0);
+    EXPECT_GE(x.messages, 0);
+    if (users > 0) {
+      EXPECT_NEAR(x.rate, rate * x.count / users, 1e-9 * rate);
+    }
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(users)); // covers every user
+  if (!seen.empty()) {
+    EXPECT_EQ(*seen.begin(), 0);
+    EXPECT_EQ(*seen.rbegin(), users - 1);
+  }
+  EXPECT_LE(max_n - min_n, 1);
+  EXPECT_NEAR(rate_sum, rate, 1e-9 * rate);
+  EXPECT_EQ(msg_sum, messages);
+}
+
+} // namespace
+
+TEST(UserSlices, DisjointCoveringWithRateShares) {
+  check_split(60, 60, 0, 3);
+  check_split(10, 100, 1000, 3);
+  check_split(200, 200, 7, 7);
+  check_split(1, 5, 3, 1);
+  check_split(100000, 1234.5, 999'999, 13);
+  check_split(5, 10, 2, 5);
+}
+
+TEST(UserSlices, SizesAndRemainder) {
+  auto s = split_users(10, 100, 0, 3);
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_EQ(s[0].first, 0);
+  EXPECT_EQ(s[0].count, 4);
+  EXPECT_EQ(s[1].first, 4);
+  EXPECT_EQ(s[1].count, 3);
+  EXPECT_EQ(s[2].first, 7);
+  EXPECT_EQ(s[2].count, 3);
+  EXPECT_NEAR(s[0].rate, 40, 1e-9);
+  EXPECT_NEAR(s[1].rate, 30, 1e-9);
+  EXPECT_EQ(split_users(10, 1, 0, 1)[0].count, 10);
+  EXPECT_TRUE(split_users(10, 1, 0, 0).empty());
+  auto more = split_users(2, 1, 0, 3); // more workers than users
+  ASSERT_EQ(more.size(), 3u);
+  EXPECT_EQ(more[2].count, 0);
+  EXPECT_EQ(more[2].rate, 0);
+}
+
+// -- progress line -----------------------------------------------------------------------------
+
+namespace {
+
+progress_counters sample_counters() {
+  progress_counters c;
+  c.created = 200;
+  c.users = 200;
+  c.logged_in = 198;
+  c.ops_ok = 1234;
+  c.ops_err = 3;
+  c.sends = 900;
+  c.outstanding = 12;
+  c.mix = {{150, 40, 10, 0}};
+  return c;
+}
+
+} // namespace
+
+TEST(Progress, PlainLineKeepsItsFormat) {
+  EXPECT_EQ(format_progress_line(12.34, sample_counters(), 180.4),
+            "[  12.3s] users 200/200 (198 in)  ops 1234 (180/s)  sent 900  "
+            "errors 3  queued 12  mix ipc 150 ws 40 http 10 none 0");
+}
+
+TEST(Progress, BarByTime) {
+  auto line = format_progress_bar(7.0, 20, 0, sample_counters(), 180);
+  EXPECT_EQ(line.rfind("[#######.............]  35%  7.0/20s  users 198/200"
+                       "  ops 1234 (180/s)  sent 900  err 3  queued 12  ",
+                       0),
+            0u)
+    << line;
+  EXPECT_NE(line.find("ipc 150 ws 40 http 10 none 0"), std::string::npos)
+    << line;
+  // the ends
+  auto start = format_progress_bar(0, 20, 0, sample_counters(), 0);
+  EXPECT_EQ(start.substr(0, 27), "[....................]   0%");
+  auto over = format_progress_bar(25, 20, 0, sample_counters(), 0);
+  EXPECT_EQ(over.substr(0, 27), "[####################] 100%");
+}
+
+TEST(Progress, BarByMessageBudget) {
+  auto c = sample_counters(); // 900 sent
+  // 900 of 1000 messages after 1 s of 600: the budget decides
+  auto line = format_progress_bar(1.0, 600, 1000, c, 0);
+  EXPECT_EQ(line.substr(0, 27), "[##################..]  90%") << line;
+}
+
+TEST(Progress, BarIsCutToTheTerminal) {
+  auto line = format_progress_bar(7.0, 20, 0, sample_counters(), 180, 10, 40);
+  EXPECT_EQ(line.size(), 40u);
+  EXPECT_EQ(line.substr(0, 12), "[###.......]");
+  auto c = sample_counters();
+  progress_counters sum = c;
+  sum.add(c);
+  EXPECT_EQ(sum.users, 400u);
+  EXPECT_EQ(sum.sends, 1800u);
+  EXPECT_EQ(sum.mix[1], 80);
+}
+
+// -- SVG plot --------------------------------------------------------------------------------------
+
+namespace {
+
+size_t count_of(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (auto p = s.find(what); p != std::string::npos; p = s.find(what, p + 1))
+    ++n;
+  return n;
+}
+
+} // namespace
+
+TEST(Plot, OnePolylinePerOperation) {
+  std::map<std::string, latency_histogram> ops;
+  std::mt19937_64 rng{3};
+  std::lognormal_distribution<double> d{15, 1}; // a few ms
+  for (auto name : {"send", "history", "read", "health"})
+    for (int i = 0; i < 500; ++i)
+      ops[name].record(static_cast<int64_t>(d(rng)));
+  ops["empty"]; // no samples: legend only
+  auto svg = latency_svg(ops, "t <&> \"q\"");
+  EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
+  EXPECT_NE(svg.find("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+            std::string::npos);
+  EXPECT_EQ(svg.substr(svg.size() - 7), "</svg>\n");
+  EXPECT_EQ(count_of(svg, "<svg"), 1u);
+  EXPECT_EQ(count_of(svg, "<polyline"), 4u);
+  for (auto name : {"send", "history", "read", "health"})
+    EXPECT_NE(svg.find("data-series=\"" + std::string{name} + "\""),
+              std::string::npos)
+      << name;
+  EXPECT_NE(svg.find(">no samples</text>"), std::string::npos);
+  EXPECT_NE(svg.find("t &lt;&amp;&gt; &quot;q&quot;"), std::string::npos);
+  EXPECT_EQ(svg.find("t <&>"), std::string::npos); // escaped
+  EXPECT_NE(svg.find("99.99%"), std::string::npos);
+  // every element that opens is closed or self-closing
+  EXPECT_EQ(count_of(svg, "<text"), count_of(svg, "</text>"));
+  EXPECT_EQ(count_of(svg, "<g "), count_of(svg, "</g>"));
+  // points: 201 per line, coordinates inside the view box
+  auto p = svg.find("points=\"");
+  ASSERT_NE(p, std::string::npos);
+  auto q = svg.find('"', p + 8);
+  std::istringstream pts{svg.substr(p + 8, q - p - 8)};
+  std::string xy;
+  int n = 0;
+  double prev_y = 1e9;
+  while (pts >> xy) {
+    auto comma = xy.find(',');
+    ASSERT_NE(comma, std::string::npos) << xy;
+    auto x = std::stod(xy.substr(0, comma));
+    auto y = std::stod(xy.substr(comma + 1));
+    EXPECT_GE(x, 0);
+    EXPECT_LE(x, 960);
+    EXPECT_GE(y, 0);
+    EXPECT_LE(y, 520);
+    EXPECT_LE(y, prev_y + 1e-9); // latency grows with the percentile (y down)
+    prev_y = y;
+    ++n;
+  }
+  EXPECT_EQ(n, 201);
+}
+
+TEST(Plot, WritesTheReportsOperations) {
+  report r;
+  r.users = 3;
+  r.operations["send"].by_transport["ipc"].record(2'000'000);
+  r.operations["send"].by_transport["ws"].record(4'000'000);
+  r.operations["history"].by_transport["ws"].record(1'000'000);
+  auto path = ::testing::TempDir() + "/aico-plot-"
+              + std::to_string(getpid()) + ".svg";
+  std::string err;
+  ASSERT_TRUE(write_latency_plot(r, path, err)) << err;
+  std::ifstream in{path};
+  std::stringstream buf;
+  buf << in.rdbuf();
+  auto svg = buf.str();
+  std::remove(path.c_str());
+  EXPECT_EQ(count_of(svg, "<polyline"), 2u);
+  EXPECT_NE(svg.find(">send</text>"), std::string::npos) << svg;
+  EXPECT_NE(svg.find(">n=2 p50 "), std::string::npos) << svg;
+  EXPECT_FALSE(write_latency_plot(r, "/nonexistent-dir/x.svg", err));
+  EXPECT_NE(err.find("cannot write"), std::string::npos);
+}
+
+// -- wire format (distributed mode) --------------------------------------------------------
+
+namespace {
+
+struct StressWire : ::testing::Test {
+  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
+    add_wire_types(cfg);
+    return cfg;
+  }
+  caf::actor_system_config cfg;
+  caf::actor_system sys{init(cfg)};
+
+  template <class T>
+  caf::error round_trip(T& in, T& out) {
+    std::vector<char> buf;
+    caf::binary_serializer sink{sys, buf};
+    if (auto err = sink(in))
+      return err;
+    caf::binary_deserializer source{sys, buf};
+    return source(out);
+  }
+};
+
+report sample_report() {
+  report r;
+  r.users = 60;
+  r.rate = 60;
+  r.duration_s = 12;
+  r.transports = "ipc,ws,http";
+  r.faults = "every 5000ms: ws down 2000ms";
+  r.seed = 9;
+  r.elapsed_s = 12.5;
+  r.drain_s = 0.5;
+  std::mt19937_64 rng{11};
+  std::lognormal_distribution<double> d{14, 1.2};
+  for (int i = 0; i < 3000; ++i)
+    r.operations[i % 3 ? "send" : "history"]
+      .by_transport[i % 5 ? "ipc" : "ws"]
+      .record(static_cast<int64_t>(d(rng)));
+  r.operations["send"].ok = 2000;
+  r.operations["send"].errors = 2;
+  r.operations["history"].ok = 1000;
+  r.errors["failed:timeout"] = 2;
+  r.failovers = 17;
+  r.logins = 60;
+  r.rss_before_kb = 1000;
+  r.rss_after_kb = 31000;
+  r.sessions = 60;
+  r.integrity = check_integrity({{"c", {"a", "b", "c"}}}, {{"c", {"b", "a"}}});
+  r.integrity_checked = true;
+  return r;
+}
+
+} // namespace
+
+TEST_F(StressWire, HistogramRoundTripKeepsPercentiles) {
+  latency_histogram h, back;
+  std::mt19937_64 rng{5};
+  std::lognormal_distribution<double> d{13, 2};
+  for (int i = 0; i < 10000; ++i)
+    h.record(static_cast<int64_t>(d(rng)));
+  ASSERT_FALSE(round_trip(h, back));
+  EXPECT_EQ(back.count(), h.count());
+  EXPECT_EQ(back.max(), h.max());
+  EXPECT_EQ(back.min(), h.min());
+  EXPECT_DOUBLE_EQ(back.mean(), h.mean());
+  for (double p : {0.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0})
+    EXPECT_EQ(back.percentile(p), h.percentile(p)) << p;
+  // a merged copy equals recording twice
+  back.merge(h);
+  EXPECT_EQ(back.count(), 2 * h.count());
+  EXPECT_EQ(back.percentile(99), h.percentile(99));
+}
+
+TEST_F(StressWire, ForeignHistogramLayoutIsRejected) {
+  // same fields, but 10 buckets instead of this build's layout
+  std::vector<char> buf;
+  caf::binary_serializer sink{sys, buf};
+  std::vector<uint64_t> counts(10, 1);
+  uint64_t count = 10;
+  int64_t max = 5000, min = 1000;
+  long double sum = 30000;
+  ASSERT_FALSE(sink(counts, count, max, min, sum));
+  caf::binary_deserializer source{sys, buf};
+  latency_histogram h;
+  EXPECT_TRUE(static_cast<bool>(source(h)));
+}
+
+TEST_F(StressWire, ReportRoundTripKeepsEverything) {
+  auto r = sample_report();
+  report back;
+  ASSERT_FALSE(round_trip(r, back));
+  EXPECT_EQ(back.users, 60u);
+  EXPECT_EQ(back.transports, r.transports);
+  EXPECT_EQ(back.faults, r.faults);
+  EXPECT_EQ(back.failovers, 17u);
+  EXPECT_EQ(back.sessions, 60u);
+  EXPECT_EQ(back.errors, r.errors);
+  EXPECT_EQ(back.integrity.total.lost, 1u);
+  EXPECT_EQ(back.integrity.total.out_of_order, 1u);
+  EXPECT_EQ(back.integrity.bad_conversations.size(), 1u);
+  EXPECT_TRUE(back.integrity_checked);
+  ASSERT_EQ(back.operations.size(), 2u);
+  for (auto& [name, s] : r.operations) {
+    auto& b = back.operations.at(name);
+    EXPECT_EQ(b.ok, s.ok);
+    EXPECT_EQ(b.errors, s.errors);
+    EXPECT_EQ(b.total().count(), s.total().count());
+    for (double p : {50.0, 99.0, 99.9})
+      EXPECT_EQ(b.total().percentile(p), s.total().percentile(p));
+  }
+  // the JSON of the copy is the JSON of the original
+  EXPECT_EQ(boost::json::serialize(back.to_json()),
+            boost::json::serialize(r.to_json()));
+}
+
+TEST_F(StressWire, ResultAsMessageCarriesSentIdsInOrder) {
+  // what BASP does with a message: the registered type name + inspect()
+  wire_result res;
+  res.index = 2;
+  res.rep = sample_report();
+  res.sent["stress-0041-1"] = {"stress-0041-000001", "stress-0041-000002",
+                               "stress-0041-000003"};
+  res.sent["stress-0042-1"] = {"stress-0042-000002", "stress-0042-000001"};
+  auto msg = caf::make_message(res);
+  caf::message back;
+  ASSERT_FALSE(round_trip(msg, back));
+  ASSERT_TRUE(back.match_elements<wire_result>());
+  auto& got = back.get_as<wire_result>(0);
+  EXPECT_EQ(got.index, 2u);
+  EXPECT_EQ(got.sent, res.sent);
+  EXPECT_EQ(got.rep.operations.at("send").total().percentile(99),
+            res.rep.operations.at("send").total().percentile(99));
+  // job and progress too
+  wire_job j;
+  j.index = 1;
+  j.workers = 3;
+  j.first = 20;
+  j.count = 20;
+  j.rate = 20;
+  j.url = "http://127.0.0.1:8080";
+  j.mix = "send=1";
+  wire_progress p;
+  p.index = 1;
+  p.phase = static_cast<uint8_t>(load_phase::draining);
+  p.counters = sample_counters();
+  auto m2 = caf::make_message(j, p);
+  caf::message b2;
+  ASSERT_FALSE(round_trip(m2, b2));
+  ASSERT_TRUE((b2.match_elements<wire_job, wire_progress>()));
+  EXPECT_EQ(b2.get_as<wire_job>(0).first, 20);
+  EXPECT_EQ(b2.get_as<wire_job>(0).url, j.url);
+  EXPECT_EQ(b2.get_as<wire_progress>(1).counters.sends, 900u);
+  EXPECT_EQ(b2.get_as<wire_progress>(1).counters.mix[0], 150);
 }

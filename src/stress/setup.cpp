@@ -1,0 +1,447 @@
+#include "src/stress/setup.hpp"
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include "src/stress/http_client.hpp"
+#include "src/stress/load.hpp"
+#include "src/stress/plot.hpp"
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+namespace aico::stress {
+
+namespace {
+
+volatile std::sig_atomic_t interrupted_flag = 0;
+
+void on_signal(int) {
+  interrupted_flag = 1;
+}
+
+/// Every stored message id of a conversation (ascending seq), by REST with
+/// the user's token; false on failure.
+bool fetch_conversation(const std::string& base, const std::string& token,
+                        const std::string& conv, const std::string& sender,
+                        std::vector<std::string>& ids, std::string& err) {
+  uint64_t since = 0;
+  for (int page = 0; page < 10000; ++page) {
+    http_result r;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      r = http_call("GET",
+                    base + "/api/v1/conversations/" + conv
+                      + "/messages?since=" + std::to_string(since)
+                      + "&limit=500",
+                    "", token, 10s);
+      if (r.status == 200)
+        break;
+      std::this_thread::sleep_for(300ms);
+    }
+    if (r.status != 200 || !r.body.is_object()) {
+      err = conv + ": HTTP " + std::to_string(r.status) + " " + r.error;
+      return false;
+    }
+    auto d = r.body.get_object().if_contains("data");
+    if (!d || !d->is_object()) {
+      err = conv + ": no data";
+      return false;
+    }
+    auto& data = d->get_object();
+    if (auto ms = data.if_contains("messages"); ms && ms->is_array())
+      for (auto& m : ms->get_array()) {
+        if (!m.is_object())
+          continue;
+        auto& mo = m.get_object();
+        auto s = mo.if_contains("sender");
+        if (s && s->is_string() && s->get_string() != sender)
+          continue; // the bot's replies
+        if (auto id = mo.if_contains("id"); id && id->is_string())
+          ids.emplace_back(id->get_string());
+      }
+    bool more = false;
+    if (auto hm = data.if_contains("has_more"); hm && hm->is_bool())
+      more = hm->get_bool();
+    if (auto ns = data.if_contains("next_since"); ns && ns->is_number())
+      since = ns->to_number<uint64_t>();
+    if (!more)
+      return true;
+  }
+  err = conv + ": too many pages";
+  return false;
+}
+
+} // namespace
+
+bool interrupted() {
+  return interrupted_flag != 0;
+}
+
+void install_signal_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+}
+
+int scheduler_threads(const options& o) {
+  return o.threads > 0 ? o.threads
+                       : static_cast<int>(
+                         std::max(2u, std::thread::hardware_concurrency()));
+}
+
+bool parse_host_port(const std::string& text, std::string& host,
+                     uint16_t& port) {
+  auto c = text.rfind(':');
+  if (c == std::string::npos || c == 0 || c + 1 == text.size())
+    return false;
+  auto h = text.substr(0, c);
+  auto p = text.substr(c + 1);
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']')
+    h = h.substr(1, h.size() - 2);
+  if (p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  auto v = std::stoul(p);
+  if (v > 65535)
+    return false;
+  host = h;
+  port = static_cast<uint16_t>(v);
+  return true;
+}
+
+temp_root::~temp_root() {
+  if (!path.empty() && !keep) {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+}
+
+bool temp_root::create() {
+  std::string base = "/tmp";
+  if (auto env = std::getenv("TMPDIR"); env && std::strlen(env) < 40)
+    base = env;
+  std::string tmpl = base + "/aico-stress-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (!mkdtemp(buf.data()))
+    return false;
+  path = buf.data();
+  return true;
+}
+
+int validate_gateway_options(options& o, gateway_setup& g) {
+  std::string err;
+  if (!o.faults.empty()) {
+    auto text = o.faults;
+    if (text[0] == '@') {
+      std::ifstream in{text.substr(1)};
+      if (!in) {
+        std::cerr << "aico-stress: --faults: cannot read " << text.substr(1)
+                  << std::endl;
+        return 2;
+      }
+      std::stringstream buf;
+      buf << in.rdbuf();
+      text = buf.str();
+    }
+    if (!parse_fault_schedule(text, g.faults, err)) {
+      std::cerr << "aico-stress: --faults: " << err << std::endl;
+      return 2;
+    }
+  }
+  if (!o.url.empty())
+    while (o.url.size() > 7 && o.url.back() == '/')
+      o.url.pop_back();
+  bool self_started = o.start_gateway || o.url.empty();
+  if (!self_started && !is_loopback_url(o.url)) {
+    std::cerr << "aico-stress: --url must be a loopback http:// URL"
+              << std::endl;
+    return 2;
+  }
+  if (g.faults.has_kill() && !self_started) {
+    std::cerr << "aico-stress: --faults: 'kill' needs a gateway started by "
+                 "aico-stress (no --url)"
+              << std::endl;
+    return 2;
+  }
+  if (!g.faults.empty() && !self_started
+      && o.admin.find(':') == std::string::npos) {
+    std::cerr << "aico-stress: --faults with --url needs --admin USER:PASSWORD"
+              << std::endl;
+    return 2;
+  }
+  if (auto c = o.admin.find(':'); c != std::string::npos) {
+    g.admin_user = o.admin.substr(0, c);
+    g.admin_pw = o.admin.substr(c + 1);
+  }
+  g.url = o.url;
+  g.ipc = o.ipc;
+  return 0;
+}
+
+int start_gateway(const options& o, const temp_root& root, gateway_setup& g) {
+  bool self_started = o.start_gateway || o.url.empty();
+  if (!self_started)
+    return 0;
+  if (g.admin_pw.empty()) {
+    std::random_device rd;
+    g.admin_pw = "adm-" + std::to_string(rd()) + std::to_string(rd());
+  }
+  std::vector<std::string> args{"--enable-faults", "--user",
+                                g.admin_user + ":" + g.admin_pw + ":admin"};
+  for (int i = 0; i < o.users; ++i) {
+    args.push_back("--user");
+    args.push_back(user_name(i) + ":" + o.password);
+  }
+  if (!o.bot)
+    args.push_back("--no-bot");
+  if (o.access_ttl > 0) {
+    args.push_back("--access-ttl");
+    args.push_back(std::to_string(o.access_ttl));
+  }
+  fs::create_directories(root.path + "/gateway");
+  auto bin = o.gateway_bin.empty() ? find_gateway_binary() : o.gateway_bin;
+  g.gw = std::make_unique<gateway_launcher>(bin, root.path + "/gateway", args);
+  if (!g.gw->start()) {
+    std::cerr << "aico-stress: " << g.gw->last_error() << std::endl;
+    return 1;
+  }
+  g.url = g.gw->http_url();
+  g.ipc = g.gw->ipc_endpoint();
+  return 0;
+}
+
+// -- fault driver ------------------------------------------------------------------------
+
+fault_driver::fault_driver(fault_schedule s, std::string base,
+                           std::string admin_user, std::string admin_pw,
+                           gateway_launcher* gw)
+  : s_(std::move(s)),
+    base_(std::move(base)),
+    user_(std::move(admin_user)),
+    pw_(std::move(admin_pw)),
+    gw_(gw) {
+}
+
+fault_driver::~fault_driver() {
+  finish();
+}
+
+bool fault_driver::start(std::string& err) {
+  token_ = rest_login(base_, user_, pw_, err);
+  if (token_.empty()) {
+    err = "admin login for /admin/faults failed: " + err;
+    return false;
+  }
+  if (!post(base_settings())) {
+    err = "POST /admin/faults failed (is the gateway started with "
+          "--enable-faults?)";
+    return false;
+  }
+  thread_ = std::thread([this] { run(); });
+  return true;
+}
+
+void fault_driver::stop() {
+  if (!thread_.joinable())
+    return;
+  done_ = true;
+  auto until = steady::now() + 15s;
+  while (!quiesced_ && steady::now() < until)
+    std::this_thread::sleep_for(10ms);
+}
+
+void fault_driver::finish() {
+  if (!thread_.joinable())
+    return;
+  done_ = true;
+  exit_ = true;
+  thread_.join();
+}
+
+json::object fault_driver::base_settings() const {
+  json::object o{{"latency_ms", s_.latency_ms}};
+  o["fail_ratio"] = s_.fail_ratio;
+  o["fail_status"] = s_.fail_status;
+  return o;
+}
+
+bool fault_driver::post(const json::object& body) {
+  auto text = json::serialize(body);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto r = http_call("POST", base_ + "/api/v1/admin/faults", text, token_,
+                       3s);
+    if (r.status == 200)
+      return true;
+    if (r.status == 401) {
+      std::string err;
+      token_ = rest_login(base_, user_, pw_, err);
+    } else if (r.status == 0 && attempt == 2) {
+      return false;
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  return false;
+}
+
+void fault_driver::run() {
+  struct timer {
+    periodic_fault f;
+    steady::time_point next;
+  };
+  auto t0 = steady::now();
+  std::vector<timer> timers;
+  for (auto& f : s_.periodic)
+    timers.push_back({f, t0 + f.period});
+  std::vector<std::pair<steady::time_point, json::object>> restores;
+  while (!done_) {
+    std::this_thread::sleep_for(20ms);
+    auto now = steady::now();
+    for (auto i = restores.begin(); i != restores.end();) {
+      if (i->first <= now) {
+        post(i->second);
+        i = restores.erase(i);
+      } else {
+        ++i;
+      }
+    }
+    for (auto& t : timers) {
+      if (t.next > now)
+        continue;
+      t.next += t.f.period;
+      ++actions_;
+      switch (t.f.kind) {
+        case fault_kind::ws_down:
+          post(json::object{{"ws", "down"}});
+          restores.emplace_back(now + t.f.duration, json::object{{"ws", "up"}});
+          break;
+        case fault_kind::ipc_down:
+          post(json::object{{"ipc", "down"}});
+          restores.emplace_back(now + t.f.duration,
+                                json::object{{"ipc", "up"}});
+          break;
+        case fault_kind::drop_ws:
+          post(json::object{{"drop_ws", true}});
+          break;
+        case fault_kind::kill:
+          if (gw_ && !done_) {
+            ++kills_;
+            gw_->kill9();
+            if (!gw_->start())
+              std::cerr << "aico-stress: gateway restart failed: "
+                        << gw_->last_error() << std::endl;
+            std::string err;
+            token_ = rest_login(base_, user_, pw_, err);
+            post(base_settings());
+          }
+          break;
+      }
+    }
+  }
+  if (!exit_)
+    post(json::object{{"reset", true}});
+  quiesced_ = true;
+  while (!exit_)
+    std::this_thread::sleep_for(20ms);
+}
+
+// -- integrity ---------------------------------------------------------------------------
+
+bool check_store(const std::string& url, const std::string& password,
+                 int conversations, const std::vector<int>& users,
+                 const std::map<std::string, std::vector<std::string>>& sent,
+                 integrity_result& out, std::string& err) {
+  std::map<std::string, std::vector<std::string>> stored;
+  for (auto i : users) {
+    auto name = user_name(i);
+    std::string lerr;
+    auto token = rest_login(url, name, password, lerr);
+    if (token.empty()) {
+      err = name + ": login failed: " + lerr;
+      return false;
+    }
+    for (int k = 1; k <= conversations; ++k) {
+      auto conv = name + "-" + std::to_string(k);
+      auto& ids = stored[conv];
+      if (!fetch_conversation(url, token, conv, name, ids, err))
+        return false;
+    }
+  }
+  out = check_integrity(sent, stored);
+  return true;
+}
+
+// -- progress ------------------------------------------------------------------------------
+
+progress_printer::progress_printer(double duration_s, int64_t messages)
+  : duration_s_(duration_s),
+    messages_(messages),
+    tty_(isatty(STDERR_FILENO) != 0) {
+}
+
+void progress_printer::update(double elapsed_s, const progress_counters& c,
+                              const std::string& prefix) {
+  auto every = tty_ ? 0.25 : 5.0;
+  if (elapsed_s - last_t_ < every)
+    return;
+  auto dt = elapsed_s - last_t_;
+  auto rate = dt > 0 ? static_cast<double>(c.ops_ok - std::min(c.ops_ok, last_ops_)) / dt
+                     : 0.0;
+  if (tty_) {
+    size_t cols = 0;
+    winsize ws{};
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1)
+      cols = ws.ws_col - 1;
+    std::cerr << "\r"
+              << format_progress_bar(elapsed_s, duration_s_, messages_, c,
+                                     rate, 20, cols)
+              << "\x1b[K" << std::flush;
+    open_ = true;
+  } else {
+    std::cerr << prefix << format_progress_line(elapsed_s, c, rate)
+              << std::endl;
+  }
+  last_ops_ = c.ops_ok;
+  last_t_ = elapsed_s;
+}
+
+void progress_printer::end_line() {
+  if (tty_)
+    std::cerr << "\n";
+  open_ = false;
+}
+
+// -- report ----------------------------------------------------------------------------------
+
+int emit_report(const report& rep, const options& o) {
+  if (o.json_out)
+    std::cout << json::serialize(rep.to_json()) << std::endl;
+  else
+    std::cout << rep.to_text() << std::flush;
+  int rc = rep.exact() ? 0 : 1;
+  if (!o.plot.empty()) {
+    std::string err;
+    if (write_latency_plot(rep, o.plot, err)) {
+      std::cerr << "aico-stress: latency plot written to " << o.plot
+                << std::endl;
+    } else {
+      std::cerr << "aico-stress: --plot: " << err << std::endl;
+      rc = 1;
+    }
+  }
+  return rc;
+}
+
+} // namespace aico::stress
