@@ -1,8 +1,10 @@
 #include "src/stress/http_client.hpp"
 
-#include <curl/curl.h>
-
+#include <future>
+#include <memory>
 #include <thread>
+
+#include "src/transport/curl/http_loop.hpp"
 
 namespace json = boost::json;
 
@@ -10,9 +12,11 @@ namespace aico::stress {
 
 namespace {
 
-size_t on_data(char* ptr, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(ptr, size * n);
-  return size * n;
+/// The tool's REST calls share one libcurl multi loop (the engine's own
+/// src/transport/curl wrapper: libcurl is included there only).
+http::loop& rest_loop() {
+  static http::loop lp{};
+  return lp;
 }
 
 } // namespace
@@ -33,45 +37,39 @@ http_result http_call(const std::string& method, const std::string& url,
     res.error = "refusing a non-loopback URL";
     return res;
   }
-  CURL* h = curl_easy_init();
-  if (!h) {
-    res.error = "curl_easy_init failed";
+  http::request req;
+  req.method = method;
+  req.url = url;
+  if (method != "GET")
+    req.body = body;
+  req.headers.push_back("Content-Type: application/json");
+  if (!token.empty())
+    req.headers.push_back("Authorization: Bearer " + token);
+  req.timeout = timeout;
+  auto done = std::make_shared<std::promise<http::response>>();
+  auto reply = done->get_future();
+  auto& lp = rest_loop();
+  auto id = lp.submit(std::move(req), [done](http::response r) {
+    done->set_value(std::move(r));
+  });
+  // the loop bounds the transfer by `timeout`; this only guards against a
+  // loop that never calls back
+  if (reply.wait_for(timeout + std::chrono::seconds(2))
+      != std::future_status::ready) {
+    lp.cancel(id);
+    res.error = "no answer from the HTTP loop";
     return res;
   }
-  std::string raw;
-  curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Content-Type: application/json");
-  std::string auth;
-  if (!token.empty()) {
-    auth = "Authorization: Bearer " + token;
-    headers = curl_slist_append(headers, auth.c_str());
+  auto r = reply.get();
+  if (r.fail != http::failure::none) {
+    res.error = r.error.empty() ? "transfer failed" : r.error;
+    return res;
   }
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &raw);
-  if (method != "GET") {
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.c_str());
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  }
-  auto rc = curl_easy_perform(h);
-  if (rc != CURLE_OK) {
-    res.error = curl_easy_strerror(rc);
-  } else {
-    long code = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    res.status = static_cast<int>(code);
-    boost::system::error_code ec;
-    auto jv = json::parse(raw, ec);
-    if (!ec)
-      res.body = std::move(jv);
-  }
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(h);
+  res.status = r.status;
+  boost::system::error_code ec;
+  auto jv = json::parse(r.body, ec);
+  if (!ec)
+    res.body = std::move(jv);
   return res;
 }
 

@@ -1,5 +1,6 @@
-// aico-stress: a tiny blocking REST client (libcurl easy) for the fault
-// endpoint and the integrity check. Loopback only; every call is bounded.
+// aico-stress: a tiny blocking REST client (over the engine's libcurl loop,
+// src/transport/curl) for the fault endpoint and the integrity check.
+// Loopback only; every call is bounded.
 #pragma once
 
 #include <chrono>

@@ -21,7 +21,6 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <curl/curl.h>
 
 #include "caf/all.hpp"
 
@@ -273,7 +272,6 @@ int main(int argc, char** argv) {
   if (o.messages > 0 && o.duration == 20 && app.count("--duration") == 0)
     o.duration = 600; // --messages alone: still bounded
   install_signal_handlers();
-  curl_global_init(CURL_GLOBAL_DEFAULT);
   int rc = 1;
   try {
     if (o.worker)
@@ -286,6 +284,5 @@ int main(int argc, char** argv) {
     std::cerr << "aico-stress: " << e.what() << std::endl;
     rc = 1;
   }
-  curl_global_cleanup();
   return rc;
 }
