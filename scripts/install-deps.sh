@@ -13,7 +13,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libsqlite3-dev libssl-dev
   libcli11-dev libncurses-dev
-  tmux curl
+  tmux curl jq
 )
 
 missing=()
