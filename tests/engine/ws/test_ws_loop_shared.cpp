@@ -43,6 +43,31 @@ int thread_count() {
   return -1;
 }
 
+/// The thread count once no thread is still on its way out (a joined thread
+/// may be counted for a moment after join() returned).
+int settled_thread_count() {
+  int n = thread_count();
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    int m = thread_count();
+    if (m == n)
+      return n;
+    n = m;
+  }
+  return n;
+}
+
+/// Waits (briefly) until the thread count is `expected`; returns the last
+/// count seen.
+int threads_become(int expected) {
+  int n = thread_count();
+  for (int i = 0; i < 100 && n != expected; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    n = thread_count();
+  }
+  return n;
+}
+
 int open_fds() {
   int n = 0;
   if (auto d = ::opendir("/proc/self/fd")) {
@@ -158,7 +183,7 @@ protected:
 
 TEST_F(ws_loop_shared_test, many_loops_share_one_thread_and_cost_one_fd_each) {
   constexpr int n = 200;
-  auto threads0 = thread_count();
+  auto threads0 = settled_thread_count();
   auto fds0 = open_fds();
   std::vector<std::unique_ptr<session>> s;
   for (int i = 0; i < n; ++i) {
@@ -207,7 +232,7 @@ TEST_F(ws_loop_shared_test, many_loops_share_one_thread_and_cost_one_fd_each) {
     EXPECT_EQ(x->seen->closed_count(), 0u);
   s.clear();
   // the last loop took the thread with it
-  EXPECT_EQ(thread_count(), threads0);
+  EXPECT_EQ(threads_become(threads0), threads0);
   EXPECT_EQ(ws_loop::stats().services, 0u);
   EXPECT_TRUE(eventually([&] { return open_fds() <= fds0; }, 3000ms))
     << open_fds() << " fds, " << fds0 << " before";
@@ -308,7 +333,7 @@ TEST_F(ws_loop_shared_test, stopping_or_failing_one_loop_leaves_the_others) {
 TEST_F(ws_loop_shared_test, concurrent_destruction_never_calls_a_handler_late) {
   constexpr int workers = 8;
   constexpr int per_worker = 30;
-  auto threads0 = thread_count();
+  auto threads0 = settled_thread_count();
   std::atomic<int> late{0};
   std::atomic<int> opened{0};
   std::vector<std::thread> ts;
@@ -371,15 +396,16 @@ TEST_F(ws_loop_shared_test, concurrent_destruction_never_calls_a_handler_late) {
   EXPECT_EQ(late.load(), 0);
   EXPECT_GT(opened.load(), 0); // some really got connected
   EXPECT_EQ(ws_loop::stats().services, 0u);
-  EXPECT_EQ(thread_count(), threads0);
+  EXPECT_EQ(threads_become(threads0), threads0);
 }
 
 TEST_F(ws_loop_shared_test, service_ends_with_the_last_loop_and_starts_again) {
-  auto threads0 = thread_count();
+  auto threads0 = settled_thread_count();
   for (int round = 0; round < 3; ++round) {
     {
       session a;
-      EXPECT_EQ(thread_count(), threads0 + 1) << "round " << round;
+      EXPECT_EQ(threads_become(threads0 + 1), threads0 + 1)
+        << "round " << round;
       a.loop->open(1, url, "");
       {
         session b; // joins the same service
@@ -395,7 +421,7 @@ TEST_F(ws_loop_shared_test, service_ends_with_the_last_loop_and_starts_again) {
                              5000ms));
     }
     // joined by the last loop's destructor
-    EXPECT_EQ(thread_count(), threads0) << "round " << round;
+    EXPECT_EQ(threads_become(threads0), threads0) << "round " << round;
     EXPECT_EQ(ws_loop::stats().services, 0u);
   }
 }
