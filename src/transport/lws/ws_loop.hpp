@@ -28,10 +28,11 @@
 // This header names no libwebsockets type. Handlers run on the shared
 // service thread: keep them short and non-blocking (e.g. caf::anon_send),
 // since a slow handler delays every session. They are never called after
-// stop() returned. stop() closes this loop's connection and detaches it
-// from the service (waiting briefly for the service thread to acknowledge);
-// the service thread never waits for an owner. One loop's failure or stop
-// never affects the other loops.
+// stop() returned: stop() waits only for a handler of its own loop that is
+// running at that moment, never for the service thread, which closes the
+// loop's connection and lets go of it afterwards (everything it still
+// touches then is reference-counted). The service thread never waits for
+// an owner. One loop's failure or stop never affects the other loops.
 #pragma once
 
 #include <chrono>
@@ -93,10 +94,11 @@ public:
   /// the current connection. Thread-safe.
   void send(uint64_t gen, std::string text);
 
-  /// Closes this loop's connection (a close frame if it is established)
-  /// and detaches the loop from the shared service: no handler is called
-  /// after it returned; open/close/send are ignored afterwards. The other
-  /// loops are not affected. Idempotent. Never call it from a handler.
+  /// No handler is called after it returned (it waits for one that is
+  /// running right now); open/close/send are ignored afterwards. The service
+  /// thread then closes this loop's connection (a close frame if it is
+  /// established) and lets go of the loop. The other loops are not
+  /// affected. Idempotent. Never call it from a handler.
   void stop();
 
   /// What the shared services hold right now (for tests and diagnostics).
