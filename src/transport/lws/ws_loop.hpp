@@ -16,9 +16,12 @@
 // wake-up drains every command queued meanwhile. Each connection is an
 // object whose address is the connection's lws `user` pointer; per-loop
 // options (max_message, write_chunk) and per-open ones (URL, token) stay
-// with the connection. The context's fd tables are sized by the process'
-// RLIMIT_NOFILE (soft) when the service starts: a host that wants more
-// sessions raises that limit before the first loop.
+// with the connection. The context runs on a libev loop (epoll: a wake-up
+// costs the ready connections, not all of them) and falls back to lws' own
+// poll() loop if libev cannot be used (or with AICO_WS_EVENT_LOOP=poll).
+// Its fd tables are sized by the process' RLIMIT_NOFILE (soft) when the
+// service starts: a host that wants more sessions raises that limit before
+// the first loop.
 //
 // Connections are numbered by the owner ("generation"). At most one per
 // loop is current: open(gen) closes the current one first. Everything
@@ -106,6 +109,8 @@ public:
     std::size_t services = 0;    ///< running services (threads)
     std::size_t loops = 0;       ///< ws_loops using them
     std::size_t connections = 0; ///< connections lws still holds
+    /// Event loop of a running service: "libev" (epoll) or "poll".
+    std::string backend;
   };
   static service_stats stats();
 

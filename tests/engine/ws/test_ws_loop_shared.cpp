@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -77,6 +78,13 @@ int open_fds() {
     ::closedir(d);
   }
   return n - 1; // the directory stream itself
+}
+
+/// The event loop the service should use: libev (epoll) unless the test
+/// runs with AICO_WS_EVENT_LOOP=poll (ctest runs these tests both ways).
+std::string expected_backend() {
+  const char* v = std::getenv("AICO_WS_EVENT_LOOP");
+  return v && std::string{v} == "poll" ? "poll" : "libev";
 }
 
 /// Waits until `pred` holds, at most `timeout`.
@@ -204,15 +212,18 @@ TEST_F(ws_loop_shared_test, many_loops_share_one_thread_and_cost_one_fd_each) {
   EXPECT_EQ(st.services, 1u);
   EXPECT_EQ(st.loops, static_cast<std::size_t>(n));
   EXPECT_EQ(st.connections, static_cast<std::size_t>(n));
+  EXPECT_EQ(st.backend, expected_backend());
   // one service thread for all of them
   EXPECT_EQ(threads1 - threads0, 1);
-  // one socket each, plus the one context's own few fds (wake-up pipe)
+  // one socket each, plus the one context's own few fds (wake-up pipe,
+  // epoll)
   EXPECT_GE(fds1 - fds0, n);
   EXPECT_LE(fds1 - fds0, n + 4);
-  std::printf("[ measured ] %d sessions: +%d threads (%.3f per session), "
-              "+%d fds (%.3f per session)\n",
-              n, threads1 - threads0, double(threads1 - threads0) / n,
-              fds1 - fds0, double(fds1 - fds0) / n);
+  std::printf("[ measured ] %s, %d sessions: +%d threads (%.3f per "
+              "session), +%d fds (%.3f per session)\n",
+              st.backend.c_str(), n, threads1 - threads0,
+              double(threads1 - threads0) / n, fds1 - fds0,
+              double(fds1 - fds0) / n);
   RecordProperty("threads_per_session",
                  std::to_string(double(threads1 - threads0) / n));
   RecordProperty("fds_per_session",
