@@ -10,8 +10,9 @@
 //   thread under `gate`; stop() sets `stopped` under `gate`, so no handler
 //   starts after that and none is still running when stop() returns. Then
 //   stop() queues a detach command and returns without waiting for the
-//   service thread: a wait costs one service cycle, a poll() over every
-//   connection of the process (~4 ms with 10,000 of them), for each stop.
+//   service thread: a wait would cost one service cycle per stop, blocking
+//   the caller (a CAF worker) meanwhile; with the poll() loop that is a pass
+//   over every connection of the process (~4 ms with 10,000 of them).
 //   Whatever the service thread still does for the loop afterwards (closing
 //   its connection) only touches the reference-counted loop_core.
 // * connection: one per lws client wsi; its address is the wsi's `user`
@@ -86,7 +87,7 @@ unsigned fd_limit_for_context() {
 /// The context's event loop: libev (epoll) unless AICO_WS_EVENT_LOOP=poll,
 /// or lws' own poll() loop if libev cannot be used. poll() costs a pass
 /// over every connection of the process per wake-up (measured with 10,000
-/// sessions pinging every 5 s: ~75 % of a core, ~19 % with epoll).
+/// sessions pinging every 5 s: ~75 % of a core, ~18 % with epoll).
 bool want_libev() {
   const char* v = std::getenv("AICO_WS_EVENT_LOOP");
   return !(v && std::strcmp(v, "poll") == 0);
