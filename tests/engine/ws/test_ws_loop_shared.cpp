@@ -437,4 +437,38 @@ TEST_F(ws_loop_shared_test, service_ends_with_the_last_loop_and_starts_again) {
   }
 }
 
+TEST_F(ws_loop_shared_test, tls_loops_get_their_own_service) {
+  auto threads0 = settled_thread_count();
+  session plain;
+  plain.loop->open(1, url, "");
+  loop_options tls;
+  tls.tls = true;
+  session secure{tls};
+  // two services (one per TLS setting), one thread each
+  auto st = ws_loop::stats();
+  EXPECT_EQ(st.services, 2u);
+  EXPECT_EQ(st.loops, 2u);
+  EXPECT_EQ(thread_count(), threads0 + 2);
+  // the gateway speaks no TLS: the wss:// attempt fails, and only that one
+  ws_url wss = url;
+  wss.tls = true;
+  secure.loop->open(1, wss, "secret-token");
+  ASSERT_TRUE(eventually([&] { return secure.seen->closed_count() == 1; },
+                         5000ms));
+  {
+    std::lock_guard<std::mutex> g{secure.seen->mtx};
+    EXPECT_EQ(secure.seen->closed[0].find("secret-token"), std::string::npos)
+      << secure.seen->closed[0];
+  }
+  ASSERT_TRUE(eventually([&] { return plain.seen->is_open(1); }, 5000ms));
+  plain.loop->send(1, aico::ws_link::encode_ping("plain"));
+  EXPECT_TRUE(eventually([&] { return plain.seen->got_pong("plain"); },
+                         5000ms));
+  secure.destroy();
+  EXPECT_EQ(threads_become(threads0 + 1), threads0 + 1);
+  EXPECT_EQ(ws_loop::stats().services, 1u);
+  plain.destroy();
+  EXPECT_EQ(threads_become(threads0), threads0);
+}
+
 } // namespace
