@@ -27,12 +27,14 @@
 //   requests fail with network, down with the close code and reason.
 // * disconnect: closed, pending requests fail with network, idle.
 //
-// The service thread (src/transport/lws/ws_loop) talks back with anon_send
-// through a weak address. Connections are numbered (gen, bumped on every
+// The service thread (src/transport/lws/ws_loop, shared by every WebSocket
+// transport of the process) talks back with anon_send through a weak
+// address. Connections are numbered (gen, bumped on every
 // connect/down/disconnect) so whatever still arrives from an old connection,
 // and every stale timer, is ignored. No exception leaves a handler; the state
-// destructor stops and joins the service thread. Tokens never appear in a
-// reason or error message.
+// destructor stops the loop (its connection closed and detached from the
+// service thread; the last loop of the process joins that thread). Tokens
+// never appear in a reason or error message.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -122,7 +124,8 @@ struct ws_transport_state {
 
   steady::time_point last_rx;
 
-  /// Last member: destroyed first. Stops and joins the service thread.
+  /// Last member: destroyed first. Stopped in the destructor: no callback
+  /// reaches this actor afterwards.
   std::unique_ptr<ws_link::ws_loop> loop;
 
   ws_transport_state() = default;

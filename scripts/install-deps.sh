@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libcaf-dev
   libboost-json1.81-dev libboost1.81-dev
-  libwebsockets-dev libcurl4-openssl-dev
+  libwebsockets-dev libev-dev libcurl4-openssl-dev
   libzmq3-dev cppzmq-dev
   libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev

@@ -1,19 +1,44 @@
-// aico engine: the libwebsockets client service thread (see ws_loop.hpp).
+// aico engine: the shared libwebsockets client service (see ws_loop.hpp).
 // The only translation unit of the engine that includes <libwebsockets.h>.
+//
+// Objects and who touches what:
+// * service: one per TLS setting and process, reference-counted by the
+//   ws_loops that use it (registry below). Owns the lws_context and the
+//   service thread. Its command queue (mtx) is the only thing owners write.
+// * loop_core: the per-loop part, shared (shared_ptr) by the ws_loop, the
+//   commands it queued and its connections. Its handlers run on the service
+//   thread under `gate`; stop() sets `stopped` under `gate`, so no handler
+//   starts after that and none is still running when stop() returns. Then
+//   stop() queues a detach command and returns without waiting for the
+//   service thread: a wait would cost one service cycle per stop, blocking
+//   the caller (a CAF worker) meanwhile; with the poll() loop that is a pass
+//   over every connection of the process (~4 ms with 10,000 of them).
+//   Whatever the service thread still does for the loop afterwards (closing
+//   its connection) only touches the reference-counted loop_core.
+// * connection: one per lws client wsi; its address is the wsi's `user`
+//   (and opaque user data). Owned by the service until lws destroys the wsi.
+//   A detached connection (its loop stopped) has no owner any more: it only
+//   finishes its close.
 #include "src/transport/lws/ws_loop.hpp"
 
 #include <libwebsockets.h>
 
+#include <ev.h>
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <exception>
-#include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -21,7 +46,14 @@ namespace aico::ws_link {
 
 namespace {
 
+using steady = std::chrono::steady_clock;
+
 constexpr const char* protocol_name = "aico-ws-client";
+
+/// A connection whose wsi vanished without LWS_CALLBACK_WSI_DESTROY (a
+/// connect that failed synchronously, a connection error) is freed this long
+/// afterwards, so that no late callback can find its address reused.
+constexpr auto retire_after = std::chrono::seconds(30);
 
 /// lws' own log lines: errors only, to stderr with a prefix. lws never logs
 /// request headers at this level, so no token can end up here.
@@ -36,22 +68,77 @@ void init_lws_logging() {
   std::call_once(once, [] { lws_set_log_level(LLL_ERR, emit_lws_log); });
 }
 
-enum class cmd_kind { open, close, send };
+/// The context's pollfd and fd lookup tables are sized by this: the process'
+/// fd limit (soft) when the service starts, so that one context can hold as
+/// many connections as the process may open sockets.
+unsigned fd_limit_for_context() {
+  rlim_t n = 1024;
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0)
+    n = rl.rlim_cur;
+  constexpr rlim_t cap = rlim_t{1} << 20;
+  if (n == RLIM_INFINITY || n > cap)
+    n = cap;
+  if (n < 256)
+    n = 256;
+  return static_cast<unsigned>(n);
+}
+
+/// The context's event loop: libev (epoll) unless AICO_WS_EVENT_LOOP=poll,
+/// or lws' own poll() loop if libev cannot be used. poll() costs a pass
+/// over every connection of the process per wake-up (measured with 10,000
+/// sessions pinging every 5 s: ~75 % of a core, ~18 % with epoll).
+bool want_libev() {
+  const char* v = std::getenv("AICO_WS_EVENT_LOOP");
+  return !(v && std::strcmp(v, "poll") == 0);
+}
+
+struct connection;
+
+/// The per-loop state shared by the owner and the service thread.
+struct loop_core {
+  loop_options opts;
+  loop_handlers handlers;
+
+  /// Held by the service thread while it runs one of the handlers, and by
+  /// stop() while it sets `stopped`. Recursive so that a (forbidden) stop()
+  /// from a handler of this loop cannot deadlock.
+  std::recursive_mutex gate;
+  bool stopped = false; ///< guarded by gate: no handler from now on
+
+  /// stop() began: open/close/send are dropped from now on.
+  std::atomic<bool> stopping{false};
+
+  // -- service thread only --------------------------------------------------
+  bool gone = false;             ///< the detach command was processed
+  connection* current = nullptr; ///< the one connection open() made last
+  std::vector<connection*> conns; ///< all its connections lws still holds
+
+  loop_core(loop_options o, loop_handlers h)
+    : opts(std::move(o)), handlers(std::move(h)) {
+    if (opts.write_chunk == 0)
+      opts.write_chunk = 64u * 1024u;
+  }
+};
+
+enum class cmd_kind { open, close, send, detach };
 
 struct command {
-  cmd_kind kind;
+  cmd_kind kind = cmd_kind::close;
+  std::shared_ptr<loop_core> loop;
   uint64_t gen = 0;
   ws_url url;
   std::string token; ///< open
   std::string text;  ///< send
 };
 
-} // namespace
-
 /// One client connection; its address is the wsi's `user` pointer. Owned by
-/// the loop until lws destroys the wsi (or the context goes away).
+/// the service until lws destroys the wsi (or the context goes away).
 struct connection {
+  std::shared_ptr<loop_core> owner; ///< null once detached
   uint64_t gen = 0;
+  std::size_t max_message = 0;
+  std::size_t write_chunk = 0;
   ws_url url;
   std::string host_hdr;
   std::string token;
@@ -59,6 +146,8 @@ struct connection {
   bool established = false;
   bool closing = false;  ///< the owner closed it (or it failed): no more I/O
   bool reported = false; ///< on_closed delivered (or suppressed)
+  bool retired = false;  ///< its wsi is gone without WSI_DESTROY (so far)
+  steady::time_point retired_at;
   unsigned http_status = 0;
   int close_code = 0;
   std::string close_text;
@@ -67,96 +156,257 @@ struct connection {
   std::string rx;          ///< fragments of the message being received
 };
 
-struct ws_loop::impl {
-  loop_options opts;
-  loop_handlers handlers;
+/// One lws_context and its service thread, shared by every ws_loop of the
+/// process with the same TLS setting.
+struct service {
+  const bool tls;
   lws_protocols protocols[2];
   lws_context* ctx = nullptr;
+  /// Our libev loop (lws' "foreign loop"; epoll), or null: lws_service().
+  struct ev_loop* evl = nullptr;
 
-  std::mutex mtx;          ///< guards cmds and ctx_live
-  std::deque<command> cmds;
-  bool ctx_live = false;   ///< ctx may be woken (false once it is destroyed)
+  std::mutex mtx; ///< guards cmds, wake_pending, ctx_live
+  std::vector<command> cmds;
+  bool wake_pending = false; ///< lws_cancel_service called, not drained yet
+  bool ctx_live = false;     ///< ctx may be woken (false once destroyed)
   std::atomic<bool> stopping{false};
-  bool destroying = false; ///< service thread: no handlers from now on
+
+  std::size_t refs = 0; ///< guarded by the registry mutex
+  bool self_delete = false; ///< released on its own thread: run() deletes
+
+  std::atomic<std::size_t> live_conns{0}; ///< connection objects (stats)
 
   // -- service thread only --------------------------------------------------
-  std::map<connection*, std::unique_ptr<connection>> conns;
-  connection* current = nullptr;
+  bool destroying = false; ///< no handlers from now on
+  std::unordered_map<connection*, std::unique_ptr<connection>> conns;
+  std::unordered_set<connection*> retired;
+  steady::time_point next_sweep{};
   std::vector<unsigned char> wbuf;
 
   std::thread thread; ///< last member: started after everything else exists
 
-  impl(loop_options o, loop_handlers h)
-    : opts(std::move(o)), handlers(std::move(h)) {
-    if (opts.write_chunk == 0)
-      opts.write_chunk = 64u * 1024u;
+  explicit service(bool with_tls) : tls(with_tls) {
     std::memset(protocols, 0, sizeof(protocols));
     protocols[0].name = protocol_name;
-    protocols[0].callback = &impl::callback;
+    protocols[0].callback = &service::callback;
     protocols[0].per_session_data_size = 0; // user = our connection object
     protocols[0].rx_buffer_size = 0;        // lws default
+    lws_context_creation_info info;
+    std::memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = protocols;
+    info.gid = -1;
+    info.uid = -1;
+    info.user = this; // lws_context_user() in the callback
+    info.count_threads = 1;
+    // Many connections in one context: pollfd and lookup tables as big as
+    // the process' fd limit (256 was enough for one connection per context).
+    info.fd_limit_per_thread = fd_limit_for_context();
+    info.options = tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+    if (want_libev()) {
+      // a loop of our own (not libev's default one: no signal handling)
+      evl = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
+      if (evl) {
+        lws_context_creation_info ev_info = info;
+        ev_info.options |= LWS_SERVER_OPTION_LIBEV;
+        ev_info.foreign_loops = reinterpret_cast<void**>(&evl);
+        ctx = lws_create_context(&ev_info);
+        if (!ctx) { // e.g. lws' libev plugin missing: poll() instead
+          ev_loop_destroy(evl);
+          evl = nullptr;
+        }
+      }
+    }
+    if (!ctx)
+      ctx = lws_create_context(&info);
+    if (!ctx)
+      throw std::runtime_error("cannot create the libwebsockets context");
+    ctx_live = true;
+    try {
+      thread = std::thread([this] { run(); });
+    } catch (...) {
+      destroy_context();
+      ctx_live = false;
+      throw std::runtime_error("cannot start the websocket service thread");
+    }
+  }
+
+  const char* backend() const { return evl ? "libev" : "poll"; }
+
+  void destroy_context() {
+    lws_context_destroy(ctx); // closes every connection, on this thread
+    ctx = nullptr;
+    if (evl) {
+      ev_loop_destroy(evl);
+      evl = nullptr;
+    }
+  }
+
+  service(const service&) = delete;
+  service& operator=(const service&) = delete;
+
+  bool on_service_thread() const {
+    return std::this_thread::get_id() == thread.get_id();
+  }
+
+  /// Stops the thread (it destroys the context) and frees this object: now
+  /// after joining, or from run() when called on the service thread itself.
+  void shutdown() {
+    {
+      std::lock_guard<std::mutex> g{mtx};
+      stopping = true;
+      if (ctx_live)
+        lws_cancel_service(ctx);
+    }
+    if (on_service_thread()) {
+      self_delete = true;
+      thread.detach();
+      return;
+    }
+    if (thread.joinable())
+      thread.join();
+    delete this;
   }
 
   // -- thread ---------------------------------------------------------------
 
   void run() {
     while (!stopping.load()) {
+      if (evl) {
+        // returns on ev_break (stopping, see dispatch) or, should it ever
+        // happen, when lws has no watcher left
+        ev_run(evl, 0);
+        if (!stopping.load())
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
       int n = lws_service(ctx, 0);
       if (n < 0 && !stopping.load())
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    lws_context* c;
+    std::vector<command> dropped;
     {
       std::lock_guard<std::mutex> g{mtx};
       ctx_live = false;
-      c = ctx;
-      ctx = nullptr;
-      cmds.clear();
+      dropped.swap(cmds);
     }
+    dropped.clear();
     destroying = true;
-    current = nullptr;
-    lws_context_destroy(c); // closes every connection, on this thread
+    destroy_context();
     conns.clear();
+    retired.clear();
+    live_conns = 0;
+    if (self_delete)
+      delete this;
   }
 
-  void post(command cmd) {
+  /// Queues a command; one lws_cancel_service per batch. False if the
+  /// context is gone.
+  bool post(command&& cmd) {
     std::lock_guard<std::mutex> g{mtx};
     if (!ctx_live)
-      return;
+      return false;
     cmds.push_back(std::move(cmd));
-    lws_cancel_service(ctx); // -> LWS_CALLBACK_EVENT_WAIT_CANCELLED
+    if (!wake_pending) {
+      wake_pending = true;
+      lws_cancel_service(ctx); // -> LWS_CALLBACK_EVENT_WAIT_CANCELLED
+    }
+    return true;
   }
 
   // -- service thread helpers -----------------------------------------------
+
+  /// Runs one handler of `c`'s loop unless it was stopped (or detached).
+  template <class F>
+  void call_handler(connection* c, F&& f) {
+    if (destroying)
+      return;
+    std::shared_ptr<loop_core> core = c->owner;
+    if (!core)
+      return;
+    std::lock_guard<std::recursive_mutex> g{core->gate};
+    if (core->stopped)
+      return;
+    try {
+      f(core->handlers);
+    } catch (...) {
+      // a handler must not take the service thread down
+    }
+  }
 
   void report_closed(connection* c, const std::string& reason) {
     if (c->reported)
       return;
     c->reported = true;
     c->closing = true;
-    if (current == c)
-      current = nullptr;
-    if (destroying || !handlers.on_closed)
-      return;
-    try {
-      handlers.on_closed(c->gen, reason);
-    } catch (...) {
-      // a handler must not take the service thread down
-    }
+    if (c->owner && c->owner->current == c)
+      c->owner->current = nullptr;
+    call_handler(c, [&](loop_handlers& h) {
+      if (h.on_closed)
+        h.on_closed(c->gen, reason);
+    });
   }
 
-  /// Our connection for a callback: `user` if it is one of ours, else the
-  /// one whose wsi this is (nullptr for lws' own wsis, e.g. the wake pipe).
-  connection* lookup(void* user, lws* wsi) {
+  /// Our connection for a callback: `user` or the wsi's opaque user data if
+  /// it is one of ours, else (only where it matters) the one whose wsi this
+  /// is; nullptr for lws' own wsis (e.g. the wake-up pipe).
+  connection* lookup(void* user, lws* wsi, bool scan) {
     if (user) {
       auto i = conns.find(static_cast<connection*>(user));
       if (i != conns.end())
         return i->first;
     }
-    for (auto& kv : conns)
-      if (kv.first->wsi == wsi)
-        return kv.first;
+    if (wsi) {
+      if (void* o = lws_get_opaque_user_data(wsi)) {
+        auto i = conns.find(static_cast<connection*>(o));
+        if (i != conns.end())
+          return i->first;
+      }
+    }
+    if (scan && wsi)
+      for (auto& kv : conns)
+        if (kv.first->wsi == wsi)
+          return kv.first;
     return nullptr;
+  }
+
+  /// The wsi of `c` is gone but lws may not tell (no WSI_DESTROY): freed by
+  /// sweep() after retire_after unless WSI_DESTROY comes first.
+  void retire(connection* c) {
+    c->wsi = nullptr;
+    if (c->retired)
+      return;
+    c->retired = true;
+    c->retired_at = steady::now();
+    retired.insert(c);
+  }
+
+  /// Forgets `c` (its wsi is destroyed); frees it.
+  void erase(connection* c) {
+    if (auto& core = c->owner) {
+      if (core->current == c)
+        core->current = nullptr;
+      auto& v = core->conns;
+      v.erase(std::remove(v.begin(), v.end(), c), v.end());
+    }
+    retired.erase(c);
+    if (conns.erase(c) > 0)
+      --live_conns;
+  }
+
+  void sweep() {
+    if (retired.empty())
+      return;
+    auto now = steady::now();
+    if (now < next_sweep)
+      return;
+    next_sweep = now + std::chrono::seconds(1);
+    std::vector<connection*> old;
+    for (auto* c : retired)
+      if (now - c->retired_at > retire_after)
+        old.push_back(c);
+    for (auto* c : old)
+      erase(c);
   }
 
   /// Closes `c` at the owner's request (nothing is reported for it).
@@ -164,8 +414,8 @@ struct ws_loop::impl {
     c->reported = true;
     c->closing = true;
     c->outq.clear();
-    if (current == c)
-      current = nullptr;
+    if (c->owner && c->owner->current == c)
+      c->owner->current = nullptr;
     lws* w = c->wsi;
     if (!w)
       return;
@@ -181,17 +431,25 @@ struct ws_loop::impl {
     }
   }
 
-  void do_open(command& cmd) {
-    if (current)
-      close_conn(current);
+  void do_open(const std::shared_ptr<loop_core>& core, command& cmd) {
+    if (core->gone || core->stopping.load())
+      return;
+    if (core->current)
+      close_conn(core->current);
     auto owned = std::make_unique<connection>();
     connection* c = owned.get();
+    c->owner = core;
     c->gen = cmd.gen;
+    c->max_message = core->opts.max_message;
+    c->write_chunk = core->opts.write_chunk;
     c->url = std::move(cmd.url);
     c->token = std::move(cmd.token);
     c->host_hdr = host_header(c->url);
+    core->conns.reserve(core->conns.size() + 1);
     conns.emplace(c, std::move(owned));
-    current = c;
+    ++live_conns;
+    core->conns.push_back(c);
+    core->current = c;
     lws_client_connect_info ci;
     std::memset(&ci, 0, sizeof(ci));
     ci.context = ctx;
@@ -205,53 +463,87 @@ struct ws_loop::impl {
     ci.local_protocol_name = protocol_name;
     ci.ietf_version_or_minus_one = -1;
     ci.userdata = c;
-    ci.pwsi = &c->wsi;
+    ci.opaque_user_data = c;
+    // (no pwsi: nothing may write into `c` after it is freed; callbacks
+    // carry the wsi, and c->wsi is set from them and from the result)
     lws* w = lws_client_connect_via_info(&ci);
-    if (!w && conns.count(c) > 0) {
-      // Failed synchronously; the wsi is gone (the object stays until the
-      // context goes away in case lws still names it).
-      c->wsi = nullptr;
-      report_closed(c, "websocket connect to " + c->host_hdr + " failed");
+    if (conns.count(c) == 0)
+      return; // already destroyed (WSI_DESTROY during the call)
+    if (w) {
+      if (!c->retired)
+        c->wsi = w;
+      return;
     }
+    // Failed synchronously; the wsi is gone.
+    report_closed(c, "websocket connect to " + c->host_hdr + " failed");
+    retire(c);
   }
 
-  void do_send(command& cmd) {
-    connection* c = current;
-    if (!c || c->gen != cmd.gen || c->closing)
+  void do_send(const std::shared_ptr<loop_core>& core, command& cmd) {
+    connection* c = core->current;
+    if (core->gone || !c || c->gen != cmd.gen || c->closing)
       return;
     c->outq.push_back(std::move(cmd.text));
     if (c->established && c->wsi)
       lws_callback_on_writable(c->wsi);
   }
 
+  /// The owner stopped: close its connections (nothing reported) and let
+  /// go of them.
+  void do_detach(const std::shared_ptr<loop_core>& core) {
+    if (core->gone)
+      return;
+    core->gone = true;
+    core->current = nullptr;
+    std::vector<connection*> list = core->conns;
+    for (auto* c : list)
+      if (conns.count(c) > 0 && !c->closing)
+        close_conn(c); // may destroy it (and take it out of core->conns)
+    for (auto* c : core->conns)
+      if (conns.count(c) > 0)
+        c->owner.reset(); // ours until lws destroys the wsi
+    core->conns.clear();
+  }
+
   void drain_commands() {
-    std::deque<command> batch;
+    std::vector<command> batch;
     {
       std::lock_guard<std::mutex> g{mtx};
       batch.swap(cmds);
+      wake_pending = false;
     }
+    sweep();
     for (auto& cmd : batch) {
       if (stopping.load())
         return;
+      const auto& core = cmd.loop;
+      if (!core)
+        continue;
       try {
         switch (cmd.kind) {
           case cmd_kind::open:
-            do_open(cmd);
+            do_open(core, cmd);
             break;
           case cmd_kind::close:
-            if (current)
-              close_conn(current);
+            if (!core->gone && core->current)
+              close_conn(core->current);
             break;
           case cmd_kind::send:
-            do_send(cmd);
+            do_send(core, cmd);
+            break;
+          case cmd_kind::detach:
+            do_detach(core);
             break;
         }
       } catch (const std::exception& e) {
-        if (current)
-          report_closed(current, std::string{"websocket loop: "} + e.what());
+        // (a detach that failed half-way: the gate keeps the handlers
+        // quiet, and what is left finishes on lws' timeouts)
+        if (!core->gone && core->current)
+          report_closed(core->current,
+                        std::string{"websocket loop: "} + e.what());
       } catch (...) {
-        if (current)
-          report_closed(current, "websocket loop: internal error");
+        if (!core->gone && core->current)
+          report_closed(core->current, "websocket loop: internal error");
       }
     }
   }
@@ -266,7 +558,7 @@ struct ws_loop::impl {
       return 0;
     const std::string& msg = c->outq.front();
     std::size_t off = c->out_off;
-    std::size_t n = std::min(opts.write_chunk, msg.size() - off);
+    std::size_t n = std::min(c->write_chunk, msg.size() - off);
     bool first = off == 0;
     bool last = off + n == msg.size();
     wbuf.resize(LWS_PRE + n);
@@ -295,9 +587,9 @@ struct ws_loop::impl {
   int on_receive(lws* wsi, connection* c, const void* in, std::size_t len) {
     if (c->closing)
       return 0;
-    if (c->rx.size() + len > opts.max_message) {
+    if (c->rx.size() + len > c->max_message) {
       report_closed(c, "websocket message from peer exceeds "
-                         + std::to_string(opts.max_message) + " bytes");
+                         + std::to_string(c->max_message) + " bytes");
       lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nullptr, 0);
       return -1;
     }
@@ -306,17 +598,15 @@ struct ws_loop::impl {
     if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
       std::string msg;
       msg.swap(c->rx);
-      if (!destroying && handlers.on_message) {
-        try {
-          handlers.on_message(c->gen, std::move(msg));
-        } catch (...) {
-        }
-      }
+      call_handler(c, [&](loop_handlers& h) {
+        if (h.on_message)
+          h.on_message(c->gen, std::move(msg));
+      });
     }
     return 0;
   }
 
-  std::string closed_reason(const connection* c) const {
+  static std::string closed_reason(const connection* c) {
     if (c->close_code == 0)
       return "websocket closed by peer";
     std::string r = "websocket closed by peer ("
@@ -329,7 +619,7 @@ struct ws_loop::impl {
   static int callback(lws* wsi, lws_callback_reasons reason, void* user,
                       void* in, size_t len) {
     lws_context* cx = lws_get_context(wsi);
-    auto self = cx ? static_cast<impl*>(lws_context_user(cx)) : nullptr;
+    auto self = cx ? static_cast<service*>(lws_context_user(cx)) : nullptr;
     if (!self)
       return 0;
     try {
@@ -343,14 +633,35 @@ struct ws_loop::impl {
 
   int dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in,
                size_t len) {
-    if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
-      if (!destroying)
-        drain_commands();
-      return 0;
+    bool scan = false;
+    switch (reason) {
+      case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (stopping.load() && evl)
+          ev_break(evl, EVBREAK_ALL); // run() goes on to destroy the context
+        if (!destroying)
+          drain_commands();
+        return 0;
+      case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+      case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
+      case LWS_CALLBACK_CLIENT_ESTABLISHED:
+      case LWS_CALLBACK_CLIENT_RECEIVE:
+      case LWS_CALLBACK_CLIENT_WRITEABLE:
+      case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        break;
+      case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+      case LWS_CALLBACK_CLIENT_CLOSED:
+      case LWS_CALLBACK_WSI_DESTROY:
+        scan = true; // rare: worth the fallback search
+        break;
+      default:
+        // poll-fd changes, locks, protocol init, ...: not per connection
+        return 0;
     }
-    connection* c = lookup(user, wsi);
+    connection* c = lookup(user, wsi, scan);
     if (!c)
       return 0;
+    if (reason != LWS_CALLBACK_WSI_DESTROY && !c->retired)
+      c->wsi = wsi;
     switch (reason) {
       case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
         if (c->token.empty())
@@ -379,12 +690,10 @@ struct ws_loop::impl {
           lws_callback_on_writable(wsi); // sends the close frame
           return 0;
         }
-        if (!destroying && handlers.on_open) {
-          try {
-            handlers.on_open(c->gen);
-          } catch (...) {
-          }
-        }
+        call_handler(c, [&](loop_handlers& h) {
+          if (h.on_open)
+            h.on_open(c->gen);
+        });
         if (!c->outq.empty())
           lws_callback_on_writable(wsi);
         return 0;
@@ -422,7 +731,7 @@ struct ws_loop::impl {
           reason_text = "websocket connect to " + c->host_hdr
                         + " failed: " + why;
         report_closed(c, reason_text);
-        c->wsi = nullptr;
+        retire(c); // WSI_DESTROY normally follows and frees it
         return 0;
       }
       case LWS_CALLBACK_CLIENT_CLOSED:
@@ -433,11 +742,9 @@ struct ws_loop::impl {
         report_closed(c, c->established ? closed_reason(c)
                                         : "websocket connect to "
                                             + c->host_hdr + " failed");
-        if (current == c)
-          current = nullptr;
         c->wsi = nullptr;
         if (!destroying)
-          conns.erase(c);
+          erase(c);
         return 0;
       }
       default:
@@ -446,36 +753,71 @@ struct ws_loop::impl {
   }
 };
 
-ws_loop::ws_loop(loop_options opts, loop_handlers handlers)
-  : impl_(std::make_unique<impl>(std::move(opts), std::move(handlers))) {
-  init_lws_logging();
-  lws_context_creation_info info;
-  std::memset(&info, 0, sizeof(info));
-  info.port = CONTEXT_PORT_NO_LISTEN;
-  info.protocols = impl_->protocols;
-  info.gid = -1;
-  info.uid = -1;
-  info.user = impl_.get(); // lws_context_user() in the callback
-  info.count_threads = 1;
-  // pollfd tables are sized by this (not by RLIMIT_NOFILE)
-  info.fd_limit_per_thread = 256;
-  info.options = impl_->opts.tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
-  impl_->ctx = lws_create_context(&info);
-  if (!impl_->ctx)
-    throw std::runtime_error("cannot create the libwebsockets context");
-  impl_->ctx_live = true;
-  try {
-    impl_->thread = std::thread([p = impl_.get()] { p->run(); });
-  } catch (...) {
-    lws_context_destroy(impl_->ctx);
-    impl_->ctx = nullptr;
-    impl_->ctx_live = false;
-    throw std::runtime_error("cannot start the websocket service thread");
+// -- registry: one service per TLS setting ------------------------------------
+
+std::mutex& registry_mutex() {
+  static auto* m = new std::mutex; // never destroyed: loops may outlive main
+  return *m;
+}
+
+service*& registry_slot(bool tls) {
+  static service* slots[2] = {nullptr, nullptr};
+  return slots[tls ? 1 : 0];
+}
+
+service* acquire_service(bool tls) {
+  std::lock_guard<std::mutex> g{registry_mutex()};
+  auto& slot = registry_slot(tls);
+  if (!slot)
+    slot = new service(tls); // throws: nothing changed
+  ++slot->refs;
+  return slot;
+}
+
+/// The last loop of a service stops and joins its thread. Under the registry
+/// mutex, so a loop created meanwhile starts a fresh service afterwards.
+void release_service(service* s) {
+  std::lock_guard<std::mutex> g{registry_mutex()};
+  if (--s->refs > 0)
+    return;
+  registry_slot(s->tls) = nullptr;
+  s->shutdown(); // frees s
+}
+
+} // namespace
+
+struct ws_loop::impl {
+  std::shared_ptr<loop_core> core;
+  service* svc = nullptr;
+  std::mutex stop_mtx;
+  bool stopped = false; ///< guarded by stop_mtx
+
+  void post(command&& cmd) {
+    if (core->stopping.load())
+      return;
+    cmd.loop = core;
+    svc->post(std::move(cmd));
   }
+};
+
+ws_loop::ws_loop(loop_options opts, loop_handlers handlers)
+  : impl_(std::make_unique<impl>()) {
+  init_lws_logging();
+  impl_->core = std::make_shared<loop_core>(std::move(opts),
+                                            std::move(handlers));
+  impl_->svc = acquire_service(impl_->core->opts.tls);
 }
 
 ws_loop::~ws_loop() {
-  stop();
+  try {
+    stop();
+  } catch (...) {
+    // never throw from a destructor
+  }
+  if (impl_ && impl_->svc) {
+    release_service(impl_->svc);
+    impl_->svc = nullptr;
+  }
 }
 
 void ws_loop::open(uint64_t gen, ws_url url, std::string bearer_token) {
@@ -502,16 +844,39 @@ void ws_loop::send(uint64_t gen, std::string text) {
 }
 
 void ws_loop::stop() {
-  if (!impl_)
+  if (!impl_ || !impl_->svc)
     return;
+  std::lock_guard<std::mutex> sg{impl_->stop_mtx};
+  if (impl_->stopped)
+    return;
+  impl_->stopped = true;
+  auto& core = impl_->core;
+  core->stopping = true;
   {
-    std::lock_guard<std::mutex> g{impl_->mtx};
-    impl_->stopping = true;
-    if (impl_->ctx_live)
-      lws_cancel_service(impl_->ctx);
+    // Waits for a handler of this loop that is running right now; none
+    // starts afterwards.
+    std::lock_guard<std::recursive_mutex> g{core->gate};
+    core->stopped = true;
   }
-  if (impl_->thread.joinable())
-    impl_->thread.join();
+  // The service thread closes the connection and lets go of the loop when
+  // it gets there; no need to wait for it (see the top of this file).
+  command c;
+  c.kind = cmd_kind::detach;
+  c.loop = core;
+  impl_->svc->post(std::move(c));
+}
+
+ws_loop::service_stats ws_loop::stats() {
+  service_stats st;
+  std::lock_guard<std::mutex> g{registry_mutex()};
+  for (bool tls : {false, true})
+    if (auto* s = registry_slot(tls)) {
+      ++st.services;
+      st.backend = s->backend();
+      st.loops += s->refs;
+      st.connections += s->live_conns.load();
+    }
+  return st;
 }
 
 } // namespace aico::ws_link

@@ -1,24 +1,41 @@
-// aico engine: the libwebsockets client service thread of the WebSocket
-// transport.
+// aico engine: the libwebsockets client service of the WebSocket transport,
+// shared by every loop of the process.
 //
-//   owner (actor) ──open/close/send (mutex queue + lws_cancel_service)──▶ service thread
-//   owner ◀──────── handlers: open / message / closed ────────────────── (lws_service)
+//   owners (actors) ──open/close/send (one mutex queue + lws_cancel_service)──▶ service thread
+//   owners ◀──────── handlers: open / message / closed ──────────────────────── (lws_service)
 //
-// One lws_context per loop, created by the constructor and destroyed on the
-// service thread when the loop stops; the thread is the only one that ever
-// touches the context or a connection (the owner only queues commands and
-// calls lws_cancel_service, which is thread-safe). Each connection is an
-// object owned by the loop whose address is the connection's lws `user`
-// pointer.
+// A ws_loop is one owner's handle on a process-wide service: ONE lws_context
+// and ONE service thread for all loops (one service per TLS setting),
+// created with the first loop and stopped and joined when the last loop is
+// destroyed (reference-counted). A session therefore costs one fd (its
+// socket) and no thread: the engine targets 10,000 idle sessions in one
+// process, which a context + thread + wake-up pipe per session would not fit
+// into (fd and thread limits). The service thread is the only one that ever
+// touches the context or a connection; owners only queue commands and wake
+// it with lws_cancel_service (thread-safe), at most once per batch: one
+// wake-up drains every command queued meanwhile. Each connection is an
+// object whose address is the connection's lws `user` pointer; per-loop
+// options (max_message, write_chunk) and per-open ones (URL, token) stay
+// with the connection. The context runs on a libev loop (epoll: a wake-up
+// costs the ready connections, not all of them) and falls back to lws' own
+// poll() loop if libev cannot be used (or with AICO_WS_EVENT_LOOP=poll).
+// Its fd tables are sized by the process' RLIMIT_NOFILE (soft) when the
+// service starts: a host that wants more sessions raises that limit before
+// the first loop.
 //
-// Connections are numbered by the owner ("generation"). At most one is
-// current: open(gen) closes the current one first. Everything reported
-// carries the generation of the connection it came from, and a send for
-// another generation than the current connection's is dropped.
+// Connections are numbered by the owner ("generation"). At most one per
+// loop is current: open(gen) closes the current one first. Everything
+// reported carries the generation of the connection it came from, and a
+// send for another generation than the current connection's is dropped.
 //
-// This header names no libwebsockets type. Handlers run on the service
-// thread: keep them short and non-blocking (e.g. caf::anon_send). They are
-// never called after stop() returned.
+// This header names no libwebsockets type. Handlers run on the shared
+// service thread: keep them short and non-blocking (e.g. caf::anon_send),
+// since a slow handler delays every session. They are never called after
+// stop() returned: stop() waits only for a handler of its own loop that is
+// running at that moment, never for the service thread, which closes the
+// loop's connection and lets go of it afterwards (everything it still
+// touches then is reference-counted). The service thread never waits for
+// an owner. One loop's failure or stop never affects the other loops.
 #pragma once
 
 #include <chrono>
@@ -56,11 +73,12 @@ struct loop_handlers {
 
 class ws_loop {
 public:
-  /// Creates the lws context and starts the service thread. Throws
-  /// std::runtime_error if that fails.
+  /// Joins the process' shared service (creating its lws context and
+  /// service thread if this is the first loop). Throws std::runtime_error if
+  /// that fails.
   ws_loop(loop_options opts, loop_handlers handlers);
 
-  /// stop()s.
+  /// stop()s; the last loop of a service stops and joins its thread.
   ~ws_loop();
 
   ws_loop(const ws_loop&) = delete;
@@ -79,9 +97,22 @@ public:
   /// the current connection. Thread-safe.
   void send(uint64_t gen, std::string text);
 
-  /// Stops the service thread (it destroys the context, closing every
-  /// connection) and joins it. Idempotent. Never call it from a handler.
+  /// No handler is called after it returned (it waits for one that is
+  /// running right now); open/close/send are ignored afterwards. The service
+  /// thread then closes this loop's connection (a close frame if it is
+  /// established) and lets go of the loop. The other loops are not
+  /// affected. Idempotent. Never call it from a handler.
   void stop();
+
+  /// What the shared services hold right now (for tests and diagnostics).
+  struct service_stats {
+    std::size_t services = 0;    ///< running services (threads)
+    std::size_t loops = 0;       ///< ws_loops using them
+    std::size_t connections = 0; ///< connections lws still holds
+    /// Event loop of a running service: "libev" (epoll) or "poll".
+    std::string backend;
+  };
+  static service_stats stats();
 
 private:
   struct impl;
