@@ -1,6 +1,10 @@
 #include "gateway/jwt.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <stdexcept>
 
@@ -161,8 +165,47 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 
 namespace {
 
+/// Password hashing is deliberately expensive (milliseconds of CPU each):
+/// at most half the cores hash at once, so a burst of logins (thousands of
+/// sessions starting together) cannot starve the I/O threads that answer
+/// pings and health checks on every open connection. Callers beyond that
+/// wait their turn.
+class hash_gate {
+public:
+  hash_gate()
+    : free_(std::max(1, static_cast<int>(std::thread::hardware_concurrency())
+                          / 2)) {
+  }
+  void enter() {
+    std::unique_lock<std::mutex> g{mx_};
+    cv_.wait(g, [this] { return free_ > 0; });
+    --free_;
+  }
+  void leave() {
+    {
+      std::lock_guard<std::mutex> g{mx_};
+      ++free_;
+    }
+    cv_.notify_one();
+  }
+
+private:
+  std::mutex mx_;
+  std::condition_variable cv_;
+  int free_;
+};
+
+hash_gate& gate() {
+  static hash_gate g;
+  return g;
+}
+
 std::string pbkdf2(std::string_view password, std::string_view salt,
                    int iterations) {
+  gate().enter();
+  struct leave_gate {
+    ~leave_gate() { gate().leave(); }
+  } leave;
   unsigned char out[32];
   if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
                         reinterpret_cast<const unsigned char*>(salt.data()),
