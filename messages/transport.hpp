@@ -49,7 +49,10 @@ struct transport_config {
   /// Interval of liveness pings (WS, IPC).
   caf::timespan ping_interval = std::chrono::seconds(30);
   /// No traffic (pong or anything else) for this long = dead peer -> down.
-  caf::timespan dead_peer_timeout = std::chrono::seconds(10);
+  /// Pings go at most every half of it, so the default (twice the ping
+  /// interval, as SignalR's server timeout) keeps the 30 s ping and lets one
+  /// ping go unanswered; a closed connection is noticed at once anyway.
+  caf::timespan dead_peer_timeout = std::chrono::seconds(60);
 };
 
 /// HTTP: libcurl multi, keep-alive reuse; events via SSE (/api/v1/events).
