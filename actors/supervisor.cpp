@@ -92,6 +92,9 @@ struct supervisor_state {
   call_table pending;
   single_timer<time_point> timer; ///< the one timer for all call deadlines
   std::deque<uint64_t> waiting; ///< calls waiting for an active transport
+  /// "ws: closed by peer (1001 ...)": the last transport that went down and
+  /// why (published with `reconnecting`).
+  std::string last_failure;
   uint64_t health_gen = 0;
   caf::timestamp active_since;
 };
@@ -135,6 +138,7 @@ void publish(self_ptr self) {
     cs.next_attempt_in = due > now ? std::chrono::duration_cast<caf::timespan>(
                                        due - now)
                                    : caf::timespan{0};
+    cs.reason = st.last_failure;
   } else {
     cs.state = link_state::connecting;
   }
@@ -157,7 +161,9 @@ void publish(self_ptr self) {
 void execute(self_ptr self, const link_policy::actions& xs);
 
 void on_link_down(self_ptr self, std::size_t i, const std::string& reason) {
-  self->state.slots[i].last_reason = reason;
+  auto& st = self->state;
+  st.slots[i].last_reason = reason;
+  st.last_failure = std::string{to_string(st.policy->mode(i))} + ": " + reason;
   execute(self, self->state.policy->on_down(i));
 }
 

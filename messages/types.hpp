@@ -94,7 +94,9 @@ struct connection_state {
   transport_mode mode = transport_mode::http; ///< valid if connected/degraded
   caf::timestamp since;                       ///< when this state began
   caf::timespan next_attempt_in{0};           ///< valid if reconnecting
-  std::string reason;                         ///< valid if offline
+  /// offline: why; reconnecting: the last transport that went down and
+  /// why ("ws: closed by peer (1001 going away)"), empty if none did yet.
+  std::string reason;
 };
 
 template <class Inspector>

@@ -87,7 +87,10 @@ std::string to_string(const connection_state& s) {
         std::chrono::duration_cast<std::chrono::milliseconds>(
           s.next_attempt_in)
           .count());
-      res += "ms}";
+      res += "ms";
+      if (!s.reason.empty())
+        res += ", last=" + s.reason;
+      res += "}";
       break;
     case link_state::offline:
       res += "{reason=" + s.reason + "}";
