@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -143,7 +144,21 @@ struct tally {
   std::atomic<int64_t> logins_failed{0};
   std::atomic<int64_t> drops{0}; ///< connected -> anything else
   std::string last_error;        ///< guarded by mx
+  /// Why sessions went down ("ws: health check failed"), guarded by mx.
+  std::map<std::string, int64_t> down_reasons;
   std::mutex mx;
+
+  std::string top_reasons(size_t n) {
+    std::lock_guard<std::mutex> g{mx};
+    std::vector<std::pair<int64_t, std::string>> xs;
+    for (auto& [k, v] : down_reasons)
+      xs.emplace_back(v, k);
+    std::sort(xs.rbegin(), xs.rend());
+    std::string res;
+    for (size_t i = 0; i < xs.size() && i < n; ++i)
+      res += (i ? "; " : "") + std::to_string(xs[i].first) + "x " + xs[i].second;
+    return res;
+  }
 };
 
 using login_a = caf::atom_constant<caf::atom("bs_login")>;
@@ -173,6 +188,10 @@ caf::behavior tracker(caf::stateful_actor<tracker_state>* self, tally* t,
       if (!now_up && was) {
         --st.t->connected;
         ++st.t->drops;
+      }
+      if (cs.state == link_state::reconnecting && !cs.reason.empty()) {
+        std::lock_guard<std::mutex> g{st.t->mx};
+        ++st.t->down_reasons[cs.reason.substr(0, 80)];
       }
       was = now_up;
     },
@@ -223,8 +242,21 @@ idle_figures run_engines(const idle_params& prm, const engine_run_options& o,
     return t.connected.load() >= prm.sessions
            && (!o.login || t.logins_ok.load() >= prm.sessions);
   };
+  auto last_print = t0;
   while (!all_up()) {
     auto now = steady::now();
+    if (now - last_print >= 5s) {
+      last_print = now;
+      std::fprintf(stderr,
+                   "aico-bench-sessions: %.0f s: %zu sessions, %lld "
+                   "connected, %lld logged in\n",
+                   std::chrono::duration<double>(now - t0).count(),
+                   engines.size(), static_cast<long long>(t.connected.load()),
+                   static_cast<long long>(t.logins_ok.load()));
+      if (auto r = t.top_reasons(3); !r.empty())
+        std::fprintf(stderr, "aico-bench-sessions: went down: %s\n",
+                     r.c_str());
+    }
     if (now > deadline || t.logins_failed.load() > 0) {
       std::lock_guard<std::mutex> g{t.mx};
       res.error = "engine: " + std::to_string(t.connected.load()) + " of "
