@@ -235,12 +235,22 @@ TEST_F(repositories_test, thousand_messages_survive_restarts_and_flapping) {
   }};
   // chaos while the messages go out: transports flap, the gateway is
   // switched off and on (SIGKILL + restart with the same data)
+  // Each door goes down once the engine is on it (a fixed sleep raced the
+  // IPC reconnect grace of 500 ms on a loaded machine: the engine could go
+  // from IPC straight to HTTP, never seen on WS).
   for (int round = 0; round < 2; ++round) {
     std::this_thread::sleep_for(700ms);
+    auto mark = log_->state_count();
     fault({{"ipc", "down"}});
-    std::this_thread::sleep_for(500ms);
+    EXPECT_TRUE(log_->wait_state(is_connected(transport_mode::ws), 10s, mark))
+      << log_->history();
+    std::this_thread::sleep_for(200ms);
+    mark = log_->state_count();
     fault({{"ws", "down"}});
-    std::this_thread::sleep_for(500ms);
+    EXPECT_TRUE(
+      log_->wait_state(is_connected(transport_mode::http), 10s, mark))
+      << log_->history();
+    std::this_thread::sleep_for(200ms);
     fault({{"ipc", "up"}, {"ws", "up"}});
     std::this_thread::sleep_for(500ms);
     fault({{"drop_ws", true}});
