@@ -496,15 +496,16 @@ TEST_F(ws_transport_test, dead_peer_is_detected_when_the_gateway_stops) {
   auto t = spawn(config()); // ping 300 ms, dead peer 1 s
   ASSERT_TRUE(connect(t));
   auto from = log->state_count();
-  // a request that will never be answered
-  auto hdl = self->request(t, caf::timespan{10s},
-                           request_atom_v,
-                           make_call("stuck", "GET", "/health"),
-                           caf::timespan{8s});
   cont_guard cont;
   ASSERT_EQ(::kill(gw.pid(), SIGSTOP), 0);
   cont.pid = gw.pid();
   auto t0 = steady::now();
+  // a request that will never be answered (sent after the stop: the
+  // gateway answers /health at once, so sent before it could still win)
+  auto hdl = self->request(t, caf::timespan{10s},
+                           request_atom_v,
+                           make_call("stuck", "GET", "/health"),
+                           caf::timespan{8s});
   auto down = log->wait_status(transport_status::down, from, 3000ms);
   ASSERT_TRUE(down);
   EXPECT_LT(down->at - t0, 2000ms);
