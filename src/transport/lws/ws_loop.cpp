@@ -483,9 +483,20 @@ struct service {
     connection* c = core->current;
     if (core->gone || !c || c->gen != cmd.gen || c->closing)
       return;
+    bool idle = c->outq.empty();
     c->outq.push_back(std::move(cmd.text));
-    if (c->established && c->wsi)
-      lws_callback_on_writable(c->wsi);
+    if (!c->established || !c->wsi)
+      return;
+    // Nothing queued and nothing left over from a partial write: write the
+    // (first chunk of the) frame now, from this service-thread callback,
+    // instead of waiting one more loop round for WRITEABLE. What does not
+    // fit is buffered by lws, and WRITEABLE carries on as usual.
+    if (idle && !lws_partial_buffered(c->wsi)) {
+      if (on_writeable(c->wsi, c) < 0)
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+      return;
+    }
+    lws_callback_on_writable(c->wsi);
   }
 
   /// The owner stopped: close its connections (nothing reported) and let
