@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "src/transport/lws/ws_codec.hpp"
 #include "bench_common.hpp"
 
 namespace aico::bench {
@@ -255,21 +256,17 @@ struct client {
   }
 };
 
-/// ws://host:port/path -> parts; false if it is not that shape.
+/// ws://host:port/path -> parts (the engine's own URL parser, which names
+/// no libwebsockets type); false if it is not that shape.
 bool split_url(const std::string& url, client& c) {
-  const std::string scheme = "ws://";
-  if (url.rfind(scheme, 0) != 0)
+  ws_link::ws_url u;
+  std::string why;
+  if (!ws_link::parse_url(url, u, why) || u.tls)
     return false;
-  auto rest = url.substr(scheme.size());
-  auto slash = rest.find('/');
-  auto hostport = rest.substr(0, slash);
-  c.path = slash == std::string::npos ? "/" : rest.substr(slash);
-  auto colon = hostport.rfind(':');
-  if (colon == std::string::npos)
-    return false;
-  c.host = hostport.substr(0, colon);
-  c.port = std::stoi(hostport.substr(colon + 1));
-  c.host_hdr = hostport;
+  c.host = u.host;
+  c.port = u.port;
+  c.path = u.path;
+  c.host_hdr = ws_link::host_header(u);
   return true;
 }
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "src/transport/lws/ws_codec.hpp"
 #include "bench_sessions.hpp"
 
 namespace aico::bench {
@@ -139,20 +140,17 @@ int idle_pool::callback(lws* w, lws_callback_reasons reason, void* user,
   }
 }
 
+/// ws://host:port/path -> parts (the engine's own URL parser, which names
+/// no libwebsockets type); false if it is not that shape.
 bool split(const std::string& url, idle_pool& p) {
-  const std::string scheme = "ws://";
-  if (url.rfind(scheme, 0) != 0)
+  ws_link::ws_url u;
+  std::string why;
+  if (!ws_link::parse_url(url, u, why) || u.tls)
     return false;
-  auto rest = url.substr(scheme.size());
-  auto slash = rest.find('/');
-  auto hostport = rest.substr(0, slash);
-  p.path = slash == std::string::npos ? "/" : rest.substr(slash);
-  auto colon = hostport.rfind(':');
-  if (colon == std::string::npos)
-    return false;
-  p.host = hostport.substr(0, colon);
-  p.port = std::stoi(hostport.substr(colon + 1));
-  p.host_hdr = hostport;
+  p.host = u.host;
+  p.port = u.port;
+  p.path = u.path;
+  p.host_hdr = ws_link::host_header(u);
   return true;
 }
 
