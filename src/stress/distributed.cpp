@@ -254,10 +254,6 @@ std::string host_name() {
 
 int run_controller(options& o) {
   std::string err;
-  if (!check_mix(o.mix, err)) {
-    std::cerr << "aico-stress: " << err << std::endl;
-    return 2;
-  }
   std::string host;
   uint16_t port = 0;
   if (!parse_host_port(o.listen, host, port)) {
@@ -266,15 +262,8 @@ int run_controller(options& o) {
     return 2;
   }
   temp_root root;
-  root.keep = o.keep;
   gateway_setup g;
-  if (auto rc = validate_gateway_options(o, g))
-    return rc;
-  if (!root.create()) {
-    std::cerr << "aico-stress: mkdtemp failed" << std::endl;
-    return 1;
-  }
-  if (auto rc = start_gateway(o, root, g))
+  if (auto rc = prepare_run(o, root, g))
     return rc;
   auto slices = split_users(o.users, o.rate, o.messages, o.workers);
   int rc = 1;

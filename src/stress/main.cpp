@@ -34,22 +34,10 @@ namespace {
 
 int run_single(options& o) {
   std::string err;
-  // -- validate -------------------------------------------------------------------------
-  if (!check_mix(o.mix, err)) {
-    std::cerr << "aico-stress: " << err << std::endl;
-    return 2;
-  }
+  // -- validate, temp root, gateway -------------------------------------------------------
   temp_root root;
-  root.keep = o.keep;
   gateway_setup g;
-  if (auto rc = validate_gateway_options(o, g))
-    return rc;
-  // -- temp root, gateway ---------------------------------------------------------------
-  if (!root.create()) {
-    std::cerr << "aico-stress: mkdtemp failed" << std::endl;
-    return 1;
-  }
-  if (auto rc = start_gateway(o, root, g))
+  if (auto rc = prepare_run(o, root, g))
     return rc;
   // -- the load: one slice with every user ----------------------------------------------
   load_params p;

@@ -223,6 +223,22 @@ int start_gateway(const options& o, const temp_root& root, gateway_setup& g) {
   return 0;
 }
 
+int prepare_run(options& o, temp_root& root, gateway_setup& g) {
+  std::string err;
+  if (!check_mix(o.mix, err)) {
+    std::cerr << "aico-stress: " << err << std::endl;
+    return 2;
+  }
+  root.keep = o.keep;
+  if (auto rc = validate_gateway_options(o, g))
+    return rc;
+  if (!root.create()) {
+    std::cerr << "aico-stress: mkdtemp failed" << std::endl;
+    return 1;
+  }
+  return start_gateway(o, root, g);
+}
+
 // -- fault driver ------------------------------------------------------------------------
 
 fault_driver::fault_driver(fault_schedule s, std::string base,

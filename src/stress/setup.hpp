@@ -93,6 +93,11 @@ int validate_gateway_options(options& o, gateway_setup& g);
 /// Starts the gateway with the users stress-0001..N (unless --url): 0 or 1.
 int start_gateway(const options& o, const temp_root& root, gateway_setup& g);
 
+/// What every run that drives a gateway does first: checks --mix and the
+/// gateway options, creates the temporary root and starts the gateway
+/// (unless --url). 0, or the exit code (2 usage, 1 failure; one line said).
+int prepare_run(options& o, temp_root& root, gateway_setup& g);
+
 /// Drives POST /admin/faults from a thread (see fault_schedule.hpp).
 class fault_driver {
 public:
