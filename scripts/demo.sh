@@ -24,7 +24,7 @@ IPC_PATH="$DIR/gateway.ipc"
 
 echo "== starting aico-gateway on 127.0.0.1:$PORT (data in $DIR/gateway)"
 coproc GW { exec build/bin/aico-gateway --data-dir "$DIR/gateway" \
-  --listen "127.0.0.1:$PORT" --ipc "ipc://$IPC_PATH" \
+  --listen "127.0.0.1:$PORT" --ipc "ipc://$IPC_PATH" --enable-faults \
   --user demo:demo-password --user admin:admin-password:admin 2>"$DIR/gateway.log"; }
 GW_PID=$GW_PID
 trap 'kill $GW_PID 2>/dev/null; wait $GW_PID 2>/dev/null || true' EXIT
@@ -41,6 +41,7 @@ AICO=build/bin/aico
 
 if [ -t 0 ] && [ -t 1 ] && [ -z "${AICO_DEMO_SCRIPTED:-}" ]; then
   echo "== opening aico-chat as demo (type a message and Enter; /status /health /retry /quit)"
+  echo "   to watch a failover, from another terminal: bash scripts/demo-fault.sh ipc down   (ws down, reset)"
   sleep 1
   rc=0
   build/bin/aico-chat --user demo --password demo-password || rc=$?
