@@ -1,7 +1,11 @@
 #include "src/store/sqlite_db.hpp"
 
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
+#include <random>
+#include <thread>
 #include <utility>
 
 #include <fcntl.h>
@@ -248,15 +252,24 @@ caf::expected<sqlite_db> sqlite_db::open(const std::string& path,
     auto& st = *res.st_;
     st.path = path;
     st.opts = opts;
-    auto rc = sqlite3_open_v2(path.c_str(), &st.db,
-                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
-                                | SQLITE_OPEN_NOFOLLOW,
-                              nullptr);
-    if (rc != SQLITE_OK)
+    auto connect = [&]() -> int {
+      if (st.db != nullptr) {
+        sqlite3_close_v2(st.db);
+        st.db = nullptr;
+      }
+      auto rc = sqlite3_open_v2(path.c_str(), &st.db,
+                                SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
+                                  | SQLITE_OPEN_NOFOLLOW,
+                                nullptr);
+      if (rc != SQLITE_OK)
+        return rc;
+      sqlite3_extended_result_codes(st.db, 0);
+      sqlite3_busy_timeout(st.db,
+                           static_cast<int>(opts.busy_timeout.count()));
+      return SQLITE_OK;
+    };
+    if (auto rc = connect(); rc != SQLITE_OK)
       return st.make_error("cannot open", rc);
-    sqlite3_extended_result_codes(st.db, 0);
-    sqlite3_busy_timeout(st.db,
-                         static_cast<int>(opts.busy_timeout.count()));
     // The first statement reads the header: a file that is not a database
     // fails here ("file is not a database").
     std::string pragmas;
@@ -267,8 +280,32 @@ caf::expected<sqlite_db> sqlite_db::open(const std::string& path,
                               : "PRAGMA synchronous=NORMAL;";
     pragmas += "PRAGMA foreign_keys=ON;";
     // journal_mode returns a row; exec() ignores it but we check the mode.
-    if (auto err = res.exec(pragmas.c_str()))
-      return err;
+    // Two processes switching a new file to WAL at once (two `aico send` on
+    // a fresh state directory) both hold a shared lock and want the
+    // exclusive one: SQLite answers SQLITE_BUSY at once instead of calling
+    // the busy handler, and in exclusive locking mode the shared lock is
+    // kept, so retrying on the same connection deadlocks. The loser closes
+    // (releasing its lock), waits a random 5-25 ms and tries again, bounded
+    // by busy_timeout; the next attempt then waits in the busy handler for
+    // the winner to finish.
+    {
+      auto deadline = std::chrono::steady_clock::now() + opts.busy_timeout;
+      std::minstd_rand rng{static_cast<unsigned>(::getpid())
+                           ^ static_cast<unsigned>(reinterpret_cast<uintptr_t>(
+                             &st))};
+      for (;;) {
+        auto rc = sqlite3_exec(st.db, pragmas.c_str(), nullptr, nullptr,
+                               nullptr);
+        if (rc == SQLITE_OK)
+          break;
+        if (rc != SQLITE_BUSY
+            || std::chrono::steady_clock::now() >= deadline)
+          return st.make_error("cannot access", rc);
+        std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % 21));
+        if (auto orc = connect(); orc != SQLITE_OK)
+          return st.make_error("cannot open", orc);
+      }
+    }
     {
       auto mode = res.prepare("PRAGMA journal_mode");
       if (!mode)

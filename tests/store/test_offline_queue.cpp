@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <poll.h>
@@ -540,6 +541,44 @@ TEST_F(offline_queue_test, one_owner_at_a_time) {
   EXPECT_NE(msg.find("locked"), std::string::npos) << msg;
   EXPECT_NE(msg.find("another process"), std::string::npos) << msg;
   EXPECT_EQ(*q.size(), 1u);
+}
+
+TEST_F(offline_queue_test, two_processes_creating_the_queue_at_once_take_turns) {
+  // Two `aico send` on a fresh state directory: the one that does not get
+  // the lock first waits for it (lock_timeout) instead of failing with
+  // "database is locked" (SQLite does not call its busy handler while a new
+  // file is switched to WAL). Several rounds, as the race is a matter of
+  // microseconds.
+  for (int round = 0; round < 12; ++round) {
+    auto p = file("race-" + std::to_string(round) + "/offline_queue.db");
+    std::vector<pid_t> kids;
+    for (int k = 0; k < 2; ++k) {
+      auto pid = ::fork();
+      ASSERT_GE(pid, 0);
+      if (pid == 0) {
+        auto opts = exact();
+        opts.lock_timeout = 5s;
+        auto q = offline_queue::open(p, opts);
+        if (!q)
+          ::_exit(1);
+        auto r = q->enqueue(send("A", "k" + std::to_string(k)), now);
+        if (!r)
+          ::_exit(2);
+        std::this_thread::sleep_for(20ms); // hold the lock a little
+        ::_exit(0);
+      }
+      kids.push_back(pid);
+    }
+    for (auto pid : kids) {
+      int status = 0;
+      ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+      ASSERT_TRUE(WIFEXITED(status));
+      EXPECT_EQ(WEXITSTATUS(status), 0) << "round " << round;
+    }
+    auto q = offline_queue::open(p, exact());
+    ASSERT_TRUE(q) << describe(q.error());
+    EXPECT_EQ(*q->size(), 2u) << "round " << round;
+  }
 }
 
 TEST_F(offline_queue_test, reset_in_flight_on_transport_loss) {
