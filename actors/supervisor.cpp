@@ -635,8 +635,16 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
         st.auth_expired = expired;
         st.published_once = false; // force a publish
       }
-      if (s == auth_state::logged_in)
+      if (s == auth_state::logged_in) {
+        // A new session (another user, maybe) or a refreshed token: calls
+        // from now on must not go out with the old one (a login as root
+        // right after alice would otherwise send root's next call with
+        // alice's token, 403). The token manager published this before
+        // answering the login, so asking it for the token is enough; the
+        // transports get it in sync_token.
+        st.token.clear();
         sync_token(self);
+      }
       if (s == auth_state::logged_out || expired) {
         st.token.clear();
         for (auto& sl : st.slots)

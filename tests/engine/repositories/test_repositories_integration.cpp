@@ -575,6 +575,26 @@ TEST_F(repositories_test, preferences_update_offline_is_applied_after_reconnect)
   EXPECT_EQ(names, (std::set<std::string>{"bob", "root"}));
 }
 
+TEST_F(repositories_test, the_call_right_after_a_login_goes_out_as_the_new_user) {
+  start_gateway();
+  start_engine();
+  ASSERT_TRUE(log_->wait_state(is_connected(transport_mode::ipc), 10s));
+  caf::scoped_actor self{sys_};
+  // switching users back and forth: the first call after each login must
+  // carry the new session's token, never the previous user's
+  for (int round = 0; round < 20; ++round) {
+    for (auto who : {std::pair{"alice", "alice-pw"}, std::pair{"root", "root-pw"}}) {
+      ASSERT_TRUE(login(who.first, who.second));
+      caf::expected<user_result> me{caf::error{}};
+      self->request(eng_->users(), 15s, me_atom::value, read_options{0s, true})
+        .receive([&](user_result& u) { me = std::move(u); },
+                 [&](caf::error& e) { me = std::move(e); });
+      ASSERT_TRUE(me) << describe(me.error());
+      ASSERT_EQ(me->value.username, who.first) << "round " << round;
+    }
+  }
+}
+
 TEST_F(repositories_test, system_health_status_and_admin_update) {
   start_gateway();
   start_engine();
