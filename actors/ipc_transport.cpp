@@ -25,6 +25,8 @@
 //   (gateway restart, `ipc: down`), everything pending on it fails with
 //   network at once (those replies are lost) and, once libzmq has reconnected
 //   by itself, the Subscribe is sent again (the gateway forgot this peer).
+//   If libzmq's reconnect is refused (nothing listening any more) the link
+//   is down at once; if it is not back within cfg.reconnect_grace, then.
 // * disconnect: socket closed, pending requests fail with network, idle.
 //
 // The socket thread (src/transport/zmq/dealer_loop) talks back with anon_send
@@ -121,6 +123,9 @@ struct ipc_transport_state {
   /// The socket monitor reported the connection lost and no reconnect yet.
   bool peer_lost = false;
   uint64_t losses = 0; ///< numbers the losses (for the grace timer)
+  /// CONNECT_RETRIED events since the loss: libzmq reports one when it arms
+  /// its reconnect timer, so the second means a reconnect attempt failed.
+  int retries_since_loss = 0;
 
   steady::time_point last_rx;
 
@@ -395,9 +400,12 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
   st.listener = std::move(listener);
   try {
     ipc_link::socket_options so;
-    // Reconnect quickly while connecting; the transport itself never waits
-    // longer than connect_timeout for the first Pong.
-    so.reconnect_ivl = 100ms;
+    // Reconnect quickly: the transport itself never waits longer than
+    // connect_timeout for the first Pong, and a lost link is declared down
+    // at the first refused reconnect, which libzmq makes after this interval
+    // plus a random 0-100 % of it (so 30-60 ms; it doubles up to the max
+    // while refused).
+    so.reconnect_ivl = 30ms;
     so.reconnect_ivl_max = 1000ms;
     so.sndhwm = 1000;
     so.rcvhwm = 10000;
@@ -592,6 +600,7 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
           st.control_ids.clear();
           st.subscribed = false;
           st.peer_lost = true;
+          st.retries_since_loss = 0;
           self->delayed_send(self, clamp_delay(st.cfg.reconnect_grace),
                              drain_atom_v, ++st.losses);
           return;
@@ -606,15 +615,26 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
     },
     [self](probe_atom, uint64_t gen, bool) {
       auto& st = self->state;
-      // Only a first connect fails over at once: nothing is bound to the
-      // endpoint (no socket file, refused), so waiting for connect_timeout
-      // would only delay trying the next transport. A lost link that ZeroMQ
-      // retries is the reconnect grace's business.
-      if (gen != st.sock_gen || st.status != transport_status::connecting)
+      if (gen != st.sock_gen)
         return;
       try {
-        go_down(self, "cannot connect to " + st.cfg.endpoint
-                        + ": nothing is listening there");
+        // A first connect fails over at once: nothing is bound to the
+        // endpoint (no socket file, refused), so waiting for connect_timeout
+        // would only delay trying the next transport.
+        if (st.status == transport_status::connecting) {
+          go_down(self, "cannot connect to " + st.cfg.endpoint
+                          + ": nothing is listening there");
+          return;
+        }
+        // A lost link: libzmq's first CONNECT_RETRIED only arms its
+        // reconnect timer; the second says the reconnect was refused, so
+        // the endpoint is gone (ipc down, gateway stopped) and waiting out
+        // the rest of the grace would only delay the failover. A reconnect
+        // that neither succeeds nor fails is the grace timer's business.
+        if (st.status == transport_status::up && st.peer_lost
+            && ++st.retries_since_loss >= 2)
+          go_down(self, "ipc connection lost: cannot reconnect to "
+                          + st.cfg.endpoint + ", nothing is listening there");
       } catch (...) {
       }
     },

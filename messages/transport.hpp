@@ -70,9 +70,11 @@ struct ws_transport_config : transport_config {
 /// socket).
 struct ipc_transport_config : transport_config {
   std::string endpoint; ///< e.g. ipc:///path/gateway.ipc
-  /// After ZeroMQ reports the connection lost, how long to wait for its own
-  /// reconnect before the link is declared down (a restarting gateway is
-  /// back within ~100 ms; a switched-off endpoint is not).
+  /// After ZeroMQ reports the connection lost, how long at most to wait for
+  /// its own reconnect before the link is declared down. A reconnect that is
+  /// refused (nothing listening: `ipc: down`, gateway stopped) is down at
+  /// once, 30-60 ms after the loss (libzmq's reconnect interval plus its
+  /// jitter).
   caf::timespan reconnect_grace = std::chrono::milliseconds(500);
 };
 

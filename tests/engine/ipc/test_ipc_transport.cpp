@@ -434,9 +434,11 @@ TEST_F(ipc_transport_test, subscribe_with_token_delivers_events) {
     1000ms));
 }
 
-TEST_F(ipc_transport_test, ipc_down_fault_is_detected_within_reconnect_grace) {
+TEST_F(ipc_transport_test, ipc_down_fault_is_detected_at_the_first_refused_reconnect) {
   auto c = config(); // ping 200 ms, dead peer 1 s
-  c.reconnect_grace = 300ms; // the socket monitor sees the loss at once
+  // the socket monitor sees the loss at once, and the refused reconnect
+  // 30-60 ms later (libzmq's reconnect interval), well within the grace
+  c.reconnect_grace = 900ms;
   auto t = spawn(c);
   ASSERT_TRUE(connect(t));
   root_token = http_login("root", "root-pw");
@@ -452,9 +454,8 @@ TEST_F(ipc_transport_test, ipc_down_fault_is_detected_within_reconnect_grace) {
   auto down = log->wait_status(transport_status::down, from, 3000ms);
   ASSERT_TRUE(down);
   auto took = down->at - start;
-  EXPECT_LT(took, c.reconnect_grace + 300ms);
-  EXPECT_LT(took, c.dead_peer_timeout);
-  EXPECT_NE(down->reason.find("not back within 300 ms"), std::string::npos)
+  EXPECT_LT(took, c.reconnect_grace);
+  EXPECT_NE(down->reason.find("cannot reconnect"), std::string::npos)
     << down->reason;
   bool failed_network = false;
   rh.receive([&](api_reply& r) { ADD_FAILURE() << "reply " << r.status; },
