@@ -391,9 +391,16 @@ chat_repository_actor::behavior_type chat_fun(chat_impl self,
                        "1-128 characters of [A-Za-z0-9_.:-]");
       if (q.limit < 1 || q.limit > 500)
         return invalid("limit", "must be 1-500");
+      // The latest page (no `since`) is fetched in one of two sizes and cut
+      // to the requested limit here, so the cache holds one entry per size
+      // class: after a `limit 10` read, an offline `limit 3` read is served
+      // from it instead of missing because the key differed.
+      const bool latest = q.since == 0;
+      const int want = q.limit;
+      const int fetch = latest ? (want <= 50 ? 50 : 500) : want;
       auto path = "/conversations/" + conv
-                  + "/messages?limit=" + std::to_string(q.limit);
-      if (q.since > 0)
+                  + "/messages?limit=" + std::to_string(fetch);
+      if (!latest)
         path += "&since=" + std::to_string(q.since);
       auto rp = self->make_response_promise<history_result>();
       auto& deps = self->state.deps;
@@ -416,6 +423,11 @@ chat_repository_actor::behavior_type chat_fun(chat_impl self,
                 rp.deliver(std::move(page.error()));
                 return;
               }
+              // the tail of a latest page is itself the latest page: the
+              // newest message, and so has_more/next_since, are unchanged
+              if (latest && page->messages.size() > static_cast<size_t>(want))
+                page->messages.erase(page->messages.begin(),
+                                     page->messages.end() - want);
               // show our local status for messages we know better
               auto& st = self->state;
               for (auto& m : page->messages) {

@@ -156,11 +156,11 @@ protected:
   }
 
   caf::expected<history_result> history(const std::string& conv,
-                                        read_options ro) {
+                                        read_options ro, int limit = 500) {
     caf::scoped_actor self{sys_};
     history_query q;
     q.conversation_id = conv;
-    q.limit = 500;
+    q.limit = limit;
     q.read = ro;
     caf::expected<history_result> res{caf::error{}};
     self->request(eng_->chat(), 20s, history_atom::value, q)
@@ -410,6 +410,34 @@ TEST_F(repositories_test, offline_history_is_served_from_the_cache_flagged_stale
   EXPECT_TRUE(offline->origin.from_cache);
   EXPECT_TRUE(offline->origin.stale);
   EXPECT_EQ(offline->page, online->page);
+}
+
+TEST_F(repositories_test, offline_a_smaller_latest_page_is_cut_from_a_cached_larger_one) {
+  start_gateway();
+  start_engine();
+  ASSERT_TRUE(log_->wait_state(is_connected(transport_mode::ipc), 10s));
+  ASSERT_TRUE(login("alice", "alice-pw"));
+  for (auto id : {"l-1", "l-2", "l-3", "l-4"})
+    ASSERT_TRUE(send_chat("limits", id, std::string{"text of "} + id));
+  ASSERT_TRUE(wait_queue_empty(20s));
+  auto online = history("limits", {0s, true}, 10);
+  ASSERT_TRUE(online) << describe(online.error());
+  ASSERT_EQ(online->page.messages.size(), 4u);
+  // online, a smaller limit is cut to size too
+  auto two = history("limits", {0s, true}, 2);
+  ASSERT_TRUE(two) << describe(two.error());
+  ASSERT_EQ(two->page.messages.size(), 2u);
+  EXPECT_EQ(two->page.messages[0].id, "l-3");
+  EXPECT_EQ(two->page.messages[1].id, "l-4");
+  gw_->stop();
+  auto offline = history("limits", {0s, false}, 3);
+  ASSERT_TRUE(offline) << describe(offline.error());
+  EXPECT_TRUE(offline->origin.from_cache);
+  EXPECT_TRUE(offline->origin.stale);
+  ASSERT_EQ(offline->page.messages.size(), 3u);
+  EXPECT_EQ(offline->page.messages[0].id, "l-2");
+  EXPECT_EQ(offline->page.messages[2].id, "l-4");
+  EXPECT_EQ(offline->page.next_since, online->page.next_since);
 }
 
 TEST_F(repositories_test, cached_history_survives_an_engine_restart) {
