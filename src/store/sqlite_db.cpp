@@ -1,5 +1,6 @@
 #include "src/store/sqlite_db.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -252,6 +253,9 @@ caf::expected<sqlite_db> sqlite_db::open(const std::string& path,
     auto& st = *res.st_;
     st.path = path;
     st.opts = opts;
+    // Opening waits for the lock (SQLite's busy handler, the retry below)
+    // until this one deadline, not busy_timeout per attempt.
+    const auto deadline = std::chrono::steady_clock::now() + opts.busy_timeout;
     auto connect = [&]() -> int {
       if (st.db != nullptr) {
         sqlite3_close_v2(st.db);
@@ -264,8 +268,10 @@ caf::expected<sqlite_db> sqlite_db::open(const std::string& path,
       if (rc != SQLITE_OK)
         return rc;
       sqlite3_extended_result_codes(st.db, 0);
-      sqlite3_busy_timeout(st.db,
-                           static_cast<int>(opts.busy_timeout.count()));
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+      sqlite3_busy_timeout(st.db, static_cast<int>(std::max<int64_t>(
+                                    0, left.count())));
       return SQLITE_OK;
     };
     if (auto rc = connect(); rc != SQLITE_OK)
@@ -289,7 +295,6 @@ caf::expected<sqlite_db> sqlite_db::open(const std::string& path,
     // by busy_timeout; the next attempt then waits in the busy handler for
     // the winner to finish.
     {
-      auto deadline = std::chrono::steady_clock::now() + opts.busy_timeout;
       std::minstd_rand rng{static_cast<unsigned>(::getpid())
                            ^ static_cast<unsigned>(reinterpret_cast<uintptr_t>(
                              &st))};
@@ -305,6 +310,9 @@ caf::expected<sqlite_db> sqlite_db::open(const std::string& path,
         if (auto orc = connect(); orc != SQLITE_OK)
           return st.make_error("cannot open", orc);
       }
+      // later statements wait the whole busy_timeout again
+      sqlite3_busy_timeout(st.db,
+                           static_cast<int>(opts.busy_timeout.count()));
     }
     {
       auto mode = res.prepare("PRAGMA journal_mode");
