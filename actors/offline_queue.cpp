@@ -96,6 +96,7 @@ struct queue_state {
   bool poll_armed = false;
   int64_t data_version = -1;
   size_t foreign = 0;
+  bool busy = false; ///< the last claim found the file busy: look again soon
   std::chrono::steady_clock::time_point last_claim;
   // storage failures
   bool storage_failing = false;
@@ -310,8 +311,8 @@ void arm_poll(self_ptr self) {
     return;
   if (auto n = st.db->foreign_items())
     st.foreign = *n;
-  auto interval = st.foreign > 0 ? st.cfg.poll_interval
-                                 : st.cfg.idle_poll_interval;
+  auto interval = st.foreign > 0 || st.busy ? st.cfg.poll_interval
+                                            : st.cfg.idle_poll_interval;
   if (interval.count() <= 0)
     return;
   st.poll_armed = true;
@@ -331,12 +332,17 @@ void drain(self_ptr self) {
   auto max = std::max<size_t>(st.cfg.max_in_flight, 1);
   if (st.in_flight.size() < max) {
     st.last_claim = std::chrono::steady_clock::now();
-    auto claimed = st.db->claim_ready(now(self), max - st.in_flight.size(),
-                                      st.cfg.lock_timeout);
+    // a short wait: the actor answers nothing else meanwhile, and a busy
+    // file is simply looked at again at the next poll
+    auto claimed = st.db->claim_ready(
+      now(self), max - st.in_flight.size(),
+      std::min<std::chrono::milliseconds>(st.cfg.lock_timeout, 250ms));
+    st.busy = false;
     if (!claimed) {
-      if (code_of(claimed.error()) != "busy")
+      if (code_of(claimed.error()) == "busy")
+        st.busy = true; // another process is committing
+      else
         storage_failed(self, claimed.error());
-      // busy: another process is committing; the poll tries again
     } else {
       if (!claimed->empty())
         storage_ok(self);

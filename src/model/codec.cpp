@@ -789,7 +789,7 @@ std::string reply_header(const api_reply& r, std::string_view name) {
 }
 
 caf::error bad_reply_error(int32_t status, const std::string& why) {
-  return make_engine_error(error_class::server_error,
+  return make_engine_error(error_class::unknown,
                            "the gateway's answer (status "
                              + std::to_string(status)
                              + ") is not a valid reply: " + why,

@@ -80,9 +80,11 @@ std::string reply_header(const api_reply& r, std::string_view name);
 caf::expected<api_reply> check_reply(api_reply r);
 
 /// The error of an answer that is not what its route promises: class
-/// server_error (retryable: callers resend with the same idempotency key),
-/// the answer's status, code "bad_reply", message "the gateway's answer
-/// (status 200) is not a valid reply: <why>".
+/// unknown (a malformed reply: not retried in-call, not counted by the
+/// circuit breakers; the offline queue resends such commands with the same
+/// idempotency key a bounded number of times), the answer's status, code
+/// "bad_reply", message "the gateway's answer (status 200) is not a valid
+/// reply: <why>".
 caf::error bad_reply_error(int32_t status, const std::string& why);
 
 /// Whether `err` is a bad_reply error.
