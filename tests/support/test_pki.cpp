@@ -143,6 +143,20 @@ std::string pin_of(X509* cert) {
 
 } // namespace
 
+std::string subject_hash_name(const std::string& cert_file) {
+  FILE* f = std::fopen(cert_file.c_str(), "re");
+  if (!f)
+    throw std::runtime_error("test PKI: cannot read " + cert_file);
+  X509* cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
+  std::fclose(f);
+  if (!cert)
+    fail("PEM_read_X509 " + cert_file);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%08lx.0", X509_subject_name_hash(cert));
+  X509_free(cert);
+  return buf;
+}
+
 std::string spki_pin_of(const std::string& cert_file) {
   FILE* f = std::fopen(cert_file.c_str(), "re");
   if (!f)

@@ -38,6 +38,10 @@ struct test_pki {
 /// std::runtime_error if OpenSSL fails.
 test_pki make_test_pki(const std::string& dir);
 
+/// The OpenSSL hashed-directory file name of a CA certificate ("%08lx.0"
+/// of its subject name hash), for a CA directory (c_rehash layout).
+std::string subject_hash_name(const std::string& cert_file);
+
 /// "sha256//BASE64" of the SubjectPublicKeyInfo of the (first) certificate
 /// in a PEM file.
 std::string spki_pin_of(const std::string& cert_file);
