@@ -28,8 +28,8 @@ namespace aico::peer {
 namespace {
 
 constexpr std::string_view api_prefix = "/api/v1";
-constexpr const char *backend_version = "1.0.0";
-constexpr const char *envelope_label = "xchacha20poly1305"; // sic: wire label
+constexpr const char* backend_version = "1.0.0";
+constexpr const char* envelope_label = "xchacha20poly1305"; // sic: wire label
 
 // -- small helpers
 // ---------------------------------------------------------------
@@ -39,7 +39,7 @@ bool starts_with(std::string_view s, std::string_view p) {
 }
 
 std::string lower(std::string s) {
-  for (auto &c : s)
+  for (auto& c : s)
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
@@ -91,9 +91,9 @@ query_list parse_query(std::string_view q) {
 }
 
 /// The last value of a query parameter (Starlette's QueryParams.get).
-const std::string *query_get(const query_list &q, std::string_view key) {
-  const std::string *out = nullptr;
-  for (auto &[k, v] : q)
+const std::string* query_get(const query_list& q, std::string_view key) {
+  const std::string* out = nullptr;
+  for (auto& [k, v] : q)
     if (k == key)
       out = &v;
   return out;
@@ -148,7 +148,7 @@ std::string sqlite_time(double unix) {
 
 /// Reads `path` (exactly `size` bytes) or creates it with random content,
 /// mode 0600.
-std::string load_or_create_key(const std::string &path, std::size_t size,
+std::string load_or_create_key(const std::string& path, std::size_t size,
                                bool printable) {
   if (fs::exists(path)) {
     std::ifstream in(path, std::ios::binary);
@@ -174,13 +174,13 @@ std::string load_or_create_key(const std::string &path, std::size_t size,
 // -- JSON helpers
 // ------------------------------------------------------------------
 
-const json::value *member(const json::value &v, std::string_view key) {
+const json::value* member(const json::value& v, std::string_view key) {
   if (!v.is_object())
     return nullptr;
   return v.as_object().if_contains(key);
 }
 
-std::string python_type(const json::value &v) {
+std::string python_type(const json::value& v) {
   switch (v.kind()) {
   case json::kind::null:
     return "NoneType";
@@ -202,7 +202,7 @@ std::string python_type(const json::value &v) {
 }
 
 /// Python's str() of a JSON value (as an f-string would print it).
-std::string python_str(const json::value &v) {
+std::string python_str(const json::value& v) {
   if (v.is_string())
     return std::string(v.get_string());
   if (v.is_bool())
@@ -212,7 +212,7 @@ std::string python_str(const json::value &v) {
   return py_dumps(v, {false, false});
 }
 
-std::vector<std::string> permissions_of(const std::string &role) {
+std::vector<std::string> permissions_of(const std::string& role) {
   if (role == "admin")
     return {"admin.*", "system.*", "logs.*",      "config.*",
             "users.*", "audit.*",  "subscribe.*", "conversation.*"};
@@ -223,9 +223,9 @@ std::vector<std::string> permissions_of(const std::string &role) {
   return {"conversation.*", "memory.read", "personality.read", "profile.*"};
 }
 
-bool has_permission(const std::vector<std::string> &perms,
-                    const std::string &wanted) {
-  for (auto &p : perms) {
+bool has_permission(const std::vector<std::string>& perms,
+                    const std::string& wanted) {
+  for (auto& p : perms) {
     if (p == "*" || p == wanted)
       return true;
     if (p.size() >= 2 && p.compare(p.size() - 2, 2, ".*") == 0
@@ -255,7 +255,7 @@ bool python_uuid_ok(std::string s) {
                      [](char c) { return hexval(c) >= 0; });
 }
 
-bool pin_format_ok(const std::string &pin) {
+bool pin_format_ok(const std::string& pin) {
   return pin.size() >= 4 && pin.size() <= 8
          && std::all_of(pin.begin(), pin.end(),
                         [](char c) { return c >= '0' && c <= '9'; });
@@ -272,7 +272,7 @@ struct model_plan {
 
 /// Splits before every space that follows a non-space, so the pieces
 /// concatenate back to the text ("You", " said:", " hi").
-std::vector<std::string> word_chunks(const std::string &text) {
+std::vector<std::string> word_chunks(const std::string& text) {
   std::vector<std::string> out;
   std::string cur;
   for (std::size_t i = 0; i < text.size(); ++i) {
@@ -287,7 +287,7 @@ std::vector<std::string> word_chunks(const std::string &text) {
   return out;
 }
 
-model_plan make_plan(const std::string &message, int thinking_chunks) {
+model_plan make_plan(const std::string& message, int thinking_chunks) {
   model_plan p;
   for (int i = 0; i < thinking_chunks; ++i)
     p.thinking.push_back((i == 0 ? "" : " ") + std::string("thought-")
@@ -312,7 +312,7 @@ struct fault_rule {
   int after = 0;
 };
 
-const std::set<std::string> &known_faults() {
+const std::set<std::string>& known_faults() {
   static const std::set<std::string> k{
     "drop",            // close without a response
     "delay",           // wait delay_ms, then handle normally
@@ -328,12 +328,26 @@ const std::set<std::string> &known_faults() {
   return k;
 }
 
-bool is_model_fault(const std::string &f) {
-  return f == "model_stall" || f == "model_error" || f == "stream_cut"
-         || f == "lose_first_chunk";
+/// Where a fault acts; a rule is used up only by a request that gets there.
+enum class fault_stage {
+  transport,  ///< any request: drop, delay
+  middleware, ///< a protected request, before the channel lookup
+  app,        ///< a request the middleware passed on to a route
+  model       ///< a conversation send
+};
+
+fault_stage stage_of(const std::string& f) {
+  if (f == "drop" || f == "delay")
+    return fault_stage::transport;
+  if (f == "internal_error")
+    return fault_stage::middleware;
+  if (f == "model_stall" || f == "model_error" || f == "stream_cut"
+      || f == "lose_first_chunk")
+    return fault_stage::model;
+  return fault_stage::app;
 }
 
-json::object fault_json(const fault_rule &r) {
+json::object fault_json(const fault_rule& r) {
   return json::object{{"fault", r.fault},       {"path", r.path},
                       {"method", r.method},     {"count", r.count},
                       {"status", r.status},     {"detail", r.detail},
@@ -394,7 +408,7 @@ app_result unprocessable(json::array errors) {
   return json_result(422, json::object{{"detail", std::move(errors)}});
 }
 
-http_reply clear_json(int status, const json::value &v) {
+http_reply clear_json(int status, const json::value& v) {
   http_reply r;
   r.status = status;
   r.headers.emplace_back("content-type", "application/json");
@@ -413,10 +427,10 @@ struct channel {
 // ----------------------------------------------------------------------------
 
 struct backend::impl {
-  explicit impl(const peer_config &c)
+  explicit impl(const peer_config& c)
     : cfg(c), db((fs::path(c.data_dir) / "peer.db").string()) {}
 
-  const peer_config &cfg;
+  const peer_config& cfg;
   store db;
   sign_keypair identity;
   std::string jwt_secret;
@@ -427,11 +441,11 @@ struct backend::impl {
   bool ws_up = true;
 
   // -- helpers ---------------------------------------------------------------
-  bool channel_valid(const channel &ch) const {
+  bool channel_valid(const channel& ch) const {
     return mono_now() - ch.established <= cfg.channel_ttl_s;
   }
 
-  std::string envelope(const channel &ch, const json::value &v) const {
+  std::string envelope(const channel& ch, const json::value& v) const {
     json::object env;
     env["encrypted"] = true;
     env["payload"] = b64_encode(ch.box.seal(py_dumps(v, {true, true})));
@@ -439,15 +453,15 @@ struct backend::impl {
     return py_dumps(env, {false, true});
   }
 
-  std::optional<fault_rule> take_fault(const std::string &path,
-                                       const std::string &method,
-                                       bool model_only) {
+  std::optional<fault_rule> take_fault(const std::string& path,
+                                       const std::string& method,
+                                       fault_stage stage) {
     for (auto it = faults.begin(); it != faults.end(); ++it) {
       if (!it->path.empty() && !starts_with(path, it->path))
         continue;
       if (!it->method.empty() && lower(it->method) != lower(method))
         continue;
-      if (is_model_fault(it->fault) != model_only)
+      if (stage_of(it->fault) != stage)
         continue;
       fault_rule r = *it;
       if (it->count > 0 && --it->count == 0)
@@ -457,15 +471,15 @@ struct backend::impl {
     return std::nullopt;
   }
 
-  std::string issue_access(const std::string &user_uuid,
-                           const std::string &username,
-                           const json::array &roles,
-                           const std::vector<std::string> &perms) {
+  std::string issue_access(const std::string& user_uuid,
+                           const std::string& username,
+                           const json::array& roles,
+                           const std::vector<std::string>& perms) {
     auto now = unix_now();
     token_claims c;
     c.user_uuid = user_uuid;
     c.username = username;
-    for (auto &r : roles)
+    for (auto& r : roles)
       if (r.is_string())
         c.roles.emplace_back(r.get_string());
     c.permissions = perms;
@@ -478,10 +492,10 @@ struct backend::impl {
     return token;
   }
 
-  std::string issue_refresh(const std::string &user_uuid,
-                            const std::string &username,
-                            const std::vector<std::string> &roles,
-                            const std::vector<std::string> &perms) {
+  std::string issue_refresh(const std::string& user_uuid,
+                            const std::string& username,
+                            const std::vector<std::string>& roles,
+                            const std::vector<std::string>& perms) {
     token_claims c;
     c.user_uuid = user_uuid;
     c.username = username;
@@ -495,25 +509,25 @@ struct backend::impl {
 
   // -- the handshake (clear)
   // ------------------------------------------------------
-  http_reply handshake(const http_request &req);
+  http_reply handshake(const http_request& req);
 
   // -- the app behind the middleware
   // ----------------------------------------------
-  app_result app(const http_request &req, const std::string &path,
-                 const query_list &query, const json::value *body,
-                 bool plaintext, const std::optional<fault_rule> &fault);
-  bool current_user(const http_request &req, json::object &claims,
-                    app_result &err);
-  app_result authenticate(const json::value &body);
-  app_result refresh(const http_request &req, const json::value &body);
-  app_result send_message(const http_request &req, const query_list &query,
-                          const json::value &body, const json::object &claims);
-  app_result history(const json::object &claims, const query_list &query);
+  app_result app(const http_request& req, const std::string& path,
+                 const query_list& query, const json::value* body,
+                 bool plaintext, std::optional<fault_rule>& fault);
+  bool current_user(const http_request& req, json::object& claims,
+                    app_result& err);
+  app_result authenticate(const json::value& body);
+  app_result refresh(const http_request& req, const json::value& body);
+  app_result send_message(const http_request& req, const query_list& query,
+                          const json::value& body, const json::object& claims);
+  app_result history(const json::object& claims, const query_list& query);
 
   // -- test routes
   // ----------------------------------------------------------------
-  http_reply debug(const http_request &req, const std::string &path,
-                   const server_hooks &hooks);
+  http_reply debug(const http_request& req, const std::string& path,
+                   const server_hooks& hooks);
 };
 
 double backend::mono_now() {
@@ -538,7 +552,7 @@ backend::backend(peer_config cfg) : cfg_(std::move(cfg)) {
   impl_->jwt_secret
     = load_or_create_key((dir / "jwt.secret").string(), 43, true);
   auto now_iso = iso_naive(unix_now(), false);
-  for (auto &u : cfg_.users)
+  for (auto& u : cfg_.users)
     impl_->db.upsert_user(u.uuid, u.name, u.pin.empty() ? "" : pin_hash(u.pin),
                           u.role, now_iso);
 }
@@ -552,7 +566,7 @@ std::string backend::identity_key_b64() const {
 // -- handshake
 // ---------------------------------------------------------------------
 
-http_reply backend::impl::handshake(const http_request &req) {
+http_reply backend::impl::handshake(const http_request& req) {
   static const json::object failed{{"error", "Handshake processing failed"}};
   if (req.method != "POST")
     return clear_json(405, json::object{{"error", "Method not allowed"}});
@@ -575,10 +589,10 @@ http_reply backend::impl::handshake(const http_request &req) {
   static const std::set<std::string> fields{"component", "public_key",
                                             "timestamp", "challenge",
                                             "signature", "identity_key"};
-  for (auto &kv : hr)
+  for (auto& kv : hr)
     if (!fields.count(std::string(kv.key())))
       return clear_json(500, failed); // HandshakeMessage(**data): TypeError
-  auto str = [&](const char *k) -> std::optional<std::string> {
+  auto str = [&](const char* k) -> std::optional<std::string> {
     auto v = hr.if_contains(k);
     if (!v || !v->is_string())
       return std::nullopt;
@@ -638,8 +652,8 @@ http_reply backend::impl::handshake(const http_request &req) {
 // -- the request pipeline
 // ------------------------------------------------------------
 
-http_reply backend::handle(const http_request &req) {
-  auto &I = *impl_;
+http_reply backend::handle(const http_request& req) {
+  auto& I = *impl_;
   auto qpos = req.target.find('?');
   std::string path
     = url_decode(std::string_view(req.target).substr(0, qpos), false);
@@ -652,7 +666,8 @@ http_reply backend::handle(const http_request &req) {
 
   // Transport faults: drop and delay apply to every path.
   double delay_s = 0;
-  std::optional<fault_rule> fault = I.take_fault(path, req.method, false);
+  std::optional<fault_rule> fault
+    = I.take_fault(path, req.method, fault_stage::transport);
   if (fault && fault->fault == "drop") {
     http_reply r;
     r.what = http_reply::kind::drop;
@@ -693,14 +708,15 @@ http_reply backend::handle(const http_request &req) {
     return with_delay(clear_json(404, json::object{{"detail", "Not Found"}}));
 
   // ---- the encryption middleware ----
-  if (fault && fault->fault == "internal_error")
+  fault = I.take_fault(path, req.method, fault_stage::middleware);
+  if (fault)
     return with_delay(
       clear_json(500, json::object{{"error", "Internal server error"}}));
   ++I.stats["protected_requests"];
   std::optional<json::value> body_json;
   if (!req.body.empty())
     body_json = parse_json(req.body);
-  const channel *ch = nullptr;
+  const channel* ch = nullptr;
   if (body_json && body_json->is_object()) {
     auto cid = body_json->as_object().if_contains("client_id");
     if (cid && cid->is_string()) {
@@ -739,7 +755,7 @@ http_reply backend::handle(const http_request &req) {
       return with_delay(
         clear_json(500, json::object{{"error", "Internal server error"}}));
     } else {
-      auto &o = body_json->as_object();
+      auto& o = body_json->as_object();
       auto enc = o.if_contains("encrypted");
       auto payload = o.if_contains("payload");
       if (enc && py_truthy(*enc) && payload) {
@@ -775,7 +791,7 @@ http_reply backend::handle(const http_request &req) {
   try {
     res = I.app(req, path.substr(api_prefix.size()), query,
                 app_body ? &*app_body : nullptr, plaintext, fault);
-  } catch (const std::exception &) {
+  } catch (const std::exception&) {
     res = plain_500();
   }
   if (res.hang) {
@@ -794,7 +810,7 @@ http_reply backend::handle(const http_request &req) {
     r.what = http_reply::kind::stream;
     r.headers.emplace_back("content-type", "application/x-ndjson");
     r.cut_after_lines = res.cut_after_lines;
-    for (auto &[at, line] : res.lines)
+    for (auto& [at, line] : res.lines)
       r.lines.push_back(
         {at, (encrypt ? I.envelope(chan, line) : py_dumps(line, {false, true}))
                + "\n"});
@@ -816,8 +832,8 @@ http_reply backend::handle(const http_request &req) {
 // -- the app
 // ---------------------------------------------------------------------------
 
-bool backend::impl::current_user(const http_request &req, json::object &claims,
-                                 app_result &err) {
+bool backend::impl::current_user(const http_request& req, json::object& claims,
+                                 app_result& err) {
   auto it = req.headers.find("authorization");
   std::string value = it == req.headers.end() ? "" : it->second;
   auto sp = value.find(' ');
@@ -868,7 +884,7 @@ struct route_info {
   std::vector<std::string> body_methods; ///< methods whose handler reads a body
 };
 
-route_info match_route(const std::string &rel) {
+route_info match_route(const std::string& rel) {
   static const std::vector<std::pair<std::string, route_info>> exact{
     {"/users/authenticate", {route::authenticate, {"POST"}, {"POST"}}},
     {"/users/refresh", {route::refresh, {"POST"}, {"POST"}}},
@@ -880,7 +896,7 @@ route_info match_route(const std::string &rel) {
     {"/health/detailed", {route::health_detailed, {"GET"}, {}}},
     {"/gateway/status", {route::gateway_status, {"GET"}, {}}},
   };
-  for (auto &[p, info] : exact)
+  for (auto& [p, info] : exact)
     if (p == rel)
       return info;
   // /users/{user_uuid}: one non-empty segment
@@ -890,14 +906,14 @@ route_info match_route(const std::string &rel) {
   return {};
 }
 
-bool contains(const std::vector<std::string> &v, const std::string &s) {
+bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
 /// FastAPI's JSON body reading and model validation for a body with the
 /// given string fields. Returns false with a 422 in `err`.
-bool body_object(const http_request &req, const json::value *body,
-                 app_result &err) {
+bool body_object(const http_request& req, const json::value* body,
+                 app_result& err) {
   auto ct = req.headers.find("content-type");
   if (ct != req.headers.end()) {
     auto media = lower(ct->second.substr(0, ct->second.find(';')));
@@ -930,8 +946,8 @@ bool body_object(const http_request &req, const json::value *body,
 }
 
 /// Validates one field; appends to `errors`.
-void check_field(const json::object &o, const char *name, bool required,
-                 json::kind want, json::array &errors) {
+void check_field(const json::object& o, const char* name, bool required,
+                 json::kind want, json::array& errors) {
   auto v = o.if_contains(name);
   if (!v) {
     if (required)
@@ -951,9 +967,9 @@ void check_field(const json::object &o, const char *name, bool required,
 }
 
 /// An integer query parameter with bounds; nullopt with an error appended.
-std::optional<int64_t> int_query(const query_list &q, const char *name,
+std::optional<int64_t> int_query(const query_list& q, const char* name,
                                  int64_t dflt, int64_t ge, int64_t le,
-                                 json::array &errors) {
+                                 json::array& errors) {
   auto v = query_get(q, name);
   if (!v)
     return dflt;
@@ -1006,10 +1022,10 @@ double utc_seconds(int y, int mo, int d, int h, int mi, double s) {
 
 } // namespace
 
-app_result backend::impl::app(const http_request &req, const std::string &path,
-                              const query_list &query, const json::value *body,
+app_result backend::impl::app(const http_request& req, const std::string& path,
+                              const query_list& query, const json::value* body,
                               bool plaintext,
-                              const std::optional<fault_rule> &fault) {
+                              std::optional<fault_rule>& fault) {
   auto info = match_route(path);
   if (info.r != route::none && contains(info.body_methods, req.method)
       && plaintext) {
@@ -1019,6 +1035,8 @@ app_result backend::impl::app(const http_request &req, const std::string &path,
     r.hang = true;
     return r;
   }
+  fault
+    = take_fault(std::string(api_prefix) + path, req.method, fault_stage::app);
   if (fault && fault->fault == "plain_500")
     return plain_500();
   if (fault && fault->fault == "http_error")
@@ -1058,7 +1076,7 @@ app_result backend::impl::app(const http_request &req, const std::string &path,
   if (!contains(info.methods, req.method)) {
     auto r = detail_result(405, "Method Not Allowed");
     std::string allow;
-    for (auto &m : info.methods)
+    for (auto& m : info.methods)
       allow += (allow.empty() ? "" : ", ") + m;
     r.headers.emplace_back("allow", allow);
     return r;
@@ -1180,15 +1198,15 @@ json::object auth_response(bool success, json::value user, json::value access,
                       {"last_login", std::move(last_login)}};
 }
 
-app_result auth_failure(const std::string &error) {
+app_result auth_failure(const std::string& error) {
   return json_result(200, auth_response(false, nullptr, nullptr, nullptr,
                                         json::value(error), nullptr));
 }
 
 } // namespace
 
-app_result backend::impl::authenticate(const json::value &body) {
-  auto &o = body.as_object();
+app_result backend::impl::authenticate(const json::value& body) {
+  auto& o = body.as_object();
   json::array errors;
   check_field(o, "user_uuid", true, json::kind::string, errors);
   check_field(o, "pin", true, json::kind::string, errors);
@@ -1241,9 +1259,9 @@ app_result backend::impl::authenticate(const json::value &body) {
                                                   : json::value(nullptr)));
 }
 
-app_result backend::impl::refresh(const http_request &req,
-                                  const json::value &body) {
-  auto &o = body.as_object();
+app_result backend::impl::refresh(const http_request& req,
+                                  const json::value& body) {
+  auto& o = body.as_object();
   json::array errors;
   check_field(o, "refresh_token", false, json::kind::string, errors);
   if (!errors.empty())
@@ -1278,7 +1296,7 @@ app_result backend::impl::refresh(const http_request &req,
     roles = r->get_array();
   std::vector<std::string> perms;
   if (auto p = claims.if_contains("permissions"); p && p->is_array())
-    for (auto &e : p->get_array())
+    for (auto& e : p->get_array())
       if (e.is_string())
         perms.emplace_back(e.get_string());
   auto access
@@ -1291,11 +1309,11 @@ app_result backend::impl::refresh(const http_request &req,
 // -- /conversation/messages
 // ------------------------------------------------------------
 
-app_result backend::impl::send_message(const http_request &req,
-                                       const query_list &query,
-                                       const json::value &body,
-                                       const json::object &claims) {
-  auto &o = body.as_object();
+app_result backend::impl::send_message(const http_request& req,
+                                       const query_list& query,
+                                       const json::value& body,
+                                       const json::object& claims) {
+  auto& o = body.as_object();
   json::array errors;
   check_field(o, "message", true, json::kind::string, errors);
   check_field(o, "message_type", false, json::kind::string, errors);
@@ -1348,7 +1366,7 @@ app_result backend::impl::send_message(const http_request &req,
   db.add_message(um);
 
   auto fault = take_fault(std::string(api_prefix) + "/conversation/messages",
-                          req.method, true);
+                          req.method, fault_stage::model);
   auto plan = make_plan(message, cfg.thinking_chunks);
   bool stall = fault && fault->fault == "model_stall";
   bool model_error = fault && fault->fault == "model_error";
@@ -1356,7 +1374,7 @@ app_result backend::impl::send_message(const http_request &req,
   auto total_chunks = plan.thinking.size() + plan.response.size();
   double model_time = static_cast<double>(total_chunks) * step;
 
-  store *dbp = &db;
+  store* dbp = &db;
   auto store_reply = [dbp, plan, message_id, conversation_id, user_uuid](bool) {
     double t = unix_now();
     message_row am;
@@ -1371,7 +1389,7 @@ app_result backend::impl::send_message(const http_request &req,
     am.ts = t;
     try {
       dbp->add_message(am);
-    } catch (const std::exception &) {
+    } catch (const std::exception&) {
       // the reply is lost, as a crashed model would lose it
     }
   };
@@ -1423,8 +1441,8 @@ app_result backend::impl::send_message(const http_request &req,
   std::size_t k = 0;
   std::string acc_thinking, acc_response;
   bool errored = false;
-  auto push_chunk = [&](const std::string &content, bool thinking) {
-    std::string &acc = thinking ? acc_thinking : acc_response;
+  auto push_chunk = [&](const std::string& content, bool thinking) {
+    std::string& acc = thinking ? acc_thinking : acc_response;
     acc += content;
     ++k;
     if (model_error && static_cast<int>(k) > fault->after) {
@@ -1445,9 +1463,9 @@ app_result backend::impl::send_message(const http_request &req,
                    {"done", false},
                    {"content_type", thinking ? "thinking" : "response"}});
   };
-  for (auto &c : plan.thinking)
+  for (auto& c : plan.thinking)
     push_chunk(c, true);
-  for (auto &c : plan.response)
+  for (auto& c : plan.response)
     push_chunk(c, false);
   if (model_error && !errored)
     r.lines.emplace_back(
@@ -1463,7 +1481,7 @@ app_result backend::impl::send_message(const http_request &req,
                                       {"conversation_id", conversation_id},
                                       {"message_id", message_id}});
   // The stream gives up 30 s after it started.
-  auto late = std::find_if(r.lines.begin(), r.lines.end(), [&](auto &l) {
+  auto late = std::find_if(r.lines.begin(), r.lines.end(), [&](auto& l) {
     return l.first > cfg.stream_timeout_s;
   });
   if (late != r.lines.end()) {
@@ -1479,12 +1497,12 @@ app_result backend::impl::send_message(const http_request &req,
   return r;
 }
 
-app_result backend::impl::history(const json::object &claims,
-                                  const query_list &query) {
+app_result backend::impl::history(const json::object& claims,
+                                  const query_list& query) {
   json::array errors;
   auto page = int_query(query, "page", 1, 1, INT64_MAX, errors);
   auto page_size = int_query(query, "page_size", 50, 1, 100, errors);
-  const std::string *conversation_id = query_get(query, "conversation_id");
+  const std::string* conversation_id = query_get(query, "conversation_id");
   std::optional<double> since;
   bool since_aware = false;
   if (auto s = query_get(query, "since")) {
@@ -1529,7 +1547,7 @@ app_result backend::impl::history(const json::object &claims,
   for (std::size_t i = first;
        i < rows.size() && i < first + static_cast<std::size_t>(*page_size);
        ++i) {
-    auto &m = rows[i];
+    auto& m = rows[i];
     msgs.push_back(json::object{{"id", m.id},
                                 {"conversation_id", m.conversation_id},
                                 {"user_id", m.user_id},
@@ -1552,15 +1570,15 @@ app_result backend::impl::history(const json::object &claims,
 // -- test routes (--enable-faults)
 // -----------------------------------------------------
 
-http_reply backend::impl::debug(const http_request &req,
-                                const std::string &path,
-                                const server_hooks &hooks) {
+http_reply backend::impl::debug(const http_request& req,
+                                const std::string& path,
+                                const server_hooks& hooks) {
   auto bad = [](std::string msg) {
     return clear_json(400, json::object{{"error", std::move(msg)}});
   };
   if (path == "/_peer/messages" && req.method == "GET") {
     json::array out;
-    for (auto &m : db.all_messages())
+    for (auto& m : db.all_messages())
       out.push_back(json::object{{"id", m.id},
                                  {"send_message_id", m.send_message_id},
                                  {"conversation_id", m.conversation_id},
@@ -1573,7 +1591,7 @@ http_reply backend::impl::debug(const http_request &req,
   }
   if (path == "/_peer/stats" && req.method == "GET") {
     json::object o;
-    for (auto &[k, v] : stats)
+    for (auto& [k, v] : stats)
       o[k] = v;
     o["channels"] = static_cast<int64_t>(channels.size());
     return clear_json(200, o);
@@ -1587,13 +1605,13 @@ http_reply backend::impl::debug(const http_request &req,
       auto b = parse_json(req.body);
       if (!b || !b->is_object())
         return bad("body must be a JSON object");
-      auto &o = b->as_object();
+      auto& o = b->as_object();
       fault_rule r;
-      auto s = [&](const char *k, std::string &out) {
+      auto s = [&](const char* k, std::string& out) {
         if (auto v = o.if_contains(k); v && v->is_string())
           out = std::string(v->get_string());
       };
-      auto n = [&](const char *k, int &out) {
+      auto n = [&](const char* k, int& out) {
         if (auto v = o.if_contains(k); v && v->is_int64())
           out = static_cast<int>(v->get_int64());
       };
@@ -1615,7 +1633,7 @@ http_reply backend::impl::debug(const http_request &req,
     }
     if (req.method == "POST" || req.method == "GET") {
       json::array a;
-      for (auto &f : faults)
+      for (auto& f : faults)
         a.push_back(fault_json(f));
       return clear_json(200, json::object{{"faults", std::move(a)}});
     }
@@ -1648,7 +1666,7 @@ http_reply backend::impl::debug(const http_request &req,
 
 namespace {
 
-std::string ws_json(const json::object &o) {
+std::string ws_json(const json::object& o) {
   return py_dumps(o, {false, true}); // json.dumps defaults
 }
 
@@ -1661,7 +1679,7 @@ std::string ws_error(std::string_view error, std::string_view detail = {}) {
 
 } // namespace
 
-ws_action backend::ws_open(ws_state &s, std::size_t open_connections) {
+ws_action backend::ws_open(ws_state& s, std::size_t open_connections) {
   ws_action a;
   if (static_cast<int>(open_connections) >= cfg_.ws_max_connections) {
     a.close = true;
@@ -1678,22 +1696,22 @@ ws_action backend::ws_open(ws_state &s, std::size_t open_connections) {
   return a;
 }
 
-bool backend::ws_stale(const ws_state &s, double now) const {
+bool backend::ws_stale(const ws_state& s, double now) const {
   return s.last_heartbeat < now - 3 * cfg_.ws_heartbeat_interval_s;
 }
 
-void backend::ws_closed(ws_state &s) {
+void backend::ws_closed(ws_state& s) {
   if (!s.session_id.empty()) {
     try {
       impl_->db.revoke_session(s.session_id);
-    } catch (const std::exception &) {
+    } catch (const std::exception&) {
       // "Failed to revoke WebSocket session on disconnect" (logged only)
     }
   }
 }
 
-ws_action backend::ws_message(ws_state &s, std::string_view text) {
-  auto &I = *impl_;
+ws_action backend::ws_message(ws_state& s, std::string_view text) {
+  auto& I = *impl_;
   ws_action a;
   auto v = parse_json(text);
   if (!v) {
@@ -1707,7 +1725,7 @@ ws_action backend::ws_message(ws_state &s, std::string_view text) {
                "'" + python_type(*v) + "' object has no attribute 'get'"));
     return a;
   }
-  auto &msg = v->as_object();
+  auto& msg = v->as_object();
   auto type_v = msg.if_contains("type");
   if (!type_v || !py_truthy(*type_v)) {
     a.frames.push_back(ws_error("Missing message type"));
@@ -1724,7 +1742,7 @@ ws_action backend::ws_message(ws_state &s, std::string_view text) {
       a.close_reason = "Session invalid";
       return a;
     }
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     a.frames.push_back(ws_error("Internal server error", e.what()));
     return a;
   }
@@ -1746,7 +1764,7 @@ ws_action backend::ws_message(ws_state &s, std::string_view text) {
     std::optional<session_row> session;
     try {
       session = I.db.active_session(sha256_hex(token), unix_now());
-    } catch (const std::exception &e) {
+    } catch (const std::exception& e) {
       a.frames.push_back(ws_error("Authentication error", e.what()));
       return a;
     }
@@ -1770,7 +1788,7 @@ ws_action backend::ws_message(ws_state &s, std::string_view text) {
       s.roles = r->get_array();
     s.permissions.clear();
     if (auto p = claims.if_contains("permissions"); p && p->is_array())
-      for (auto &e : p->get_array())
+      for (auto& e : p->get_array())
         if (e.is_string())
           s.permissions.emplace_back(e.get_string());
     a.frames.push_back(ws_json(json::object{{"type", "auth_success"},

@@ -122,23 +122,23 @@ public:
   explicit backend(peer_config cfg);
   ~backend();
 
-  const peer_config &config() const { return cfg_; }
+  const peer_config& config() const { return cfg_; }
   void set_hooks(server_hooks h) { hooks_ = std::move(h); }
 
   /// Base64 of the server's Ed25519 identity key (stable per data dir).
   std::string identity_key_b64() const;
 
-  http_reply handle(const http_request &req);
+  http_reply handle(const http_request& req);
 
   // -- WebSocket adapter ------------------------------------------------------
   /// The welcome frame, or a close 1013 when `open_connections` (the
   /// others, without this one) already reach the maximum.
-  ws_action ws_open(ws_state &s, std::size_t open_connections);
-  ws_action ws_message(ws_state &s, std::string_view text);
+  ws_action ws_open(ws_state& s, std::size_t open_connections);
+  ws_action ws_message(ws_state& s, std::string_view text);
   /// The connection ended (any reason): revokes its session row.
-  void ws_closed(ws_state &s);
+  void ws_closed(ws_state& s);
   /// Heartbeat check: whether this connection is stale at `now` (monotonic).
-  bool ws_stale(const ws_state &s, double now) const;
+  bool ws_stale(const ws_state& s, double now) const;
 
   static double mono_now();
   static double unix_now();

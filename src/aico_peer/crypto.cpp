@@ -11,8 +11,8 @@ namespace aico::peer {
 
 namespace {
 
-const unsigned char *u8(std::string_view s) {
-  return reinterpret_cast<const unsigned char *>(s.data());
+const unsigned char* u8(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
 }
 
 std::string b64_enc(std::string_view bytes, int variant) {
@@ -23,11 +23,11 @@ std::string b64_enc(std::string_view bytes, int variant) {
 }
 
 std::optional<std::string> b64_dec(std::string_view text, int variant,
-                                   const char *ignore) {
+                                   const char* ignore) {
   std::string out(text.size() / 4 * 3 + 3, '\0');
   std::size_t len = 0;
-  const char *end = nullptr;
-  if (sodium_base642bin(reinterpret_cast<unsigned char *>(out.data()),
+  const char* end = nullptr;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()),
                         out.size(), text.data(), text.size(), ignore, &len,
                         &end, variant)
         != 0
@@ -88,15 +88,15 @@ sign_keypair ed25519_from_seed(std::string_view seed) {
   sign_keypair kp;
   kp.pk.resize(crypto_sign_PUBLICKEYBYTES);
   kp.sk.resize(crypto_sign_SECRETKEYBYTES);
-  crypto_sign_seed_keypair(reinterpret_cast<unsigned char *>(kp.pk.data()),
-                           reinterpret_cast<unsigned char *>(kp.sk.data()),
+  crypto_sign_seed_keypair(reinterpret_cast<unsigned char*>(kp.pk.data()),
+                           reinterpret_cast<unsigned char*>(kp.sk.data()),
                            u8(seed));
   return kp;
 }
 
-std::string ed25519_sign(std::string_view message, const std::string &sk) {
+std::string ed25519_sign(std::string_view message, const std::string& sk) {
   std::string sig(crypto_sign_BYTES, '\0');
-  crypto_sign_detached(reinterpret_cast<unsigned char *>(sig.data()), nullptr,
+  crypto_sign_detached(reinterpret_cast<unsigned char*>(sig.data()), nullptr,
                        u8(message), message.size(), u8(sk));
   return sig;
 }
@@ -115,8 +115,8 @@ box_keypair x25519_generate() {
   box_keypair kp;
   kp.pk.resize(crypto_box_PUBLICKEYBYTES);
   kp.sk.resize(crypto_box_SECRETKEYBYTES);
-  crypto_box_keypair(reinterpret_cast<unsigned char *>(kp.pk.data()),
-                     reinterpret_cast<unsigned char *>(kp.sk.data()));
+  crypto_box_keypair(reinterpret_cast<unsigned char*>(kp.pk.data()),
+                     reinterpret_cast<unsigned char*>(kp.sk.data()));
   return kp;
 }
 
@@ -127,7 +127,7 @@ std::optional<nacl_box> nacl_box::make(std::string_view peer_pk,
     return std::nullopt;
   nacl_box b;
   b.key_.resize(crypto_box_BEFORENMBYTES);
-  if (crypto_box_beforenm(reinterpret_cast<unsigned char *>(b.key_.data()),
+  if (crypto_box_beforenm(reinterpret_cast<unsigned char*>(b.key_.data()),
                           u8(peer_pk), u8(own_sk))
       != 0)
     return std::nullopt;
@@ -137,7 +137,7 @@ std::optional<nacl_box> nacl_box::make(std::string_view peer_pk,
 std::string nacl_box::seal(std::string_view plain) const {
   std::string out(crypto_box_NONCEBYTES + crypto_box_MACBYTES + plain.size(),
                   '\0');
-  auto *nonce = reinterpret_cast<unsigned char *>(out.data());
+  auto* nonce = reinterpret_cast<unsigned char*>(out.data());
   randombytes_buf(nonce, crypto_box_NONCEBYTES);
   crypto_box_easy_afternm(nonce + crypto_box_NONCEBYTES, u8(plain),
                           plain.size(), nonce, u8(key_));
@@ -149,9 +149,8 @@ std::optional<std::string> nacl_box::open(std::string_view data) const {
     return std::nullopt;
   auto ct = data.substr(crypto_box_NONCEBYTES);
   std::string out(ct.size() - crypto_box_MACBYTES, '\0');
-  if (crypto_box_open_easy_afternm(
-        reinterpret_cast<unsigned char *>(out.data()), u8(ct), ct.size(),
-        u8(data), u8(key_))
+  if (crypto_box_open_easy_afternm(reinterpret_cast<unsigned char*>(out.data()),
+                                   u8(ct), ct.size(), u8(data), u8(key_))
       != 0)
     return std::nullopt;
   return out;
@@ -164,7 +163,7 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
            data.size(), md, &len)
       == nullptr)
     throw std::runtime_error("HMAC-SHA256 failed");
-  return std::string(reinterpret_cast<char *>(md), len);
+  return std::string(reinterpret_cast<char*>(md), len);
 }
 
 std::string sha256_hex(std::string_view data) {
@@ -173,7 +172,7 @@ std::string sha256_hex(std::string_view data) {
   if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr)
       != 1)
     throw std::runtime_error("SHA-256 failed");
-  return hex(std::string_view(reinterpret_cast<char *>(md), len));
+  return hex(std::string_view(reinterpret_cast<char*>(md), len));
 }
 
 std::string pin_hash(std::string_view pin) {
@@ -186,7 +185,7 @@ std::string pin_hash(std::string_view pin) {
   return out;
 }
 
-bool pin_verify(std::string_view pin, const std::string &stored) {
+bool pin_verify(std::string_view pin, const std::string& stored) {
   if (stored.empty())
     return false;
   return crypto_pwhash_str_verify(stored.c_str(), pin.data(), pin.size()) == 0;

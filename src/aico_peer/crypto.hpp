@@ -38,7 +38,7 @@ struct sign_keypair {
 /// The Ed25519 key pair of a 32-byte seed.
 sign_keypair ed25519_from_seed(std::string_view seed);
 /// Detached Ed25519 signature (64 bytes).
-std::string ed25519_sign(std::string_view message, const std::string &sk);
+std::string ed25519_sign(std::string_view message, const std::string& sk);
 bool ed25519_verify(std::string_view message, std::string_view signature,
                     std::string_view pk);
 
@@ -71,7 +71,7 @@ std::string sha256_hex(std::string_view data);
 
 /// Argon2id PIN hash (libsodium crypto_pwhash_str, minimal cost: a test peer).
 std::string pin_hash(std::string_view pin);
-bool pin_verify(std::string_view pin, const std::string &stored);
+bool pin_verify(std::string_view pin, const std::string& stored);
 
 /// Constant-time equality of two byte strings of the same length.
 bool bytes_equal(std::string_view a, std::string_view b);

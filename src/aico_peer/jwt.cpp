@@ -14,17 +14,17 @@ std::string jwt_sign_raw(std::string_view header_json,
          + b64url_encode(hmac_sha256(secret, signing_input));
 }
 
-std::string jwt_issue(const token_claims &c, std::string_view secret) {
+std::string jwt_issue(const token_claims& c, std::string_view secret) {
   json::object p;
   p["sub"] = c.user_uuid;
   p["user_uuid"] = c.user_uuid;
   p["username"] = c.username;
   json::array roles;
-  for (auto &r : c.roles)
+  for (auto& r : c.roles)
     roles.emplace_back(r);
   p["roles"] = std::move(roles);
   json::array perms;
-  for (auto &r : c.permissions)
+  for (auto& r : c.permissions)
     perms.emplace_back(r);
   p["permissions"] = std::move(perms);
   p["iat"] = c.iat;
@@ -36,7 +36,7 @@ std::string jwt_issue(const token_claims &c, std::string_view secret) {
 }
 
 jwt_result jwt_check(std::string_view token, std::string_view secret,
-                     double now_s, json::object *payload) {
+                     double now_s, json::object* payload) {
   auto d1 = token.find('.');
   if (d1 == std::string_view::npos)
     return jwt_result::invalid;
@@ -61,7 +61,7 @@ jwt_result jwt_check(std::string_view token, std::string_view secret,
   auto body = parse_json(*payload_raw);
   if (!body || !body->is_object())
     return jwt_result::invalid;
-  auto &o = body->as_object();
+  auto& o = body->as_object();
   if (auto exp = o.if_contains("exp")) {
     double e = 0;
     if (exp->is_int64())

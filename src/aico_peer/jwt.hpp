@@ -25,7 +25,7 @@ struct token_claims {
 };
 
 /// Signs the claims (iss "aico-api-gateway").
-std::string jwt_issue(const token_claims &c, std::string_view secret);
+std::string jwt_issue(const token_claims& c, std::string_view secret);
 
 enum class jwt_result { ok, invalid, expired };
 
@@ -33,7 +33,7 @@ enum class jwt_result { ok, invalid, expired };
 /// is checked first, then `exp` (expired when exp <= now). On success
 /// `payload` holds the decoded claims object.
 jwt_result jwt_check(std::string_view token, std::string_view secret,
-                     double now_s, boost::json::object *payload);
+                     double now_s, boost::json::object* payload);
 
 /// Signs arbitrary header/payload JSON text (for tests of forged tokens).
 std::string jwt_sign_raw(std::string_view header_json,

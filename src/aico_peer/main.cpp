@@ -26,7 +26,7 @@ using namespace aico::peer;
 namespace {
 
 /// Parses UUID:PIN:NAME[:ROLE]; an empty PIN makes a user without a PIN.
-std::optional<user_spec> parse_user(const std::string &s, std::string &err) {
+std::optional<user_spec> parse_user(const std::string& s, std::string& err) {
   std::vector<std::string> parts;
   std::size_t start = 0;
   for (;;) {
@@ -45,7 +45,7 @@ std::optional<user_spec> parse_user(const std::string &s, std::string &err) {
     "[0-9a-fA-F]{12}$"};
   user_spec u;
   u.uuid = parts[0];
-  for (auto &c : u.uuid)
+  for (auto& c : u.uuid)
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   u.pin = parts[1];
   u.name = parts[2];
@@ -77,8 +77,8 @@ std::optional<user_spec> parse_user(const std::string &s, std::string &err) {
   return u;
 }
 
-bool parse_listen(const std::string &what, const std::string &s,
-                  std::string &host, uint16_t &port, std::string &err) {
+bool parse_listen(const std::string& what, const std::string& s,
+                  std::string& host, uint16_t& port, std::string& err) {
   auto c = s.rfind(':');
   if (c == std::string::npos || c == 0 || c + 1 == s.size()) {
     err = what + " expects HOST:PORT, got '" + s + "'";
@@ -97,7 +97,7 @@ bool parse_listen(const std::string &what, const std::string &s,
 
 } // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   CLI::App app{"aico-backend-peer: a test server reproducing the AICO "
                "backend's client-facing wire (docs/profiles.md)"};
   peer_config cfg;
@@ -220,7 +220,7 @@ int main(int argc, char **argv) {
       users.push_back(line.substr(first));
     }
   }
-  for (auto &s : users) {
+  for (auto& s : users) {
     auto u = parse_user(s, err);
     if (!u) {
       std::cerr << "aico-backend-peer: " << err << "\n";
@@ -255,7 +255,7 @@ int main(int argc, char **argv) {
     be = std::make_unique<backend>(cfg);
     srv_ptr = std::make_unique<server>(*be, srv);
     srv_ptr->start();
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     std::cerr << "aico-backend-peer: " << e.what() << "\n";
     return 1;
   }

@@ -9,7 +9,7 @@ namespace aico::peer {
 
 namespace {
 
-void put_u16(std::string &out, unsigned v) {
+void put_u16(std::string& out, unsigned v) {
   char buf[8];
   std::snprintf(buf, sizeof(buf), "\\u%04x", v & 0xFFFFu);
   out += buf;
@@ -18,7 +18,7 @@ void put_u16(std::string &out, unsigned v) {
 /// Decodes one UTF-8 sequence at s[i]; returns the code point and advances
 /// i. Invalid bytes come back as U+FFFD (Boost.JSON only yields valid UTF-8,
 /// so this is a guard).
-unsigned next_cp(std::string_view s, std::size_t &i) {
+unsigned next_cp(std::string_view s, std::size_t& i) {
   auto c = static_cast<unsigned char>(s[i]);
   std::size_t n = (c >> 5) == 0x6    ? 1
                   : (c >> 4) == 0xE  ? 2
@@ -35,7 +35,7 @@ unsigned next_cp(std::string_view s, std::size_t &i) {
   return cp;
 }
 
-void put_string(std::string &out, std::string_view s, bool ascii) {
+void put_string(std::string& out, std::string_view s, bool ascii) {
   out += '"';
   std::size_t i = 0;
   while (i < s.size()) {
@@ -89,7 +89,7 @@ void put_string(std::string &out, std::string_view s, bool ascii) {
   out += '"';
 }
 
-void dump(std::string &out, const json::value &v, const py_style &st) {
+void dump(std::string& out, const json::value& v, const py_style& st) {
   switch (v.kind()) {
   case json::kind::null:
     out += "null";
@@ -112,7 +112,7 @@ void dump(std::string &out, const json::value &v, const py_style &st) {
   case json::kind::array: {
     out += '[';
     bool first = true;
-    for (auto &e : v.get_array()) {
+    for (auto& e : v.get_array()) {
       if (!first)
         out += st.compact ? "," : ", ";
       first = false;
@@ -124,7 +124,7 @@ void dump(std::string &out, const json::value &v, const py_style &st) {
   case json::kind::object: {
     out += '{';
     bool first = true;
-    for (auto &kv : v.get_object()) {
+    for (auto& kv : v.get_object()) {
       if (!first)
         out += st.compact ? "," : ", ";
       first = false;
@@ -187,7 +187,7 @@ std::string py_float(double d) {
   return out;
 }
 
-std::string py_dumps(const json::value &v, py_style style) {
+std::string py_dumps(const json::value& v, py_style style) {
   std::string out;
   dump(out, v, style);
   return out;
@@ -201,7 +201,7 @@ std::optional<json::value> parse_json(std::string_view text) {
   return v;
 }
 
-bool py_truthy(const json::value &v) {
+bool py_truthy(const json::value& v) {
   switch (v.kind()) {
   case json::kind::null:
     return false;

@@ -25,7 +25,7 @@ struct py_style {
 
 /// json.dumps(value, ...) with the given style. Object members keep their
 /// insertion order (as Python dicts do).
-std::string py_dumps(const json::value &v, py_style style = {});
+std::string py_dumps(const json::value& v, py_style style = {});
 
 /// Python's repr() of a float.
 std::string py_float(double d);
@@ -34,6 +34,6 @@ std::string py_float(double d);
 std::optional<json::value> parse_json(std::string_view text);
 
 /// Python truthiness of a JSON value (false, null, 0, "", [], {} are false).
-bool py_truthy(const json::value &v);
+bool py_truthy(const json::value& v);
 
 } // namespace aico::peer

@@ -46,7 +46,7 @@ std::string http_date() {
 }
 
 std::string lower(std::string s) {
-  for (auto &c : s)
+  for (auto& c : s)
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
@@ -57,9 +57,9 @@ class http_session;
 class ws_session;
 
 struct server::impl {
-  impl(backend &b, server_config c) : be(b), cfg(std::move(c)) {}
+  impl(backend& b, server_config c) : be(b), cfg(std::move(c)) {}
 
-  backend &be;
+  backend& be;
   server_config cfg;
   asio::io_context ioc{1};
   std::optional<tcp::acceptor> http_acc;
@@ -76,7 +76,7 @@ struct server::impl {
 
   void accept_http();
   void accept_ws();
-  bool open_ws_acceptor(std::string &err);
+  bool open_ws_acceptor(std::string& err);
   void schedule_heartbeat();
   int drop_ws();
 };
@@ -86,7 +86,7 @@ struct server::impl {
 
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
-  http_session(server::impl &s, tcp::socket sock)
+  http_session(server::impl& s, tcp::socket sock)
     : s_(s), stream_(std::move(sock)), timer_(s.ioc) {}
 
   void start() {
@@ -111,7 +111,7 @@ private:
   void on_header(error_code ec) {
     if (ec)
       return close();
-    auto &req = parser_->get();
+    auto& req = parser_->get();
     auto expect = req.find(http::field::expect);
     if (expect != req.end()
         && lower(std::string(expect->value())) == "100-continue") {
@@ -149,12 +149,12 @@ private:
     http_request req;
     req.method = std::string(msg.method_string());
     req.target = std::string(msg.target());
-    for (auto &f : msg)
+    for (auto& f : msg)
       req.headers[lower(std::string(f.name_string()))] = std::string(f.value());
     req.body = std::move(msg.body());
     try {
       reply_ = s_.be.handle(req);
-    } catch (const std::exception &e) {
+    } catch (const std::exception& e) {
       std::cerr << "aico-backend-peer: " << e.what() << std::endl;
       reply_ = http_reply{};
       reply_.status = 500;
@@ -213,11 +213,11 @@ private:
   }
 
   template <class Res>
-  void common_headers(Res &res) {
+  void common_headers(Res& res) {
     res.version(version_);
     res.set(http::field::date, http_date());
     res.set(http::field::server, "uvicorn");
-    for (auto &[k, v] : reply_.headers)
+    for (auto& [k, v] : reply_.headers)
       res.insert(k, v);
     res.keep_alive(keep_alive_);
   }
@@ -318,7 +318,7 @@ private:
   void stream_write() {
     if (next_line_ + 1 == reply_.lines.size())
       finish(true); // before the client sees the last line
-    auto &line = reply_.lines[next_line_].data;
+    auto& line = reply_.lines[next_line_].data;
     stream_.expires_after(write_timeout);
     asio::async_write(stream_, http::make_chunk(asio::buffer(line)),
                       [self = shared_from_this()](error_code ec, std::size_t) {
@@ -345,7 +345,7 @@ private:
       reply_.on_finish = nullptr;
       try {
         f(ok);
-      } catch (const std::exception &e) {
+      } catch (const std::exception& e) {
         std::cerr << "aico-backend-peer: " << e.what() << std::endl;
       }
     }
@@ -362,7 +362,7 @@ private:
     stream_.close();
   }
 
-  server::impl &s_;
+  server::impl& s_;
   beast::tcp_stream stream_;
   beast::flat_buffer buf_;
   asio::steady_timer timer_;
@@ -384,7 +384,7 @@ private:
 
 class ws_session : public std::enable_shared_from_this<ws_session> {
 public:
-  ws_session(server::impl &s, tcp::socket sock, uint64_t id)
+  ws_session(server::impl& s, tcp::socket sock, uint64_t id)
     : s_(s), ws_(std::move(sock)) {
     state_.id = id;
     error_code ec;
@@ -402,7 +402,7 @@ public:
       true});                   // pings when idle half of that (30 s)
     ws_.read_message_max(max_ws_message);
     ws_.set_option(
-      websocket::stream_base::decorator([](websocket::response_type &res) {
+      websocket::stream_base::decorator([](websocket::response_type& res) {
         res.set(http::field::server, "Python/3.11 websockets/10.4");
       }));
     beast::get_lowest_layer(ws_).expires_never();
@@ -411,7 +411,7 @@ public:
   }
 
   /// Heartbeat timeout or a test drop; any time on the io thread.
-  void close_with(int code, const std::string &reason) {
+  void close_with(int code, const std::string& reason) {
     if (finished_ || closing_)
       return;
     closing_ = true;
@@ -431,14 +431,14 @@ public:
     finish();
   }
 
-  const ws_state &state() const { return state_; }
+  const ws_state& state() const { return state_; }
 
 private:
   void on_accept(error_code ec) {
     if (ec)
       return finish();
     std::size_t others = 0;
-    for (auto &[id, w] : s_.ws_sessions)
+    for (auto& [id, w] : s_.ws_sessions)
       if (!w.expired())
         ++others;
     auto a = s_.be.ws_open(state_, others);
@@ -464,7 +464,7 @@ private:
       ws_action a;
       try {
         a = s_.be.ws_message(state_, text);
-      } catch (const std::exception &e) {
+      } catch (const std::exception& e) {
         std::cerr << "aico-backend-peer: " << e.what() << std::endl;
       }
       apply(a);
@@ -472,8 +472,8 @@ private:
     read();
   }
 
-  void apply(const ws_action &a) {
-    for (auto &f : a.frames)
+  void apply(const ws_action& a) {
+    for (auto& f : a.frames)
       out_.push_back(f);
     if (a.close) {
       closing_ = true;
@@ -530,7 +530,7 @@ private:
     }
   }
 
-  server::impl &s_;
+  server::impl& s_;
   websocket::stream<beast::tcp_stream> ws_;
   beast::flat_buffer buf_;
   ws_state state_;
@@ -571,8 +571,8 @@ void server::impl::accept_ws() {
 
 namespace {
 
-tcp::acceptor bind_acceptor(asio::io_context &ioc, const std::string &host,
-                            uint16_t port, const char *what) {
+tcp::acceptor bind_acceptor(asio::io_context& ioc, const std::string& host,
+                            uint16_t port, const char* what) {
   error_code ec;
   auto addr = asio::ip::make_address(host, ec);
   if (ec)
@@ -596,11 +596,11 @@ tcp::acceptor bind_acceptor(asio::io_context &ioc, const std::string &host,
 
 } // namespace
 
-bool server::impl::open_ws_acceptor(std::string &err) {
+bool server::impl::open_ws_acceptor(std::string& err) {
   try {
     ws_acc.emplace(bind_acceptor(ioc, ws_endpoint.address().to_string(),
                                  ws_endpoint.port(), "WebSocket"));
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     err = e.what();
     ws_acc.reset();
     return false;
@@ -616,10 +616,10 @@ void server::impl::schedule_heartbeat() {
       return;
     auto now = backend::mono_now();
     std::vector<std::shared_ptr<ws_session>> stale;
-    for (auto &[id, w] : ws_sessions)
+    for (auto& [id, w] : ws_sessions)
       if (auto s = w.lock(); s && be.ws_stale(s->state(), now))
         stale.push_back(s);
-    for (auto &s : stale)
+    for (auto& s : stale)
       s->close_with(1000, "Heartbeat timeout");
     schedule_heartbeat();
   });
@@ -627,10 +627,10 @@ void server::impl::schedule_heartbeat() {
 
 int server::impl::drop_ws() {
   std::vector<std::shared_ptr<ws_session>> all;
-  for (auto &[id, w] : ws_sessions)
+  for (auto& [id, w] : ws_sessions)
     if (auto s = w.lock())
       all.push_back(s);
-  for (auto &s : all)
+  for (auto& s : all)
     s->abort();
   return static_cast<int>(all.size());
 }
@@ -638,7 +638,7 @@ int server::impl::drop_ws() {
 // -- server
 // -----------------------------------------------------------------------------
 
-server::server(backend &b, server_config cfg)
+server::server(backend& b, server_config cfg)
   : impl_(std::make_unique<impl>(b, std::move(cfg))) {}
 
 server::~server() {
@@ -646,7 +646,7 @@ server::~server() {
 }
 
 void server::start() {
-  auto &I = *impl_;
+  auto& I = *impl_;
   I.http_acc.emplace(
     bind_acceptor(I.ioc, I.cfg.http_host, I.cfg.http_port, "REST"));
   I.http_port = I.http_acc->local_endpoint().port();
@@ -677,7 +677,7 @@ void server::start() {
       try {
         I.ioc.run();
         return;
-      } catch (const std::exception &e) {
+      } catch (const std::exception& e) {
         std::cerr << "aico-backend-peer: " << e.what() << std::endl;
       }
     }
@@ -692,7 +692,7 @@ uint16_t server::ws_port() const {
 }
 
 void server::stop() {
-  auto &I = *impl_;
+  auto& I = *impl_;
   if (!I.running)
     return;
   I.running = false;

@@ -23,7 +23,7 @@ struct server_config {
 
 class server {
 public:
-  server(backend &b, server_config cfg);
+  server(backend& b, server_config cfg);
   ~server(); ///< stop()s
 
   /// Binds both ports and starts the io thread. Throws std::runtime_error

@@ -14,29 +14,29 @@ namespace {
 /// One prepared statement, finalized on scope exit.
 class stmt {
 public:
-  stmt(sqlite3 *db, const char *sql) : db_(db) {
+  stmt(sqlite3* db, const char* sql) : db_(db) {
     if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
       throw std::runtime_error(std::string("sqlite prepare failed: ")
                                + sqlite3_errmsg(db));
   }
   ~stmt() { sqlite3_finalize(s_); }
-  stmt(const stmt &) = delete;
-  stmt &operator=(const stmt &) = delete;
+  stmt(const stmt&) = delete;
+  stmt& operator=(const stmt&) = delete;
 
-  stmt &bind(int i, const std::string &v) {
+  stmt& bind(int i, const std::string& v) {
     sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()),
                       SQLITE_TRANSIENT);
     return *this;
   }
-  stmt &bind(int i, double v) {
+  stmt& bind(int i, double v) {
     sqlite3_bind_double(s_, i, v);
     return *this;
   }
-  stmt &bind(int i, int64_t v) {
+  stmt& bind(int i, int64_t v) {
     sqlite3_bind_int64(s_, i, v);
     return *this;
   }
-  stmt &bind_null(int i) {
+  stmt& bind_null(int i) {
     sqlite3_bind_null(s_, i);
     return *this;
   }
@@ -53,7 +53,7 @@ public:
   std::string text(int col) {
     auto p = sqlite3_column_text(s_, col);
     return p ? std::string(
-             reinterpret_cast<const char *>(p),
+             reinterpret_cast<const char*>(p),
              static_cast<std::size_t>(sqlite3_column_bytes(s_, col)))
              : std::string{};
   }
@@ -62,15 +62,15 @@ public:
   int64_t integer(int col) { return sqlite3_column_int64(s_, col); }
 
 private:
-  sqlite3 *db_;
-  sqlite3_stmt *s_ = nullptr;
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
 };
 
-constexpr const char *message_cols
+constexpr const char* message_cols
   = "id, send_message_id, conversation_id, user_id, role, message_type, "
     "content, timestamp, ts";
 
-message_row read_message(stmt &s) {
+message_row read_message(stmt& s) {
   message_row m;
   m.id = s.text(0);
   m.send_message_id = s.text(1);
@@ -86,7 +86,7 @@ message_row read_message(stmt &s) {
 
 } // namespace
 
-store::store(const std::string &path) {
+store::store(const std::string& path) {
   if (sqlite3_open_v2(path.c_str(), &db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                         | SQLITE_OPEN_NOMUTEX,
@@ -125,8 +125,8 @@ store::~store() {
   sqlite3_close(db_);
 }
 
-void store::exec(const char *sql) {
-  char *err = nullptr;
+void store::exec(const char* sql) {
+  char* err = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
@@ -134,9 +134,9 @@ void store::exec(const char *sql) {
   }
 }
 
-void store::upsert_user(const std::string &uuid, const std::string &full_name,
-                        const std::string &pin_hash, const std::string &role,
-                        const std::string &now_iso) {
+void store::upsert_user(const std::string& uuid, const std::string& full_name,
+                        const std::string& pin_hash, const std::string& role,
+                        const std::string& now_iso) {
   // Nickname: the lower-case initials ("Test User" -> "tu").
   std::string nick;
   bool start = true;
@@ -163,7 +163,7 @@ void store::upsert_user(const std::string &uuid, const std::string &full_name,
   s.step();
 }
 
-std::optional<user_row> store::find_user(const std::string &uuid) {
+std::optional<user_row> store::find_user(const std::string& uuid) {
   stmt s(db_, "SELECT uuid, full_name, nickname, user_type, role, pin_hash,"
               " failed_attempts, locked_until, last_login, is_active,"
               " created_at, updated_at FROM users WHERE uuid=?1");
@@ -187,7 +187,7 @@ std::optional<user_row> store::find_user(const std::string &uuid) {
   return u;
 }
 
-void store::record_failure(const std::string &uuid, int max_attempts,
+void store::record_failure(const std::string& uuid, int max_attempts,
                            double lock_until) {
   stmt s(db_, "UPDATE users SET failed_attempts = failed_attempts + 1,"
               " locked_until = CASE WHEN failed_attempts + 1 >= ?2 THEN ?3"
@@ -198,17 +198,17 @@ void store::record_failure(const std::string &uuid, int max_attempts,
   s.step();
 }
 
-void store::record_login(const std::string &uuid,
-                         const std::string &last_login) {
+void store::record_login(const std::string& uuid,
+                         const std::string& last_login) {
   stmt s(db_, "UPDATE users SET failed_attempts=0, locked_until=NULL,"
               " last_login=?2 WHERE uuid=?1");
   s.bind(1, uuid).bind(2, last_login);
   s.step();
 }
 
-std::string store::create_session(const std::string &user_uuid,
-                                  const std::string &device_uuid,
-                                  const std::string &token_hash,
+std::string store::create_session(const std::string& user_uuid,
+                                  const std::string& device_uuid,
+                                  const std::string& token_hash,
                                   double expires_at, double now) {
   auto id = uuid4();
   stmt s(db_, "INSERT INTO sessions(uuid, user_uuid, device_uuid,"
@@ -220,7 +220,7 @@ std::string store::create_session(const std::string &user_uuid,
   return id;
 }
 
-std::optional<session_row> store::active_session(const std::string &token_hash,
+std::optional<session_row> store::active_session(const std::string& token_hash,
                                                  double now) {
   {
     stmt del(db_, "DELETE FROM sessions WHERE expires_at <= ?1");
@@ -240,13 +240,13 @@ std::optional<session_row> store::active_session(const std::string &token_hash,
   return r;
 }
 
-void store::revoke_session(const std::string &uuid) {
+void store::revoke_session(const std::string& uuid) {
   stmt s(db_, "UPDATE sessions SET is_active=0 WHERE uuid=?1");
   s.bind(1, uuid);
   s.step();
 }
 
-void store::add_message(const message_row &m) {
+void store::add_message(const message_row& m) {
   stmt s(db_, "INSERT INTO messages(id, send_message_id, conversation_id,"
               " user_id, role, message_type, content, timestamp, ts)"
               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
@@ -257,9 +257,9 @@ void store::add_message(const message_row &m) {
 }
 
 std::vector<message_row>
-store::recent_messages(const std::string &user_id,
-                       const std::string *conversation_id,
-                       const double *since_ts, double min_ts, int64_t limit) {
+store::recent_messages(const std::string& user_id,
+                       const std::string* conversation_id,
+                       const double* since_ts, double min_ts, int64_t limit) {
   std::string sql = std::string("SELECT ") + message_cols
                     + " FROM messages WHERE user_id=?1 AND ts >= ?2";
   if (conversation_id)

@@ -64,48 +64,48 @@ struct message_row {
 class store {
 public:
   /// Opens (creates) the database. Throws std::runtime_error on failure.
-  explicit store(const std::string &path);
+  explicit store(const std::string& path);
   ~store();
-  store(const store &) = delete;
-  store &operator=(const store &) = delete;
+  store(const store&) = delete;
+  store& operator=(const store&) = delete;
 
   /// Creates the user or updates name, role and PIN of an existing one
   /// (the real backend's CLI user-create / role-assign / set-pin).
-  void upsert_user(const std::string &uuid, const std::string &full_name,
-                   const std::string &pin_hash, const std::string &role,
-                   const std::string &now_iso);
-  std::optional<user_row> find_user(const std::string &uuid);
+  void upsert_user(const std::string& uuid, const std::string& full_name,
+                   const std::string& pin_hash, const std::string& role,
+                   const std::string& now_iso);
+  std::optional<user_row> find_user(const std::string& uuid);
   /// One failed PIN: increments the counter; at `max_attempts` the account
   /// is locked until `lock_until`.
-  void record_failure(const std::string &uuid, int max_attempts,
+  void record_failure(const std::string& uuid, int max_attempts,
                       double lock_until);
   /// A successful login: counter reset, lock lifted, last_login set.
-  void record_login(const std::string &uuid, const std::string &last_login);
+  void record_login(const std::string& uuid, const std::string& last_login);
 
   /// A session row for an issued access token; returns its uuid.
-  std::string create_session(const std::string &user_uuid,
-                             const std::string &device_uuid,
-                             const std::string &token_hash, double expires_at,
+  std::string create_session(const std::string& user_uuid,
+                             const std::string& device_uuid,
+                             const std::string& token_hash, double expires_at,
                              double now);
   /// SessionService.is_token_valid + get_session_by_token: deletes expired
   /// rows, then the first active row with this hash.
-  std::optional<session_row> active_session(const std::string &token_hash,
+  std::optional<session_row> active_session(const std::string& token_hash,
                                             double now);
-  void revoke_session(const std::string &uuid);
+  void revoke_session(const std::string& uuid);
 
-  void add_message(const message_row &m);
+  void add_message(const message_row& m);
   /// Newest first: the user's messages with ts >= min_ts (and > since_ts if
   /// given, in this conversation if given), at most `limit`.
-  std::vector<message_row> recent_messages(const std::string &user_id,
-                                           const std::string *conversation_id,
-                                           const double *since_ts,
+  std::vector<message_row> recent_messages(const std::string& user_id,
+                                           const std::string* conversation_id,
+                                           const double* since_ts,
                                            double min_ts, int64_t limit);
   /// Every stored message in insertion order (test introspection).
   std::vector<message_row> all_messages();
 
 private:
-  void exec(const char *sql);
-  sqlite3 *db_ = nullptr;
+  void exec(const char* sql);
+  sqlite3* db_ = nullptr;
 };
 
 } // namespace aico::peer

@@ -46,8 +46,8 @@ protected:
 
   /// Logs in; the access and refresh tokens.
   std::pair<std::string, std::string>
-  login(aico_client &c, const std::string &uuid = pu::alice_uuid,
-        const std::string &pin = pu::alice_pin) {
+  login(aico_client& c, const std::string& uuid = pu::alice_uuid,
+        const std::string& pin = pu::alice_pin) {
     auto r = c.login(uuid, pin);
     EXPECT_EQ(r.status, 200) << r.raw;
     EXPECT_TRUE(r.success()) << r.plain;
@@ -55,18 +55,18 @@ protected:
   }
 
   /// A clear JSON call to the test-only /_peer/* routes.
-  json::value debug(const std::string &method, const std::string &path,
-                    const json::value &body = nullptr) {
+  json::value debug(const std::string& method, const std::string& path,
+                    const json::value& body = nullptr) {
     auto r = plain().request(method, path, body.is_null() ? "" : to_text(body));
     EXPECT_EQ(r.status, 200) << path << " " << r.raw;
     return r.body;
   }
 
-  void add_fault(const json::object &rule) {
+  void add_fault(const json::object& rule) {
     debug("POST", "/_peer/faults", rule);
   }
 
-  int64_t stat(const std::string &name) {
+  int64_t stat(const std::string& name) {
     return jint(debug("GET", "/_peer/stats"), "/" + name, 0);
   }
 

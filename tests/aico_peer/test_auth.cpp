@@ -61,8 +61,8 @@ TEST_F(PeerTest, LoginReturnsTheUserAndTwoTokens) {
 
 TEST_F(PeerTest, FailedLoginsAreHttp200WithSuccessFalse) {
   auto c = connected();
-  auto check = [&](const std::string &uuid, const std::string &pin,
-                   const std::string &error) {
+  auto check = [&](const std::string& uuid, const std::string& pin,
+                   const std::string& error) {
     auto r = c.login(uuid, pin);
     EXPECT_EQ(r.status, 200) << uuid;
     EXPECT_TRUE(r.encrypted);

@@ -10,7 +10,7 @@ namespace {
 
 const std::string messages = "/api/v1/conversation/messages";
 
-json::object msg(const std::string &text, const std::string &cid = "") {
+json::object msg(const std::string& text, const std::string& cid = "") {
   json::object o{{"message", text}, {"message_type", "text"}};
   if (!cid.empty())
     o["conversation_id"] = cid;
@@ -53,12 +53,12 @@ TEST_F(PeerTest, ABlockingSendReturnsTheWholeReply) {
 TEST_F(PeerTest, AConversationIdIsReusedOnlyWhenItContainsAnUnderscore) {
   auto c = connected();
   auto [access, refresh] = login(c);
-  auto cid_of = [&](const std::string &given) {
+  auto cid_of = [&](const std::string& given) {
     return c.call("POST", messages, msg("x", given), access)
       .str("/conversation_id");
   };
   EXPECT_EQ(cid_of("mine_1"), "mine_1");
-  auto minted = [&](const std::string &cid) {
+  auto minted = [&](const std::string& cid) {
     return cid.rfind(pu::alice_uuid + "_", 0) == 0;
   };
   EXPECT_TRUE(minted(cid_of("plain")));
@@ -83,22 +83,22 @@ TEST_F(PeerTest, AStreamingSendIsEncryptedNdjsonLineByLine) {
   EXPECT_EQ(message_id.size(), 36u);
   // 1 metadata + 3 thinking + 6 response chunks + the final chunk.
   ASSERT_EQ(s.lines.size(), 11u);
-  for (auto &raw : s.raw_lines) {
+  for (auto& raw : s.raw_lines) {
     auto env = parse_json(raw);
     EXPECT_TRUE(jtrue(env, "/encrypted")) << raw;
     EXPECT_TRUE(jptr(env, "/payload")->is_string());
   }
-  auto &meta = s.lines[0];
+  auto& meta = s.lines[0];
   EXPECT_EQ(jstr(meta, "/type"), "metadata");
   EXPECT_EQ(jstr(meta, "/message_id"), message_id);
   EXPECT_EQ(jstr(meta, "/conversation_id"), "conv_1");
   std::string thinking, response;
   for (std::size_t i = 1; i + 1 < s.lines.size(); ++i) {
-    auto &l = s.lines[i];
+    auto& l = s.lines[i];
     EXPECT_EQ(jstr(l, "/type"), "chunk");
     EXPECT_FALSE(jtrue(l, "/done"));
     auto ct = jstr(l, "/content_type");
-    auto &acc = ct == "thinking" ? thinking : response;
+    auto& acc = ct == "thinking" ? thinking : response;
     EXPECT_TRUE(ct == "thinking" || ct == "response") << ct;
     if (ct == "response") {
       EXPECT_FALSE(thinking.empty()) << "thinking comes first";
@@ -108,7 +108,7 @@ TEST_F(PeerTest, AStreamingSendIsEncryptedNdjsonLineByLine) {
   }
   EXPECT_EQ(thinking, "thought-1 thought-2 thought-3");
   EXPECT_EQ(response, "You said: Hello from the test");
-  auto &last = s.lines.back();
+  auto& last = s.lines.back();
   EXPECT_EQ(to_text(last), to_text(json::object{
                              {"type", "chunk"},
                              {"content", ""},
@@ -243,7 +243,7 @@ TEST_F(PeerTest, HistoryIsNewestFirstWithItsOwnIdsAndCappedTotals) {
                   access);
   ASSERT_EQ(h.status, 200) << h.raw;
   EXPECT_EQ(h.str("/conversation_id"), "conv_a");
-  auto &list = jptr(h.json, "/messages")->as_array();
+  auto& list = jptr(h.json, "/messages")->as_array();
   ASSERT_EQ(list.size(), 6u);
   EXPECT_EQ(jint(h.json, "/total_count"), 6);
   EXPECT_EQ(jstr(list[0], "/content"), "You said: m3");
@@ -255,8 +255,8 @@ TEST_F(PeerTest, HistoryIsNewestFirstWithItsOwnIdsAndCappedTotals) {
   EXPECT_EQ(jstr(list[1], "/user_id"), pu::alice_uuid);
   EXPECT_EQ(jstr(list[5], "/content"), "m1");
   // History ids are new per stored message, not the send's message_id.
-  for (auto &m : list)
-    for (auto &id : sent_ids)
+  for (auto& m : list)
+    for (auto& id : sent_ids)
       EXPECT_NE(jstr(m, "/id"), id);
   EXPECT_EQ(h.plain.find("\"url\""), std::string::npos);
 
@@ -335,11 +335,11 @@ TEST_F(PeerTest, HistorySurvivesARestartAndTheListingShowsClientVisibleIds) {
   auto h = c.call("GET", messages + "?conversation_id=conv_k", json::object{},
                   access);
   ASSERT_EQ(h.status, 200) << h.raw;
-  auto &list = jptr(h.json, "/messages")->as_array();
+  auto& list = jptr(h.json, "/messages")->as_array();
   ASSERT_EQ(list.size(), 2u);
   // The test-only listing ties history ids to the send's message_id.
   auto all = debug("GET", "/_peer/messages");
-  auto &stored = jptr(all, "/messages")->as_array();
+  auto& stored = jptr(all, "/messages")->as_array();
   ASSERT_EQ(stored.size(), 2u);
   EXPECT_EQ(jstr(stored[0], "/role"), "user");
   EXPECT_EQ(jstr(stored[0], "/content"), "keep me");

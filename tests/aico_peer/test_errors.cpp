@@ -35,8 +35,8 @@ TEST_F(PeerTest, HealthIsClearAndTheOtherStatusRoutesNeedOnlyEncryption) {
 
 TEST_F(PeerTest, TheOtherSpellingOfARouteIsAClear307) {
   auto c = connected();
-  auto check = [&](const std::string &method, const std::string &path,
-                   const std::string &target) {
+  auto check = [&](const std::string& method, const std::string& path,
+                   const std::string& target) {
     auto r = c.call(method, path);
     EXPECT_EQ(r.status, 307) << path;
     EXPECT_FALSE(r.encrypted) << path;
@@ -157,6 +157,28 @@ TEST_F(PeerTest, FaultRulesMatchPathMethodAndCount) {
   EXPECT_EQ(jint(debug("POST", "/_peer/channels/clear"), "/cleared"), 1);
   EXPECT_EQ(c.call("GET", status, json::object{}, access).str("/error"),
             "Encryption required");
+}
+
+TEST_F(PeerTest, AFaultIsUsedOnlyByARequestThatReachesItsStage) {
+  auto c = connected();
+  auto [access, refresh] = login(c);
+  const std::string status = "/api/v1/conversation/status";
+  // An app-level fault survives a handshake, a health check, a request
+  // refused by the encryption middleware and a hanging plaintext request.
+  add_fault({{"fault", "http_error"}, {"status", 409}});
+  aico_client other(peer->host(), peer->http_port(), 400ms);
+  ASSERT_TRUE(other.handshake());
+  EXPECT_EQ(plain().request("GET", "/api/v1/health").status, 200);
+  aico_client stranger(peer->host(), peer->http_port());
+  EXPECT_EQ(stranger.call("GET", status).status, 401);
+  other.send_raw("POST", "/api/v1/users/authenticate",
+                 to_text(json::object{{"client_id", other.client_id()}}));
+  EXPECT_EQ(c.call("GET", status, json::object{}, access).status, 409);
+  // A model fault waits for a send.
+  add_fault({{"fault", "model_stall"}});
+  EXPECT_EQ(c.call("GET", status, json::object{}, access).status, 200);
+  EXPECT_EQ(jptr(debug("GET", "/_peer/faults"), "/faults")->as_array().size(),
+            1u);
 }
 
 class NoFaultsTest : public PeerTest {

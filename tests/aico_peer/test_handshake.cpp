@@ -14,7 +14,7 @@ TEST_F(PeerTest, HandshakeEstablishesASessionSignedByAStableServerIdentity) {
   aico_client c(peer->host(), peer->http_port());
   std::string why;
   ASSERT_TRUE(c.handshake(&why)) << why;
-  auto &h = c.last_handshake();
+  auto& h = c.last_handshake();
   EXPECT_EQ(h.status, 200);
   EXPECT_FALSE(h.encrypted);
   EXPECT_EQ(h.str("/status"), "session_established");
@@ -159,7 +159,7 @@ TEST_F(PeerTest, ChannelLookupUsesTheBodyThenForGetTheHeaderAndQuery) {
 
 TEST_F(PeerTest, ADecryptFailureIsAClear400) {
   auto c = connected();
-  auto check = [&](const std::string &body) {
+  auto check = [&](const std::string& body) {
     auto r = c.send_raw("POST", "/api/v1/users/authenticate", body);
     EXPECT_EQ(r.status, 400) << body;
     EXPECT_FALSE(r.encrypted);

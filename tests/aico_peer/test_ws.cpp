@@ -9,8 +9,8 @@ namespace {
 class WsTest : public PeerTest {
 protected:
   std::unique_ptr<peer_ws>
-  open_ws(const std::string &path = "/",
-          const std::map<std::string, std::string> &headers = {}) {
+  open_ws(const std::string& path = "/",
+          const std::map<std::string, std::string>& headers = {}) {
     auto ws = std::make_unique<peer_ws>(peer->host(), peer->ws_port());
     EXPECT_TRUE(ws->connect(path, headers)) << ws->error();
     auto welcome = ws->receive();
@@ -18,15 +18,15 @@ protected:
     return ws;
   }
 
-  json::value roundtrip(peer_ws &ws, const json::value &frame) {
+  json::value roundtrip(peer_ws& ws, const json::value& frame) {
     EXPECT_TRUE(ws.send(frame)) << ws.error();
     auto r = ws.receive();
     EXPECT_TRUE(r.has_value());
     return r ? *r : json::value{};
   }
 
-  std::string token(const std::string &uuid = pu::alice_uuid,
-                    const std::string &pin = pu::alice_pin) {
+  std::string token(const std::string& uuid = pu::alice_uuid,
+                    const std::string& pin = pu::alice_pin) {
     auto c = connected();
     return login(c, uuid, pin).first;
   }
@@ -201,7 +201,7 @@ TEST_F(WsSessionExpiryTest,
   auto first = login(c).first;
   auto fresh_auth = open_ws();
   auto stale = open_ws();
-  for (auto *ws : {fresh_auth.get(), stale.get()})
+  for (auto* ws : {fresh_auth.get(), stale.get()})
     ASSERT_EQ(
       jstr(roundtrip(*ws, json::object{{"type", "auth"}, {"token", first}}),
            "/type"),

@@ -24,11 +24,11 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-const unsigned char *u8(std::string_view s) {
-  return reinterpret_cast<const unsigned char *>(s.data());
+const unsigned char* u8(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
 }
-unsigned char *u8w(std::string &s) {
-  return reinterpret_cast<unsigned char *>(s.data());
+unsigned char* u8w(std::string& s) {
+  return reinterpret_cast<unsigned char*>(s.data());
 }
 
 void ensure_sodium() {
@@ -37,7 +37,7 @@ void ensure_sodium() {
 }
 
 std::string lower(std::string s) {
-  for (auto &c : s)
+  for (auto& c : s)
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
@@ -49,7 +49,7 @@ double unix_now() {
 }
 
 /// Runs `ioc` until `done` or the deadline; false on timeout.
-bool run_until(net::io_context &ioc, const bool &done, steady::time_point dl) {
+bool run_until(net::io_context& ioc, const bool& done, steady::time_point dl) {
   while (!done) {
     if (steady::now() >= dl)
       return false;
@@ -78,7 +78,7 @@ std::optional<std::string> unb64(std::string_view text) {
   ensure_sodium();
   std::string out(text.size(), '\0');
   std::size_t len = 0;
-  const char *end = nullptr;
+  const char* end = nullptr;
   if (sodium_base642bin(u8w(out), out.size(), text.data(), text.size(), nullptr,
                         &len, &end, sodium_base64_VARIANT_ORIGINAL)
         != 0
@@ -107,23 +107,23 @@ std::string unb64url(std::string_view text) {
   return out;
 }
 
-std::string jwt_payload_text(const std::string &token) {
+std::string jwt_payload_text(const std::string& token) {
   auto parts = split(token, '.');
   if (parts.size() != 3)
     return {};
   return unb64url(parts[1]);
 }
 
-json::value jwt_payload(const std::string &token) {
+json::value jwt_payload(const std::string& token) {
   return parse_json(jwt_payload_text(token));
 }
 
-std::string aico_reply::header(const std::string &name) const {
+std::string aico_reply::header(const std::string& name) const {
   auto it = headers.find(lower(name));
   return it == headers.end() ? std::string{} : it->second;
 }
 
-std::string aico_stream::header(const std::string &name) const {
+std::string aico_stream::header(const std::string& name) const {
   auto it = headers.find(lower(name));
   return it == headers.end() ? std::string{} : it->second;
 }
@@ -172,7 +172,7 @@ json::object aico_client::handshake_request(double timestamp_offset_s) {
   return json::object{{"handshake_request", std::move(hr)}};
 }
 
-bool aico_client::handshake(std::string *why) {
+bool aico_client::handshake(std::string* why) {
   auto fail = [&](std::string msg) {
     if (why)
       *why = std::move(msg);
@@ -182,7 +182,7 @@ bool aico_client::handshake(std::string *why) {
   http_client c(host_, port_, timeout_);
   auto r = c.request("POST", "/api/v1/handshake", to_text(req));
   last_handshake_ = decode(std::move(r));
-  auto &h = last_handshake_;
+  auto& h = last_handshake_;
   if (h.status != 200)
     return fail("handshake answered " + std::to_string(h.status) + " " + h.raw
                 + h.error);
@@ -214,7 +214,7 @@ bool aico_client::handshake(std::string *why) {
 std::string aico_client::seal(std::string_view plain) const {
   std::string out(crypto_box_NONCEBYTES + crypto_box_MACBYTES + plain.size(),
                   '\0');
-  auto *nonce = u8w(out);
+  auto* nonce = u8w(out);
   randombytes_buf(nonce, crypto_box_NONCEBYTES);
   crypto_box_easy_afternm(nonce + crypto_box_NONCEBYTES, u8(plain),
                           plain.size(), nonce, u8(shared_));
@@ -235,7 +235,7 @@ std::optional<std::string> aico_client::open(std::string_view payload) const {
   return out;
 }
 
-std::string aico_client::envelope(const json::value &v) const {
+std::string aico_client::envelope(const json::value& v) const {
   return to_text(json::object{{"encrypted", true},
                               {"payload", seal(to_text(v))},
                               {"client_id", client_id_}});
@@ -264,28 +264,28 @@ aico_reply aico_client::decode(http_response r) const {
   return out;
 }
 
-aico_reply aico_client::call(const std::string &method, const std::string &path,
-                             const json::value &body, const std::string &token,
-                             const std::map<std::string, std::string> &extra) {
+aico_reply aico_client::call(const std::string& method, const std::string& path,
+                             const json::value& body, const std::string& token,
+                             const std::map<std::string, std::string>& extra) {
   return send_raw(method, path, envelope(body), token, extra);
 }
 
 aico_reply
-aico_client::send_raw(const std::string &method, const std::string &path,
-                      const std::string &raw_body, const std::string &token,
-                      const std::map<std::string, std::string> &extra) {
+aico_client::send_raw(const std::string& method, const std::string& path,
+                      const std::string& raw_body, const std::string& token,
+                      const std::map<std::string, std::string>& extra) {
   http_client c(host_, port_, timeout_);
   return decode(c.request(method, path, raw_body, token, extra));
 }
 
-aico_reply aico_client::login(const std::string &uuid, const std::string &pin) {
+aico_reply aico_client::login(const std::string& uuid, const std::string& pin) {
   return call("POST", "/api/v1/users/authenticate",
               json::object{{"user_uuid", uuid}, {"pin", pin}});
 }
 
-aico_stream aico_client::stream(const std::string &path,
-                                const json::value &body,
-                                const std::string &token, ms timeout) {
+aico_stream aico_client::stream(const std::string& path,
+                                const json::value& body,
+                                const std::string& token, ms timeout) {
   aico_stream out;
   net::io_context ioc;
   beast::tcp_stream s(ioc);
@@ -303,7 +303,7 @@ aico_stream aico_client::stream(const std::string &path,
   std::string pending;
   auto t0 = steady::now();
   auto on_chunk
-    = [&](std::uint64_t, beast::string_view data, error_code &) -> std::size_t {
+    = [&](std::uint64_t, beast::string_view data, error_code&) -> std::size_t {
     pending.append(data.data(), data.size());
     for (auto nl = pending.find('\n'); nl != std::string::npos;
          nl = pending.find('\n')) {
@@ -342,9 +342,9 @@ aico_stream aico_client::stream(const std::string &path,
   if (result)
     out.error = result == beast::error::timeout ? "timeout" : result.message();
   if (p.is_header_done()) {
-    auto &res = p.get();
+    auto& res = p.get();
     out.status = static_cast<int>(res.result_int());
-    for (auto &f : res)
+    for (auto& f : res)
       out.headers[lower(std::string(f.name_string()))] = std::string(f.value());
     if (!p.chunked()) {
       http_response hr;
@@ -355,7 +355,7 @@ aico_stream aico_client::stream(const std::string &path,
     }
   }
   out.complete = !result && p.is_done();
-  for (auto &raw : out.raw_lines) {
+  for (auto& raw : out.raw_lines) {
     auto v = parse_json(raw);
     if (v.is_object() && jtrue(v, "/encrypted")) {
       auto pl = jptr(v, "/payload");
@@ -385,12 +385,12 @@ peer_ws::~peer_ws() {
   close();
 }
 
-bool peer_ws::connect(const std::string &path,
-                      const std::map<std::string, std::string> &headers) {
-  auto &ws = impl_->ws;
+bool peer_ws::connect(const std::string& path,
+                      const std::map<std::string, std::string>& headers) {
+  auto& ws = impl_->ws;
   ws.set_option(
-    websocket::stream_base::decorator([headers](websocket::request_type &req) {
-      for (auto &[k, v] : headers)
+    websocket::stream_base::decorator([headers](websocket::request_type& req) {
+      for (auto& [k, v] : headers)
         req.set(k, v);
     }));
   ws.read_message_max(64 * 1024 * 1024);
@@ -451,7 +451,7 @@ bool peer_ws::connect(const std::string &path,
   return true;
 }
 
-bool peer_ws::send_text(const std::string &text) {
+bool peer_ws::send_text(const std::string& text) {
   if (!open_ || closed_)
     return false;
   auto prom = std::make_shared<std::promise<error_code>>();
@@ -494,7 +494,7 @@ std::optional<json::value> peer_ws::receive(ms timeout) {
   return v;
 }
 
-std::optional<json::value> peer_ws::receive_type(const std::string &type,
+std::optional<json::value> peer_ws::receive_type(const std::string& type,
                                                  ms timeout) {
   auto deadline = steady::now() + timeout;
   for (;;) {

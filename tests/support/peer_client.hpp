@@ -42,9 +42,9 @@ std::string to_hex(std::string_view bytes);
 /// base64url without padding, decoded ("" on error): for JWT segments.
 std::string unb64url(std::string_view text);
 /// The decoded payload object of a JWT (null if malformed).
-json::value jwt_payload(const std::string &token);
+json::value jwt_payload(const std::string& token);
 /// The raw payload JSON text of a JWT.
-std::string jwt_payload_text(const std::string &token);
+std::string jwt_payload_text(const std::string& token);
 
 struct aico_reply {
   int status = 0;    ///< 0 when the transport failed (see error)
@@ -56,7 +56,7 @@ struct aico_reply {
   json::value json;  ///< plain parsed (null if not JSON)
   ms elapsed{0};
 
-  std::string header(const std::string &name) const;
+  std::string header(const std::string& name) const;
   std::string str(std::string_view pointer) const {
     return jstr(json, pointer);
   }
@@ -72,7 +72,7 @@ struct aico_stream {
   std::vector<ms> arrival;            ///< when each line arrived (from start)
   bool complete = false;              ///< the terminating chunk arrived
   aico_reply body; ///< a non-streamed answer (e.g. an error), decrypted
-  std::string header(const std::string &name) const;
+  std::string header(const std::string& name) const;
 };
 
 class aico_client {
@@ -82,7 +82,7 @@ public:
   aico_client(std::string host, uint16_t port, std::string seed,
               ms timeout = default_timeout);
 
-  const std::string &client_id() const { return client_id_; }
+  const std::string& client_id() const { return client_id_; }
   std::string identity_key_b64() const;
   void set_timeout(ms t) { timeout_ = t; }
 
@@ -92,36 +92,36 @@ public:
   /// Performs the handshake. False with `why` if the status is not 200, the
   /// response is malformed, the server's signature does not verify, or its
   /// identity key differs from the one pinned by an earlier handshake.
-  bool handshake(std::string *why = nullptr);
+  bool handshake(std::string* why = nullptr);
   /// The raw answer of the last handshake.
-  const aico_reply &last_handshake() const { return last_handshake_; }
+  const aico_reply& last_handshake() const { return last_handshake_; }
   /// The server identity key pinned on first use (base64), "" before.
-  const std::string &pinned_identity() const { return pinned_; }
+  const std::string& pinned_identity() const { return pinned_; }
   bool has_channel() const { return has_channel_; }
 
   /// The request envelope for a JSON value.
-  std::string envelope(const json::value &v) const;
+  std::string envelope(const json::value& v) const;
   /// base64(nonce || crypto_box) of `plain` with the channel.
   std::string seal(std::string_view plain) const;
   std::optional<std::string> open(std::string_view payload_b64) const;
 
   /// A protected call: `body` encrypted (`{}` for GET too), the answer
   /// decrypted when it is an envelope.
-  aico_reply call(const std::string &method, const std::string &path,
-                  const json::value &body = json::object{},
-                  const std::string &token = "",
-                  const std::map<std::string, std::string> &extra = {});
+  aico_reply call(const std::string& method, const std::string& path,
+                  const json::value& body = json::object{},
+                  const std::string& token = "",
+                  const std::map<std::string, std::string>& extra = {});
   /// Sends `raw_body` as it is (plaintext or hand-made envelopes).
-  aico_reply send_raw(const std::string &method, const std::string &path,
-                      const std::string &raw_body,
-                      const std::string &token = "",
-                      const std::map<std::string, std::string> &extra = {});
+  aico_reply send_raw(const std::string& method, const std::string& path,
+                      const std::string& raw_body,
+                      const std::string& token = "",
+                      const std::map<std::string, std::string>& extra = {});
   /// POST /api/v1/users/authenticate.
-  aico_reply login(const std::string &uuid, const std::string &pin);
+  aico_reply login(const std::string& uuid, const std::string& pin);
 
   /// A protected POST whose answer is read as a (chunked) NDJSON stream.
-  aico_stream stream(const std::string &path, const json::value &body,
-                     const std::string &token, ms timeout);
+  aico_stream stream(const std::string& path, const json::value& body,
+                     const std::string& token, ms timeout);
 
 private:
   aico_reply decode(http_response r) const;
@@ -143,22 +143,22 @@ class peer_ws {
 public:
   peer_ws(std::string host, uint16_t port, ms timeout = default_timeout);
   ~peer_ws();
-  peer_ws(const peer_ws &) = delete;
-  peer_ws &operator=(const peer_ws &) = delete;
+  peer_ws(const peer_ws&) = delete;
+  peer_ws& operator=(const peer_ws&) = delete;
 
   /// Opens the connection; `headers` go into the upgrade request.
-  bool connect(const std::string &path = "/",
-               const std::map<std::string, std::string> &headers = {});
-  const std::string &error() const { return error_; }
-  bool send_text(const std::string &text);
-  bool send(const json::value &v) { return send_text(to_text(v)); }
+  bool connect(const std::string& path = "/",
+               const std::map<std::string, std::string>& headers = {});
+  const std::string& error() const { return error_; }
+  bool send_text(const std::string& text);
+  bool send(const json::value& v) { return send_text(to_text(v)); }
 
   /// The next frame's raw text.
   std::optional<std::string> receive_text(ms timeout = default_timeout);
   /// The next frame, parsed (a {"_raw":...} object if not JSON).
   std::optional<json::value> receive(ms timeout = default_timeout);
   /// Skips frames until one with this "type".
-  std::optional<json::value> receive_type(const std::string &type,
+  std::optional<json::value> receive_type(const std::string& type,
                                           ms timeout = default_timeout);
   bool wait_closed(ms timeout = default_timeout);
   bool closed() const { return closed_; }

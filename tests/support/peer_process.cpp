@@ -57,7 +57,7 @@ bool peer_process::start(std::chrono::milliseconds timeout) {
                                 "127.0.0.1:" + std::to_string(ws_port_),
                                 "--model-delay-ms",
                                 std::to_string(opts_.model_delay_ms)};
-  for (auto &u : opts_.users) {
+  for (auto& u : opts_.users) {
     args.push_back("--user");
     args.push_back(u);
   }
@@ -84,9 +84,9 @@ bool peer_process::start(std::chrono::milliseconds timeout) {
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (fd >= 0)
       dup2(fd, STDERR_FILENO);
-    std::vector<char *> argv;
-    for (auto &a : args)
-      argv.push_back(const_cast<char *>(a.c_str()));
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     execv(argv[0], argv.data());
     _exit(127);

@@ -51,8 +51,8 @@ public:
   explicit peer_process(peer_options opts = {});
   ~peer_process(); ///< stop()s if running; removes its temp dir
 
-  peer_process(const peer_process &) = delete;
-  peer_process &operator=(const peer_process &) = delete;
+  peer_process(const peer_process&) = delete;
+  peer_process& operator=(const peer_process&) = delete;
 
   /// Starts the peer and waits for its `ready` line. A restart reuses the
   /// ports and the data directory. False (see last_error()) on failure.
@@ -68,10 +68,10 @@ public:
   std::string http_url() const; ///< http://127.0.0.1:PORT
   std::string ws_url() const;   ///< ws://127.0.0.1:PORT
   /// The server's Ed25519 identity key (base64) from the ready line.
-  const std::string &identity_key() const { return identity_; }
-  const std::string &data_dir() const { return data_dir_; }
-  const std::string &ready_line() const { return ready_line_; }
-  const std::string &last_error() const { return error_; }
+  const std::string& identity_key() const { return identity_; }
+  const std::string& data_dir() const { return data_dir_; }
+  const std::string& ready_line() const { return ready_line_; }
+  const std::string& last_error() const { return error_; }
   std::string log_path() const { return data_dir_ + "/peer.log"; }
 
 private:
