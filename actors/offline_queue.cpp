@@ -323,6 +323,15 @@ void send_item(self_ptr self, const store::queue_item& item);
 
 void drain(self_ptr self) {
   auto& st = self->state;
+  if (!st.db && !st.deferred && !st.never_open) {
+    // the file exists but could not be opened (e.g. busy at spawn): try
+    // again now, and soon once more if another process kept it busy
+    if (!ensure_open(self, st.cfg.lock_timeout)) {
+      if (code_of(st.open_error) == "busy" && st.cfg.poll_interval.count() > 0)
+        self->delayed_send(self, st.cfg.poll_interval, drain_atom_v);
+      return;
+    }
+  }
   if (!st.db || st.connected == 0)
     return;
   if (st.storage_failing && !st.storage_attempt)

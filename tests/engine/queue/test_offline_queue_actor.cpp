@@ -6,6 +6,7 @@
 
 #include "fixture.hpp"
 #include "messages/offline_queue.hpp"
+#include "messages/repositories.hpp"
 
 using namespace aico;
 using namespace aico::test;
@@ -639,4 +640,63 @@ TEST_F(queue_test, a_disabled_queue_opens_nothing_and_says_so) {
   EXPECT_FALSE(ask<std::vector<queue_entry>>(q, list_atom::value));
   EXPECT_FALSE(std::ifstream{dir + "/offline_queue.db"}.good());
   EXPECT_TRUE(net->calls.empty());
+}
+
+TEST_F(queue_test, a_send_whose_enqueue_is_not_answered_in_time_is_an_unknown_outcome) {
+  // Issue 17: the chat repository waited a fixed 10 s while the queue
+  // waited up to --timeout; a late commit then followed a printed failure.
+  // Now the send's own deadline is carried down to the queue, and a queue
+  // that does not answer by then yields "outcome unknown" naming the id,
+  // never "not queued".
+  auto held = std::make_shared<std::vector<queued_command>>();
+  auto promises
+    = std::make_shared<std::vector<caf::typed_response_promise<queue_entry>>>();
+  auto silent = sys.spawn(
+    [held, promises](offline_queue_actor::pointer self)
+      -> offline_queue_actor::behavior_type {
+      return {
+        [=](enqueue_atom, const queued_command& c) -> caf::result<queue_entry> {
+          held->push_back(c);
+          promises->push_back(self->make_response_promise<queue_entry>());
+          return promises->back();
+        },
+        [](list_atom) -> caf::result<std::vector<queue_entry>> {
+          return std::vector<queue_entry>{};
+        },
+        [](retry_atom, int64_t) -> caf::result<queue_entry> {
+          return queue_entry{};
+        },
+        [](drop_atom, int64_t) -> caf::result<bool> { return false; },
+        [](drain_atom) {},
+        [](watch_atom, queue_listener_actor) {},
+        [](state_atom, const connection_state&) {},
+        [](event_atom, const server_event&) {},
+        [](auth_atom, auth_state) {},
+      };
+    });
+  repository_deps deps;
+  deps.api = downstream();
+  deps.queue = silent;
+  deps.request_timeout = 30s;
+  auto chat = spawn_chat_repository(sys, deps);
+  outgoing_message m;
+  m.id = "late-1";
+  m.content = "hello";
+  m.timeout = 2s; // what is left of the caller's deadline
+  auto rh = self->request(chat, caf::infinite, send_atom::value, m);
+  sched.run();
+  ASSERT_EQ(held->size(), 1u);
+  EXPECT_EQ(held->front().timeout, caf::timespan{2s}); // carried down
+  sched.advance_time(2s + 1s); // the deadline plus the repository's grace
+  sched.run();
+  caf::error err;
+  rh.receive([](chat_message&) { ADD_FAILURE() << "answered a message"; },
+             [&](caf::error& e) { err = std::move(e); });
+  ASSERT_TRUE(err);
+  auto c = classify(err);
+  EXPECT_EQ(c.code, "outcome_unknown") << describe(err);
+  EXPECT_NE(c.message.find("late-1"), std::string::npos) << describe(err);
+  self->send_exit(chat, caf::exit_reason::user_shutdown);
+  self->send_exit(silent, caf::exit_reason::user_shutdown);
+  sched.run();
 }
