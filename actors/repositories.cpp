@@ -52,6 +52,25 @@ caf::error invalid(const std::string& field, const std::string& what) {
                            "validation_error");
 }
 
+/// Extra time a caller waits beyond the deadline it hands down, so the
+/// callee's own answer (which it gives by that deadline) always arrives.
+constexpr auto answer_grace = std::chrono::seconds(1);
+
+/// An enqueue whose answer did not come in time: it may or may not be in
+/// the queue. Anything else the queue says passes through (the queue only
+/// says "not queued" when it is certain, or "outcome_unknown" itself).
+caf::error enqueue_error(caf::error err, const std::string& key) {
+  auto c = classify(err);
+  if (c.code == "outcome_unknown" || c.cls != error_class::timeout)
+    return err;
+  return make_engine_error(error_class::unknown,
+                           "the outcome of queueing " + key
+                             + " is unknown: the offline queue did not answer "
+                               "in time; its list shows whether it was "
+                               "queued",
+                           0, "outcome_unknown");
+}
+
 read_origin origin_of(const cached_reply& r) {
   return {r.from_cache, r.stale, r.age};
 }
@@ -366,8 +385,12 @@ chat_repository_actor::behavior_type chat_fun(chat_impl self,
       cmd.method = "POST";
       cmd.path = "/conversations/messages";
       cmd.body = encode_send_message_body(m);
+      // one deadline for the whole send, carried down to the queue file
+      cmd.timeout = out.timeout > caf::timespan{0}
+                      ? out.timeout
+                      : self->state.deps.request_timeout;
       auto rp = self->make_response_promise<chat_message>();
-      self->request(self->state.deps.queue, std::chrono::seconds(10),
+      self->request(self->state.deps.queue, cmd.timeout + answer_grace,
                     enqueue_atom_v, cmd)
         .then(
           [=](const queue_entry&) mutable {
@@ -380,7 +403,9 @@ chat_repository_actor::behavior_type chat_fun(chat_impl self,
             auto j = st.tracked.find(m.id);
             rp.deliver(j != st.tracked.end() ? j->second : m);
           },
-          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+          [=](caf::error& err) mutable {
+            rp.deliver(enqueue_error(std::move(err), m.id));
+          });
       return rp;
     },
     [=](history_atom, history_query& q) -> caf::result<history_result> {
@@ -454,11 +479,14 @@ chat_repository_actor::behavior_type chat_fun(chat_impl self,
       cmd.lane = conv.empty() ? "current" : conv;
       cmd.method = "POST";
       cmd.path = "/conversations/messages/" + id + "/read";
+      cmd.timeout = self->state.deps.request_timeout;
       auto rp = self->make_response_promise<queue_entry>();
-      self->request(self->state.deps.queue, std::chrono::seconds(10),
+      self->request(self->state.deps.queue, cmd.timeout + answer_grace,
                     enqueue_atom_v, cmd)
         .then([=](const queue_entry& e) mutable { rp.deliver(e); },
-              [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+              [=](caf::error& err) mutable {
+                rp.deliver(enqueue_error(std::move(err), cmd.idempotency_key));
+              });
       return rp;
     },
     [=](watch_atom, chat_listener_actor l) {
@@ -522,11 +550,14 @@ user_repository_actor::behavior_type user_fun(user_impl self,
       cmd.method = "PUT";
       cmd.path = "/users/me/preferences";
       cmd.body = encode_preferences_update_body(p);
+      cmd.timeout = self->state.deps.request_timeout;
       auto rp = self->make_response_promise<queue_entry>();
-      self->request(self->state.deps.queue, std::chrono::seconds(10),
+      self->request(self->state.deps.queue, cmd.timeout + answer_grace,
                     enqueue_atom_v, cmd)
         .then([=](const queue_entry& e) mutable { rp.deliver(e); },
-              [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+              [=](caf::error& err) mutable {
+                rp.deliver(enqueue_error(std::move(err), "the preferences"));
+              });
       return rp;
     },
     [=](family_atom, read_options ro) -> caf::result<family_result> {

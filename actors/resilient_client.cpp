@@ -8,6 +8,8 @@
 // exception leaves a handler.
 #include "messages/resilience.hpp"
 
+#include "src/model/codec.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <optional>
@@ -281,18 +283,6 @@ void attempt(self_ptr self, uint64_t id) {
       [=](caf::error& err) { on_result(self, id, permit, std::move(err)); });
 }
 
-std::string header(const api_reply& r, const std::string& name) {
-  for (auto& [k, v] : r.headers) {
-    if (k.size() == name.size()
-        && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-             return std::tolower(static_cast<unsigned char>(a))
-                    == std::tolower(static_cast<unsigned char>(b));
-           }))
-      return v;
-  }
-  return {};
-}
-
 void on_result(self_ptr self, uint64_t id, breaker_permit permit,
                caf::expected<api_reply> res) {
   auto& st = self->state;
@@ -300,10 +290,10 @@ void on_result(self_ptr self, uint64_t id, breaker_permit permit,
   if (i == st.calls.end())
     return;
   auto& c = i->second;
-  // the supervisor turns non-2xx into errors; be safe with other gateways
-  if (res && (res->status < 200 || res->status >= 300))
-    res = make_status_error(res->status, res->body,
-                            header(*res, "Retry-After"));
+  // the supervisor already checked the answer; the same check again keeps
+  // any other downstream honest
+  if (res)
+    res = check_reply(std::move(*res));
   auto& cb = st.breakers->get(c.endpoint);
   if (res) {
     cb.on_success(permit);

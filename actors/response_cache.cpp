@@ -28,6 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include "src/model/codec.hpp"
+
 #include "src/store/response_cache.hpp"
 
 namespace aico {
@@ -175,17 +177,6 @@ void on_fetch_error(self_ptr self, const flight_key& k,
   finish(self, k, [&](auto& rp) { rp.deliver(err); });
 }
 
-std::string header(const api_reply& r, const std::string& name) {
-  for (auto& [k, v] : r.headers)
-    if (k.size() == name.size()
-        && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-             return std::tolower(static_cast<unsigned char>(a))
-                    == std::tolower(static_cast<unsigned char>(b));
-           }))
-      return v;
-  return {};
-}
-
 void fetch(self_ptr self, const flight_key& k, api_call call, bool auth,
            bool have_fallback) {
   auto& st = self->state;
@@ -199,12 +190,12 @@ void fetch(self_ptr self, const flight_key& k, api_call call, bool auth,
               timeout, auth)
     .then(
       [=](api_reply& r) {
-        if (r.status >= 200 && r.status < 300)
-          on_fetched(self, k, std::move(r));
-        else // a downstream that hands back non-2xx replies
-          on_fetch_error(self, k,
-                         make_status_error(r.status, r.body,
-                                           header(r, "Retry-After")));
+        // the one check of every answer (src/model/codec.hpp)
+        auto checked = check_reply(std::move(r));
+        if (checked)
+          on_fetched(self, k, std::move(*checked));
+        else
+          on_fetch_error(self, k, checked.error());
       },
       [=](caf::error& err) { on_fetch_error(self, k, err); });
 }

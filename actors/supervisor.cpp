@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "src/core/link_policy.hpp"
+#include "src/model/codec.hpp"
 #include "src/core/pending_requests.hpp"
 
 namespace aico {
@@ -174,18 +175,6 @@ void deliver_error(self_ptr self, uint64_t key, caf::error err) {
 
 void dispatch(self_ptr self, uint64_t key);
 
-std::string header(const api_reply& r, const std::string& name) {
-  for (auto& [k, v] : r.headers) {
-    if (k.size() == name.size()
-        && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-             return std::tolower(static_cast<unsigned char>(a))
-                    == std::tolower(static_cast<unsigned char>(b));
-           }))
-      return v;
-  }
-  return {};
-}
-
 /// Hands a token the supervisor got (token manager, refresh) to the
 /// transports (event subscriptions) if it is new; it is also the token of
 /// the next authenticated calls.
@@ -215,11 +204,6 @@ void on_reply(self_ptr self, uint64_t key, int attempt, api_reply r) {
   if (!e)
     return;
   auto& p = e->payload;
-  if (r.status >= 200 && r.status < 300) {
-    auto done = st.pending.take(key);
-    done->payload.rp.deliver(std::move(r));
-    return;
-  }
   if (r.status == 401 && p.auth && !p.refreshed && st.tokens) {
     // the token was rejected: refresh once (single-flight in the token
     // manager) and send again with the new token
@@ -239,8 +223,15 @@ void on_reply(self_ptr self, uint64_t key, int attempt, api_reply r) {
         [=](caf::error& err) { deliver_error(self, key, std::move(err)); });
     return;
   }
-  deliver_error(self, key,
-                make_status_error(r.status, r.body, header(r, "Retry-After")));
+  // the one check of every answer: a 2xx must be a valid envelope with
+  // success true, anything else becomes its classified error
+  auto checked = check_reply(std::move(r));
+  if (!checked) {
+    deliver_error(self, key, std::move(checked.error()));
+    return;
+  }
+  auto done = st.pending.take(key);
+  done->payload.rp.deliver(std::move(*checked));
 }
 
 void on_call_error(self_ptr self, uint64_t key, std::size_t slot, int attempt,

@@ -14,9 +14,22 @@
 // and cache storage"); the actor: docs/architecture.md ("Offline queue and
 // cache actors").
 //
+// Several processes of one state directory share the queue file: each
+// sends the items it queued (an item left by a process that exited or died
+// is sent by whichever process comes next), claims are made in one
+// transaction with a lease, and per-lane FIFO holds across processes
+// (src/store/offline_queue.hpp).
+//
 // Outcomes per attempt:
-// - 2xx (201 created, 200 "already stored") or 409 conflict: done (the
-//   server has it) -> `sent`, the item is deleted.
+// - a valid envelope whose data is what the route promises (a send: the
+//   stored message with the same id), 2xx (201 created, 200 "already
+//   stored"), or 409 conflict: done (the server has it) -> `sent`, the item
+//   is deleted.
+// - any other 2xx (not JSON, not an envelope, success false, a wrong id),
+//   or a reply cut off: the outcome is unknown -> resent with the same id
+//   after a backoff, at most max_bad_answers times, then parked with a
+//   reason that says the outcome is unknown -> `retrying` / `failed`
+//   (error_code "bad_reply").
 // - retryable (network, timeout, 5xx, 429): the lane pauses with backoff
 //   (Retry-After honoured) -> `retrying`; one timer wakes the queue.
 // - authentication (401, "not logged in"): not the item's fault: it stays
@@ -81,12 +94,17 @@ struct queued_command {
   std::string method; ///< e.g. "POST"
   std::string path;   ///< relative to /api/v1, e.g. "/conversations/messages"
   std::string body;   ///< the exact JSON body replayed on every attempt
+  /// How long enqueueing may take at most, waiting for other processes of
+  /// the state directory that are writing the queue file (the caller's
+  /// deadline, carried down); 0 = the queue's lock_timeout. The queue
+  /// answers within it, so the caller should wait a little longer.
+  caf::timespan timeout{0};
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, queued_command& x) {
   return f(caf::meta::type_name("aico.queued_command"), x.idempotency_key,
-           x.kind, x.lane, x.method, x.path, x.body);
+           x.kind, x.lane, x.method, x.path, x.body, x.timeout);
 }
 
 /// What happened to a queued command (published in queue_update and kept
@@ -158,9 +176,13 @@ struct queue_update {
   /// HTTP status of the last answer (on sent / failed / retrying; 0 if
   /// there was none, e.g. a network error).
   int32_t http_status = 0;
-  /// On failed / retrying: what went wrong.
+  /// On failed / retrying: what went wrong (error_code: the gateway's or
+  /// the engine's code, e.g. "validation_error", or "bad_reply" when the
+  /// gateway's answer was not what the route promises: the outcome is
+  /// unknown).
   error_class error_cls = error_class::unknown;
   std::string error_message;
+  std::string error_code;
   /// On retrying: the next attempt in ms from now (lower bound: a reconnect
   /// or login resumes earlier).
   int64_t next_attempt_in_ms = 0;
@@ -170,7 +192,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, queue_update& x) {
   return f(caf::meta::type_name("aico.queue_update"), x.entry, x.status,
            x.reply_body, x.http_status, x.error_cls, x.error_message,
-           x.next_attempt_in_ms);
+           x.error_code, x.next_attempt_in_ms);
 }
 
 /// Receives queue updates.
@@ -225,10 +247,27 @@ struct offline_queue_config {
   /// state directory can queue and send); enqueue/list/retry/drop then
   /// answer a clear error and nothing is drained.
   bool enabled = true;
-  /// How long opening the queue waits for another engine process that
-  /// holds the state directory's queue (the file is locked exclusively
-  /// while an engine has it open, so two processes never drain it twice).
+  /// How long opening the queue and each change wait for another engine
+  /// process of the state directory that is writing the file (one commit
+  /// at a time; processes take turns), unless a command brings its own
+  /// deadline (queued_command::timeout).
   std::chrono::milliseconds lock_timeout{250};
+  /// Other processes do not tell this one when they change the file: while
+  /// they hold items (in flight, or queued by a process that still runs)
+  /// the queue checks the file this often (PRAGMA data_version, cheap), and
+  /// drains when something changed.
+  std::chrono::milliseconds poll_interval{50};
+  /// The same check while nothing of another process is in the file (an
+  /// item left by a process that has exited is then sent); 0 = never.
+  std::chrono::milliseconds idle_poll_interval{1000};
+  /// Answers that are not what the route promises (the outcome is unknown)
+  /// after which an item is parked; each one is retried with the same key.
+  int max_bad_answers = 3;
+  /// Storage failures (disk full, read-only, I/O error) stop draining; the
+  /// queue tries again after this backoff (one log line when it starts
+  /// failing, one when it works again).
+  backoff_options storage_backoff{std::chrono::milliseconds{200}, 2.0, 0.2,
+                                  std::chrono::milliseconds{10000}};
 };
 
 /// Spawns the queue actor. Never fails: if the file cannot be opened

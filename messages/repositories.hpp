@@ -67,12 +67,18 @@ struct outgoing_message {
   std::string content;
   std::string type = "text";
   std::string metadata = "{}"; ///< JSON object text
+  /// How long queueing it durably may take at most (the caller's deadline,
+  /// carried down to the queue file); 0 = the engine's request_timeout.
+  /// The repository answers within it (plus a grace of about a second); an
+  /// answer it cannot give in time is an error with code "outcome_unknown"
+  /// naming the message id, never a false "not queued".
+  caf::timespan timeout{0};
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, outgoing_message& x) {
   return f(caf::meta::type_name("aico.outgoing_message"), x.id,
-           x.conversation_id, x.content, x.type, x.metadata);
+           x.conversation_id, x.content, x.type, x.metadata, x.timeout);
 }
 
 struct history_query {

@@ -25,6 +25,8 @@
 
 #include "cli_config.hpp"
 #include "messages/engine.hpp"
+#include "src/core/log_line.hpp"
+#include "src/model/codec.hpp"
 
 namespace json = boost::json;
 using namespace aico;
@@ -91,8 +93,29 @@ int fail(const options& o, const std::string& what, const caf::error& err) {
       obj["code"] = c.code;
     std::cout << json::serialize(obj) << std::endl;
   }
-  std::cerr << "aico: " << what << ": " << describe(err) << std::endl;
+  log_line("aico: " + what + ": " + describe(err));
   return exit_for(err);
+}
+
+/// What a person can do about a storage failure of the state directory.
+std::string storage_hint(const caf::error& err) {
+  auto code = classify(err).code;
+  if (code == "disk_full")
+    return "the disk of the state directory is full";
+  if (code == "read_only")
+    return "the state directory cannot be written (read-only)";
+  if (code == "busy")
+    return "other processes kept the offline queue busy until --timeout";
+  return {};
+}
+
+using steady = std::chrono::steady_clock;
+
+caf::timespan left_until(steady::time_point deadline) {
+  auto left = deadline - steady::now();
+  if (left <= steady::duration::zero())
+    return caf::timespan{0};
+  return std::chrono::duration_cast<caf::timespan>(left);
 }
 
 json::value state_json(const connection_state& cs) {
@@ -162,9 +185,10 @@ public:
     return res;
   }
 
-  caf::expected<session_info> session() {
+  caf::expected<session_info> session(caf::timespan t = 5s) {
     caf::expected<session_info> res{caf::error{}};
-    self_->request(eng_.tokens(), 5s, session_atom::value)
+    self_->request(eng_.tokens(), std::max<caf::timespan>(t, 100ms),
+                   session_atom::value)
       .receive([&](session_info& s) { res = std::move(s); },
                [&](caf::error& e) { res = std::move(e); });
     return res;
@@ -250,78 +274,160 @@ public:
     }
   }
 
-  /// Sends messages through the chat repository (durable queue) and waits
-  /// until each is sent or failed, or `wait` passes. Returns the last
-  /// version of each message seen.
-  caf::expected<std::vector<chat_message>>
-  send_messages(std::vector<outgoing_message> msgs, caf::timespan wait) {
+  /// How a send_messages() ended.
+  enum class send_end { settled, waited, offline, auth_expired, interrupted };
+
+  struct send_report {
+    /// The messages handed to the durable queue (in order), with the last
+    /// status seen; `done` when the gateway has it or it failed for good.
+    std::vector<chat_message> msgs;
+    std::vector<bool> done;
+    /// Why queueing stopped before the last message (none: all queued).
+    caf::error stop_error;
+    /// The stop_error's message may or may not be in the queue.
+    bool stop_unknown = false;
+    std::string stop_id;
+    send_end end = send_end::settled;
+    connection_state last_state;
+  };
+
+  /// Queues messages through the chat repository (durable queue), each
+  /// within what is left of `deadline` (carried down to the queue file),
+  /// then waits until each is sent or failed. Stops waiting early once the
+  /// connection is known to be gone (every transport failed) or the session
+  /// expired: the messages stay in the durable queue. Queueing stops at the
+  /// first message that could not be queued.
+  send_report send_messages(std::vector<outgoing_message> msgs,
+                            steady::time_point deadline,
+                            steady::time_point wait_deadline) {
     // the chat stream gives the message as the app sees it; the queue says
     // when the gateway has it for sure (the item is gone from the queue)
     self_->send(eng_.chat(), watch_atom::value,
                 caf::actor_cast<chat_listener_actor>(self_));
     self_->send(eng_.queue(), watch_atom::value,
                 caf::actor_cast<queue_listener_actor>(self_));
-    std::vector<chat_message> res;
+    self_->send(eng_.connection(), watch_atom::value,
+                caf::actor_cast<engine_listener_actor>(self_));
+    send_report rep;
     std::map<std::string, size_t> index;
-    std::vector<bool> done;
     for (auto& m : msgs) {
+      auto left = left_until(deadline);
+      if (left <= caf::timespan{0}) {
+        rep.stop_error = make_engine_error(
+          error_class::timeout, "--timeout passed before it could be queued");
+        rep.stop_id = m.id;
+        break;
+      }
+      m.timeout = left;
       caf::error err;
-      self_->request(eng_.chat(), 15s, send_atom::value, m)
+      // the repository answers within `left` (plus its grace)
+      self_->request(eng_.chat(), left + 3s, send_atom::value, m)
         .receive(
           [&](chat_message& cm) {
-            index[cm.id] = res.size();
-            res.push_back(std::move(cm));
-            done.push_back(false);
+            index[cm.id] = rep.msgs.size();
+            rep.msgs.push_back(std::move(cm));
+            rep.done.push_back(false);
           },
           [&](caf::error& e) { err = std::move(e); });
-      if (err)
-        return err;
-    }
-    auto open = [&] { return std::count(done.begin(), done.end(), false); };
-    auto deadline = std::chrono::steady_clock::now() + wait;
-    while (open() > 0 && !interrupted) {
-      auto left = deadline - std::chrono::steady_clock::now();
-      if (left <= decltype(left)::zero())
+      if (err) {
+        auto c = classify(err);
+        rep.stop_unknown = c.code == "outcome_unknown"
+                           || c.cls == error_class::timeout;
+        rep.stop_error = std::move(err);
+        rep.stop_id = m.id;
         break;
+      }
+    }
+    auto open = [&] {
+      return std::count(rep.done.begin(), rep.done.end(), false);
+    };
+    bool offline = false;
+    bool expired = false;
+    auto on_state = [&](const connection_state& cs) {
+      rep.last_state = cs;
+      // reconnecting/offline: every transport was tried and failed
+      offline = cs.state == link_state::reconnecting
+                || cs.state == link_state::offline;
+      expired = cs.state == link_state::auth_expired;
+    };
+    auto settle_end = [&]() -> bool {
+      if (open() == 0) {
+        rep.end = send_end::settled;
+        return true;
+      }
+      if (expired) {
+        rep.end = send_end::auth_expired;
+        return true;
+      }
+      if (offline) {
+        rep.end = send_end::offline;
+        return true;
+      }
+      if (interrupted) {
+        rep.end = send_end::interrupted;
+        return true;
+      }
+      return false;
+    };
+    rep.end = send_end::waited;
+    while (!settle_end()) {
+      auto left = left_until(wait_deadline);
+      if (left <= caf::timespan{0}) {
+        rep.end = send_end::waited;
+        break;
+      }
       self_->receive(
         [&](message_atom, chat_message& m) {
           auto i = index.find(m.id);
           if (i != index.end()) {
-            auto keep_failed = res[i->second].status == message_status::failed;
-            res[i->second] = std::move(m);
+            auto& cur = rep.msgs[i->second];
+            auto keep_failed = cur.status == message_status::failed;
+            auto seq = cur.seq;
+            cur = std::move(m);
+            if (cur.seq == 0)
+              cur.seq = seq;
             if (keep_failed)
-              done[i->second] = true;
+              rep.done[i->second] = true;
           }
         },
         [&](queue_atom, const queue_update& u) {
           auto i = index.find(u.entry.idempotency_key);
           if (i == index.end())
             return;
+          auto& m = rep.msgs[i->second];
           if (u.status == queue_status::sent) {
-            done[i->second] = true;
-            auto& m = res[i->second];
+            rep.done[i->second] = true;
             if (m.status == message_status::queued
                 || m.status == message_status::sending)
               m.status = message_status::sent;
+            // the stored message in the answer: its seq, whatever the
+            // chat stream has shown so far
+            if (auto srv = decode_reply<chat_message>(
+                  u.http_status ? u.http_status : 200, u.reply_body)) {
+              m.seq = srv->seq;
+              m.conversation_id = srv->conversation_id;
+            }
           } else if (u.status == queue_status::failed
                      || u.status == queue_status::dropped) {
-            done[i->second] = true;
-            res[i->second].status = message_status::failed;
-            res[i->second].failure_reason = u.error_message;
+            rep.done[i->second] = true;
+            m.status = message_status::failed;
+            m.failure_reason = u.error_message;
+          } else if (u.status == queue_status::retrying
+                     && u.error_cls == error_class::authentication) {
+            // the token was refused and could not be refreshed
+            expired = true;
           }
         },
+        [&](state_atom, const connection_state& cs) { on_state(cs); },
         [&](event_atom, const stream_chunk&) {},
-        [&](state_atom, const connection_state&) {},
         [&](event_atom, const server_event&) {},
-        caf::after(std::min<caf::timespan>(
-          std::chrono::duration_cast<caf::timespan>(left), 200ms))
-          >> [] {});
+        caf::after(std::min<caf::timespan>(left, 200ms)) >> [] {});
     }
-    // not confirmed in time: still in the durable queue
-    for (size_t i = 0; i < res.size(); ++i)
-      if (!done[i] && res[i].status != message_status::failed)
-        res[i].status = message_status::queued;
-    return res;
+    // not confirmed: still in the durable queue
+    for (size_t i = 0; i < rep.msgs.size(); ++i)
+      if (!rep.done[i] && rep.msgs[i].status != message_status::failed)
+        rep.msgs[i].status = message_status::queued;
+    return rep;
   }
 
   caf::expected<history_result> history(const std::string& conv, int limit,
@@ -341,7 +447,7 @@ public:
 
   caf::expected<std::vector<queue_entry>> queue_list() {
     caf::expected<std::vector<queue_entry>> res{caf::error{}};
-    self_->request(eng_.queue(), 10s, list_atom::value)
+    self_->request(eng_.queue(), queue_wait(), list_atom::value)
       .receive([&](std::vector<queue_entry>& xs) { res = std::move(xs); },
                [&](caf::error& e) { res = std::move(e); });
     return res;
@@ -349,7 +455,7 @@ public:
 
   caf::expected<queue_entry> queue_retry(int64_t seq) {
     caf::expected<queue_entry> res{caf::error{}};
-    self_->request(eng_.queue(), 10s, retry_atom::value, seq)
+    self_->request(eng_.queue(), queue_wait(), retry_atom::value, seq)
       .receive([&](queue_entry& e) { res = std::move(e); },
                [&](caf::error& e) { res = std::move(e); });
     return res;
@@ -357,7 +463,7 @@ public:
 
   caf::expected<bool> queue_drop(int64_t seq) {
     caf::expected<bool> res{caf::error{}};
-    self_->request(eng_.queue(), 10s, drop_atom::value, seq)
+    self_->request(eng_.queue(), queue_wait(), drop_atom::value, seq)
       .receive([&](bool b) { res = b; },
                [&](caf::error& e) { res = std::move(e); });
     return res;
@@ -366,6 +472,13 @@ public:
   const engine& eng() const { return eng_; }
 
 private:
+  /// The queue answers within its lock_timeout (--timeout for `queue`).
+  caf::timespan queue_wait() const {
+    return std::chrono::duration_cast<caf::timespan>(
+             eng_.config().queue.lock_timeout)
+           + 3s;
+  }
+
   const options& o_;
   engine eng_;
   caf::scoped_actor self_;
@@ -450,73 +563,157 @@ int run(const std::string& cmd, const options& o, client& c) {
     return ok;
   }
   if (cmd == "send") {
+    // One deadline (--timeout) for everything the command waits for:
+    // the session, queueing each message durably (carried down to the
+    // queue file, shared with other processes), and the gateway's answers
+    // (--wait, by default the rest of --timeout).
+    const auto start = steady::now();
+    const auto deadline = start
+                          + std::chrono::duration_cast<steady::duration>(
+                            std::chrono::duration<double>(o.timeout_s));
+    const auto wait_deadline
+      = o.wait_s >= 0 ? start
+                          + std::chrono::duration_cast<steady::duration>(
+                            std::chrono::duration<double>(o.wait_s))
+                      : deadline;
     // queued offline is fine, but only for someone who is logged in: a
     // message of nobody would wait in the queue forever
-    if (auto s = c.session(); !s)
+    if (auto s = c.session(left_until(deadline)); !s)
       return fail(o, "send failed", s.error());
     std::vector<outgoing_message> msgs;
-    auto add = [&](const std::string& text, const std::string& id) {
+    std::vector<size_t> line_of; // file line number of each message
+    auto add = [&](const std::string& text, const std::string& id,
+                   size_t line) {
       outgoing_message m;
       m.id = id.empty() ? new_message_id() : id;
       m.conversation_id = o.conversation;
       m.content = text;
       msgs.push_back(std::move(m));
+      line_of.push_back(line);
     };
-    if (!o.from_file.empty()) {
+    const bool from_file = !o.from_file.empty();
+    if (from_file) {
       std::ifstream in{o.from_file};
       if (!in) {
-        std::cerr << "aico: send: cannot read " << o.from_file << std::endl;
+        log_line("aico: send: cannot read " + o.from_file);
         return usage;
       }
       std::string line;
-      while (std::getline(in, line))
+      size_t n = 0;
+      while (std::getline(in, line)) {
+        ++n;
         if (!line.empty())
-          add(line, "");
+          add(line, "", n);
+      }
       if (msgs.empty()) {
-        std::cerr << "aico: send: " << o.from_file << " has no message"
-                  << std::endl;
+        log_line("aico: send: " + o.from_file + " has no message");
         return usage;
       }
     } else {
-      add(o.text, o.message_id);
+      add(o.text, o.message_id, 0);
     }
-    auto wait = std::chrono::duration_cast<caf::timespan>(
-      std::chrono::duration<double>(o.wait_s >= 0 ? o.wait_s : o.timeout_s));
-    auto res = c.send_messages(std::move(msgs), wait);
-    if (!res)
-      return fail(o, "send failed", res.error());
-    int failed = 0, queued = 0;
-    for (auto& m : *res) {
+    auto where = [&](size_t i) {
+      return from_file ? "line " + std::to_string(line_of[i]) + " ("
+                           + msgs[i].id + ")"
+                       : msgs[i].id;
+    };
+    auto rep = c.send_messages(msgs, deadline, wait_deadline);
+    int failed = 0;
+    std::string offline_why
+      = rep.last_state.reason.empty()
+          ? std::string{"no transport could connect"}
+          : "last failure: " + rep.last_state.reason;
+    for (size_t i = 0; i < rep.msgs.size(); ++i) {
+      auto& m = rep.msgs[i];
       json::object obj{{"ok", m.status != message_status::failed},
                        {"id", m.id},
                        {"status", to_string(m.status)}};
+      if (from_file)
+        obj["line"] = line_of[i];
       std::string human;
       switch (m.status) {
         case message_status::queued:
         case message_status::sending:
-          ++queued;
-          human = "queued " + m.id
-                  + ": not confirmed by the gateway yet (offline?); it stays "
-                    "in the durable queue and is sent when the gateway is "
-                    "reachable (see `aico queue`)";
+          if (rep.end == client::send_end::auth_expired) {
+            obj["ok"] = false; // queued, but nothing is sent until a login
+            obj["reason"] = "auth_expired";
+            human = "queued " + where(i)
+                    + ": the session has expired; it stays in the durable "
+                      "queue and is sent after the next `aico login`";
+          } else if (rep.end == client::send_end::offline) {
+            obj["reason"] = "offline";
+            human = "queued " + where(i) + " offline: the gateway is "
+                    + "unreachable (" + offline_why
+                    + "); it stays in the durable queue and is sent by the "
+                      "next `aico send`, `aico queue drain` or aico-chat";
+          } else {
+            obj["reason"] = "not_confirmed";
+            human = "queued " + where(i)
+                    + ": not confirmed by the gateway in time; it stays in "
+                      "the durable queue and is sent when the gateway is "
+                      "reachable (see `aico queue`)";
+          }
           break;
         case message_status::failed:
           ++failed;
           obj["error"] = m.failure_reason;
-          human = "failed " + m.id + ": " + m.failure_reason;
+          human = "failed " + where(i) + ": " + m.failure_reason;
           break;
         default:
           obj["conversation_id"] = m.conversation_id;
           obj["seq"] = m.seq;
-          human = "sent " + m.id + " to " + m.conversation_id + " (seq "
-                  + std::to_string(m.seq) + ")";
+          human = "sent " + where(i) + " to " + m.conversation_id;
+          if (m.seq > 0)
+            human += " (seq " + std::to_string(m.seq) + ")";
       }
       if (m.status == message_status::failed)
-        std::cerr << "aico: " << human << std::endl;
+        log_line("aico: " + human);
       if (o.json_out || m.status != message_status::failed)
         print(o, obj, human);
     }
-    (void) queued; // queued offline is a success: the queue is durable
+    if (rep.stop_error) {
+      // the message at which queueing stopped, and the ones after it
+      auto k = rep.msgs.size();
+      auto c2 = classify(rep.stop_error);
+      auto hint = storage_hint(rep.stop_error);
+      std::string human
+        = rep.stop_unknown
+            ? "unknown " + where(k)
+                + ": it may or may not have been queued ("
+                + describe(rep.stop_error)
+                + "); `aico queue` shows whether it is there"
+            : "not queued " + where(k) + ": "
+                + (hint.empty() ? std::string{} : hint + ": ")
+                + describe(rep.stop_error);
+      if (from_file && k + 1 < msgs.size())
+        human += "; lines " + std::to_string(line_of[k + 1]) + "-"
+                 + std::to_string(line_of.back()) + " were not queued";
+      if (o.json_out) {
+        json::object obj{{"ok", false},
+                         {"id", msgs[k].id},
+                         {"status", rep.stop_unknown ? "unknown"
+                                                     : "not_queued"},
+                         {"error", to_string(c2.cls)},
+                         {"message", c2.message}};
+        if (!c2.code.empty())
+          obj["code"] = c2.code;
+        if (from_file) {
+          obj["line"] = line_of[k];
+          if (k + 1 < msgs.size())
+            obj["not_queued_lines"] = json::array{line_of[k + 1],
+                                                  line_of.back()};
+        }
+        std::cout << json::serialize(obj) << std::endl;
+      }
+      log_line("aico: send: " + human);
+      return c2.cls == error_class::authentication ? auth_failed : other;
+    }
+    if (rep.end == client::send_end::auth_expired) {
+      log_line("aico: send: the session has expired: log in again (aico "
+               "login); the queued message(s) are sent after that");
+      return auth_failed;
+    }
+    // queued offline is a success: the queue is durable
     return failed > 0 ? other : ok;
   }
   if (cmd == "history") {
@@ -558,8 +755,8 @@ int run(const std::string& cmd, const options& o, client& c) {
   if (cmd == "queue") {
     if (o.queue_action == "retry" || o.queue_action == "drop") {
       if (o.queue_seq <= 0) {
-        std::cerr << "aico: queue " << o.queue_action << ": give the item's "
-                  << "number (see `aico queue list`)" << std::endl;
+        log_line("aico: queue " + o.queue_action
+                 + ": give the item's number (see `aico queue list`)");
         return usage;
       }
       if (o.queue_action == "retry") {
@@ -633,7 +830,7 @@ int run(const std::string& cmd, const options& o, client& c) {
     c.watch(o.watch_for);
     return ok;
   }
-  std::cerr << "aico: unknown command " << cmd << std::endl;
+  log_line("aico: unknown command " + cmd);
   return usage;
 }
 
@@ -704,15 +901,16 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, on_signal);
   std::signal(SIGPIPE, SIG_IGN);
   auto cmd = app.get_subcommands().front()->get_name();
-  // Only `send` and `queue` use the durable queue. The queue file is locked
-  // by the one process that has it open, so every other command leaves it
-  // alone: `aico watch` in one terminal and `aico send` in another work on
-  // the same state directory. `send`/`queue` wait up to --timeout for
-  // another process (a second `aico send`, aico-chat) to let go of it.
-  if (cmd == "send" || cmd == "queue")
+  // Only `send` and `queue` use the durable queue; other commands do not
+  // open it. Processes of one state directory share the queue file (each
+  // write is one short transaction; they take turns): `aico watch` in one
+  // terminal, aico-chat in another and several `aico send` at once all
+  // work. A send carries its --timeout down to the queue file; `queue`
+  // list/retry/drop wait at most --timeout for other processes' commits.
+  if (cmd == "queue")
     cfg->queue.lock_timeout = std::chrono::milliseconds{
       static_cast<int64_t>(o.timeout_s * 1000)};
-  else
+  else if (cmd != "send")
     cfg->queue.enabled = false;
   caf::actor_system_config sys_cfg;
   sys_cfg.set("scheduler.policy", caf::atom("sharing"));

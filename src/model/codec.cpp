@@ -1,5 +1,7 @@
 #include "src/model/codec.hpp"
 
+#include <cctype>
+
 #include <cmath>
 #include <limits>
 #include <new>
@@ -772,6 +774,51 @@ template caf::expected<update_ticket>
   decode_reply<update_ticket>(int32_t, std::string_view);
 template caf::expected<system_update_event>
   decode_reply<system_update_event>(int32_t, std::string_view);
+
+// -- gateway answers -------------------------------------------------------------
+
+std::string reply_header(const api_reply& r, std::string_view name) {
+  for (auto& [k, v] : r.headers)
+    if (k.size() == name.size()
+        && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a))
+                    == std::tolower(static_cast<unsigned char>(b));
+           }))
+      return v;
+  return {};
+}
+
+caf::error bad_reply_error(int32_t status, const std::string& why) {
+  return make_engine_error(error_class::unknown,
+                           "the gateway's answer (status "
+                             + std::to_string(status)
+                             + ") is not a valid reply: " + why,
+                           status, "bad_reply");
+}
+
+bool is_bad_reply(const caf::error& err) {
+  return classify(err).code == "bad_reply";
+}
+
+caf::expected<api_reply> check_reply(api_reply r) {
+  try {
+    if (r.status < 200 || r.status > 299)
+      return make_status_error(r.status, r.body,
+                               reply_header(r, "Retry-After"));
+    auto env = decode_envelope(r.status, r.body);
+    if (!env)
+      return bad_reply_error(r.status, classify(env.error()).message);
+    if (!env->success)
+      return bad_reply_error(r.status,
+                             "success is false"
+                               + (env->message.empty()
+                                    ? std::string{}
+                                    : " (" + env->message + ")"));
+    return r;
+  } catch (const std::bad_alloc&) {
+    return out_of_memory();
+  }
+}
 
 // -- named decoders -------------------------------------------------------------
 

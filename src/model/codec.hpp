@@ -33,6 +33,7 @@
 
 #include "messages/errors.hpp"
 #include "messages/models.hpp"
+#include "messages/types.hpp"
 
 namespace aico {
 
@@ -60,6 +61,34 @@ template <class T>
 caf::expected<T> decode_reply(int32_t status, std::string_view body);
 
 // -- named decoders (JSON text) -------------------------------------------------
+
+// -- gateway answers -------------------------------------------------------------
+
+/// The value of a reply header (name compared case-insensitively), "" if
+/// absent.
+std::string reply_header(const api_reply& r, std::string_view name);
+
+/// THE check of every gateway answer (the supervisor applies it to every
+/// reply; callers that may sit behind something else apply it too): a 2xx
+/// passes only as a valid envelope with `"success": true`. Anything else is
+/// an error:
+/// - non-2xx: make_status_error(status, body, Retry-After), classified by
+///   its status;
+/// - a 2xx that is not JSON, not an envelope, or `success: false`: the
+///   bad_reply error (the call's outcome is unknown: it may or may not have
+///   been applied).
+caf::expected<api_reply> check_reply(api_reply r);
+
+/// The error of an answer that is not what its route promises: class
+/// unknown (a malformed reply: not retried in-call, not counted by the
+/// circuit breakers; the offline queue resends such commands with the same
+/// idempotency key a bounded number of times), the answer's status, code
+/// "bad_reply", message "the gateway's answer (status 200) is not a valid
+/// reply: <why>".
+caf::error bad_reply_error(int32_t status, const std::string& why);
+
+/// Whether `err` is a bad_reply error.
+bool is_bad_reply(const caf::error& err);
 
 /// Parses an envelope. On 2xx the body must be an envelope with
 /// `"success": bool` (else a validation error). On a non-2xx status a body

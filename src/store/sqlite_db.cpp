@@ -29,12 +29,48 @@ store_time from_unix_ms(int64_t ms) {
     std::chrono::milliseconds{ms})};
 }
 
+namespace {
+
+const char* storage_code(int rc) {
+  switch (rc & 0xFF) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return "busy";
+    case SQLITE_FULL:
+      return "disk_full";
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+      return "read_only";
+    case SQLITE_CANTOPEN:
+      return "cannot_open";
+    case SQLITE_IOERR:
+      return "io_error";
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return "damaged";
+    case SQLITE_NOMEM:
+      return "out_of_memory";
+    default:
+      return "";
+  }
+}
+
+} // namespace
+
 namespace detail {
 
 struct db_state {
+  using steady = std::chrono::steady_clock;
+
   sqlite3* db = nullptr;
   std::string path;
   sqlite_db::options opts;
+  /// How long one statement waits for a lock another connection holds
+  /// (the busy handler below), and a hard end no wait passes (open()).
+  std::chrono::milliseconds busy_wait{0};
+  steady::time_point busy_deadline = steady::time_point::max();
+  steady::time_point busy_started;
 
   ~db_state() {
     if (db != nullptr)
@@ -51,9 +87,30 @@ struct db_state {
       msg += sqlite3_errstr(rc);
     if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
       msg += " (is another process using it?)";
-    return make_engine_error(error_class::unknown, std::move(msg));
+    return make_engine_error(error_class::unknown, std::move(msg), 0,
+                             storage_code(rc));
   }
 };
+
+/// The busy handler of every connection: waits in short naps (a writer
+/// holds the lock for one commit, about a millisecond plus an fsync) until
+/// busy_wait has passed since the wait began, or the hard deadline.
+/// SQLite's own handler sleeps up to 100 ms per round, which makes N
+/// processes taking turns on one file much slower than they need to be.
+int busy_handler(void* arg, int count) {
+  auto* st = static_cast<db_state*>(arg);
+  auto now = db_state::steady::now();
+  if (count == 0)
+    st->busy_started = now;
+  auto limit = std::min(st->busy_deadline, st->busy_started + st->busy_wait);
+  if (now >= limit)
+    return 0;
+  auto nap = std::chrono::milliseconds(count < 20 ? 1 : (count < 100 ? 2 : 5));
+  auto left = std::chrono::duration_cast<std::chrono::microseconds>(limit
+                                                                    - now);
+  std::this_thread::sleep_for(std::min<std::chrono::microseconds>(nap, left));
+  return 1;
+}
 
 } // namespace detail
 
@@ -61,8 +118,14 @@ namespace {
 
 caf::error os_error(const std::string& what, const std::string& path,
                     int err) {
+  const char* code = "";
+  if (err == ENOSPC || err == EDQUOT)
+    code = "disk_full";
+  else if (err == EROFS || err == EACCES || err == EPERM)
+    code = "read_only";
   return make_engine_error(error_class::unknown,
-                           what + " " + path + ": " + std::strerror(err));
+                           what + " " + path + ": " + std::strerror(err), 0,
+                           code);
 }
 
 caf::error out_of_memory(const std::string& what) {
@@ -253,9 +316,11 @@ caf::expected<sqlite_db> sqlite_db::open(const std::string& path,
     auto& st = *res.st_;
     st.path = path;
     st.opts = opts;
-    // Opening waits for the lock (SQLite's busy handler, the retry below)
-    // until this one deadline, not busy_timeout per attempt.
+    // Opening waits for locks (the busy handler, the retry below) until
+    // this one deadline, not busy_timeout per attempt.
     const auto deadline = std::chrono::steady_clock::now() + opts.busy_timeout;
+    st.busy_wait = opts.busy_timeout;
+    st.busy_deadline = deadline;
     auto connect = [&]() -> int {
       if (st.db != nullptr) {
         sqlite3_close_v2(st.db);
@@ -268,10 +333,7 @@ caf::expected<sqlite_db> sqlite_db::open(const std::string& path,
       if (rc != SQLITE_OK)
         return rc;
       sqlite3_extended_result_codes(st.db, 0);
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-      sqlite3_busy_timeout(st.db, static_cast<int>(std::max<int64_t>(
-                                    0, left.count())));
+      sqlite3_busy_handler(st.db, detail::busy_handler, &st);
       return SQLITE_OK;
     };
     if (auto rc = connect(); rc != SQLITE_OK)
@@ -310,9 +372,6 @@ caf::expected<sqlite_db> sqlite_db::open(const std::string& path,
         if (auto orc = connect(); orc != SQLITE_OK)
           return st.make_error("cannot open", orc);
       }
-      // later statements wait the whole busy_timeout again
-      sqlite3_busy_timeout(st.db,
-                           static_cast<int>(opts.busy_timeout.count()));
     }
     {
       auto mode = res.prepare("PRAGMA journal_mode");
@@ -346,8 +405,11 @@ caf::expected<sqlite_db> sqlite_db::open(const std::string& path,
       if (first != "ok")
         return make_engine_error(error_class::unknown,
                                  "cannot open " + opts.what + " " + path
-                                   + ": the file is damaged (" + first + ")");
+                                   + ": the file is damaged (" + first + ")",
+                                 0, "damaged");
     }
+    // later statements each wait up to busy_timeout again
+    st.busy_deadline = std::chrono::steady_clock::time_point::max();
     return res;
   } catch (...) {
     return out_of_memory("cannot open " + opts.what + " " + path);
@@ -417,6 +479,27 @@ int64_t sqlite_db::changes() const {
   return st_ ? sqlite3_changes64(st_->db) : 0;
 }
 
+caf::expected<int64_t> sqlite_db::data_version() {
+  auto st = prepare("PRAGMA data_version");
+  if (!st)
+    return std::move(st.error());
+  auto row = st->step();
+  if (!row)
+    return std::move(row.error());
+  int64_t res = *row ? st->column_int(0) : 0;
+  st->reset();
+  return res;
+}
+
+std::chrono::milliseconds sqlite_db::busy_wait() const {
+  return st_ ? st_->busy_wait : std::chrono::milliseconds{0};
+}
+
+void sqlite_db::set_busy_wait(std::chrono::milliseconds wait) {
+  if (st_)
+    st_->busy_wait = std::max(wait, std::chrono::milliseconds{0});
+}
+
 caf::expected<int64_t> sqlite_db::user_version() {
   auto st = prepare("PRAGMA user_version");
   if (!st)
@@ -430,7 +513,8 @@ caf::expected<int64_t> sqlite_db::user_version() {
 }
 
 caf::error sqlite_db::ensure_schema(int32_t application_id, int64_t version,
-                                   const char* schema_sql) {
+                                   const char* schema_sql,
+                                   const migration& migrate) {
   try {
     auto txn = transaction::begin(*this);
     if (!txn)
@@ -466,6 +550,15 @@ caf::error sqlite_db::ensure_schema(int32_t application_id, int64_t version,
                                prefix + "written by a newer version (schema "
                                  + std::to_string(*ver) + ", this one knows "
                                  + std::to_string(version) + ")");
+    if (*objects > 0 && *ver > 0 && *ver < version) {
+      if (!migrate)
+        return make_engine_error(error_class::unknown,
+                                 prefix + "written by an older version (schema "
+                                   + std::to_string(*ver) + ") that this one "
+                                   + "cannot upgrade");
+      if (auto err = migrate(*ver))
+        return err;
+    }
     if (auto err = exec(schema_sql))
       return err;
     if (*app != application_id || *ver != version) {

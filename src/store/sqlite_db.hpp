@@ -2,7 +2,10 @@
 // engine's durable stores (offline queue, response cache). This header and
 // sqlite_db.cpp are the only places on the engine side that know about
 // sqlite3.h; everything here reports failures as caf::error (class
-// `unknown`, "<what> <path>: <sqlite message>"), nothing throws.
+// `unknown`, "<what> <path>: <sqlite message>", with a code saying what kind
+// of storage failure it was: busy, disk_full, read_only, cannot_open,
+// io_error, damaged or out_of_memory; none for other failures), nothing
+// throws.
 //
 // - open(): creates missing parent directories with mode 0700 and the
 //   database file with mode 0600 BEFORE SQLite touches it (SQLite gives the
@@ -23,6 +26,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -116,6 +120,8 @@ public:
     /// held until close, so a second process can't use the same file (it
     /// gets "database is locked" after busy_timeout).
     bool exclusive = false;
+    /// How long opening (in total) and then each statement waits for a
+    /// lock another connection holds.
     std::chrono::milliseconds busy_timeout{2000};
     /// Run PRAGMA quick_check on open; a damaged file is an error.
     bool quick_check = false;
@@ -152,6 +158,22 @@ public:
   /// PRAGMA user_version (schema version of the stores).
   caf::expected<int64_t> user_version();
 
+  /// PRAGMA data_version: changes whenever another connection (another
+  /// process) committed to the file since the last call; cheap (no disk
+  /// read), for polling a shared file.
+  caf::expected<int64_t> data_version();
+
+  /// How long each statement waits for a lock held by another connection
+  /// (initially options::busy_timeout). Waiting happens in short naps, never
+  /// while this connection holds a lock another one waits for (every write
+  /// starts with BEGIN IMMEDIATE).
+  std::chrono::milliseconds busy_wait() const;
+  void set_busy_wait(std::chrono::milliseconds wait);
+
+  /// Upgrades a file from schema `from` (0 < from < version) inside the
+  /// schema transaction of ensure_schema.
+  using migration = std::function<caf::error(int64_t from)>;
+
   /// Makes sure this file belongs to the store identified by
   /// `application_id` (PRAGMA application_id) at schema `version`, in one
   /// transaction: an empty file gets `schema_sql`, the id and the version;
@@ -159,7 +181,8 @@ public:
   /// version, is an error naming the file. `schema_sql` must be idempotent
   /// (CREATE ... IF NOT EXISTS).
   caf::error ensure_schema(int32_t application_id, int64_t version,
-                           const char* schema_sql);
+                           const char* schema_sql,
+                           const migration& migrate = {});
 
   bool is_open() const { return st_ != nullptr; }
   const std::string& path() const;

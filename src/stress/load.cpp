@@ -487,6 +487,8 @@ engine_config make_engine_config(const std::string& transports,
   cfg.tokens.request_timeout = 10s;
   cfg.shutdown_timeout = 3s;
   cfg.queue.limit = 100000;
+  // one process per state directory: nobody else adds to its queue file
+  cfg.queue.idle_poll_interval = std::chrono::milliseconds{0};
   return cfg;
 }
 

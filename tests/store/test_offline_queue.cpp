@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <string>
@@ -44,7 +45,7 @@ struct offline_queue_test : temp_dir_test {
   }
 
   offline_queue open_queue(queue_options opts = exact()) {
-    auto q = offline_queue::open(path, opts);
+    auto q = offline_queue::open(path, opts, now);
     if (!q) {
       ADD_FAILURE() << "open failed: " << describe(q.error());
       std::abort();
@@ -513,14 +514,24 @@ TEST_F(offline_queue_test, survives_close_and_reopen) {
 }
 
 TEST_F(offline_queue_test, crash_with_item_in_flight_makes_it_pending_again) {
-  int64_t a1;
+  int64_t a1 = 0;
   {
     auto q = open_queue();
     a1 = add(q, send("A", "a1"));
     add(q, send("A", "a2"));
-    ASSERT_FALSE(q.mark_in_flight(a1));
-    // "crash": the queue goes away without complete() or a failure
+  } // closed cleanly: the items belong to nobody now
+  // a process claims a1 and dies without complete() or a failure
+  auto pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto q = offline_queue::open(path, exact(), now);
+    if (!q || q->mark_in_flight(a1, now))
+      ::_exit(1);
+    ::_exit(0); // no destructor: the claim stays in the file
   }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   auto q = open_queue();
   EXPECT_EQ(q.recovered_on_open(), 1u);
   auto x = item(q, a1);
@@ -531,16 +542,226 @@ TEST_F(offline_queue_test, crash_with_item_in_flight_makes_it_pending_again) {
   EXPECT_EQ(ready_keys(q), (strings{"a1"}));
 }
 
-TEST_F(offline_queue_test, one_owner_at_a_time) {
+TEST_F(offline_queue_test, closing_gives_claims_and_items_back) {
+  int64_t a1 = 0;
+  {
+    auto q = open_queue();
+    a1 = add(q, send("A", "a1"));
+    add(q, send("B", "b1"));
+    ASSERT_FALSE(q.mark_in_flight(a1, now));
+  }
   auto q = open_queue();
-  add(q, send("A", "a1"));
-  // a second engine on the same state directory must not drain it too
-  auto other = offline_queue::open(path, exact());
-  ASSERT_FALSE(other);
-  auto msg = describe(other.error());
-  EXPECT_NE(msg.find("locked"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("another process"), std::string::npos) << msg;
-  EXPECT_EQ(*q.size(), 1u);
+  EXPECT_EQ(q.recovered_on_open(), 0u); // nothing was left in flight
+  auto items = q.list();
+  ASSERT_TRUE(items);
+  for (auto& x : *items) {
+    EXPECT_EQ(x.state, queue_state::pending) << x.idempotency_key;
+    EXPECT_EQ(x.owner, "") << x.idempotency_key;
+  }
+  EXPECT_EQ(ready_keys(q), (strings{"a1", "b1"}));
+}
+
+TEST_F(offline_queue_test, two_owners_share_the_file_without_sending_an_item_twice) {
+  auto o1 = exact();
+  o1.owner = "test:1:one";
+  auto o2 = exact();
+  o2.owner = "test:2:two";
+  auto q1 = open_queue(o1);
+  auto q2 = open_queue(o2); // no lock held between calls: both open
+  auto a1 = add(q1, send("A", "a1"));
+  auto a2 = add(q1, send("A", "a2"));
+  add(q2, send("A", "b1")); // same lane, after q1's items
+  add(q2, send("C", "c1"));
+  // each owner sends its own items; a lane's order holds across owners
+  EXPECT_EQ(ready_keys(q1), (strings{"a1"}));
+  EXPECT_EQ(ready_keys(q2), (strings{"c1"}));
+  EXPECT_EQ(*q2.foreign_items(), 2u);
+  auto c1 = q1.claim_ready(now, 8);
+  ASSERT_TRUE(c1) << describe(c1.error());
+  ASSERT_EQ(c1->size(), 1u);
+  EXPECT_EQ(c1->front().idempotency_key, "a1");
+  EXPECT_EQ(c1->front().state, queue_state::in_flight);
+  EXPECT_EQ(c1->front().owner, "test:1:one");
+  auto c2 = q2.claim_ready(now, 8);
+  ASSERT_TRUE(c2);
+  ASSERT_EQ(c2->size(), 1u);
+  EXPECT_EQ(c2->front().idempotency_key, "c1");
+  // the other owner can neither claim nor finish a1
+  EXPECT_EQ(code_of(q2.mark_in_flight(a1, now)), "not_ready");
+  EXPECT_EQ(code_of(q2.complete(a1)), "lease_lost");
+  EXPECT_EQ(code_of(q2.fail_retryable(a1, now, net_error())), "lease_lost");
+  EXPECT_EQ(code_of(q2.drop(a1)), "in_flight");
+  ASSERT_FALSE(q1.complete(a1));
+  EXPECT_EQ(ready_keys(q2), strings{}); // a2 (q1's) is the lane's head now
+  ASSERT_FALSE(q1.mark_in_flight(a2, now));
+  ASSERT_FALSE(q1.complete(a2));
+  EXPECT_EQ(ready_keys(q2), (strings{"b1"}));
+  EXPECT_EQ(*q2.foreign_items(), 0u);
+  // what an owner leaves behind when it closes is anyone's
+  add(q1, send("D", "d1"));
+  EXPECT_EQ(ready_keys(q2), (strings{"b1"}));
+  { auto gone = std::move(q1); }
+  EXPECT_EQ(ready_keys(q2), (strings{"b1", "d1"}));
+}
+
+TEST_F(offline_queue_test, items_of_a_dead_owner_and_expired_claims_are_taken_over) {
+  auto o1 = exact();
+  o1.owner = "test:1:one";
+  o1.lease = 10s;
+  auto o2 = exact();
+  o2.owner = "test:2:two";
+  std::set<std::string> dead;
+  o2.owner_alive = [&](const std::string& id, int64_t) {
+    return dead.count(id) == 0;
+  };
+  auto q1 = open_queue(o1);
+  auto q2 = open_queue(o2);
+  auto a1 = add(q1, send("A", "a1"));
+  auto b1 = add(q1, send("B", "b1"));
+  ASSERT_FALSE(q1.mark_in_flight(a1, now));
+  EXPECT_EQ(ready_keys(q2), strings{});
+  // the lease runs out: a1 is given back and q2 may claim it
+  advance(10s);
+  auto c = q2.claim_ready(now, 8);
+  ASSERT_TRUE(c) << describe(c.error());
+  ASSERT_EQ(c->size(), 1u);
+  EXPECT_EQ(c->front().idempotency_key, "a1");
+  EXPECT_EQ(c->front().attempts, 2); // sent again, same key
+  EXPECT_EQ(code_of(q1.complete(a1)), "lease_lost");
+  // q1 dies: its pending item b1 is q2's to send
+  dead.insert("test:1:one");
+  c = q2.claim_ready(now, 8);
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->size(), 1u);
+  EXPECT_EQ(c->front().seq, b1);
+  ASSERT_FALSE(q2.complete(a1));
+  ASSERT_FALSE(q2.complete(b1));
+  EXPECT_EQ(*q2.size(), 0u);
+}
+
+TEST_F(offline_queue_test, a_schema_1_file_is_upgraded) {
+  {
+    sqlite_db::options o;
+    o.what = "offline queue";
+    auto db = sqlite_db::open(path, o);
+    ASSERT_TRUE(db) << describe(db.error());
+    ASSERT_FALSE(db->ensure_schema(0x61696371, 1, R"sql(
+CREATE TABLE IF NOT EXISTS queue(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL, lane TEXT NOT NULL, method TEXT NOT NULL,
+  path TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL DEFAULT 0,
+  retry_after_until INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL DEFAULT 'pending',
+  error_class INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  parked_reason TEXT NOT NULL DEFAULT '');
+INSERT INTO queue(idempotency_key, kind, lane, method, path, body,
+  created_at, state) VALUES('old-1', 'send_message', 'A', 'POST',
+  '/conversations/messages', '{}', 1, 'in_flight');
+)sql"));
+  }
+  auto q = open_queue();
+  auto items = q.list();
+  ASSERT_TRUE(items) << describe(items.error());
+  ASSERT_EQ(items->size(), 1u);
+  EXPECT_EQ(items->front().idempotency_key, "old-1");
+  EXPECT_EQ(items->front().state, queue_state::pending);
+  EXPECT_EQ(ready_keys(q), (strings{"old-1"}));
+}
+
+TEST_F(offline_queue_test, processes_take_turns_on_one_file) {
+  // 4 processes enqueue into shared lanes and send (claim, complete) until
+  // the queue is empty: each item is sent once, by the process that queued
+  // it, and the lanes' order holds across processes.
+  constexpr int kids = 4;
+  constexpr int per_kid = 25;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  struct claim {
+    int64_t seq;
+    int kid;
+    int lane;
+    int owner_kid;
+  };
+  std::vector<pid_t> pids;
+  for (int k = 0; k < kids; ++k) {
+    auto pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      auto opts = exact();
+      opts.lock_timeout = 10s;
+      auto q = offline_queue::open(path, opts, now);
+      if (!q)
+        ::_exit(2);
+      for (int i = 0; i < per_kid; ++i) {
+        auto r = send("L" + std::to_string(i % 3),
+                      "k" + std::to_string(k) + "-" + std::to_string(i));
+        if (!q->enqueue(r, now))
+          ::_exit(3);
+      }
+      auto deadline = std::chrono::steady_clock::now() + 60s;
+      for (;;) {
+        if (std::chrono::steady_clock::now() > deadline)
+          ::_exit(4);
+        auto c = q->claim_ready(now, 4);
+        if (!c) {
+          std::fprintf(stderr, "claim: %s\n", describe(c.error()).c_str());
+          ::_exit(5);
+        }
+        for (auto& x : *c) {
+          claim rec{x.seq, k, x.lane.back() - '0',
+                    x.idempotency_key[1] - '0'};
+          if (::write(fds[1], &rec, sizeof(rec))
+              != static_cast<ssize_t>(sizeof(rec)))
+            ::_exit(6);
+          if (auto err = q->complete(x.seq)) {
+            std::fprintf(stderr, "complete: %s\n", describe(err).c_str());
+            ::_exit(7);
+          }
+        }
+        auto n = q->size();
+        if (!n)
+          ::_exit(8);
+        if (*n == 0)
+          break;
+        if (c->empty())
+          std::this_thread::sleep_for(1ms);
+      }
+      ::_exit(0);
+    }
+    pids.push_back(pid);
+  }
+  ::close(fds[1]);
+  std::vector<claim> claims;
+  for (;;) {
+    claim rec;
+    auto n = ::read(fds[0], &rec, sizeof(rec));
+    if (n != static_cast<ssize_t>(sizeof(rec)))
+      break;
+    claims.push_back(rec);
+  }
+  ::close(fds[0]);
+  for (auto pid : pids) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+  ASSERT_EQ(claims.size(), static_cast<size_t>(kids * per_kid));
+  std::set<int64_t> seqs;
+  std::map<int, int64_t> last_in_lane;
+  for (auto& c : claims) {
+    EXPECT_TRUE(seqs.insert(c.seq).second) << "sent twice: " << c.seq;
+    EXPECT_EQ(c.kid, c.owner_kid) << "item " << c.seq;
+    EXPECT_GT(c.seq, last_in_lane[c.lane]) << "lane " << c.lane;
+    last_in_lane[c.lane] = c.seq;
+  }
+  auto q = open_queue();
+  EXPECT_EQ(*q.size(), 0u);
 }
 
 TEST_F(offline_queue_test, two_processes_creating_the_queue_at_once_take_turns) {
@@ -564,7 +785,7 @@ TEST_F(offline_queue_test, two_processes_creating_the_queue_at_once_take_turns) 
         auto r = q->enqueue(send("A", "k" + std::to_string(k)), now);
         if (!r)
           ::_exit(2);
-        std::this_thread::sleep_for(20ms); // hold the lock a little
+        std::this_thread::sleep_for(20ms); // keep the file open a little
         ::_exit(0);
       }
       kids.push_back(pid);

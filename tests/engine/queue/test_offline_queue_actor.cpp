@@ -6,6 +6,7 @@
 
 #include "fixture.hpp"
 #include "messages/offline_queue.hpp"
+#include "messages/repositories.hpp"
 
 using namespace aico;
 using namespace aico::test;
@@ -13,7 +14,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string ok_body = R"({"success":true,"data":{"id":"x"}})";
+/// The gateway's answer to a send: the stored message with the same id.
+std::string ok(const std::string& id) {
+  return R"({"success":true,"data":{"id":")" + id
+         + R"(","conversation_id":"c","content":"hi","type":"text",)"
+           R"("sender_id":"u1","sender":"alice",)"
+           R"("timestamp":"2023-11-14T22:13:20.000Z",)"
+           R"("timestamp_ms":1700000000000,"seq":7,"status":"sent",)"
+           R"("read_at":null,"metadata":{},"reply_to":null}})";
+}
 const std::string bad_body
   = R"({"success":false,"message":"content must not be empty","code":"validation_error"})";
 const std::string busy_body
@@ -128,14 +137,14 @@ TEST_F(queue_test, sends_with_the_idempotency_key_and_completes) {
   EXPECT_EQ(net->calls[0].path, "/conversations/messages");
   EXPECT_EQ(net->calls[0].body, msg("c1", "m-1").body);
   EXPECT_TRUE(net->auth[0]);
-  answer("m-1", 201, ok_body);
+  answer("m-1", 201, ok("m-1"));
   EXPECT_EQ(statuses("m-1"),
             (std::vector<queue_status>{queue_status::queued,
                                        queue_status::sending,
                                        queue_status::sent}));
   auto up = last_update("m-1");
   ASSERT_NE(up, nullptr);
-  EXPECT_EQ(up->reply_body, ok_body);
+  EXPECT_EQ(up->reply_body, ok("m-1"));
   EXPECT_EQ(up->http_status, 201);
   EXPECT_TRUE(list().empty());
 }
@@ -172,7 +181,7 @@ TEST_F(queue_test, per_lane_fifo_under_concurrency) {
   std::map<std::string, size_t> next;
   for (auto& conv : order) {
     auto id = lanes[conv][next[conv]++];
-    answer(id, 201, ok_body);
+    answer(id, 201, ok(id));
     // never two of one lane in flight
     std::map<std::string, int> open;
     for (auto& [l, ids] : lanes)
@@ -201,7 +210,7 @@ TEST_F(queue_test, max_in_flight_bounds_concurrent_sends) {
   for (int i = 0; i < 6; ++i)
     ASSERT_TRUE(enqueue("lane" + std::to_string(i), "x" + std::to_string(i)));
   EXPECT_EQ(net->ids(), (std::vector<std::string>{"x0", "x1", "x2"}));
-  answer("x1", 201, ok_body);
+  answer("x1", 201, ok("x1"));
   EXPECT_EQ(net->calls.size(), 4u);
   EXPECT_EQ(net->calls.back().id, "x3");
 }
@@ -221,7 +230,7 @@ TEST_F(queue_test, retryable_failure_pauses_the_lane_and_resumes_on_reconnect) {
   EXPECT_EQ(up->next_attempt_in_ms, 1000);
   EXPECT_EQ(up->entry.status, "retrying");
   // the other lane is not affected, a2 waits behind a1
-  answer("b1", 201, ok_body);
+  answer("b1", 201, ok("b1"));
   EXPECT_EQ(net->count("a2"), 0u);
   advance(500ms);
   EXPECT_EQ(net->count("a1"), 1u);
@@ -241,9 +250,9 @@ TEST_F(queue_test, retryable_failure_pauses_the_lane_and_resumes_on_reconnect) {
   EXPECT_EQ(last_update("a1")->next_attempt_in_ms, 2000);
   advance(2000ms);
   EXPECT_EQ(net->count("a1"), 4u);
-  answer("a1", 201, ok_body);
+  answer("a1", 201, ok("a1"));
   EXPECT_EQ(net->count("a2"), 1u);
-  answer("a2", 201, ok_body);
+  answer("a2", 201, ok("a2"));
   EXPECT_TRUE(list().empty());
   // every attempt of a1 carried the same id
   for (auto& c : net->calls)
@@ -297,7 +306,7 @@ TEST_F(queue_test, permanent_failure_parks_without_blocking_the_lane) {
   EXPECT_EQ(up->entry.state, "parked");
   // the lane goes on
   ASSERT_EQ(net->count("a2"), 1u);
-  answer("a2", 201, ok_body);
+  answer("a2", 201, ok("a2"));
   auto xs = list();
   ASSERT_EQ(xs.size(), 1u);
   EXPECT_EQ(xs[0].idempotency_key, "a1");
@@ -324,7 +333,7 @@ TEST_F(queue_test, parked_items_can_be_retried_or_dropped) {
   ASSERT_TRUE(r) << describe(r.error());
   EXPECT_EQ(r->seq, a1->seq);
   EXPECT_EQ(net->count("a1"), 2u);
-  answer("a1", 201, ok_body);
+  answer("a1", 201, ok("a1"));
   EXPECT_EQ(statuses("a1").back(), queue_status::sent);
   // drop
   auto d = ask<bool>(q, drop_atom::value, b1->seq);
@@ -360,7 +369,7 @@ TEST_F(queue_test, conflict_and_already_stored_count_as_done) {
   ASSERT_TRUE(enqueue("b", "b1"));
   answer("a1", 409,
          R"({"success":false,"message":"id used","code":"conflict"})");
-  answer("b1", 200, ok_body); // "already stored"
+  answer("b1", 200, ok("b1")); // "already stored"
   auto a = last_update("a1");
   ASSERT_NE(a, nullptr);
   EXPECT_EQ(a->status, queue_status::sent);
@@ -368,6 +377,66 @@ TEST_F(queue_test, conflict_and_already_stored_count_as_done) {
   EXPECT_EQ(last_update("b1")->status, queue_status::sent);
   EXPECT_EQ(last_update("b1")->http_status, 200);
   EXPECT_TRUE(list().empty());
+}
+
+TEST_F(queue_test, a_2xx_that_is_not_the_stored_message_is_an_unknown_outcome) {
+  // Issue 15, defect 1: a 2xx is "sent" only with a valid envelope whose
+  // data is the stored message with the same id; anything else is resent
+  // with the same id (the gateway applies it once), and after
+  // max_bad_answers it is parked with a reason that says the outcome is
+  // unknown.
+  start();
+  ASSERT_TRUE(enqueue("a", "a1"));
+  ASSERT_TRUE(enqueue("a", "a2"));
+  const std::vector<std::string> bad = {
+    R"({"success":true,"data":malformed})",                 // not JSON
+    R"({"misbehave":"not_envelope"})",                      // not an envelope
+    R"({"success":false,"message":"hmm"})",                 // success false
+  };
+  for (size_t i = 0; i < bad.size(); ++i) {
+    ASSERT_EQ(net->count("a1"), i + 1);
+    answer("a1", 200, bad[i]);
+    auto up = last_update("a1");
+    ASSERT_NE(up, nullptr);
+    EXPECT_EQ(up->error_code, "bad_reply") << bad[i];
+    if (i + 1 < bad.size()) {
+      EXPECT_EQ(up->status, queue_status::retrying) << bad[i];
+      EXPECT_EQ(net->count("a2"), 0u); // FIFO: a2 waits behind a1
+      advance(std::chrono::milliseconds{up->next_attempt_in_ms});
+    } else {
+      // parked: the reason says the outcome is unknown; the lane goes on
+      EXPECT_EQ(up->status, queue_status::failed);
+      EXPECT_NE(up->error_message.find("outcome is unknown"),
+                std::string::npos)
+        << up->error_message;
+    }
+  }
+  EXPECT_EQ(net->count("a1"), 3u);
+  for (auto& c : net->calls)
+    if (c.body.find(R"("id":"a1")") != std::string::npos) {
+      EXPECT_EQ(c.id, "a1");
+    }
+  auto xs = list();
+  ASSERT_EQ(xs.size(), 2u);
+  EXPECT_EQ(xs[0].state, "parked");
+  EXPECT_NE(xs[0].parked_reason.find("may or may not have been applied"),
+            std::string::npos)
+    << xs[0].parked_reason;
+  // a wrong id is not "sent" either
+  ASSERT_EQ(net->count("a2"), 1u);
+  answer("a2", 201, ok("someone-else"));
+  EXPECT_EQ(last_update("a2")->status, queue_status::retrying);
+  EXPECT_EQ(last_update("a2")->error_code, "bad_reply");
+  advance(std::chrono::milliseconds{last_update("a2")->next_attempt_in_ms});
+  ASSERT_EQ(net->count("a2"), 2u);
+  answer("a2", 200, ok("a2")); // already stored: now it is sent
+  EXPECT_EQ(last_update("a2")->status, queue_status::sent);
+  // a retried item starts counting again
+  auto r = ask<queue_entry>(q, retry_atom::value, xs[0].seq);
+  ASSERT_TRUE(r) << describe(r.error());
+  ASSERT_EQ(net->count("a1"), 4u);
+  answer("a1", 200, bad[1]);
+  EXPECT_EQ(last_update("a1")->status, queue_status::retrying);
 }
 
 TEST_F(queue_test, authentication_error_keeps_the_item_pending) {
@@ -391,7 +460,7 @@ TEST_F(queue_test, authentication_error_keeps_the_item_pending) {
   self->send(q, auth_atom::value, auth_state::logged_in);
   sched.run();
   EXPECT_EQ(net->count("a1"), 2u);
-  answer("a1", 201, ok_body);
+  answer("a1", 201, ok("a1"));
   EXPECT_TRUE(list().empty());
 }
 
@@ -415,7 +484,7 @@ TEST_F(queue_test, enqueue_is_refused_when_full_and_nothing_is_dropped) {
   auto dup = enqueue("a", "a1");
   ASSERT_TRUE(dup);
   // once one is sent there is room again
-  answer("a0", 201, ok_body);
+  answer("a0", 201, ok("a0"));
   EXPECT_TRUE(enqueue("a", "a3"));
 }
 
@@ -433,7 +502,7 @@ TEST_F(queue_test, crash_recovery_resends_in_flight_items_with_the_same_id) {
   ASSERT_TRUE(enqueue("a", "a1"));
   ASSERT_TRUE(enqueue("a", "a2"));
   ASSERT_TRUE(enqueue("b", "b1"));
-  answer("b1", 201, ok_body);
+  answer("b1", 201, ok("b1"));
   ASSERT_EQ(net->count("a1"), 1u);
   // the process dies with a1 in flight (its answer never arrives)
   stop();
@@ -445,8 +514,8 @@ TEST_F(queue_test, crash_recovery_resends_in_flight_items_with_the_same_id) {
   ASSERT_EQ(xs.size(), 2u);
   EXPECT_EQ(xs[0].idempotency_key, "a1");
   EXPECT_EQ(xs[0].state, "in_flight");
-  answer("a1", 200, ok_body); // the gateway had it already
-  answer("a2", 201, ok_body);
+  answer("a1", 200, ok("a1")); // the gateway had it already
+  answer("a2", 201, ok("a2"));
   EXPECT_EQ(net->ids(), (std::vector<std::string>{"a1", "a2"}));
   EXPECT_TRUE(list().empty());
 }
@@ -466,20 +535,41 @@ TEST_F(queue_test, unusable_storage_is_a_clear_error_not_a_crash) {
   EXPECT_TRUE(net->calls.empty());
 }
 
-TEST_F(queue_test, a_second_queue_on_the_same_directory_is_refused) {
+TEST_F(queue_test, a_second_queue_on_the_same_directory_shares_it) {
   start();
-  // the first queue creates the file (and takes its lock) when it first
-  // queues something
-  ASSERT_TRUE(enqueue("a", "a0"));
-  auto other = spawn_offline_queue(sys, make_config(), downstream());
+  set_state(link_state::connected);
+  ASSERT_TRUE(enqueue("a", "a0")); // in flight, held
+  ASSERT_EQ(net->count("a0"), 1u);
+  // another engine of the same state directory: it queues at once (no
+  // lock is held between calls) ...
+  auto qc = make_config();
+  qc.poll_interval = 50ms;
+  auto other = spawn_offline_queue(sys, qc, downstream());
+  connection_state cs;
+  cs.state = link_state::connected;
+  self->send(other, state_atom::value, cs);
   sched.run();
   auto e = ask<queue_entry>(other, enqueue_atom::value, msg("a", "a1"));
-  ASSERT_FALSE(e);
-  EXPECT_NE(describe(e.error()).find("locked"), std::string::npos)
-    << describe(e.error());
+  ASSERT_TRUE(e) << describe(e.error());
+  auto b = ask<queue_entry>(other, enqueue_atom::value, msg("b", "b1"));
+  ASSERT_TRUE(b) << describe(b.error());
+  // ... sends its own item of another lane, but never a0 (the first
+  // queue's, in flight) and not a1 before a0 is done (one lane, FIFO)
+  EXPECT_EQ(net->count("b1"), 1u);
+  EXPECT_EQ(net->count("a1"), 0u);
+  advance(200ms);
+  EXPECT_EQ(net->count("a0"), 1u);
+  EXPECT_EQ(net->count("a1"), 0u);
+  answer("a0", 201, ok("a0"));
+  // the other queue notices the change at its next poll
+  advance(50ms);
+  EXPECT_EQ(net->count("a1"), 1u);
+  answer("a1", 201, ok("a1"));
+  answer("b1", 201, ok("b1"));
+  EXPECT_TRUE(list().empty());
+  EXPECT_EQ(net->count("a0"), 1u);
   self->send_exit(other, caf::exit_reason::user_shutdown);
   sched.run();
-  EXPECT_TRUE(enqueue("a", "a1"));
 }
 
 TEST_F(queue_test, events_are_ignored_and_watchers_that_die_are_forgotten) {
@@ -493,7 +583,7 @@ TEST_F(queue_test, events_are_ignored_and_watchers_that_die_are_forgotten) {
   self->send_exit(w, caf::exit_reason::user_shutdown);
   sched.run();
   ASSERT_TRUE(enqueue("a", "a1"));
-  answer("a1", 201, ok_body);
+  answer("a1", 201, ok("a1"));
   EXPECT_EQ(statuses("a1").back(), queue_status::sent);
 }
 
@@ -504,7 +594,7 @@ TEST_F(queue_test, no_file_and_no_lock_until_something_is_queued) {
   EXPECT_TRUE(list().empty());
   set_state(link_state::connected);
   EXPECT_FALSE(std::ifstream{path}.good()) << "created by list or a drain";
-  // a second engine on the same directory is not locked out meanwhile
+  // a second engine on the same directory lists it too
   auto other = spawn_offline_queue(sys, make_config(), downstream());
   sched.run();
   auto xs = ask<std::vector<queue_entry>>(other, list_atom::value);
@@ -514,7 +604,7 @@ TEST_F(queue_test, no_file_and_no_lock_until_something_is_queued) {
   // the first enqueue creates it
   ASSERT_TRUE(enqueue("a", "a1"));
   EXPECT_TRUE(std::ifstream{path}.good());
-  answer("a1", 201, ok_body);
+  answer("a1", 201, ok("a1"));
   EXPECT_EQ(statuses("a1").back(), queue_status::sent);
 }
 
@@ -526,14 +616,16 @@ TEST_F(queue_test, a_file_left_by_an_earlier_engine_is_opened_at_spawn) {
   start(); // the file exists: opened (and recovered) at once
   ASSERT_EQ(net->calls.size(), 1u);
   EXPECT_EQ(net->calls[0].id, "left-1");
-  // and locked: another queue of the directory is refused
+  // another queue of the directory sees it (not locked out)
   auto other = spawn_offline_queue(sys, make_config(), downstream());
   sched.run();
   auto xs = ask<std::vector<queue_entry>>(other, list_atom::value);
-  ASSERT_FALSE(xs);
-  EXPECT_NE(describe(xs.error()).find("locked"), std::string::npos);
+  ASSERT_TRUE(xs) << describe(xs.error());
+  ASSERT_EQ(xs->size(), 1u);
+  EXPECT_EQ(xs->front().state, "in_flight");
   self->send_exit(other, caf::exit_reason::user_shutdown);
   sched.run();
+  EXPECT_EQ(net->calls.size(), 1u); // the other did not send it too
 }
 
 TEST_F(queue_test, a_disabled_queue_opens_nothing_and_says_so) {
@@ -548,4 +640,63 @@ TEST_F(queue_test, a_disabled_queue_opens_nothing_and_says_so) {
   EXPECT_FALSE(ask<std::vector<queue_entry>>(q, list_atom::value));
   EXPECT_FALSE(std::ifstream{dir + "/offline_queue.db"}.good());
   EXPECT_TRUE(net->calls.empty());
+}
+
+TEST_F(queue_test, a_send_whose_enqueue_is_not_answered_in_time_is_an_unknown_outcome) {
+  // Issue 17: the chat repository waited a fixed 10 s while the queue
+  // waited up to --timeout; a late commit then followed a printed failure.
+  // Now the send's own deadline is carried down to the queue, and a queue
+  // that does not answer by then yields "outcome unknown" naming the id,
+  // never "not queued".
+  auto held = std::make_shared<std::vector<queued_command>>();
+  auto promises
+    = std::make_shared<std::vector<caf::typed_response_promise<queue_entry>>>();
+  auto silent = sys.spawn(
+    [held, promises](offline_queue_actor::pointer self)
+      -> offline_queue_actor::behavior_type {
+      return {
+        [=](enqueue_atom, const queued_command& c) -> caf::result<queue_entry> {
+          held->push_back(c);
+          promises->push_back(self->make_response_promise<queue_entry>());
+          return promises->back();
+        },
+        [](list_atom) -> caf::result<std::vector<queue_entry>> {
+          return std::vector<queue_entry>{};
+        },
+        [](retry_atom, int64_t) -> caf::result<queue_entry> {
+          return queue_entry{};
+        },
+        [](drop_atom, int64_t) -> caf::result<bool> { return false; },
+        [](drain_atom) {},
+        [](watch_atom, queue_listener_actor) {},
+        [](state_atom, const connection_state&) {},
+        [](event_atom, const server_event&) {},
+        [](auth_atom, auth_state) {},
+      };
+    });
+  repository_deps deps;
+  deps.api = downstream();
+  deps.queue = silent;
+  deps.request_timeout = 30s;
+  auto chat = spawn_chat_repository(sys, deps);
+  outgoing_message m;
+  m.id = "late-1";
+  m.content = "hello";
+  m.timeout = 2s; // what is left of the caller's deadline
+  auto rh = self->request(chat, caf::infinite, send_atom::value, m);
+  sched.run();
+  ASSERT_EQ(held->size(), 1u);
+  EXPECT_EQ(held->front().timeout, caf::timespan{2s}); // carried down
+  sched.advance_time(2s + 1s); // the deadline plus the repository's grace
+  sched.run();
+  caf::error err;
+  rh.receive([](chat_message&) { ADD_FAILURE() << "answered a message"; },
+             [&](caf::error& e) { err = std::move(e); });
+  ASSERT_TRUE(err);
+  auto c = classify(err);
+  EXPECT_EQ(c.code, "outcome_unknown") << describe(err);
+  EXPECT_NE(c.message.find("late-1"), std::string::npos) << describe(err);
+  self->send_exit(chat, caf::exit_reason::user_shutdown);
+  self->send_exit(silent, caf::exit_reason::user_shutdown);
+  sched.run();
 }

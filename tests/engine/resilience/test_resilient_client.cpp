@@ -97,7 +97,8 @@ caf::behavior fake_supervisor(caf::event_based_actor* self,
       gw->held.clear();
       for (auto& rp : held)
         if (ok)
-          rp.deliver(api_reply{"held", 200, "{}", {}, transport_mode::ipc});
+          rp.deliver(api_reply{"held", 200, R"({"success":true,"data":{}})", {},
+                               transport_mode::ipc});
         else
           rp.deliver(make_engine_error(error_class::network, "released"));
     },
