@@ -470,7 +470,7 @@ void on_child_down(self_ptr self, const caf::down_msg& dm) {
       s.restarts.push_back(now);
       s.actor = make_transport(self, st.policy->mode(i));
     }
-    auto why = "transport actor stopped: " + to_string(dm.reason);
+    auto why = "transport actor stopped: " + describe(dm.reason);
     on_link_down(self, i, why);
     // ... so they are failed over like a network error of that transport
     std::sort(orphans.begin(), orphans.end());

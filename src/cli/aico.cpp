@@ -390,8 +390,10 @@ int run(const std::string& cmd, const options& o, client& c) {
         || st.state == link_state::offline)
       return fail(o, what,
                   make_engine_error(error_class::network,
-                                    "gateway unreachable (" + to_string(st)
-                                      + ")"));
+                                    st.reason.empty()
+                                      ? "every transport failed"
+                                      : "every transport failed, the last: "
+                                          + st.reason));
     return std::nullopt;
   };
   if (cmd == "login") {
