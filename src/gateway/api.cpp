@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -30,6 +31,24 @@ const char* to_string(front_door door) {
       return "ipc";
   }
   return "unknown";
+}
+
+const char* to_string(misbehave_mode m) {
+  switch (m) {
+    case misbehave_mode::none:
+      return "none";
+    case misbehave_mode::malformed_json:
+      return "malformed_json";
+    case misbehave_mode::not_envelope:
+      return "not_envelope";
+    case misbehave_mode::truncated:
+      return "truncated";
+    case misbehave_mode::slow:
+      return "slow";
+    case misbehave_mode::hang:
+      return "hang";
+  }
+  return "none";
 }
 
 namespace {
@@ -146,8 +165,50 @@ json::value faults_json(const fault_state& f) {
   o["latency_ms"] = f.latency_ms;
   o["fail_ratio"] = f.fail_ratio;
   o["fail_status"] = f.fail_status;
+  if (f.misbehave) {
+    auto& m = *f.misbehave;
+    json::object mb;
+    mb["door"] = m.door;
+    mb["method"] = m.method.empty() ? json::value(nullptr) : json::value(m.method);
+    mb["path"] = m.path;
+    mb["mode"] = to_string(m.mode);
+    mb["when"] = m.after ? "after" : "before";
+    mb["delay_ms"] = m.delay_ms;
+    mb["count"] = m.count;
+    mb["remaining"] = m.remaining;
+    o["misbehave"] = std::move(mb);
+  } else {
+    o["misbehave"] = nullptr;
+  }
   return o;
 }
+
+/// "/a/b" from a target: /api/v1 prefix, query and fragment removed,
+/// segments percent-decoded, empty segments dropped (as routes match).
+std::string normalize_path(std::string_view target) {
+  if (auto cut = target.find_first_of("?#"); cut != target.npos)
+    target = target.substr(0, cut);
+  constexpr std::string_view prefix = "/api/v1";
+  if (target.substr(0, prefix.size()) == prefix
+      && (target.size() == prefix.size() || target[prefix.size()] == '/'))
+    target.remove_prefix(prefix.size());
+  std::string out;
+  while (!target.empty()) {
+    auto slash = target.find('/');
+    auto seg = target.substr(0, slash);
+    target = slash == target.npos ? std::string_view{}
+                                  : target.substr(slash + 1);
+    if (!seg.empty())
+      out += "/" + percent_decode(seg, false);
+  }
+  return out.empty() ? "/" : out;
+}
+
+/// The body of a misbehaving 200 (docs/protocol.md, "admin").
+constexpr const char* malformed_body = R"({"success":true,"data":malformed})";
+constexpr const char* not_envelope_body = R"({"misbehave":"not_envelope"})";
+constexpr const char* unprocessed_body
+  = R"({"success":true,"data":{"misbehave":"the call was not processed"}})";
 
 enum class route {
   authenticate,
@@ -688,14 +749,80 @@ struct api::impl {
   // -- request handling ------------------------------------------------------
 
   api_response handle(const api_request& req) {
+    std::optional<misbehave_rule> mb;
+    api_response r;
     try {
-      return dispatch(req);
+      r = dispatch(req, mb);
     } catch (const api_error& e) {
-      return to_response(e);
+      r = to_response(e);
     }
+    if (mb && mb->after)
+      misbehave_after(*mb, r);
+    return r;
   }
 
-  api_response dispatch(const api_request& req) {
+  // -- misbehave (test-only) -------------------------------------------------
+
+  /// Takes one call of the misbehave rule if this call matches it.
+  std::optional<misbehave_rule> claim_misbehave(const api_request& req,
+                                                const std::string& path) {
+    std::lock_guard<std::mutex> lock(fault_mutex);
+    if (!faults.misbehave || faults.misbehave->remaining <= 0)
+      return std::nullopt;
+    auto& m = *faults.misbehave;
+    if (m.door != "any" && m.door != to_string(req.door))
+      return std::nullopt;
+    if (!m.method.empty() && m.method != req.method)
+      return std::nullopt;
+    if (m.path != path)
+      return std::nullopt;
+    --m.remaining;
+    return m;
+  }
+
+  /// `when: before`: the answer of a call that is not processed.
+  static api_response misbehave_before(const misbehave_rule& m) {
+    api_response r;
+    r.status = 200;
+    r.misbehave = m.mode;
+    switch (m.mode) {
+      case misbehave_mode::malformed_json:
+        r.body = malformed_body;
+        break;
+      case misbehave_mode::not_envelope:
+        r.body = not_envelope_body;
+        break;
+      default: // truncated (cut by the door), hang (never sent)
+        r.body = unprocessed_body;
+        break;
+    }
+    return r;
+  }
+
+  /// `when: after`: the processed call's answer goes wrong.
+  static void misbehave_after(const misbehave_rule& m, api_response& r) {
+    switch (m.mode) {
+      case misbehave_mode::malformed_json:
+        r.status = 200;
+        r.body = malformed_body;
+        r.headers.clear();
+        break;
+      case misbehave_mode::not_envelope:
+        r.status = 200;
+        r.body = not_envelope_body;
+        r.headers.clear();
+        break;
+      case misbehave_mode::slow:
+        std::this_thread::sleep_for(std::chrono::milliseconds(m.delay_ms));
+        return;
+      default:
+        break;
+    }
+    r.misbehave = m.mode;
+  }
+
+  api_response dispatch(const api_request& req,
+                        std::optional<misbehave_rule>& mb) {
     // Target: strip /api/v1, split off query and fragment.
     std::string_view target = req.target;
     if (auto hash = target.find('#'); hash != target.npos)
@@ -743,6 +870,18 @@ struct api::impl {
     if (!exempt)
       if (auto e = inject_faults(req.door))
         throw *e;
+    if (!exempt && cfg.enable_faults) {
+      std::string norm = "/";
+      for (auto& seg : segs)
+        norm += (norm.size() > 1 ? "/" : "") + seg;
+      mb = claim_misbehave(req, norm);
+      if (mb && !mb->after) {
+        if (mb->mode == misbehave_mode::slow)
+          std::this_thread::sleep_for(std::chrono::milliseconds(mb->delay_ms));
+        else
+          return misbehave_before(*mb);
+      }
+    }
 
     std::optional<std::pair<jwt_claims, user_record>> who;
     if (needs_auth(m->r)) {
@@ -1047,6 +1186,89 @@ struct api::impl {
     return faults;
   }
 
+  /// The `misbehave` object of POST /admin/faults (docs/protocol.md).
+  static misbehave_rule parse_misbehave(const json::value& v) {
+    if (!v.is_object())
+      throw validation("misbehave", "must be an object or null");
+    auto& o = v.as_object();
+    for (auto& [k, x] : o) {
+      (void) x;
+      if (k != "door" && k != "method" && k != "path" && k != "count"
+          && k != "mode" && k != "delay_ms" && k != "when")
+        throw validation("misbehave." + std::string(k), "unknown field");
+    }
+    auto str = [&](const char* key) -> std::optional<std::string> {
+      auto p = o.if_contains(key);
+      if (!p)
+        return std::nullopt;
+      if (!p->is_string())
+        throw validation(std::string("misbehave.") + key, "must be a string");
+      return std::string(p->as_string());
+    };
+    auto num = [&](const char* key, int64_t lo,
+                   int64_t hi) -> std::optional<int> {
+      auto p = o.if_contains(key);
+      if (!p)
+        return std::nullopt;
+      auto i = as_int64(*p);
+      if (!i || *i < lo || *i > hi)
+        throw validation(std::string("misbehave.") + key,
+                         "must be an integer from " + std::to_string(lo)
+                           + " to " + std::to_string(hi));
+      return static_cast<int>(*i);
+    };
+    misbehave_rule m;
+    m.door = str("door").value_or("any");
+    if (m.door != "http" && m.door != "ws" && m.door != "ipc"
+        && m.door != "any")
+      throw validation("misbehave.door",
+                       "must be \"http\", \"ws\", \"ipc\" or \"any\"");
+    if (auto meth = str("method")) {
+      for (auto& c : *meth)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      if (*meth != "GET" && *meth != "POST" && *meth != "PUT"
+          && *meth != "DELETE")
+        throw validation("misbehave.method",
+                         "must be GET, POST, PUT or DELETE");
+      m.method = *meth;
+    }
+    auto path = str("path");
+    if (!path || path->empty() || path->front() != '/')
+      throw validation("misbehave.path",
+                       "is required: a route path such as "
+                       "\"/conversations/messages\"");
+    m.path = normalize_path(*path);
+    if (m.path == "/health" || m.path == "/health/detailed"
+        || m.path == "/admin/faults")
+      throw validation("misbehave.path",
+                       "/health, /health/detailed and /admin/faults never "
+                       "misbehave");
+    auto mode = str("mode");
+    if (!mode)
+      throw validation("misbehave.mode", "is required");
+    for (auto x : {misbehave_mode::malformed_json, misbehave_mode::not_envelope,
+                   misbehave_mode::truncated, misbehave_mode::slow,
+                   misbehave_mode::hang})
+      if (*mode == to_string(x))
+        m.mode = x;
+    if (m.mode == misbehave_mode::none)
+      throw validation("misbehave.mode",
+                       "must be malformed_json, not_envelope, truncated, "
+                       "slow or hang");
+    m.count = num("count", 1, 100000).value_or(1);
+    m.remaining = m.count;
+    auto delay = num("delay_ms", 0, 60000);
+    if (m.mode == misbehave_mode::slow && (!delay || *delay < 1))
+      throw validation("misbehave.delay_ms",
+                       "is required for mode slow: an integer from 1 to 60000");
+    m.delay_ms = delay.value_or(0);
+    auto when = str("when").value_or("before");
+    if (when != "before" && when != "after")
+      throw validation("misbehave.when", "must be \"before\" or \"after\"");
+    m.after = when == "after";
+    return m;
+  }
+
   api_response do_faults(const api_request& req) {
     auto body = body_object(req.body, true);
     // Validate everything first, then apply atomically.
@@ -1091,6 +1313,14 @@ struct api::impl {
         throw validation("fail_ratio", "must be a number from 0 to 1");
       ratio = v->to_number<double>();
     }
+    // misbehave: null clears the rule, an object replaces it
+    bool set_misbehave = false;
+    std::optional<misbehave_rule> misbehave;
+    if (auto v = body.if_contains("misbehave")) {
+      set_misbehave = true;
+      if (!v->is_null())
+        misbehave = parse_misbehave(*v);
+    }
     fault_state state;
     std::vector<fault_listener> ls;
     {
@@ -1111,6 +1341,8 @@ struct api::impl {
       }
       if (status)
         faults.fail_status = *status;
+      if (set_misbehave)
+        faults.misbehave = misbehave;
       state = faults;
       ls = listeners;
     }

@@ -38,6 +38,35 @@ struct api_request {
   front_door door = front_door::http;
 };
 
+/// Test-only misbehaviour of one answer (--enable-faults, `misbehave` in
+/// POST /admin/faults; docs/protocol.md, "admin"). The core prepares the
+/// body (and sleeps for `slow`); the front door carries out what only it
+/// can do: cut the answer off (`truncated`), send nothing (`hang`), and over
+/// WebSocket put a malformed body into the frame as it is.
+enum class misbehave_mode {
+  none,
+  malformed_json, ///< 200 whose body is not valid JSON
+  not_envelope,   ///< 200 whose body is valid JSON but not an envelope
+  truncated,      ///< the answer is cut off (HTTP: short body, then close)
+  slow,           ///< a correct answer after delay_ms
+  hang,           ///< no answer at all
+};
+
+/// "malformed_json", "not_envelope", ...
+const char* to_string(misbehave_mode m);
+
+/// Which calls misbehave and how.
+struct misbehave_rule {
+  std::string door = "any"; ///< "http", "ws", "ipc" or "any"
+  std::string method;       ///< upper case; empty = any
+  std::string path;         ///< "/conversations/messages" (no /api/v1, no query)
+  misbehave_mode mode = misbehave_mode::none;
+  int delay_ms = 0;   ///< slow: the delay
+  bool after = false; ///< false: answer without processing; true: process, then misbehave
+  int count = 1;      ///< as asked
+  int remaining = 1;  ///< calls still to misbehave
+};
+
 /// A response in the one envelope format (docs/protocol.md, "Envelope").
 struct api_response {
   int status = 200;
@@ -47,6 +76,8 @@ struct api_response {
   /// Extra headers, e.g. `Retry-After`. Front doors without headers (WS, IPC)
   /// carry them in their response frame.
   std::vector<std::pair<std::string, std::string>> headers;
+  /// What the front door must do with this answer (test-only faults).
+  misbehave_mode misbehave = misbehave_mode::none;
 };
 
 /// A server-pushed event for one user.
@@ -75,6 +106,7 @@ struct fault_state {
   int latency_ms = 0;     ///< added to every API request
   double fail_ratio = 0;  ///< fraction of API requests failed with fail_status
   int fail_status = 503;
+  std::optional<misbehave_rule> misbehave; ///< none when empty
 };
 
 /// A user given on the command line: NAME:PASSWORD[:ROLE].

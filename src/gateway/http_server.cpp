@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -730,8 +731,31 @@ private:
     do_write();
   }
 
+  /// Test-only (misbehave truncated): after the queued frames, the first
+  /// part of a text message (a frame without FIN), then the connection is
+  /// closed without a close frame.
+  void send_cut(std::string part) {
+    cut_ = std::move(part);
+    do_write();
+  }
+
   void do_write() {
-    if (writing_ || dead_ || closing_ || outq_.empty())
+    if (writing_ || dead_ || closing_)
+      return;
+    if (outq_.empty() && cut_) {
+      writing_ = true;
+      write_started_ = steady::now();
+      auto part = std::make_shared<std::string>(std::move(*cut_));
+      cut_.reset();
+      ws_.text(true);
+      ws_.async_write_some(false, asio::buffer(*part),
+                           [s = self(), part](error_code, std::size_t) {
+                             s->writing_ = false;
+                             s->hard_close();
+                           });
+      return;
+    }
+    if (outq_.empty())
       return;
     writing_ = true;
     write_started_ = steady::now();
@@ -908,7 +932,7 @@ private:
   void on_response(const std::string& id, const api_response& r) {
     if (in_flight_ > 0)
       --in_flight_;
-    if (!dead_ && !closing_) {
+    if (!dead_ && !closing_ && r.misbehave != misbehave_mode::hang) {
       try {
         json::object headers;
         for (auto& [k, v] : r.headers)
@@ -920,11 +944,18 @@ private:
         f += R"(,"status":)";
         f += std::to_string(r.status);
         f += R"(,"body":)";
-        f += json_or_null(r.body);
+        // test-only (misbehave malformed_json): the body goes in as it is,
+        // so the frame itself is not valid JSON
+        f += r.misbehave == misbehave_mode::malformed_json
+               ? r.body
+               : json_or_null(r.body);
         f += R"(,"headers":)";
         f += json::serialize(headers);
         f += '}';
-        send(std::move(f));
+        if (r.misbehave == misbehave_mode::truncated)
+          send_cut(f.substr(0, f.size() / 2));
+        else
+          send(std::move(f));
       } catch (...) {
         fail();
         return;
@@ -1054,6 +1085,7 @@ private:
   std::atomic<std::size_t> pending_{0}; ///< frames posted or queued
   std::atomic<bool> overflow_{false};
   std::deque<std::string> outq_;
+  std::optional<std::string> cut_; ///< misbehave truncated (test-only)
   bool writing_ = false;
   bool reading_ = false;
   bool read_paused_ = false;
@@ -1298,6 +1330,10 @@ private:
   }
 
   void write_response(const api_response& r, unsigned version, bool keep) {
+    if (r.misbehave == misbehave_mode::hang) {
+      hang();
+      return;
+    }
     auto res = std::make_shared<http::response<http::string_body>>();
     res->result(static_cast<unsigned>(r.status > 0 ? r.status : 500));
     res->version(version == 10 ? 10 : 11);
@@ -1309,6 +1345,19 @@ private:
     res->keep_alive(keep);
     res->prepare_payload();
     stream_.expires_after(write_timeout);
+    if (r.misbehave == misbehave_mode::truncated) {
+      // test-only: Content-Length promises the whole body, half of it is
+      // sent, then the connection is closed
+      std::ostringstream os;
+      os << res->base();
+      auto wire = std::make_shared<std::string>(os.str());
+      *wire += r.body.substr(0, r.body.size() / 2);
+      asio::async_write(stream_, asio::buffer(*wire),
+                        [s = self(), wire](error_code, std::size_t) {
+                          s->close_socket();
+                        });
+      return;
+    }
     http::async_write(stream_, *res,
                       [s = self(), res](error_code ec, std::size_t) {
                         if (ec) {
@@ -1345,6 +1394,21 @@ private:
                                 return;
                               }
                               s->drain();
+                            });
+  }
+
+  /// Test-only (misbehave hang): no answer; the connection stays open,
+  /// and whatever the client sends is read and ignored until it closes (or
+  /// the idle timeout passes).
+  void hang() {
+    stream_.expires_after(http_idle_timeout);
+    stream_.async_read_some(asio::buffer(scratch_),
+                            [s = self()](error_code ec, std::size_t) {
+                              if (ec) {
+                                s->close_socket();
+                                return;
+                              }
+                              s->hang();
                             });
   }
 

@@ -315,6 +315,10 @@ struct ipc_server::impl {
         continue; // the socket it came from is gone
       try {
         api_response resp = core.handle(j.req);
+        if (resp.misbehave == misbehave_mode::hang)
+          continue; // test-only: no answer at all
+        if (resp.misbehave == misbehave_mode::truncated)
+          resp.body.resize(resp.body.size() / 2); // test-only: cut off
         outgoing o;
         o.identity = std::move(j.identity);
         o.payload = response_frame(j.id, resp.status, resp.body, resp.headers);
