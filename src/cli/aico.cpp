@@ -333,6 +333,7 @@ public:
     q.limit = limit;
     q.read.max_age = refresh ? caf::timespan{0} : caf::timespan{5s};
     q.read.force_refresh = refresh;
+    q.read.allow_stale = !refresh; // --refresh: never from the cache
     caf::expected<history_result> res{caf::error{}};
     auto t = eng_.config().request_timeout;
     self_->request(eng_.chat(), t + 4s, history_atom::value, q)

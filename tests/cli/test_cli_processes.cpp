@@ -234,3 +234,58 @@ INSTANTIATE_TEST_SUITE_P(transports, cli_shared_state,
                          [](const auto& info) { return info.param; });
 
 } // namespace
+
+// -- the response cache (defect 4) -------------------------------------------------
+
+namespace {
+
+class cli_cache_test : public cli_test {};
+
+TEST_F(cli_cache_test, a_malformed_200_is_not_cached_and_refresh_never_reads_the_cache) {
+  start_gateway();
+  ASSERT_EQ(run(with(base(), {"login", "alice", "alice-pw"})).rc, 0);
+  ASSERT_EQ(run(with(base(), {"send", "--conversation", "cc", "--id", "cc-1",
+                              "hello cache"}))
+              .rc,
+            0);
+  // the gateway answers the next history read with a 200 that is not an
+  // envelope
+  ASSERT_TRUE(fault({{"misbehave",
+                      {{"path", "/conversations/cc/messages"},
+                       {"method", "GET"},
+                       {"mode", "not_envelope"},
+                       {"count", 1}}}}));
+  auto bad = run(with(base(), {"--json", "history", "--conversation", "cc"}));
+  EXPECT_EQ(bad.rc, 1) << bad.out << bad.err;
+  EXPECT_NE(bad.err.find("aico: history failed: the gateway failed (the "
+                         "gateway's answer to GET /conversations/cc/messages "
+                         "is not a valid history page"),
+            std::string::npos)
+    << bad.err;
+  expect_sentence(bad.err);
+  EXPECT_EQ(jstr(aico::test::parse_json(bad.out), "/code"), "malformed_reply");
+  // within the CLI's max age (5 s) the next read asks the gateway again
+  // instead of answering the cached garbage
+  auto good = run(with(base(), {"--json", "history", "--conversation", "cc"}));
+  ASSERT_EQ(good.rc, 0) << good.err;
+  auto page = aico::test::parse_json(good.out);
+  EXPECT_FALSE(aico::test::jtrue(page, "/from_cache")) << good.out;
+  EXPECT_NE(good.out.find("hello cache"), std::string::npos) << good.out;
+  // offline: a forced refresh is never answered from the cache; a plain
+  // read is (fresh within its 5 s, flagged stale after that)
+  gw_->stop();
+  auto refresh = run(with(base({}, 2), {"--json", "history", "--refresh",
+                                        "--conversation", "cc"}));
+  EXPECT_EQ(refresh.rc, 4) << refresh.out << refresh.err;
+  EXPECT_EQ(refresh.out.find("hello cache"), std::string::npos)
+    << refresh.out;
+  expect_sentence(refresh.err);
+  auto stale = run(with(base({}, 2), {"--json", "history", "--conversation",
+                                      "cc"}));
+  ASSERT_EQ(stale.rc, 0) << stale.err;
+  auto sp = aico::test::parse_json(stale.out);
+  EXPECT_TRUE(aico::test::jtrue(sp, "/from_cache")) << stale.out;
+  EXPECT_NE(stale.out.find("hello cache"), std::string::npos);
+}
+
+} // namespace
