@@ -234,7 +234,8 @@ public:
   /// Sends the GET and reads the response header. Returns the HTTP status
   /// (0 on transport failure). For non-200 answers the body is read too.
   int connect(const std::string& token,
-              const std::string& path = "/api/v1/events");
+              const std::string& path = "/api/v1/events",
+              const std::map<std::string, std::string>& extra = {});
   const std::map<std::string, std::string>& headers() const {
     return headers_;
   }
