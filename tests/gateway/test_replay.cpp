@@ -19,6 +19,9 @@ protected:
   /// reference WebSocket subscriber saw them.
   std::vector<uint64_t> produce(const session& s, ws_client& ref, int n,
                                 const std::string& prefix) {
+    // the upgrade's subscription exists once a frame has been answered
+    EXPECT_TRUE(ref.send(json::object{{"type", "ping"}, {"id", "live?"}}));
+    EXPECT_TRUE(ref.receive_type("pong"));
     std::vector<uint64_t> seqs;
     for (int i = 0; i < n; ++i) {
       auto id = prefix + std::to_string(i);
@@ -99,6 +102,8 @@ TEST_F(replay_test, websocket_auth_with_since_replays_and_reports_it) {
 TEST_F(replay_test, websocket_reauth_of_the_same_user_keeps_the_subscription) {
   auto a = alice();
   auto c = ws(a.access);
+  ASSERT_TRUE(c->send(json::object{{"type", "ping"}, {"id", "live?"}}));
+  ASSERT_TRUE(c->receive_type("pong")); // subscribed since the upgrade
   auto fresh = login("alice", "alice-pw"); // another token of alice
   // events keep flowing while the token is replaced over and over: none is
   // lost or repeated (a replaced subscription used to drop the events on
