@@ -11,7 +11,7 @@ PACKAGES=(
   libzmq3-dev cppzmq-dev
   libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev
-  libsqlite3-dev libssl-dev
+  libsqlite3-dev libssl-dev libsodium-dev
   libcli11-dev libncurses-dev
   tmux curl jq
 )

@@ -17,6 +17,7 @@
 #include "gateway/bot.hpp"
 #include "gateway/json_util.hpp"
 #include "gateway/jwt.hpp"
+#include "gateway/secure_files.hpp"
 #include "gateway/store.hpp"
 
 namespace aico::gateway {
@@ -302,6 +303,15 @@ bool needs_admin(route r) {
          || r == route::admin_faults;
 }
 
+// A number that does not fit a double (1e400 parses to infinity) is refused
+// wherever it is: it could be neither stored nor sent back as JSON.
+void reject_non_finite(const json::value& v) {
+  std::string where;
+  if (find_non_finite(v, &where))
+    throw validation(where.empty() ? "body" : where,
+                     "must be a finite number (at most about 1.8e308)");
+}
+
 // Parses the request body as a JSON object. An empty body is `{}` when
 // `optional`, a validation error otherwise.
 json::object body_object(const std::string& body, bool optional) {
@@ -316,6 +326,7 @@ json::object body_object(const std::string& body, bool optional) {
   auto v = parse_json(body);
   if (!v)
     throw api_error{400, "bad_json", "the body is not valid JSON", {}, {}};
+  reject_non_finite(*v);
   if (!v->is_object())
     throw validation("body", "must be a JSON object");
   return std::move(v->as_object());
@@ -434,19 +445,20 @@ struct api::impl {
   std::mutex rl_mutex;
   std::unordered_map<std::string, bucket> buckets;
 
-  explicit impl(gateway_config c) : cfg(std::move(c)) {}
+  // Failed-login throttling (per user name and per peer).
+  login_throttle throttle;
+
+  explicit impl(gateway_config c) : cfg(std::move(c)), throttle(cfg.login) {}
 
   // -- startup and shutdown --------------------------------------------------
 
   void open() {
     if (cfg.data_dir.empty())
       throw std::runtime_error("data_dir must not be empty");
-    std::error_code ec;
-    std::filesystem::create_directories(cfg.data_dir, ec);
-    if (ec)
-      throw std::runtime_error("cannot create data dir " + cfg.data_dir + ": "
-                               + ec.message());
+    ensure_private_dir(cfg.data_dir); // 0700 whatever the umask
     secret = load_or_create_secret(cfg.data_dir + "/jwt.secret");
+    for (const char* f : {"/gateway.db", "/gateway.db-wal", "/gateway.db-shm"})
+      claim_private_file(cfg.data_dir + f, "the database file");
     db = std::make_unique<store>(cfg.data_dir + "/gateway.db");
     db->ensure_user(bot_user_id, bot_username, "bot", "Companion");
     for (auto& u : cfg.users) {
@@ -996,15 +1008,29 @@ struct api::impl {
     auto body = body_object(req.body, false);
     auto username = required_string(body, "username");
     auto password = required_string(body, "password");
+    if (auto wait = throttle.check(username, req.peer, steady::now());
+        wait.count() > 0) {
+      auto secs = std::max<int64_t>(1, (wait.count() + 999) / 1000);
+      json::object d;
+      d["retry_after_s"] = secs;
+      throw api_error{429, "rate_limited",
+                      "too many failed logins; try again in "
+                        + std::to_string(secs) + " s",
+                      std::move(d),
+                      {{"Retry-After", std::to_string(secs)}}};
+    }
     auto u = db->user_by_name(username);
     bool good = false;
     if (u && u->role != "bot")
       good = verify_password(password, u->password_hash);
     else // same work for unknown users (no timing oracle)
       verify_password(password, dummy_hash());
-    if (!good)
+    if (!good) {
+      throttle.failed(username, req.peer, steady::now());
       throw api_error{401, "invalid_credentials",
                       "wrong user name or password", {}, {}};
+    }
+    throttle.succeeded(username, steady::now());
     auto refresh = random_token(32);
     db->add_refresh(sha256_hex(refresh), u->id, random_hex(16),
                     now_s() + cfg.refresh_ttl_s);
@@ -1220,8 +1246,13 @@ struct api::impl {
     bool blank = std::all_of(req.body.begin(), req.body.end(), [](char c) {
       return c == ' ' || c == '\t' || c == '\r' || c == '\n';
     });
-    if (!blank && !parse_json(req.body))
-      throw api_error{400, "bad_json", "the body is not valid JSON", {}, {}};
+    if (!blank) {
+      auto v = parse_json(req.body);
+      if (!v)
+        throw api_error{400, "bad_json", "the body is not valid JSON", {},
+                        {}};
+      reject_non_finite(*v);
+    }
     json::object o;
     o["update_id"] = "upd_" + random_hex(8);
     o["status"] = "scheduled";

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/login_throttle.hpp"
+
 namespace aico::gateway {
 
 /// Which front door a request came through (for health, faults and logs).
@@ -36,6 +38,11 @@ struct api_request {
   /// Raw request body (JSON text), may be empty.
   std::string body;
   front_door door = front_door::http;
+  /// Who is calling, as far as the front door knows: the client's IP address
+  /// (HTTP, WebSocket), "ipc:" + its CURVE public key, or "ipc". Used to
+  /// throttle failed logins per peer; empty = unknown (not throttled by
+  /// peer).
+  std::string peer;
 };
 
 /// Test-only misbehaviour of one answer (--enable-faults, `misbehave` in
@@ -140,6 +147,7 @@ struct gateway_config {
   /// resume from a `since` seq.
   std::size_t replay_events = 10000;
   int replay_seconds = 300;
+  login_limits login;          ///< failed-login throttling
   std::string version = "0.1.0";
 };
 

@@ -37,7 +37,12 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/json.hpp>
 
+#include <iostream>
+
 #include "gateway/json_util.hpp"
+#include "gateway/out_budget.hpp"
+#include "gateway/tls_server.hpp"
+#include "gateway/tls_stream.hpp"
 
 namespace aico::gateway {
 
@@ -53,11 +58,12 @@ using error_code = boost::system::error_code;
 
 // -- limits and timings --------------------------------------------------------
 
-/// Outgoing frames queued per WS/SSE connection before it is closed as a
-/// slow consumer.
-constexpr std::size_t max_out_frames = 10000;
+/// (Outgoing bytes queued per WS/SSE connection: http_server_config,
+/// ws_max_out_bytes and sse_max_out_bytes.)
 /// API requests in flight per WebSocket before reading pauses.
 constexpr std::size_t max_in_flight = 64;
+/// A TLS handshake (the client's part of it) must complete within this.
+constexpr auto tls_handshake_timeout = std::chrono::seconds(10);
 /// Idle time of a keep-alive HTTP connection between requests.
 constexpr auto http_idle_timeout = std::chrono::seconds(60);
 /// A single write that takes longer than this kills the connection.
@@ -93,6 +99,20 @@ constexpr std::string_view events_path = "/api/v1/events";
 constexpr const char* server_name = "aico-gateway";
 
 // -- small helpers ---------------------------------------------------------------
+
+void log_line(const std::string& msg) {
+  std::cerr << "aico-gateway: http: " + msg + "\n" << std::flush;
+}
+
+/// "ADDRESS" of the connected peer ("" if unknown), the key of the per-peer
+/// login throttle.
+std::string peer_address(const tcp::socket& sock) {
+  error_code ec;
+  auto ep = sock.remote_endpoint(ec);
+  if (ec)
+    return {};
+  return ep.address().to_string(ec);
+}
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size())
@@ -264,6 +284,8 @@ struct server_ctx {
 
   api& core;
   const http_server_config cfg;
+  /// The TLS server context (null: plaintext).
+  std::shared_ptr<asio::ssl::context> tls;
   std::atomic<bool> stopping{false};
   std::shared_ptr<io_guard> guard = std::make_shared<io_guard>();
 
@@ -339,12 +361,12 @@ public:
 
 class sse_session : public session_base {
 public:
-  sse_session(server_ctx& ctx, beast::tcp_stream&& stream,
+  sse_session(server_ctx& ctx, maybe_tls_stream&& stream,
               asio::any_io_executor ex, std::string token, principal who,
               uint64_t since)
     : ctx_(ctx), stream_(std::move(stream)), ex_(std::move(ex)),
       token_(std::move(token)), who_(std::move(who)), since_(since),
-      tick_(ex_) {}
+      tick_(ex_), budget_(ctx.cfg.sse_max_out_bytes) {}
 
   ~sse_session() override {
     unsubscribe();
@@ -411,15 +433,25 @@ private:
 
   /// From the core's dispatcher thread: never blocks.
   void push(std::string frame) {
-    if (pending_.fetch_add(1) >= max_out_frames) {
-      pending_.fetch_sub(1);
+    if (!budget_.try_add(frame.size())) {
       if (!overflow_.exchange(true))
-        asio::post(ex_, [s = self()] { s->fail(); }); // slow consumer
+        asio::post(ex_, [s = self()] { s->end_slow_consumer(); });
       return;
     }
     asio::post(ex_, [s = self(), f = std::move(frame)]() mutable {
       s->enqueue(std::move(f));
     });
+  }
+
+  /// The client does not read: its stream ends (the queue is dropped).
+  void end_slow_consumer() {
+    if (dead_)
+      return;
+    log_line("event stream of user " + who_.username
+             + " ended: slow consumer (" + std::to_string(budget_.queued())
+             + " bytes queued, limit " + std::to_string(budget_.limit())
+             + ")");
+    fail();
   }
 
   void on_header(error_code ec) {
@@ -436,9 +468,10 @@ private:
     do_write();
   }
 
+  /// `f` is already counted in budget_.
   void enqueue(std::string f) {
     if (dead_) {
-      pending_.fetch_sub(1);
+      budget_.release(f.size());
       return;
     }
     outq_.push_back(std::move(f));
@@ -449,17 +482,17 @@ private:
     if (writing_ || dead_ || outq_.empty())
       return;
     // Coalesce everything queued into one write.
-    std::size_t n = outq_.size();
     wbuf_.clear();
     for (auto& f : outq_)
       wbuf_ += f;
     outq_.clear();
+    std::size_t n = wbuf_.size();
     writing_ = true;
     write_started_ = steady::now();
     asio::async_write(stream_, asio::buffer(wbuf_),
                       [s = self(), n](error_code ec, std::size_t) {
                         s->writing_ = false;
-                        s->pending_.fetch_sub(n);
+                        s->budget_.release(n);
                         if (ec) {
                           s->fail();
                           return;
@@ -524,8 +557,9 @@ private:
         && now - last_keepalive_
              >= std::chrono::seconds(ctx_.cfg.sse_keepalive_s)) {
       last_keepalive_ = now;
-      pending_.fetch_add(1);
-      enqueue(": keep-alive\n\n");
+      std::string comment = ": keep-alive\n\n";
+      budget_.add(comment.size());
+      enqueue(std::move(comment));
     }
   }
 
@@ -550,6 +584,9 @@ private:
     tick_.cancel();
     close_socket();
     release();
+    for (auto& f : outq_)
+      budget_.release(f.size());
+    outq_.clear();
   }
 
   /// Leaves the counts and the registry as soon as the connection is gone
@@ -566,7 +603,7 @@ private:
   }
 
   server_ctx& ctx_;
-  beast::tcp_stream stream_;
+  maybe_tls_stream stream_;
   asio::any_io_executor ex_;
   std::string token_;
   principal who_;
@@ -578,7 +615,7 @@ private:
   bool counted_ = false;
   bool dead_ = false;
   bool writing_ = false;
-  std::atomic<std::size_t> pending_{0};
+  out_budget budget_; ///< bytes posted or queued, not yet written
   std::atomic<bool> overflow_{false};
   std::deque<std::string> outq_;
   std::string wbuf_;
@@ -594,9 +631,10 @@ private:
 
 class ws_session : public session_base {
 public:
-  ws_session(server_ctx& ctx, beast::tcp_stream&& stream,
-             asio::any_io_executor ex)
-    : ctx_(ctx), ws_(std::move(stream)), ex_(std::move(ex)), tick_(ex_) {}
+  ws_session(server_ctx& ctx, maybe_tls_stream&& stream,
+             asio::any_io_executor ex, std::string peer)
+    : ctx_(ctx), ws_(std::move(stream)), ex_(std::move(ex)), tick_(ex_),
+      peer_(std::move(peer)), budget_(ctx.cfg.ws_max_out_bytes) {}
 
   ~ws_session() override {
     unsubscribe();
@@ -723,40 +761,47 @@ private:
   void push_event(const event& e, uint64_t g) {
     if (gen_.load() != g)
       return;
-    if (pending_.fetch_add(1) >= max_out_frames) {
-      pending_.fetch_sub(1);
+    std::string f = event_frame(e);
+    if (!budget_.try_add(f.size())) {
       if (!overflow_.exchange(true))
-        asio::post(ex_, [s = self()] {
-          s->begin_close(websocket::close_code::policy_error,
-                         "slow consumer");
-        });
+        asio::post(ex_, [s = self()] { s->close_slow_consumer(); });
       return;
     }
-    asio::post(ex_, [s = self(), f = event_frame(e), g]() mutable {
+    asio::post(ex_, [s = self(), f = std::move(f), g]() mutable {
       if (s->gen_.load() != g) {
-        s->pending_.fetch_sub(1);
+        s->budget_.release(f.size());
         return;
       }
       s->enqueue(std::move(f));
     });
   }
 
+  /// The client does not read what it asked for: 1008, the queue dropped.
+  void close_slow_consumer() {
+    if (dead_ || closing_)
+      return;
+    log_line("websocket " + peer_ + (who_ ? " of user " + who_->username : "")
+             + " closed: slow consumer (" + std::to_string(budget_.queued())
+             + " bytes queued, limit " + std::to_string(budget_.limit())
+             + ")");
+    begin_close(websocket::close_code::policy_error, "slow consumer");
+  }
+
   // -- writing ---------------------------------------------------------------
 
   /// Queues a frame made on the strand (responses, errors, pongs).
   void send(std::string f) {
-    if (pending_.fetch_add(1) >= max_out_frames) {
-      pending_.fetch_sub(1);
-      begin_close(websocket::close_code::policy_error, "slow consumer");
+    if (!budget_.try_add(f.size())) {
+      close_slow_consumer();
       return;
     }
     enqueue(std::move(f));
   }
 
-  /// `f` is already counted in pending_.
+  /// `f` is already counted in budget_.
   void enqueue(std::string f) {
     if (dead_ || closing_ || !open_) {
-      pending_.fetch_sub(1);
+      budget_.release(f.size());
       return;
     }
     outq_.push_back(std::move(f));
@@ -799,14 +844,17 @@ private:
 
   void on_write(error_code ec) {
     writing_ = false;
-    if (!outq_.empty())
+    if (!outq_.empty()) {
+      budget_.release(outq_.front().size());
       outq_.pop_front();
-    pending_.fetch_sub(1);
+    }
     if (ec) {
       fail();
       return;
     }
     do_write();
+    if (read_paused_)
+      do_read(); // resumes once the output is below the pause mark
     maybe_fault_close();
   }
 
@@ -815,7 +863,9 @@ private:
   void do_read() {
     if (reading_ || dead_)
       return;
-    if (in_flight_ >= max_in_flight && !closing_) {
+    // No further requests while the client does not take the answers.
+    if ((in_flight_ >= max_in_flight || budget_.reading_paused())
+        && !closing_) {
       read_paused_ = true;
       return;
     }
@@ -863,6 +913,20 @@ private:
     json::value v = json::parse(text, jec, {}, opt);
     if (jec) {
       send(error_frame(400, "bad_frame", "frame is not valid JSON"));
+      return;
+    }
+    // 1e400 parses to infinity, which cannot be passed on or echoed as JSON.
+    std::string where;
+    if (find_non_finite(v, &where)) {
+      const json::value* id = nullptr;
+      if (v.is_object())
+        if (auto p = v.as_object().if_contains("id"); p && p->is_string())
+          id = p;
+      send(error_frame(400, "validation_error",
+                       (where.empty() ? std::string("frame") : where)
+                         + ": must be a finite number (at most about "
+                           "1.8e308)",
+                       id));
       return;
     }
     if (!v.is_object()) {
@@ -980,6 +1044,7 @@ private:
     if (auto body = o.if_contains("body"))
       req.body = json::serialize(*body);
     req.door = front_door::ws;
+    req.peer = peer_;
     std::string rid(id->as_string());
     ++in_flight_;
     ctx_.call_api(std::move(req), ex_,
@@ -991,6 +1056,11 @@ private:
   void on_response(const std::string& id, const api_response& r) {
     if (in_flight_ > 0)
       --in_flight_;
+    if (!dead_ && !closing_ && budget_.queued() > 0
+        && budget_.queued() + r.body.size() > budget_.limit()) {
+      close_slow_consumer(); // (without building a frame that cannot go)
+      return;
+    }
     if (!dead_ && !closing_ && r.misbehave != misbehave_mode::hang) {
       try {
         json::object headers;
@@ -1049,8 +1119,8 @@ private:
     unsubscribe();
     // Queued frames are dropped (a write in progress finishes first).
     while (outq_.size() > (writing_ ? 1u : 0u)) {
+      budget_.release(outq_.back().size());
       outq_.pop_back();
-      pending_.fetch_sub(1);
     }
     ws_.async_close(websocket::close_reason(code, reason),
                     [s = self()](error_code) {
@@ -1128,9 +1198,10 @@ private:
   void fail() { hard_close(); }
 
   server_ctx& ctx_;
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<maybe_tls_stream> ws_;
   asio::any_io_executor ex_;
   asio::steady_timer tick_;
+  std::string peer_; ///< the client's address
   http::request<http::string_body> req_;
   beast::flat_buffer rbuf_;
   uint64_t reg_ = 0;
@@ -1141,7 +1212,7 @@ private:
   bool subscribed_ = false;
   std::atomic<uint64_t> gen_{0};
 
-  std::atomic<std::size_t> pending_{0}; ///< frames posted or queued
+  out_budget budget_; ///< bytes posted or queued, not yet written
   std::atomic<bool> overflow_{false};
   std::deque<std::string> outq_;
   std::optional<std::string> cut_; ///< misbehave truncated (test-only)
@@ -1168,7 +1239,9 @@ private:
 class http_session : public session_base {
 public:
   http_session(server_ctx& ctx, tcp::socket&& socket)
-    : ctx_(ctx), stream_(std::move(socket)), ex_(stream_.get_executor()) {}
+    : ctx_(ctx), peer_(peer_address(socket)),
+      stream_(make_stream(ctx, std::move(socket))),
+      ex_(stream_.get_executor()) {}
 
   ~http_session() override {
     if (reg_)
@@ -1177,7 +1250,7 @@ public:
 
   void run() {
     reg_ = ctx_.add(weak_from_this());
-    asio::dispatch(ex_, [s = self()] { s->read_next(); });
+    asio::dispatch(ex_, [s = self()] { s->begin(); });
   }
 
   void shutdown() override {
@@ -1190,6 +1263,40 @@ public:
 private:
   std::shared_ptr<http_session> self() {
     return std::static_pointer_cast<http_session>(shared_from_this());
+  }
+
+  static maybe_tls_stream make_stream(server_ctx& ctx, tcp::socket&& sock) {
+    if (ctx.tls)
+      return maybe_tls_stream(beast::tcp_stream(std::move(sock)), *ctx.tls);
+    return maybe_tls_stream(beast::tcp_stream(std::move(sock)));
+  }
+
+  /// TLS first (if configured), then requests.
+  void begin() {
+    if (!stream_.is_tls()) {
+      read_next();
+      return;
+    }
+    stream_.expires_after(tls_handshake_timeout);
+    stream_.tls().async_handshake(
+      asio::ssl::stream_base::server,
+      [s = self()](error_code ec) { s->guard([&] { s->on_handshake(ec); }); });
+  }
+
+  void on_handshake(error_code ec) {
+    if (ec) {
+      // E.g. no or an untrusted client certificate (mutual TLS), plaintext
+      // spoken to the TLS port, a client that rejected our certificate.
+      if (ec != asio::error::operation_aborted && !ctx_.stopping.load())
+        log_line("tls handshake with " + peer_ + " failed: " + ec.message());
+      close_socket();
+      return;
+    }
+    if (!ctx_.cfg.tls.client_ca_file.empty())
+      log_line("tls client " + peer_ + " device \""
+               + peer_certificate_subject(stream_.tls().native_handle())
+               + "\"");
+    read_next();
   }
 
   void read_next() {
@@ -1320,6 +1427,7 @@ private:
       ar.token = bearer_token(req);
       ar.body = std::move(req.body());
       ar.door = front_door::http;
+      ar.peer = peer_;
       ctx_.call_api(std::move(ar), ex_,
                     [s = self(), version, keep](api_response r) {
                       s->guard([&] { s->write_response(r, version, keep); });
@@ -1355,7 +1463,8 @@ private:
       }
     }
     hand_off();
-    auto ws = std::make_shared<ws_session>(ctx_, std::move(stream_), ex_);
+    auto ws = std::make_shared<ws_session>(ctx_, std::move(stream_), ex_,
+                                           peer_);
     ws->start(parser_->release(), std::move(token), std::move(who));
   }
 
@@ -1438,6 +1547,13 @@ private:
   /// the client still sends (bounded), so it reads the response instead of
   /// a reset.
   void finish() {
+    if (stream_.is_tls()) {
+      // close_notify (bounded), then the socket goes.
+      stream_.expires_after(drain_timeout);
+      stream_.tls().async_shutdown(
+        [s = self()](error_code) { s->close_socket(); });
+      return;
+    }
     error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) {
@@ -1488,7 +1604,8 @@ private:
   }
 
   server_ctx& ctx_;
-  beast::tcp_stream stream_;
+  std::string peer_; ///< the client's address
+  maybe_tls_stream stream_;
   asio::any_io_executor ex_;
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -1530,6 +1647,8 @@ struct http_server::impl {
     if (started)
       return;
     auto& cfg = ctx->cfg;
+    if (cfg.tls.enabled())
+      ctx->tls = make_tls_server_context(cfg.tls); // throws: clear message
     ctx->ioc = std::make_unique<asio::io_context>(std::max(1, cfg.threads));
     auto where = cfg.host + ":" + std::to_string(cfg.port);
     tcp::endpoint ep;

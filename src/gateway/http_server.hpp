@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gateway/api.hpp"
+#include "gateway/tls_options.hpp"
 
 namespace aico::gateway {
 
@@ -21,6 +22,14 @@ struct http_server_config {
   std::size_t max_transport_bytes = 1024 * 1024;
   int ws_idle_timeout_s = 120;  ///< close a WS that sent nothing for this long
   int sse_keepalive_s = 15;     ///< ": keep-alive" comment interval on SSE
+  /// Output queued for one WebSocket (responses and events not yet written)
+  /// beyond which it is closed with 1008 "slow consumer"; reading further
+  /// requests pauses while more than half of it is queued.
+  std::size_t ws_max_out_bytes = 32u * 1024u * 1024u;
+  /// Output queued for one SSE stream beyond which the stream is ended.
+  std::size_t sse_max_out_bytes = 8u * 1024u * 1024u;
+  /// TLS (and mutual TLS) on the one port; plaintext when not enabled.
+  tls_server_options tls;
 };
 
 /// Serves `/api/v1/...` (REST), `/api/v1/ws` (WebSocket) and
@@ -31,7 +40,7 @@ public:
   ~http_server(); ///< stops and joins
 
   /// Binds and starts the io threads. Throws std::runtime_error if the
-  /// address cannot be bound.
+  /// address cannot be bound or the TLS files cannot be used.
   void start();
 
   /// The bound port (after start()).

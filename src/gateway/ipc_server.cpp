@@ -50,7 +50,9 @@
 #include "ipc.pb.h"
 #endif
 
+#include "gateway/ipc_curve.hpp"
 #include "gateway/json_util.hpp"
+#include "gateway/secure_files.hpp"
 
 namespace aico::gateway {
 
@@ -285,7 +287,11 @@ struct ipc_server::impl {
 
   // Socket thread only.
   zmq::context_t ctx{1};
+  /// CURVE client authorization (with CURVE on); after ctx: goes first.
+  std::unique_ptr<zap_handler> zap;
   std::unique_ptr<zmq::socket_t> sock;
+  /// Who sent the message being handled ("ipc:" + CURVE key, or "ipc").
+  std::string msg_peer = "ipc";
   std::string bind_endpoint; ///< where to (re)bind
   std::unordered_map<std::string, peer> peers;
   std::unordered_set<std::string> backlogged;
@@ -350,10 +356,24 @@ struct ipc_server::impl {
       s->set(zmq::sockopt::maxmsgsize,
              cfg.max_frame_bytes > 0 ? static_cast<int64_t>(cfg.max_frame_bytes)
                                      : int64_t{-1});
+      if (!cfg.curve_secret_key.empty()) {
+        s->set(zmq::sockopt::curve_server, true);
+        s->set(zmq::sockopt::curve_secretkey, cfg.curve_secret_key);
+        s->set(zmq::sockopt::zap_domain, "aico");
+      }
       s->bind(endpoint);
       std::string bound = s->get(zmq::sockopt::last_endpoint);
       if (bound.empty())
         bound = endpoint;
+      // The socket file: ours alone, whatever the umask.
+      if (auto file = ipc_file_of(endpoint)) {
+        try {
+          set_mode(*file, 0600);
+        } catch (const std::exception& e) {
+          s->close();
+          return "cannot bind IPC endpoint " + endpoint + ": " + e.what();
+        }
+      }
       sock = std::move(s);
       // tcp: keep the port a wildcard bind got; ipc: the configured path.
       bind_endpoint = starts_with(bound, "tcp://") ? bound : endpoint;
@@ -688,6 +708,7 @@ struct ipc_server::impl {
     j.req.token = std::move(*r.mutable_token());
     j.req.body = std::move(*r.mutable_body());
     j.req.door = front_door::ipc;
+    j.req.peer = msg_peer;
     j.id = r.id();
     j.identity = identity;
     j.delim = delim;
@@ -732,6 +753,13 @@ struct ipc_server::impl {
       return;
     }
     auto& payload = parts[idx];
+    msg_peer = "ipc";
+    if (!cfg.curve_secret_key.empty()) {
+      // The ZAP handler's user id: the client's CURVE public key.
+      const char* uid = zmq_msg_gets(payload.handle(), "User-Id");
+      if (uid && *uid)
+        msg_peer = std::string("ipc:") + uid;
+    }
     if (payload.size() == 0) {
       bad_frame(identity, delim, "empty frame");
       return;
@@ -970,6 +998,20 @@ struct ipc_server::impl {
       return;
     if (cfg.endpoint.empty())
       throw std::runtime_error("ipc_server: no IPC endpoint configured");
+    if (cfg.curve_secret_key.empty() && !starts_with(cfg.endpoint, "ipc://")
+        && !starts_with(cfg.endpoint, "inproc://"))
+      throw std::runtime_error(
+        "refusing to serve IPC on " + cfg.endpoint
+        + " without CurveZMQ: anyone who can reach it could talk to the "
+          "gateway unencrypted; give --ipc-allow FILE (turns CURVE on) or "
+          "use an ipc:// endpoint");
+    if (!cfg.curve_secret_key.empty() && !zap) {
+      if (cfg.allow_file.empty())
+        throw std::runtime_error("CURVE on the IPC door needs an allow-list "
+                                 "(--ipc-allow FILE)");
+      zap = std::make_unique<zap_handler>(ctx, cfg.allow_file);
+      zap->start();
+    }
     if (st->efd < 0) {
       st->efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
       if (st->efd < 0)
@@ -1009,6 +1051,8 @@ struct ipc_server::impl {
     if (!err.empty()) {
       socket_thread.join();
       stopped = true;
+      if (zap)
+        zap->stop();
       try {
         ctx.close();
       } catch (...) {
@@ -1049,6 +1093,8 @@ struct ipc_server::impl {
         st->outbox.clear();
       }
     }
+    if (zap)
+      zap->stop();
     try {
       ctx.close(); // after every socket of it was closed
     } catch (const zmq::error_t& e) {

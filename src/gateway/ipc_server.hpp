@@ -16,6 +16,12 @@ struct ipc_server_config {
   /// is dropped from event delivery.
   int peer_timeout_s = 60;
   int workers = 2; ///< threads running api::handle for IPC requests
+  /// CurveZMQ: the gateway's secret key (Z85, 40 characters); empty = off.
+  /// With CURVE on, `allow_file` lists the client keys let in (a ZAP
+  /// handler checks them; see ipc_curve.hpp). A tcp:// endpoint without
+  /// CURVE is refused by start().
+  std::string curve_secret_key;
+  std::string allow_file;
 };
 
 class ipc_server {
@@ -24,7 +30,8 @@ public:
   ~ipc_server(); ///< stops and joins
 
   /// Binds and starts the socket thread. Throws std::runtime_error if the
-  /// endpoint cannot be bound.
+  /// endpoint cannot be bound, is tcp:// without CURVE, or the allow-list
+  /// cannot be used. An ipc:// socket file is made 0600.
   void start();
 
   /// The endpoint actually bound.

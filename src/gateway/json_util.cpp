@@ -124,6 +124,49 @@ std::optional<json::value> parse_json(std::string_view text) {
   return v;
 }
 
+namespace {
+
+bool non_finite_at(const json::value& v, std::string& path) {
+  switch (v.kind()) {
+    case json::kind::double_:
+      return !std::isfinite(v.get_double());
+    case json::kind::array: {
+      const auto& a = v.get_array();
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        auto mark = path.size();
+        path += "[" + std::to_string(i) + "]";
+        if (non_finite_at(a[i], path))
+          return true;
+        path.resize(mark);
+      }
+      return false;
+    }
+    case json::kind::object:
+      for (const auto& [key, value] : v.get_object()) {
+        auto mark = path.size();
+        if (!path.empty())
+          path += '.';
+        path.append(key.data(), key.size());
+        if (non_finite_at(value, path))
+          return true;
+        path.resize(mark);
+      }
+      return false;
+    default:
+      return false;
+  }
+}
+
+} // namespace
+
+bool find_non_finite(const json::value& v, std::string* where) {
+  std::string path;
+  bool found = non_finite_at(v, path);
+  if (found && where)
+    *where = std::move(path);
+  return found;
+}
+
 json::object parse_object_or_empty(std::string_view text) {
   auto v = parse_json(text);
   if (v && v->is_object())

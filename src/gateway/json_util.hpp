@@ -44,6 +44,13 @@ std::size_t utf8_length(std::string_view s);
 /// nesting deeper than 64).
 std::optional<json::value> parse_json(std::string_view text);
 
+/// Whether `v` holds a non-finite number (a literal like 1e400 parses to
+/// infinity) anywhere; if so and `where` is not null, the path of the first
+/// one is stored there ("big", "metadata.list[2]"; "" for the root). Such a
+/// value is rejected (400 validation_error) and never stored: Boost.JSON
+/// would serialize it as `Infinity`, which is not JSON.
+bool find_non_finite(const json::value& v, std::string* where = nullptr);
+
 /// Parses a JSON object stored in the database; an empty object on error.
 json::object parse_object_or_empty(std::string_view text);
 

@@ -1,5 +1,7 @@
 #include "gateway/jwt.hpp"
 
+#include "gateway/secure_files.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
@@ -255,40 +257,12 @@ bool verify_password(std::string_view password, std::string_view stored) {
 }
 
 std::string load_or_create_secret(const std::string& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd >= 0) {
-    std::string secret = random_bytes(32);
-    bool ok = ::write(fd, secret.data(), secret.size())
-                == static_cast<ssize_t>(secret.size())
-              && ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok) {
-      ::unlink(path.c_str());
-      throw std::runtime_error("cannot write " + path + ": "
-                               + std::strerror(errno));
-    }
-    return secret;
-  }
-  if (errno != EEXIST)
-    throw std::runtime_error("cannot create " + path + ": "
-                             + std::strerror(errno));
-  fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    throw std::runtime_error("cannot read " + path + ": "
-                             + std::strerror(errno));
-  std::string secret;
-  char buf[256];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    secret.append(buf, static_cast<std::size_t>(n));
-    if (secret.size() > 4096)
-      break;
-  }
-  ::close(fd);
+  std::string fresh = random_bytes(32);
+  if (create_private_file(path, fresh))
+    return fresh;
+  // It exists: use it only if nobody else can have read or changed it
+  // (owned by this user, mode 0600 or stricter, not a symbolic link).
+  std::string secret = read_private_file(path, "the JWT secret", 4096);
   if (secret.size() < 16)
     throw std::runtime_error(path + " is too short (need at least 16 bytes)");
   return secret;

@@ -39,7 +39,9 @@ std::string hash_password(std::string_view password, int iterations = 10000);
 bool verify_password(std::string_view password, std::string_view stored);
 
 /// Reads the signing secret from `path`, or creates it (32 random bytes,
-/// mode 0600). Throws std::runtime_error if that fails.
+/// mode 0600). Throws std::runtime_error if that fails, or if the existing
+/// file is not private (another owner, group/other permission bits, a
+/// symbolic link): docs/security.md, "Files".
 std::string load_or_create_secret(const std::string& path);
 
 struct jwt_claims {

@@ -12,6 +12,8 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "gateway/tls_stream.hpp"
+
 namespace aico::test {
 
 namespace net = boost::asio;
@@ -21,6 +23,8 @@ namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 using error_code = boost::system::error_code;
 using clock = std::chrono::steady_clock;
+using aico::gateway::maybe_tls_stream;
+namespace ssl = net::ssl;
 
 // -- JSON helpers --------------------------------------------------------------
 
@@ -139,6 +143,81 @@ void drain(net::io_context& ioc) {
   ioc.run_for(std::chrono::milliseconds(500));
 }
 
+/// The client context of `t` (verification on), or null without TLS.
+std::shared_ptr<ssl::context> client_context(const tls_client_options& t,
+                                             std::string& error) {
+  if (!t.enabled)
+    return nullptr;
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  error_code ec;
+  if (t.ca_file.empty())
+    ctx->set_default_verify_paths(ec);
+  else
+    ctx->load_verify_file(t.ca_file, ec);
+  if (!ec && !t.client_cert.empty())
+    ctx->use_certificate_chain_file(t.client_cert, ec);
+  if (!ec && !t.client_key.empty())
+    ctx->use_private_key_file(t.client_key, ssl::context::pem, ec);
+  if (ec) {
+    error = "tls setup: " + ec.message();
+    return nullptr;
+  }
+  ctx->set_verify_mode(ssl::verify_peer);
+  return ctx;
+}
+
+/// A plaintext or TLS stream on `ioc` (TLS: host name check and SNI).
+maybe_tls_stream make_stream(net::io_context& ioc, ssl::context* ctx,
+                             const std::string& host) {
+  beast::tcp_stream tcp(ioc);
+  if (!ctx)
+    return maybe_tls_stream(std::move(tcp));
+  maybe_tls_stream s(std::move(tcp), *ctx);
+  s.tls().set_verify_callback(ssl::host_name_verification(host));
+  error_code not_an_address;
+  net::ip::make_address(host, not_an_address);
+  if (not_an_address) // SNI carries names only
+    SSL_set_tlsext_host_name(s.tls().native_handle(), host.c_str());
+  return s;
+}
+
+/// Connects `s` to host:port (from `local` if set) and does the TLS
+/// handshake if it is a TLS stream; `then(ec)` runs at the end.
+template <class F>
+void async_open(maybe_tls_stream& s, const std::string& host, uint16_t port,
+                const std::string& local, F then) {
+  tcp::endpoint ep(net::ip::make_address(host), port);
+  if (!local.empty()) {
+    error_code ec;
+    s.socket().open(ep.protocol(), ec);
+    if (!ec)
+      s.socket().bind(tcp::endpoint(net::ip::make_address(local), 0), ec);
+    if (ec) {
+      then(ec);
+      return;
+    }
+  }
+  s.next_layer().async_connect(ep, [&s, then](error_code ec) mutable {
+    if (ec || !s.is_tls()) {
+      then(ec);
+      return;
+    }
+    s.tls().async_handshake(ssl::stream_base::client,
+                            [then](error_code ec) mutable { then(ec); });
+  });
+}
+
+std::string tls_error_text(const error_code& ec) {
+  std::string m = ec.message();
+  if (ec.category() == net::error::get_ssl_category()) {
+    auto reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
+    if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED)
+      return "tls: certificate verify failed (" + m + ")";
+    return "tls: " + m;
+  }
+  return m;
+}
+
 json::value parse_frame(const std::string& text) {
   error_code ec;
   auto v = json::parse(text, ec);
@@ -175,7 +254,6 @@ http_response http_client::request(const std::string& method,
   auto start = clock::now();
   auto deadline = start + timeout_;
   net::io_context ioc;
-  tcp::socket sock(ioc);
   beast::flat_buffer buf;
   http::request<http::string_body> req;
   req.method_string(method);
@@ -196,20 +274,23 @@ http_response http_client::request(const std::string& method,
 
   bool done = false;
   error_code result;
-  tcp::endpoint ep(net::ip::make_address("127.0.0.1"), port_);
-  if (host_ != "127.0.0.1")
-    ep = tcp::endpoint(net::ip::make_address(host_), port_);
-  sock.async_connect(ep, [&](error_code ec) {
+  auto ctx = client_context(tls_, out.error);
+  if (tls_.enabled && !ctx)
+    return out;
+  auto stream = make_stream(ioc, ctx.get(), host_);
+  bool opened = false;
+  async_open(stream, host_, port_, local_, [&](error_code ec) {
     if (ec) {
       result = ec;
       done = true;
       return;
     }
-    http::async_write(sock, req, [&](error_code ec, std::size_t) {
+    opened = true;
+    http::async_write(stream, req, [&](error_code ec, std::size_t) {
       // A server may answer (e.g. 413) and close before reading the whole
       // body; still try to read its response.
       (void)ec;
-      http::async_read(sock, buf, parser, [&](error_code ec, std::size_t) {
+      http::async_read(stream, buf, parser, [&](error_code ec, std::size_t) {
         result = ec;
         done = true;
       });
@@ -217,15 +298,20 @@ http_response http_client::request(const std::string& method,
   });
   if (!run_until(ioc, done, deadline)) {
     error_code ignored;
-    sock.close(ignored);
+    stream.socket().close(ignored);
     drain(ioc);
     out.error = "timeout after " + std::to_string(timeout_.count()) + " ms";
     out.elapsed = std::chrono::duration_cast<ms>(clock::now() - start);
     return out;
   }
+  if (!opened) {
+    out.error = tls_error_text(result);
+    out.elapsed = std::chrono::duration_cast<ms>(clock::now() - start);
+    return out;
+  }
   out.elapsed = std::chrono::duration_cast<ms>(clock::now() - start);
   if (result && !(parser.is_header_done())) {
-    out.error = result.message();
+    out.error = tls_error_text(result);
     return out;
   }
   auto& res = parser.get();
@@ -234,7 +320,8 @@ http_response http_client::request(const std::string& method,
     out.headers[lower(std::string(f.name_string()))] = std::string(f.value());
   out.raw = res.body();
   out.body = parse_json(out.raw);
-  if (result && result != http::error::end_of_stream)
+  if (result && result != http::error::end_of_stream
+      && result != ssl::error::stream_truncated)
     out.error = result.message();
   return out;
 }
@@ -332,7 +419,8 @@ http_response http_connection::request(const std::string& method,
 
 struct ws_client::impl {
   net::io_context ioc;
-  websocket::stream<beast::tcp_stream> ws{ioc};
+  std::shared_ptr<ssl::context> tls;
+  std::optional<websocket::stream<maybe_tls_stream>> ws;
   beast::flat_buffer buf;
 };
 
@@ -344,7 +432,11 @@ ws_client::~ws_client() { close(); }
 
 bool ws_client::connect(const std::string& token, const std::string& path) {
   auto deadline = clock::now() + timeout_;
-  auto& ws = impl_->ws;
+  impl_->tls = client_context(tls_, error_);
+  if (tls_.enabled && !impl_->tls)
+    return false;
+  impl_->ws.emplace(make_stream(impl_->ioc, impl_->tls.get(), host_));
+  auto& ws = *impl_->ws;
   ws.set_option(websocket::stream_base::decorator(
     [token](websocket::request_type& req) {
       if (!token.empty())
@@ -354,13 +446,14 @@ bool ws_client::connect(const std::string& token, const std::string& path) {
   websocket::response_type res;
   bool done = false;
   error_code result;
-  tcp::endpoint ep(net::ip::make_address(host_), port_);
-  beast::get_lowest_layer(ws).async_connect(ep, [&](error_code ec) {
+  bool opened = false;
+  async_open(ws.next_layer(), host_, port_, "", [&](error_code ec) {
     if (ec) {
       result = ec;
       done = true;
       return;
     }
+    opened = true;
     ws.async_handshake(res, host_ + ":" + std::to_string(port_), path,
                        [&](error_code ec) {
                          result = ec;
@@ -376,7 +469,7 @@ bool ws_client::connect(const std::string& token, const std::string& path) {
   if (result) {
     handshake_status_ = static_cast<int>(res.result_int());
     handshake_body_ = res.body();
-    error_ = result.message();
+    error_ = opened ? result.message() : tls_error_text(result);
     beast::get_lowest_layer(ws).close();
     drain(impl_->ioc);
     return false;
@@ -387,10 +480,10 @@ bool ws_client::connect(const std::string& token, const std::string& path) {
   // The reader: one async_read outstanding at a time, on the io thread.
   auto read_loop = std::make_shared<std::function<void()>>();
   *read_loop = [this, read_loop]() {
-    impl_->ws.async_read(impl_->buf, [this, read_loop](error_code ec,
+    impl_->ws->async_read(impl_->buf, [this, read_loop](error_code ec,
                                                        std::size_t) {
       if (ec) {
-        close_code_ = static_cast<int>(impl_->ws.reason().code);
+        close_code_ = static_cast<int>(impl_->ws->reason().code);
         {
           std::lock_guard lk(mu_);
           closed_ = true;
@@ -424,8 +517,8 @@ bool ws_client::send_text(const std::string& text) {
   auto fut = prom->get_future();
   auto msg = std::make_shared<std::string>(text);
   net::post(impl_->ioc, [this, prom, msg] {
-    impl_->ws.text(true);
-    impl_->ws.async_write(net::buffer(*msg),
+    impl_->ws->text(true);
+    impl_->ws->async_write(net::buffer(*msg),
                           [prom, msg](error_code ec, std::size_t) {
                             prom->set_value(ec);
                           });
@@ -529,18 +622,18 @@ void ws_client::clear() {
 }
 
 void ws_client::close() {
-  if (!open_)
+  if (!open_ || !impl_->ws)
     return;
   if (!closed_) {
     net::post(impl_->ioc, [this] {
-      impl_->ws.async_close(websocket::close_code::normal,
+      impl_->ws->async_close(websocket::close_code::normal,
                             [](error_code) {});
     });
     wait_closed(std::chrono::milliseconds(1000));
   }
   net::post(impl_->ioc, [this] {
     error_code ignored;
-    beast::get_lowest_layer(impl_->ws).socket().close(ignored);
+    beast::get_lowest_layer(*impl_->ws).socket().close(ignored);
   });
   // Give the aborted handlers a moment, then stop the loop regardless.
   for (int i = 0; i < 50 && !impl_->ioc.stopped(); ++i)
@@ -555,7 +648,8 @@ void ws_client::close() {
 
 struct sse_client::impl {
   net::io_context ioc;
-  tcp::socket sock{ioc};
+  std::shared_ptr<ssl::context> tls;
+  std::optional<maybe_tls_stream> sock;
   beast::flat_buffer buf;
   http::request<http::empty_body> req;
   http::response_parser<http::string_body> parser;
@@ -584,20 +678,25 @@ int sse_client::connect(const std::string& token, const std::string& path,
   im.parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   bool done = false;
   error_code result;
-  tcp::endpoint ep(net::ip::make_address(host_), port_);
-  im.sock.async_connect(ep, [&](error_code ec) {
+  im.tls = client_context(tls_, error_);
+  if (tls_.enabled && !im.tls) {
+    closed_ = true;
+    return 0;
+  }
+  im.sock.emplace(make_stream(im.ioc, im.tls.get(), host_));
+  async_open(*im.sock, host_, port_, "", [&](error_code ec) {
     if (ec) {
       result = ec;
       done = true;
       return;
     }
-    http::async_write(im.sock, im.req, [&](error_code ec, std::size_t) {
+    http::async_write(*im.sock, im.req, [&](error_code ec, std::size_t) {
       if (ec) {
         result = ec;
         done = true;
         return;
       }
-      http::async_read_header(im.sock, im.buf, im.parser,
+      http::async_read_header(*im.sock, im.buf, im.parser,
                               [&](error_code ec, std::size_t) {
                                 result = ec;
                                 done = true;
@@ -605,8 +704,9 @@ int sse_client::connect(const std::string& token, const std::string& path,
     });
   });
   if (!run_until(im.ioc, done, deadline) || result) {
+    error_ = result ? tls_error_text(result) : "timeout";
     error_code ignored;
-    im.sock.close(ignored);
+    im.sock->socket().close(ignored);
     drain(im.ioc);
     closed_ = true;
     return 0;
@@ -617,14 +717,14 @@ int sse_client::connect(const std::string& token, const std::string& path,
     headers_[lower(std::string(f.name_string()))] = std::string(f.value());
   if (status != 200) {
     done = false;
-    http::async_read(im.sock, im.buf, im.parser,
+    http::async_read(*im.sock, im.buf, im.parser,
                      [&](error_code ec, std::size_t) {
                        result = ec;
                        done = true;
                      });
     if (!run_until(im.ioc, done, deadline)) {
       error_code ignored;
-      im.sock.close(ignored);
+      im.sock->socket().close(ignored);
       drain(im.ioc);
     }
     body_ = im.parser.get().body();
@@ -635,7 +735,7 @@ int sse_client::connect(const std::string& token, const std::string& path,
   auto read_loop = std::make_shared<std::function<void()>>();
   *read_loop = [this, read_loop]() {
     auto& im = *impl_;
-    http::async_read_some(im.sock, im.buf, im.parser, [this, read_loop](
+    http::async_read_some(*im.sock, im.buf, im.parser, [this, read_loop](
                                                         error_code ec,
                                                         std::size_t) {
       auto& im = *impl_;
@@ -745,7 +845,7 @@ void sse_client::close() {
   if (reader_.joinable()) {
     net::post(impl_->ioc, [this] {
       error_code ignored;
-      impl_->sock.close(ignored);
+      impl_->sock->socket().close(ignored);
     });
     for (int i = 0; i < 50 && !impl_->ioc.stopped(); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -782,6 +882,24 @@ ipc_client::ipc_client(const std::string& endpoint)
   : impl_(std::make_unique<impl>()) {
   impl_->sock.set(zmq::sockopt::linger, 0);
   impl_->sock.connect(endpoint);
+}
+
+ipc_client::ipc_client(const std::string& endpoint,
+                       const curve_client_options& curve)
+  : impl_(std::make_unique<impl>()) {
+  impl_->sock.set(zmq::sockopt::linger, 0);
+  impl_->sock.set(zmq::sockopt::curve_serverkey, curve.server_key);
+  impl_->sock.set(zmq::sockopt::curve_publickey, curve.public_key);
+  impl_->sock.set(zmq::sockopt::curve_secretkey, curve.secret_key);
+  impl_->sock.connect(endpoint);
+}
+
+std::pair<std::string, std::string> curve_keypair() {
+  char pub[41] = {0};
+  char sec[41] = {0};
+  if (zmq_curve_keypair(pub, sec) != 0)
+    throw std::runtime_error("zmq_curve_keypair failed");
+  return {pub, sec};
 }
 
 ipc_client::~ipc_client() {

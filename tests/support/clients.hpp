@@ -64,6 +64,27 @@ std::string base64url_encode(std::string_view in);
 /// Splits on a character.
 std::vector<std::string> split(const std::string& s, char sep);
 
+// -- TLS and CURVE ---------------------------------------------------------------
+
+/// TLS for a test client. Verification is always on: the server certificate
+/// must chain to `ca_file` and name the host (127.0.0.1 or localhost).
+struct tls_client_options {
+  bool enabled = false;
+  std::string ca_file;     ///< trusted CA (PEM); empty = the system store
+  std::string client_cert; ///< PEM; with client_key presented (mutual TLS)
+  std::string client_key;
+};
+
+/// CurveZMQ for ipc_client (Z85 keys).
+struct curve_client_options {
+  std::string server_key; ///< the gateway's public key (pinned)
+  std::string public_key; ///< this client's key pair
+  std::string secret_key;
+};
+
+/// A fresh CURVE key pair (public, secret), Z85.
+std::pair<std::string, std::string> curve_keypair();
+
 // -- HTTP ------------------------------------------------------------------------
 
 struct http_response {
@@ -105,11 +126,18 @@ public:
   }
 
   void set_timeout(ms t) { timeout_ = t; }
+  /// Speak TLS (https).
+  void set_tls(tls_client_options t) { tls_ = std::move(t); }
+  /// Connect from this local address (e.g. 127.0.0.2: another loopback
+  /// peer as far as the gateway can tell).
+  void set_local_address(std::string a) { local_ = std::move(a); }
 
 private:
   std::string host_;
   uint16_t port_;
   ms timeout_;
+  tls_client_options tls_;
+  std::string local_;
 };
 
 /// One persistent HTTP/1.1 connection (keep-alive): every request goes over
@@ -155,6 +183,8 @@ public:
   /// handshake_status() is the HTTP status of a declined upgrade (or 0).
   bool connect(const std::string& token = "",
                const std::string& path = "/api/v1/ws");
+  /// Speak TLS (wss); call before connect().
+  void set_tls(tls_client_options t) { tls_ = std::move(t); }
   int handshake_status() const { return handshake_status_; }
   const std::string& handshake_body() const { return handshake_body_; }
   const std::string& error() const { return error_; }
@@ -201,6 +231,7 @@ private:
   std::string host_;
   uint16_t port_;
   ms timeout_;
+  tls_client_options tls_;
   int handshake_status_ = 0;
   std::string handshake_body_;
   std::string error_;
@@ -236,6 +267,10 @@ public:
   int connect(const std::string& token,
               const std::string& path = "/api/v1/events",
               const std::map<std::string, std::string>& extra = {});
+  /// Speak TLS (https); call before connect().
+  void set_tls(tls_client_options t) { tls_ = std::move(t); }
+  /// Why connect() returned 0.
+  const std::string& error() const { return error_; }
   const std::map<std::string, std::string>& headers() const {
     return headers_;
   }
@@ -258,6 +293,8 @@ private:
   std::string host_;
   uint16_t port_;
   ms timeout_;
+  tls_client_options tls_;
+  std::string error_;
   std::map<std::string, std::string> headers_;
   std::string body_;
   std::atomic<int> comments_{0};
@@ -275,6 +312,8 @@ private:
 class ipc_client {
 public:
   explicit ipc_client(const std::string& endpoint);
+  /// With CurveZMQ (the gateway's key pinned, this client's pair).
+  ipc_client(const std::string& endpoint, const curve_client_options& curve);
   ~ipc_client();
   ipc_client(const ipc_client&) = delete;
   ipc_client& operator=(const ipc_client&) = delete;

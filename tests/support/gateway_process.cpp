@@ -52,7 +52,8 @@ gateway_process::gateway_process(gateway_options opts)
   } else {
     data_dir_ = opts_.data_dir;
   }
-  ipc_ = "ipc://" + data_dir_ + "/gateway.ipc";
+  ipc_ = opts_.ipc.empty() ? "ipc://" + data_dir_ + "/gateway.ipc"
+                           : opts_.ipc;
   port_ = opts_.port;
 }
 
@@ -66,6 +67,14 @@ gateway_process::~gateway_process() {
 
 std::string gateway_process::http_url() const {
   return "http://127.0.0.1:" + std::to_string(port_);
+}
+
+std::string gateway_process::reported_ipc() const {
+  std::smatch m;
+  static const std::regex ipc_re{R"( ipc=(\S+))"};
+  if (std::regex_search(ready_line_, m, ipc_re))
+    return m[1];
+  return ipc_;
 }
 
 std::string gateway_process::ws_url() const {
@@ -160,7 +169,7 @@ bool gateway_process::start(std::chrono::milliseconds timeout) {
     return false;
   }
   std::smatch m;
-  static const std::regex port_re{R"(http=http://127\.0\.0\.1:(\d+))"};
+  static const std::regex port_re{R"(http=https?://127\.0\.0\.1:(\d+))"};
   if (std::regex_search(ready_line_, m, port_re))
     port_ = static_cast<uint16_t>(std::stoi(m[1]));
   return true;

@@ -39,6 +39,8 @@ struct gateway_options {
   std::string data_dir;
   /// Port to listen on; 0 = pick a free one (kept for restarts).
   uint16_t port = 0;
+  /// --ipc endpoint; empty = ipc://DATA_DIR/gateway.ipc.
+  std::string ipc;
   /// Further command-line arguments.
   std::vector<std::string> extra_args;
 };
@@ -69,6 +71,9 @@ public:
   std::string host() const { return "127.0.0.1"; }
   std::string http_url() const; ///< http://127.0.0.1:PORT
   std::string ws_url() const;   ///< ws://127.0.0.1:PORT/api/v1/ws
+  /// The endpoint the gateway reported in its ready line (a tcp:// port 0
+  /// becomes the real port), or the configured one before start.
+  std::string reported_ipc() const;
   const std::string& ipc_endpoint() const { return ipc_; }
   const std::string& data_dir() const { return data_dir_; }
   const std::string& ready_line() const { return ready_line_; }

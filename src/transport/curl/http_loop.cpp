@@ -70,6 +70,41 @@ failure classify_curl_code(int curl_code) {
   }
 }
 
+transport::tls_failure classify_curl_tls(int curl_code,
+                                         std::string_view text) {
+  using transport::tls_failure;
+  switch (static_cast<CURLcode>(curl_code)) {
+    case CURLE_OK:
+      return tls_failure::none;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+      return tls_failure::untrusted;
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+      return tls_failure::pin_mismatch;
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+      return tls_failure::local_files;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CIPHER:
+    case CURLE_USE_SSL_FAILED: {
+      auto t = transport::classify_tls_error_text(text);
+      return t == tls_failure::none ? tls_failure::handshake : t;
+    }
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR: {
+      // TLS 1.3: a refused client certificate shows on the first read.
+      auto t = transport::classify_tls_error_text(text);
+      return t == tls_failure::client_certificate ? t : tls_failure::none;
+    }
+    default:
+      return tls_failure::none;
+  }
+}
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -244,6 +279,45 @@ struct loop::impl {
   std::unordered_map<uint64_t, CURL*> by_id;
   std::thread thread;
 
+  /// Set when opts.tls cannot work (then every transfer fails with it).
+  std::string tls_error;
+
+  void check_tls() {
+    auto& tls = opts.tls;
+    if (!tls.pinned_public_key.empty()
+        && !transport::valid_pin_list(tls.pinned_public_key))
+      tls_error = "TLS: invalid public key pin '" + tls.pinned_public_key
+                  + "' (expected sha256//BASE64, several separated by ';')";
+    else if (tls.client_cert.empty() != tls.client_key.empty())
+      tls_error = "TLS: a client certificate needs its key and vice versa";
+  }
+
+  void apply_tls(CURL* e) {
+    auto& tls = opts.tls;
+    if (!tls.ca_file.empty())
+      curl_easy_setopt(e, CURLOPT_CAINFO, tls.ca_file.c_str());
+    if (!tls.ca_dir.empty()) {
+      curl_easy_setopt(e, CURLOPT_CAPATH, tls.ca_dir.c_str());
+      if (tls.ca_file.empty()) // only the directory, not the system bundle
+        curl_easy_setopt(e, CURLOPT_CAINFO, nullptr);
+    }
+    if (!tls.pinned_public_key.empty())
+      curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY,
+                       tls.pinned_public_key.c_str());
+    if (!tls.client_cert.empty()) {
+      curl_easy_setopt(e, CURLOPT_SSLCERT, tls.client_cert.c_str());
+      curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+      curl_easy_setopt(e, CURLOPT_SSLKEY, tls.client_key.c_str());
+      curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    // Verified unless explicitly told otherwise (and then warned about).
+    long verify = tls.insecure_skip_verify ? 0L : 1L;
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify * 2L);
+    curl_easy_setopt(e, CURLOPT_SSLVERSION,
+                     static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+  }
+
   CURLM* make_multi() {
     CURLM* m = curl_multi_init();
     if (!m)
@@ -296,6 +370,17 @@ struct loop::impl {
         r.fail = classify_curl_code(rc);
         r.error = t->errbuf[0] != '\0' ? std::string{t->errbuf}
                                        : std::string{curl_easy_strerror(rc)};
+        r.tls = classify_curl_tls(rc, r.error);
+        if (r.tls != transport::tls_failure::none)
+          r.error = std::string{"TLS: "} + transport::explain(r.tls) + " ("
+                    + r.error + ")";
+      }
+    }
+    if (opts.tls.insecure_skip_verify && r.new_connections > 0
+        && opts.on_warning) {
+      try {
+        opts.on_warning(transport::insecure_warning());
+      } catch (...) {
       }
     }
     if (r.fail != failure::none && !t->headers_done)
@@ -353,6 +438,21 @@ struct loop::impl {
     }
     t->easy = e;
     auto& rq = t->req;
+    if (!tls_error.empty()) {
+      t->easy = nullptr;
+      curl_easy_cleanup(e);
+      auto why = tls_error;
+      response r;
+      r.fail = failure::unknown;
+      r.tls = transport::tls_failure::local_files;
+      r.error = why;
+      if (t->stream)
+        safe_call(t->sh.on_close, std::move(r));
+      else
+        safe_call(t->done, std::move(r));
+      return;
+    }
+    apply_tls(e);
     curl_easy_setopt(e, CURLOPT_URL, rq.url.c_str());
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -524,6 +624,7 @@ struct loop::impl {
 loop::loop(loop_options opts) : impl_(std::make_unique<impl>()) {
   global_init_once();
   impl_->opts = opts;
+  impl_->check_tls();
   impl_->multi = impl_->make_multi();
   impl_->thread = std::thread([p = impl_.get()] { p->run(); });
 }

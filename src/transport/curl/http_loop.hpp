@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "src/transport/tls_options.hpp"
+
 namespace aico::http {
 
 /// How a transfer failed (the one mapping of libcurl results is
@@ -56,6 +58,10 @@ struct request {
 struct response {
   failure fail = failure::none;
   std::string error; ///< libcurl's text when fail != none
+  /// For a failed https transfer: what went wrong in TLS (`none` if it was
+  /// not a TLS failure). `error` then starts with "TLS: " and the sentence
+  /// of transport::explain.
+  transport::tls_failure tls = transport::tls_failure::none;
   int status = 0;    ///< HTTP status (0 if none was received)
   std::string body;
   /// Response headers, names as sent by the server; repeated headers are
@@ -97,7 +103,19 @@ struct loop_options {
   std::chrono::milliseconds connect_timeout{5000};
   /// Largest response body kept (bytes); larger = failure::unknown.
   std::size_t max_body = 16 * 1024 * 1024;
+  /// TLS for https:// URLs: CA file/dir, SPKI pin, client certificate and
+  /// key (CURLOPT_CAINFO/CAPATH/PINNEDPUBLICKEY/SSLCERT/SSLKEY).
+  /// Verification is on unless tls.insecure_skip_verify.
+  transport::tls_options tls;
+  /// Called (on the loop thread) with a warning for people: every new
+  /// connection made with tls.insecure_skip_verify.
+  std::function<void(const std::string&)> on_warning;
 };
+
+/// The TLS classification of a failed transfer (a CURLcode value and
+/// libcurl's error text).
+transport::tls_failure classify_curl_tls(int curl_code,
+                                         std::string_view text);
 
 class loop {
 public:

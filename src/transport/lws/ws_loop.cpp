@@ -24,7 +24,12 @@
 #include <libwebsockets.h>
 
 #include <ev.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -93,6 +98,77 @@ bool want_libev() {
   return !(v && std::strcmp(v, "poll") == 0);
 }
 
+/// "sha256//BASE64" of a certificate's SubjectPublicKeyInfo ("" on error).
+std::string spki_pin(X509* cert) {
+  if (!cert)
+    return {};
+  unsigned char* der = nullptr;
+  int len = i2d_PUBKEY(X509_get0_pubkey(cert), &der);
+  if (len <= 0)
+    return {};
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  bool ok = EVP_Digest(der, static_cast<std::size_t>(len), md, &md_len,
+                       EVP_sha256(), nullptr)
+            == 1;
+  OPENSSL_free(der);
+  if (!ok)
+    return {};
+  unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+  int n = EVP_EncodeBlock(b64, md, static_cast<int>(md_len));
+  return "sha256//" + std::string(reinterpret_cast<char*>(b64),
+                                  static_cast<std::size_t>(n));
+}
+
+struct connection;
+
+/// Our SSL ex_data slot: the connection an SSL object belongs to (set in
+/// the verification callback; the SSL goes with the wsi, before the
+/// connection object).
+int connection_ex_index() {
+  static int idx = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr,
+                                        nullptr);
+  return idx;
+}
+
+void record_alert(const SSL* ssl, int where, int ret);
+
+/// Whether `pin` is one of the ';'-separated `pins`.
+bool pin_listed(const std::string& pins, const std::string& pin) {
+  std::size_t pos = 0;
+  while (pos <= pins.size()) {
+    auto semi = pins.find(';', pos);
+    auto one = pins.substr(pos, semi == std::string::npos ? std::string::npos
+                                                          : semi - pos);
+    if (!pin.empty() && one == pin)
+      return true;
+    if (semi == std::string::npos)
+      break;
+    pos = semi + 1;
+  }
+  return false;
+}
+
+/// Why the TLS settings cannot work ("" if they can), checked before a
+/// service is made for them.
+std::string tls_settings_problem(const transport::tls_options& t) {
+  if (!t.pinned_public_key.empty()
+      && !transport::valid_pin_list(t.pinned_public_key))
+    return "websocket TLS: invalid public key pin '" + t.pinned_public_key
+           + "' (expected sha256//BASE64, several separated by ';')";
+  if (t.client_cert.empty() != t.client_key.empty())
+    return "websocket TLS: a client certificate needs its key and vice "
+           "versa";
+  for (auto* f : {&t.ca_file, &t.client_cert, &t.client_key})
+    if (!f->empty() && ::access(f->c_str(), R_OK) != 0)
+      return "websocket TLS: cannot read " + *f + ": "
+             + std::strerror(errno);
+  if (!t.ca_dir.empty() && ::access(t.ca_dir.c_str(), R_OK | X_OK) != 0)
+    return "websocket TLS: cannot read the CA directory " + t.ca_dir + ": "
+           + std::strerror(errno);
+  return {};
+}
+
 struct connection;
 
 /// The per-loop state shared by the owner and the service thread.
@@ -154,12 +230,16 @@ struct connection {
   std::deque<std::string> outq;
   std::size_t out_off = 0; ///< bytes of outq.front() already written
   std::string rx;          ///< fragments of the message being received
+  /// What the certificate verification found wrong (if anything).
+  transport::tls_failure tls_fail = transport::tls_failure::none;
+  std::string tls_detail;
 };
 
 /// One lws_context and its service thread, shared by every ws_loop of the
 /// process with the same TLS setting.
 struct service {
   const bool tls;
+  const transport::tls_options tcfg; ///< with tls: the settings it serves
   lws_protocols protocols[2];
   lws_context* ctx = nullptr;
   /// Our libev loop (lws' "foreign loop"; epoll), or null: lws_service().
@@ -185,7 +265,8 @@ struct service {
 
   std::thread thread; ///< last member: started after everything else exists
 
-  explicit service(bool with_tls) : tls(with_tls) {
+  service(bool with_tls, transport::tls_options t)
+    : tls(with_tls), tcfg(std::move(t)) {
     std::memset(protocols, 0, sizeof(protocols));
     protocols[0].name = protocol_name;
     protocols[0].callback = &service::callback;
@@ -203,6 +284,14 @@ struct service {
     // the process' fd limit (256 was enough for one connection per context).
     info.fd_limit_per_thread = fd_limit_for_context();
     info.options = tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+    if (tls) {
+      // Client certificate (mutual TLS); the CAs to trust are set in the
+      // LOAD_EXTRA_CLIENT_VERIFY_CERTS callback (only those, if given).
+      if (!tcfg.client_cert.empty()) {
+        info.client_ssl_cert_filepath = tcfg.client_cert.c_str();
+        info.client_ssl_private_key_filepath = tcfg.client_key.c_str();
+      }
+    }
     if (want_libev()) {
       // a loop of our own (not libev's default one: no signal handling)
       evl = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
@@ -220,7 +309,12 @@ struct service {
     if (!ctx)
       ctx = lws_create_context(&info);
     if (!ctx)
-      throw std::runtime_error("cannot create the libwebsockets context");
+      throw std::runtime_error(
+        tls && !tcfg.client_cert.empty()
+          ? "cannot create the libwebsockets context: the TLS client "
+            "certificate " + tcfg.client_cert + " or its key "
+            + tcfg.client_key + " could not be used"
+          : std::string("cannot create the libwebsockets context"));
     ctx_live = true;
     try {
       thread = std::thread([this] { run(); });
@@ -456,6 +550,15 @@ struct service {
     ci.address = c->url.host.c_str();
     ci.port = c->url.port;
     ci.ssl_connection = c->url.tls ? LCCSCF_USE_SSL : 0;
+    if (c->url.tls && tcfg.insecure_skip_verify) {
+      ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_ALLOW_INSECURE
+                           | LCCSCF_ALLOW_EXPIRED
+                           | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+      call_handler(c, [&](loop_handlers& h) {
+        if (h.on_warning)
+          h.on_warning(c->gen, transport::insecure_warning());
+      });
+    }
     ci.path = c->url.path.c_str();
     ci.host = c->host_hdr.c_str();
     ci.origin = nullptr;
@@ -627,6 +730,69 @@ struct service {
     return r + ")";
   }
 
+  /// The CAs the client trusts: with ca_file/ca_dir only those (a fresh
+  /// store), else the system store lws loaded.
+  int load_trust(SSL_CTX* sctx) {
+    if (!sctx || (tcfg.ca_file.empty() && tcfg.ca_dir.empty()))
+      return 0;
+    X509_STORE* store = X509_STORE_new();
+    if (!store)
+      return 1;
+    SSL_CTX_set_cert_store(sctx, store); // takes ownership
+    if (SSL_CTX_load_verify_locations(
+          sctx, tcfg.ca_file.empty() ? nullptr : tcfg.ca_file.c_str(),
+          tcfg.ca_dir.empty() ? nullptr : tcfg.ca_dir.c_str())
+        != 1)
+      std::fprintf(stderr,
+                   "aico ws: cannot load the TLS CA file/dir '%s' '%s'\n",
+                   tcfg.ca_file.c_str(), tcfg.ca_dir.c_str());
+    return 0;
+  }
+
+  /// OpenSSL's verdict on each certificate of the gateway's chain (plus the
+  /// pin on the leaf). lws convention: 0 = accept, 1 = fail.
+  int verify_server(lws* wsi, X509_STORE_CTX* x, int preverify_ok) {
+    if (!x)
+      return 1;
+    connection* c = lookup(nullptr, wsi, true);
+    if (c) {
+      // Alerts the gateway sends later (e.g. TLS 1.3: "certificate
+      // required" after the handshake) are recorded for the close reason.
+      SSL* ssl = static_cast<SSL*>(
+        X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx()));
+      if (ssl && connection_ex_index() >= 0) {
+        SSL_set_ex_data(ssl, connection_ex_index(), c);
+        SSL_set_info_callback(ssl, &record_alert);
+      }
+    }
+    auto record = [&](transport::tls_failure f, std::string detail) {
+      if (c && c->tls_fail == transport::tls_failure::none) {
+        c->tls_fail = f;
+        c->tls_detail = std::move(detail);
+      }
+    };
+    if (tcfg.insecure_skip_verify) {
+      X509_STORE_CTX_set_error(x, X509_V_OK); // (warned about on open)
+    } else if (!preverify_ok) {
+      int err = X509_STORE_CTX_get_error(x);
+      record(transport::tls_failure::untrusted,
+             std::string("certificate verify failed: ")
+               + X509_verify_cert_error_string(err));
+      return 1;
+    }
+    if (X509_STORE_CTX_get_error_depth(x) == 0
+        && !tcfg.pinned_public_key.empty()) {
+      auto pin = spki_pin(X509_STORE_CTX_get_current_cert(x));
+      if (!pin_listed(tcfg.pinned_public_key, pin)) {
+        record(transport::tls_failure::pin_mismatch,
+               "the gateway's key is " + pin);
+        X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 1;
+      }
+    }
+    return 0;
+  }
+
   static int callback(lws* wsi, lws_callback_reasons reason, void* user,
                       void* in, size_t len) {
     lws_context* cx = lws_get_context(wsi);
@@ -646,6 +812,11 @@ struct service {
                size_t len) {
     bool scan = false;
     switch (reason) {
+      case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
+        return load_trust(static_cast<SSL_CTX*>(user));
+      case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+        return verify_server(wsi, static_cast<X509_STORE_CTX*>(user),
+                             static_cast<int>(len));
       case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         if (stopping.load() && evl)
           ev_break(evl, EVBREAK_ALL); // run() goes on to destroy the context
@@ -731,11 +902,26 @@ struct service {
         std::string why = (in && len > 0)
                             ? std::string(static_cast<const char*>(in), len)
                             : std::string{"connection failed"};
+        while (!why.empty() && (why.back() == '\n' || why.back() == '\r'))
+          why.pop_back();
         unsigned status = c->http_status;
         if (status == 0)
           status = lws_http_client_http_response(wsi);
         std::string reason_text;
-        if (status != 0 && status != 101)
+        auto tls_fail = c->tls_fail;
+        if (tls_fail == transport::tls_failure::none && c->url.tls
+            && (status == 0 || status == 101))
+          tls_fail = transport::classify_tls_error_text(why);
+        if (tls_fail != transport::tls_failure::none) {
+          reason_text = std::string("websocket TLS: ")
+                        + transport::explain(tls_fail) + " ("
+                        + (c->tls_detail.empty() ? why : c->tls_detail)
+                        + ")";
+          call_handler(c, [&](loop_handlers& h) {
+            if (h.on_tls_failure)
+              h.on_tls_failure(c->gen, tls_fail);
+          });
+        } else if (status != 0 && status != 101)
           reason_text = "websocket upgrade refused: HTTP "
                         + std::to_string(status) + " (" + why + ")";
         else
@@ -764,6 +950,37 @@ struct service {
   }
 };
 
+/// SSL info callback: an alert from the gateway that refuses our client
+/// certificate (or wanted one) classifies the failure of the connection.
+void record_alert(const SSL* ssl, int where, int ret) {
+  if (!(where & SSL_CB_READ_ALERT) || connection_ex_index() < 0)
+    return;
+  auto* c = static_cast<connection*>(
+    SSL_get_ex_data(ssl, connection_ex_index()));
+  if (!c || c->tls_fail != transport::tls_failure::none)
+    return;
+  int desc = ret & 0xff;
+  switch (desc) {
+    case SSL_AD_BAD_CERTIFICATE:
+    case SSL_AD_UNSUPPORTED_CERTIFICATE:
+    case SSL_AD_CERTIFICATE_REVOKED:
+    case SSL_AD_CERTIFICATE_EXPIRED:
+    case SSL_AD_CERTIFICATE_UNKNOWN:
+    case SSL_AD_UNKNOWN_CA:
+    case SSL_AD_ACCESS_DENIED:
+    case SSL_AD_HANDSHAKE_FAILURE:
+    case SSL_AD_CERTIFICATE_REQUIRED:
+      c->tls_fail = desc == SSL_AD_HANDSHAKE_FAILURE
+                      ? transport::tls_failure::handshake
+                      : transport::tls_failure::client_certificate;
+      c->tls_detail = std::string("the gateway sent the TLS alert \"")
+                      + SSL_alert_desc_string_long(ret) + "\"";
+      break;
+    default:
+      break;
+  }
+}
+
 // -- registry: one service per TLS setting ------------------------------------
 
 std::mutex& registry_mutex() {
@@ -771,18 +988,31 @@ std::mutex& registry_mutex() {
   return *m;
 }
 
-service*& registry_slot(bool tls) {
-  static service* slots[2] = {nullptr, nullptr};
-  return slots[tls ? 1 : 0];
+/// The running services (guarded by the registry mutex).
+std::vector<service*>& registry() {
+  static auto* v = new std::vector<service*>;
+  return *v;
 }
 
-service* acquire_service(bool tls) {
+service* acquire_service(bool tls, const transport::tls_options& t) {
+  transport::tls_options key = tls ? t : transport::tls_options{};
+  if (tls) {
+    auto problem = tls_settings_problem(key);
+    if (!problem.empty())
+      throw std::runtime_error(problem);
+  }
   std::lock_guard<std::mutex> g{registry_mutex()};
-  auto& slot = registry_slot(tls);
-  if (!slot)
-    slot = new service(tls); // throws: nothing changed
-  ++slot->refs;
-  return slot;
+  auto& all = registry();
+  for (auto* s : all)
+    if (s->tls == tls && s->tcfg == key) {
+      ++s->refs;
+      return s;
+    }
+  all.reserve(all.size() + 1);
+  auto* s = new service(tls, key); // throws: nothing changed
+  all.push_back(s);
+  ++s->refs;
+  return s;
 }
 
 /// The last loop of a service stops and joins its thread. Under the registry
@@ -791,7 +1021,8 @@ void release_service(service* s) {
   std::lock_guard<std::mutex> g{registry_mutex()};
   if (--s->refs > 0)
     return;
-  registry_slot(s->tls) = nullptr;
+  auto& all = registry();
+  all.erase(std::remove(all.begin(), all.end(), s), all.end());
   s->shutdown(); // frees s
 }
 
@@ -816,7 +1047,8 @@ ws_loop::ws_loop(loop_options opts, loop_handlers handlers)
   init_lws_logging();
   impl_->core = std::make_shared<loop_core>(std::move(opts),
                                             std::move(handlers));
-  impl_->svc = acquire_service(impl_->core->opts.tls);
+  impl_->svc = acquire_service(impl_->core->opts.tls,
+                               impl_->core->opts.tls_config);
 }
 
 ws_loop::~ws_loop() {
@@ -880,13 +1112,12 @@ void ws_loop::stop() {
 ws_loop::service_stats ws_loop::stats() {
   service_stats st;
   std::lock_guard<std::mutex> g{registry_mutex()};
-  for (bool tls : {false, true})
-    if (auto* s = registry_slot(tls)) {
-      ++st.services;
-      st.backend = s->backend();
-      st.loops += s->refs;
-      st.connections += s->live_conns.load();
-    }
+  for (auto* s : registry()) {
+    ++st.services;
+    st.backend = s->backend();
+    st.loops += s->refs;
+    st.connections += s->live_conns.load();
+  }
   return st;
 }
 

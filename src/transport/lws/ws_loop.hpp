@@ -46,6 +46,7 @@
 #include <string>
 
 #include "src/transport/lws/ws_codec.hpp"
+#include "src/transport/tls_options.hpp"
 
 namespace aico::ws_link {
 
@@ -57,6 +58,13 @@ struct loop_options {
   std::size_t max_message = 16u * 1024u * 1024u;
   /// Outgoing messages are written in fragments of at most this size.
   std::size_t write_chunk = 64u * 1024u;
+  /// With `tls`: CA file/dir (then only those are trusted), SPKI SHA-256
+  /// pin (checked in the certificate verification callback), client
+  /// certificate and key (mutual TLS). The server certificate is always
+  /// verified (chain and host name) unless tls_config.insecure_skip_verify,
+  /// which is reported through on_warning on every connection. Loops with
+  /// the same TLS settings share one service.
+  transport::tls_options tls_config;
 };
 
 struct loop_handlers {
@@ -69,13 +77,21 @@ struct loop_handlers {
   /// `reason` is human readable and never contains the token: e.g.
   /// "websocket upgrade refused: HTTP 401" or "closed by peer (1001 ...)".
   std::function<void(uint64_t gen, const std::string& reason)> on_closed;
+  /// Connection `gen` failed in TLS: called right before its on_closed
+  /// (whose reason then starts with "websocket TLS: ").
+  std::function<void(uint64_t gen, transport::tls_failure kind)>
+    on_tls_failure;
+  /// A warning for people about connection `gen` (e.g. certificate
+  /// verification switched off).
+  std::function<void(uint64_t gen, const std::string& warning)> on_warning;
 };
 
 class ws_loop {
 public:
   /// Joins the process' shared service (creating its lws context and
-  /// service thread if this is the first loop). Throws std::runtime_error if
-  /// that fails.
+  /// service thread if this is the first loop with these TLS settings).
+  /// Throws std::runtime_error if that fails (e.g. a TLS file that cannot
+  /// be used: the message says which).
   ws_loop(loop_options opts, loop_handlers handlers);
 
   /// stop()s; the last loop of a service stops and joins its thread.

@@ -67,6 +67,10 @@ struct dealer_loop::impl {
   std::unique_ptr<zmq::socket_t> mon; ///< PAIR receiving sock's events
   uint64_t gen = 0;
   std::deque<queued_send> outq;
+  // CURVE handshake state of the current socket.
+  bool handshaking = false;     ///< TCP/IPC connected, handshake not done
+  bool link_up = false;         ///< on_link(true) reported
+  bool security_reported = false;
 
   std::thread thread; // last: starts after everything above exists
 
@@ -186,12 +190,28 @@ struct dealer_loop::impl {
 
   /// Monitors connects and disconnects of `s` (best effort: without a
   /// monitor, the owner's heartbeat still notices a dead peer).
+  bool curve() const { return !opts.curve_server_key.empty(); }
+
+  void report_security(uint64_t g, const std::string& why) {
+    if (security_reported || !handlers.on_security_failure)
+      return;
+    security_reported = true;
+    try {
+      handlers.on_security_failure(g, why);
+    } catch (...) {
+    }
+  }
+
   void open_monitor(zmq::socket_t& s, uint64_t g) {
     auto addr = "inproc://aico-ipc-monitor-" + std::to_string(g);
-    if (zmq_socket_monitor(s.handle(), addr.c_str(),
-                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED
-                             | ZMQ_EVENT_CONNECT_RETRIED)
-        != 0)
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED
+                 | ZMQ_EVENT_CONNECT_RETRIED;
+    if (curve())
+      events |= ZMQ_EVENT_HANDSHAKE_SUCCEEDED
+                | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    if (zmq_socket_monitor(s.handle(), addr.c_str(), events) != 0)
       return;
     try {
       auto m = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
@@ -223,6 +243,13 @@ struct dealer_loop::impl {
         continue;
       uint16_t ev = 0;
       std::memcpy(&ev, parts[0].data(), sizeof ev);
+      uint32_t value = 0;
+      if (parts[0].size() >= sizeof ev + sizeof value)
+        std::memcpy(&value, static_cast<const char*>(parts[0].data())
+                              + sizeof ev,
+                    sizeof value);
+      if (curve() && on_curve_event(ev, value))
+        continue;
       if (ev == ZMQ_EVENT_CONNECTED)
         report_link(gen, true);
       else if (ev == ZMQ_EVENT_DISCONNECTED)
@@ -235,8 +262,56 @@ struct dealer_loop::impl {
     }
   }
 
+  /// With CURVE the link is up once the handshake completed. True if `ev`
+  /// was handled here.
+  bool on_curve_event(uint16_t ev, uint32_t value) {
+    switch (ev) {
+      case ZMQ_EVENT_CONNECTED:
+        handshaking = true;
+        return true;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        handshaking = false;
+        security_reported = false;
+        if (!link_up) {
+          link_up = true;
+          report_link(gen, true);
+        }
+        return true;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        handshaking = false;
+        report_security(gen, "ipc CURVE: the gateway refused this client's "
+                             "key (ZAP status "
+                               + std::to_string(value)
+                               + "; is it in the gateway's allow-list?)");
+        return true;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        handshaking = false;
+        report_security(gen, "ipc CURVE: handshake with the gateway failed "
+                             "(is the pinned server key the gateway's?)");
+        return true;
+      case ZMQ_EVENT_DISCONNECTED:
+        if (handshaking)
+          report_security(gen,
+                          "ipc CURVE: the peer closed the connection during "
+                          "the handshake (wrong server key pinned, or this "
+                          "client's key is not allowed)");
+        handshaking = false;
+        if (link_up) {
+          link_up = false;
+          report_link(gen, false);
+        }
+        return true;
+      default:
+        return false;
+    }
+  }
+
   void close_socket() {
     outq.clear();
+    handshaking = false;
+    link_up = false;
+    security_reported = false;
     close_monitor();
     if (!sock)
       return;
@@ -263,6 +338,28 @@ struct dealer_loop::impl {
              clamp_ms(opts.reconnect_ivl_max));
       s->set(zmq::sockopt::sndhwm, opts.sndhwm);
       s->set(zmq::sockopt::rcvhwm, opts.rcvhwm);
+      if (curve()) {
+        auto problem = curve_problem();
+        if (!problem.empty()) {
+          report_socket_error(g, problem);
+          return;
+        }
+        std::string pub = opts.curve_public_key;
+        std::string sec = opts.curve_secret_key;
+        if (pub.empty()) {
+          char p[41] = {0};
+          char k[41] = {0};
+          if (zmq_curve_keypair(p, k) != 0) {
+            report_socket_error(g, "ipc CURVE: cannot make a key pair");
+            return;
+          }
+          pub = p;
+          sec = k;
+        }
+        s->set(zmq::sockopt::curve_serverkey, opts.curve_server_key);
+        s->set(zmq::sockopt::curve_publickey, pub);
+        s->set(zmq::sockopt::curve_secretkey, sec);
+      }
       open_monitor(*s, g);
       s->connect(endpoint);
       sock = std::move(s);
@@ -275,6 +372,27 @@ struct dealer_loop::impl {
       report_socket_error(g, std::string{"cannot open ipc socket: "}
                                + e.what());
     }
+  }
+
+  /// Why the CURVE settings cannot work ("" if they can).
+  std::string curve_problem() const {
+    auto bad = [](const std::string& k) {
+      uint8_t raw[32];
+      return k.size() != 40 || zmq_z85_decode(raw, k.c_str()) == nullptr;
+    };
+    if (!zmq_has("curve"))
+      return "ipc CURVE: this libzmq has no CURVE support";
+    if (bad(opts.curve_server_key))
+      return "ipc CURVE: the gateway's public key is not a Z85 key (40 "
+             "characters)";
+    if (opts.curve_public_key.empty() != opts.curve_secret_key.empty())
+      return "ipc CURVE: a client public key needs its secret key and vice "
+             "versa";
+    if (!opts.curve_public_key.empty()
+        && (bad(opts.curve_public_key) || bad(opts.curve_secret_key)))
+      return "ipc CURVE: the client key pair is not Z85 (40 characters "
+             "each)";
+    return {};
   }
 
   /// A socket that failed to connect is destroyed (closed) by its

@@ -39,6 +39,15 @@ struct socket_options {
   /// Messages waiting in the loop for a connected peer (ZMQ_IMMEDIATE) per
   /// socket; beyond this, sends fail at once.
   std::size_t max_queued = 10000;
+  /// CurveZMQ (docs/security.md): the gateway's public key (Z85, 40
+  /// characters; DATA_DIR/ipc-curve.pub) -- only a server holding its secret
+  /// key completes the handshake. Empty = no CURVE (plain ipc://).
+  std::string curve_server_key;
+  /// This client's key pair (Z85); its public key must be in the gateway's
+  /// allow-list. Empty = a fresh pair per socket (encrypted, but a gateway
+  /// with an allow-list refuses it).
+  std::string curve_public_key;
+  std::string curve_secret_key;
 };
 
 struct loop_handlers {
@@ -59,6 +68,13 @@ struct loop_handlers {
   /// connection refused: nobody is bound to the endpoint). libzmq retries by
   /// itself; this only tells the owner that nothing is listening now.
   std::function<void(uint64_t gen)> on_connect_failed;
+  /// With CURVE: the handshake of socket `gen` failed -- the gateway refused
+  /// this client's key (not in its allow-list), or the peer is not the
+  /// gateway whose key is pinned. Reported once until a handshake succeeds
+  /// again; libzmq keeps retrying, and no message goes out meanwhile. With
+  /// CURVE, on_link(gen, true) means a completed handshake.
+  std::function<void(uint64_t gen, const std::string& why)>
+    on_security_failure;
 };
 
 class dealer_loop {

@@ -532,7 +532,13 @@ TEST_F(ipc_transport_test, quick_ipc_down_up_resubscribes_without_going_down) {
   EXPECT_EQ(r->status, 200);
 }
 
-TEST_F(ipc_transport_test, gateway_restart_resubscribes) {
+// What is intended since the IPC link detects a refused reconnect (e374d18):
+// a stopped gateway takes the link DOWN (within the reconnect grace, not at
+// the dead-peer timeout); the supervisor then connects again, which this
+// test does in its place, and the new socket subscribes again, so events
+// flow after the restart. (Before, the test assumed the link survived a
+// restart, which only held when the gateway came back within the grace.)
+TEST_F(ipc_transport_test, gateway_restart_takes_the_link_down_and_a_reconnect_resubscribes) {
   auto alice = http_login("alice", "alice-pw");
   ASSERT_FALSE(alice.empty());
   auto c = config();
@@ -541,8 +547,12 @@ TEST_F(ipc_transport_test, gateway_restart_resubscribes) {
   self->send(t, token_atom_v, alice);
   ASSERT_TRUE(connect(t));
   ASSERT_TRUE(events_flow(gw, *log, alice, "before-restart"));
+  auto from = log->state_count();
   ASSERT_EQ(gw.stop(), 0);
+  auto down = log->wait_status(transport_status::down, from, 3000ms);
+  ASSERT_TRUE(down) << "the link did not go down while the gateway was away";
   ASSERT_TRUE(gw.start()) << gw.last_error();
+  ASSERT_TRUE(connect(t));
   EXPECT_TRUE(events_flow(gw, *log, alice, "after-restart"));
   auto r = call(t, make_call("after", "GET", "/users/me", "", alice));
   ASSERT_TRUE(r) << to_string(r.error());
