@@ -13,6 +13,13 @@
 // * token: while up with a token, one SSE stream (GET /api/v1/events) runs;
 //   its events go to the listener. A dropped stream is reopened after a short
 //   delay (a few tries); a reopen that fails with network/timeout = down.
+//   A new token of the same user (a refresh) does not reopen the stream:
+//   the gateway keeps it open while the token merely expires, and every
+//   reopen is a switch-over. Every (re)open sends Last-Event-ID = the last
+//   event seq the engine delivered (resume_atom) or this transport
+//   forwarded; the Aico-Replay response header says whether the gateway
+//   replayed everything after it (an `events.replay` outcome to the
+//   listener, before the replayed events).
 // * disconnect: everything is aborted, pending requests fail with network,
 //   idle is reported.
 // No exception leaves a handler; the state destructor joins the loop thread.
@@ -23,6 +30,8 @@
 #include <utility>
 
 #include "messages/errors.hpp"
+#include "src/core/event_cursor.hpp"
+#include "src/core/jwt_claims.hpp"
 #include "src/transport/curl/http_loop.hpp"
 #include "src/transport/curl/sse_parser.hpp"
 
@@ -135,6 +144,8 @@ void open_sse(self_ptr self) {
   rq.headers.emplace_back("Accept: text/event-stream");
   rq.headers.emplace_back("Cache-Control: no-cache");
   rq.headers.emplace_back("Authorization: Bearer " + st.token);
+  if (st.resume_seq > 0)
+    rq.headers.emplace_back("Last-Event-ID: " + std::to_string(st.resume_seq));
   http::stream_options so;
   so.open_timeout = ceil_ms(st.cfg.connect_timeout);
   so.idle_timeout = ceil_ms(st.cfg.dead_peer_timeout + sse_keepalive_period);
@@ -142,8 +153,18 @@ void open_sse(self_ptr self) {
   auto addr = self->address();
   http::stream_handlers h;
   h.on_open = [addr, gen](int status,
-                          const std::map<std::string, std::string>&) {
-    post_back(addr, event_atom_v, gen, static_cast<int32_t>(status));
+                          const std::map<std::string, std::string>& hs) {
+    std::string replay;
+    for (auto& [k, v] : hs)
+      if (k.size() == 11
+          && std::equal(k.begin(), k.end(), "aico-replay",
+                        [](char a, char b) {
+                          return std::tolower(static_cast<unsigned char>(a))
+                                 == b;
+                        }))
+        replay = v;
+    post_back(addr, event_atom_v, gen, static_cast<int32_t>(status),
+              std::move(replay));
   };
   h.on_data = [addr, gen, parser](std::string_view chunk) {
     for (auto& ev : parser->feed(chunk)) {
@@ -161,7 +182,15 @@ void open_sse(self_ptr self) {
   };
   st.sse_transfer = st.loop->open_stream(std::move(rq), so, std::move(h));
   st.sse_token = st.token;
+  st.sse_since = st.resume_seq;
   st.sse = sse_phase::opening;
+}
+
+/// Whether two access tokens belong to the same user (their JWT `sub`).
+bool same_user(const std::string& a, const std::string& b) {
+  auto x = decode_jwt_claims(a);
+  auto y = decode_jwt_claims(b);
+  return x && y && !x->sub.empty() && x->sub == y->sub;
 }
 
 // -- state changes -----------------------------------------------------------------
@@ -364,14 +393,20 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
       try {
         st.token = std::move(tok);
         if (st.token.empty()) {
+          st.resume_seq = 0; // logged out: the next session starts afresh
           stop_sse(self);
           return;
         }
         if (st.status != transport_status::up)
           return; // opened once up
         if ((st.sse == sse_phase::opening || st.sse == sse_phase::open)
-            && st.sse_token == st.token)
-          return; // already streaming with this token
+            && (st.sse_token == st.token
+                || same_user(st.sse_token, st.token))) {
+          // already streaming for this user: a refreshed token does not
+          // end the stream, so it is not reopened (a reopen is a
+          // switch-over); the next (re)open uses the new token
+          return;
+        }
         st.sse_tries = 0;
         open_sse(self);
       } catch (...) {
@@ -430,13 +465,19 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
         // a promise that was not delivered is caught by its safety net
       }
     },
-    [self](event_atom, uint64_t gen, int32_t status) {
+    [self](event_atom, uint64_t gen, int32_t status, std::string& replay) {
       auto& st = self->state;
       if (gen != st.sse_gen || st.sse != sse_phase::opening)
         return;
       if (status >= 200 && status < 300) {
         st.sse = sse_phase::open;
         st.sse_opened_at = std::chrono::steady_clock::now();
+        // the replayed events follow: the outcome goes first
+        if (st.sse_since > 0 && st.listener
+            && st.status == transport_status::up)
+          self->send(st.listener, event_atom_v,
+                     replay_outcome_event(st.sse_since, replay == "complete",
+                                          transport_mode::http));
       }
     },
     [self](event_atom, uint64_t gen, server_event& ev) {
@@ -444,7 +485,25 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
       if (gen != st.sse_gen || st.status != transport_status::up
           || !st.listener)
         return;
+      st.resume_seq = std::max(st.resume_seq, ev.seq);
       self->send(st.listener, event_atom_v, std::move(ev));
+    },
+    [self](resume_atom, uint64_t seq, bool now) {
+      auto& st = self->state;
+      try {
+        if (!now) {
+          st.resume_seq = std::max(st.resume_seq, seq);
+          return;
+        }
+        st.resume_seq = seq;
+        if (st.status == transport_status::up && !st.token.empty()
+            && (st.sse == sse_phase::opening || st.sse == sse_phase::open)) {
+          st.sse_tries = 0;
+          open_sse(self); // reopens with Last-Event-ID = seq
+        }
+      } catch (...) {
+        st.sse = sse_phase::off;
+      }
     },
     [self](event_atom, uint64_t gen, http_result& r) {
       if (gen != self->state.sse_gen)

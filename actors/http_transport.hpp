@@ -49,8 +49,9 @@ using http_transport_internal = caf::typed_actor<
   caf::reacts_to<timeout_atom, uint64_t>,
   /// Safety net of the requests: the one timer for the earliest deadline.
   caf::reacts_to<timeout_atom>,
-  /// Event stream `gen` got its response header with this status.
-  caf::reacts_to<event_atom, uint64_t, int32_t>,
+  /// Event stream `gen` got its response header with this status and
+  /// Aico-Replay header ("" if absent).
+  caf::reacts_to<event_atom, uint64_t, int32_t, std::string>,
   /// Event stream `gen` delivered an event.
   caf::reacts_to<event_atom, uint64_t, server_event>,
   /// Event stream `gen` ended (or failed).
@@ -90,6 +91,9 @@ struct http_transport_state {
   uint64_t sse_gen = 0;      ///< current stream generation (stale otherwise)
   uint64_t sse_transfer = 0; ///< loop transfer id of the stream
   std::string sse_token;     ///< the token the stream was opened with
+  uint64_t sse_since = 0;    ///< its Last-Event-ID (0 = none)
+  /// Events up to this seq were delivered: a stream resumes from it.
+  uint64_t resume_seq = 0;
   int sse_tries = 0;         ///< consecutive reopen attempts
   std::chrono::steady_clock::time_point sse_opened_at;
 

@@ -7,9 +7,13 @@
 //   endpoint"). A connection attempt that fails at once (no socket file,
 //   refused: the socket monitor's CONNECT_RETRIED) while connecting is down
 //   at once too, so a missing gateway fails over in milliseconds.
-// * token: kept; while up and non-empty a Subscribe{id, token} is sent (again
-//   after every new socket); an empty token unsubscribes. Event frames go to
-//   the listener as server_event (via ipc).
+// * token: kept; while up and non-empty a Subscribe{id, token, since} is sent
+//   (again after every new socket); the same token again sends nothing; an
+//   empty token unsubscribes. Event frames go to the listener as
+//   server_event (via ipc). `since` is the resume point: the last event seq
+//   the engine delivered (resume_atom) or this transport forwarded; the
+//   Subscribe's response says whether the gateway replayed everything after
+//   it, which goes to the listener as an `events.replay` outcome.
 // * request: only while up; Frame{request} with a wire id, correlated with
 //   the Frame{response} of the same id. A per-request deadline (the time
 //   left; one timer for the earliest deadline serves all requests, see
@@ -42,10 +46,14 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <algorithm>
+
+#include <boost/json.hpp>
 
 #include "caf/all.hpp"
 
 #include "messages/errors.hpp"
+#include "src/core/event_cursor.hpp"
 #include "src/core/pending_requests.hpp"
 #include "src/core/timer_delay.hpp"
 #include "messages/transport.hpp"
@@ -117,9 +125,12 @@ struct ipc_transport_state {
   pending_requests<pending_request, time_point> pending;
   /// The one request timer (for pending.earliest_deadline()).
   single_timer<time_point> timer;
-  /// Ids of Subscribe/Unsubscribe frames in flight on the current socket.
-  std::unordered_set<std::string> control_ids;
+  /// Ids of Subscribe/Unsubscribe frames in flight on the current socket,
+  /// with the `since` a Subscribe asked for.
+  std::unordered_map<std::string, uint64_t> control_ids;
   bool subscribed = false; ///< a Subscribe was sent on the current socket
+  /// Events up to this seq were delivered: subscriptions resume from it.
+  uint64_t resume_seq = 0;
   /// The socket monitor reported the connection lost and no reconnect yet.
   bool peer_lost = false;
   uint64_t losses = 0; ///< numbers the losses (for the grace timer)
@@ -265,10 +276,10 @@ void send_subscribe(self_ptr self) {
   if (!st.loop || st.sock_gen == 0 || st.token.empty())
     return;
   auto id = fresh_control_id(st);
-  auto bytes = ipc_link::encode_subscribe(id, st.token);
+  auto bytes = ipc_link::encode_subscribe(id, st.token, st.resume_seq);
   if (bytes.empty())
     return;
-  st.control_ids.insert(id);
+  st.control_ids.emplace(id, st.resume_seq);
   st.loop->send(st.sock_gen, 0, std::move(bytes));
   st.subscribed = true;
 }
@@ -282,7 +293,7 @@ void send_unsubscribe(self_ptr self) {
   auto bytes = ipc_link::encode_unsubscribe(id);
   if (bytes.empty())
     return;
-  st.control_ids.insert(id);
+  st.control_ids.emplace(id, 0);
   st.loop->send(st.sock_gen, 0, std::move(bytes));
 }
 
@@ -370,15 +381,40 @@ void on_alive(self_ptr self) {
   schedule_dead_peer_check(self, st.cfg.dead_peer_timeout);
 }
 
+/// What the gateway replayed for a Subscribe with `since` (its 200
+/// response's data.replay; absent = a gateway without replay).
+bool replay_complete(const std::string& body) {
+  boost::system::error_code ec;
+  auto v = boost::json::parse(body, ec);
+  if (ec || !v.is_object())
+    return false;
+  auto d = v.get_object().if_contains("data");
+  if (!d || !d->is_object())
+    return false;
+  auto rep = d->get_object().if_contains("replay");
+  if (!rep || !rep->is_object())
+    return false;
+  auto c = rep->get_object().if_contains("complete");
+  return c && c->is_bool() && c->get_bool();
+}
+
 void on_response(self_ptr self, api_reply& r) {
   auto& st = self->state;
   auto ci = st.control_ids.find(r.id);
   if (ci != st.control_ids.end()) {
+    auto since = ci->second;
     st.control_ids.erase(ci);
     // A rejected Subscribe ends the subscription (no events until a new
     // token arrives); nothing else to do.
-    if (r.status != 200)
+    if (r.status != 200) {
       st.subscribed = false;
+      return;
+    }
+    // the replayed events follow this response: the outcome goes first
+    if (since > 0 && st.listener && st.status == transport_status::up)
+      self->send(st.listener, event_atom_v,
+                 replay_outcome_event(since, replay_complete(r.body),
+                                      transport_mode::ipc));
     return;
   }
   auto e = st.pending.take_by_wire_id(r.id);
@@ -477,7 +513,11 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
     [self](token_atom, std::string& tok) {
       auto& st = self->state;
       try {
+        if (tok == st.token && (st.subscribed || tok.empty()))
+          return; // subscribed with it already (or in flight)
         st.token = std::move(tok);
+        if (st.token.empty())
+          st.resume_seq = 0; // logged out: the next session starts afresh
         if (st.status != transport_status::up)
           return; // subscribed once up
         if (!st.token.empty())
@@ -486,6 +526,20 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
           send_unsubscribe(self);
       } catch (...) {
         // no events; the next token or reconnect tries again
+      }
+    },
+    [self](resume_atom, uint64_t seq, bool now) {
+      auto& st = self->state;
+      try {
+        if (!now) {
+          st.resume_seq = std::max(st.resume_seq, seq);
+          return;
+        }
+        st.resume_seq = seq;
+        if (st.status == transport_status::up && st.subscribed
+            && !st.token.empty())
+          send_subscribe(self); // replaces the subscription, replaying
+      } catch (...) {
       }
     },
     [self](request_atom, api_call& call,
@@ -543,6 +597,7 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
         on_alive(self);
         if (st.status == transport_status::up && st.listener) {
           ev.via = transport_mode::ipc;
+          st.resume_seq = std::max(st.resume_seq, ev.seq);
           self->send(st.listener, event_atom_v, std::move(ev));
         }
       } catch (...) {

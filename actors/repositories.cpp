@@ -9,6 +9,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -84,6 +85,23 @@ void with_user(Self* self, const token_manager_actor& tokens, RP rp, F f) {
           [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
 }
 
+/// What the cache must check a body of T against.
+template <class T>
+constexpr cached_body body_kind() {
+  if constexpr (std::is_same_v<T, user>)
+    return cached_body::user;
+  else if constexpr (std::is_same_v<T, family>)
+    return cached_body::family;
+  else if constexpr (std::is_same_v<T, system_health>)
+    return cached_body::system_health;
+  else if constexpr (std::is_same_v<T, history_page>)
+    return cached_body::history_page;
+  else if constexpr (std::is_same_v<T, system_status>)
+    return cached_body::system_status;
+  else
+    return cached_body::envelope;
+}
+
 /// A cached GET decoded as T.
 template <class T, class Result, class Self>
 caf::result<Result> cached_get(Self* self, const repository_deps& deps,
@@ -96,6 +114,8 @@ caf::result<Result> cached_get(Self* self, const repository_deps& deps,
     r.call = api_call{random_id("r-"), "GET", path, "", ""};
     r.max_age = ro.max_age;
     r.force_refresh = ro.force_refresh;
+    r.allow_stale = ro.allow_stale;
+    r.expect = body_kind<T>();
     r.auth = auth;
     self->request(deps.cache, deps.request_timeout + std::chrono::seconds(2),
                   read_atom_v, r)
@@ -436,6 +456,8 @@ chat_repository_actor::behavior_type chat_fun(chat_impl self,
         r.call = api_call{random_id("r-"), "GET", path, "", ""};
         r.max_age = ro.max_age;
         r.force_refresh = ro.force_refresh;
+        r.allow_stale = ro.allow_stale;
+        r.expect = cached_body::history_page;
         self
           ->request(self->state.deps.cache,
                     self->state.deps.request_timeout + std::chrono::seconds(2),

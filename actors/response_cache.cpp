@@ -9,10 +9,18 @@
 //           same (user, key) in flight? ─yes─▶ wait for that fetch
 //             │ no
 //             ▼
-//           fetch ─2xx─▶ store, answer everyone waiting (from_cache = false)
-//             └─error─▶ retryable and an entry of any age? ─yes─▶ answer it,
-//                        stale = true   │ no ─▶ the error to everyone waiting
+//           fetch ─2xx and a valid body─▶ store, answer everyone waiting
+//             │                            (from_cache = false)
+//             └─error (a malformed 2xx body is one: server_error,
+//                      malformed_reply, never stored)─▶ retryable and an
+//                      entry of any age? ─yes─▶ answer it, stale = true, to
+//                      the waiters that allow stale data; the error to the
+//                      others
 //
+// Every body is checked against what the read expects (cache_read::expect,
+// decoded with src/model/codec.hpp) before it is stored, and again before
+// a stored one is served (an invalid entry, e.g. from an older engine, is
+// deleted and treated as absent).
 // A fetch that started before an invalidate of its user answers its
 // waiters but is not stored (it may predate the change that invalidated).
 #include "messages/cache.hpp"
@@ -29,7 +37,6 @@
 #include <vector>
 
 #include "src/model/codec.hpp"
-
 #include "src/store/response_cache.hpp"
 
 namespace aico {
@@ -40,10 +47,17 @@ using namespace std::chrono_literals;
 
 using flight_key = std::pair<std::string, std::string>; // (user, key)
 
+struct waiter {
+  caf::typed_response_promise<cached_reply> rp;
+  bool allow_stale = true;
+};
+
 struct flight {
-  std::vector<caf::typed_response_promise<cached_reply>> waiters;
+  std::vector<waiter> waiters;
   uint64_t invalidations_at_start = 0;
   std::string call_id; ///< id of the call that started the fetch
+  cached_body expect = cached_body::envelope;
+  std::string what; ///< "GET /path" (for error messages)
 };
 
 struct cache_state {
@@ -126,24 +140,72 @@ caf::timespan to_timespan(std::chrono::milliseconds ms) {
   return std::chrono::duration_cast<caf::timespan>(ms);
 }
 
+template <class T>
+caf::error error_of(const caf::expected<T>& x) {
+  return x ? caf::error{} : x.error();
+}
+
+/// Whether `body` is what a read of `kind` promises.
+caf::error check_body(cached_body kind, const std::string& body) {
+  switch (kind) {
+    case cached_body::history_page:
+      return error_of(decode_reply<history_page>(200, body));
+    case cached_body::user:
+      return error_of(decode_reply<user>(200, body));
+    case cached_body::family:
+      return error_of(decode_reply<family>(200, body));
+    case cached_body::system_health:
+      return error_of(decode_reply<system_health>(200, body));
+    case cached_body::system_status:
+      return error_of(decode_reply<system_status>(200, body));
+    case cached_body::envelope:
+      break;
+  }
+  auto env = decode_envelope(200, body);
+  if (!env)
+    return env.error();
+  if (!env->success)
+    return make_engine_error(error_class::validation,
+                             "the envelope says success: false");
+  return caf::none;
+}
+
+/// A 2xx reply whose body is not what the route promises: the gateway
+/// misbehaved, so it is a (retryable) server error, never cached.
+caf::error malformed(const std::string& what, cached_body kind,
+                     const caf::error& why) {
+  return make_engine_error(error_class::server_error,
+                           "the gateway's answer to " + what + " is not a "
+                             + "valid " + to_string(kind) + " ("
+                             + classify(why).message + ")",
+                           0, "malformed_reply");
+}
+
+/// Answers every waiter of `k`: `stale` (if set) to those that allow stale
+/// data, `err` to the others; or `res` to all.
 void finish(self_ptr self, const flight_key& k,
-            const std::function<void(
-              caf::typed_response_promise<cached_reply>&)>& f) {
+            const std::function<void(waiter&)>& f) {
   auto& st = self->state;
   auto i = st.flights.find(k);
   if (i == st.flights.end())
     return;
   auto waiters = std::move(i->second.waiters);
   st.flights.erase(i);
-  for (auto& rp : waiters)
-    f(rp);
+  for (auto& w : waiters)
+    f(w);
 }
+
+void on_fetch_error(self_ptr self, const flight_key& k, const caf::error& err);
 
 void on_fetched(self_ptr self, const flight_key& k, api_reply r) {
   auto& st = self->state;
   auto i = st.flights.find(k);
   if (i == st.flights.end())
     return;
+  if (auto bad = check_body(i->second.expect, r.body)) {
+    on_fetch_error(self, k, malformed(i->second.what, i->second.expect, bad));
+    return;
+  }
   if (st.db && i->second.invalidations_at_start == st.invalidations[k.first]) {
     if (auto err = st.db->put(k.first, k.second, r.body, now(self));
         err && classify(err).code != "too_large")
@@ -151,30 +213,63 @@ void on_fetched(self_ptr self, const flight_key& k, api_reply r) {
   }
   cached_reply res;
   res.reply = std::move(r);
-  finish(self, k, [&](auto& rp) { rp.deliver(res); });
+  finish(self, k, [&](waiter& w) { w.rp.deliver(res); });
+}
+
+/// The stored entry of (user, key) if it is valid; an invalid one is
+/// deleted.
+caf::optional<store::cache_entry> valid_entry(self_ptr self,
+                                              const flight_key& k,
+                                              cached_body expect,
+                                              caf::timespan max_age) {
+  auto& st = self->state;
+  if (!st.db)
+    return caf::none;
+  auto e = st.db->get(
+    k.first, k.second, now(self),
+    std::chrono::duration_cast<std::chrono::milliseconds>(max_age));
+  if (!e) {
+    log_error("cannot read " + k.second, e.error());
+    return caf::none;
+  }
+  if (!*e)
+    return caf::none;
+  if (check_body(expect, (*e)->value)) {
+    // stored by something that did not check (an older engine): gone
+    if (auto n = st.db->invalidate(k.first, k.second); !n)
+      log_error("cannot delete the invalid entry " + k.second, n.error());
+    return caf::none;
+  }
+  return std::move(**e);
 }
 
 void on_fetch_error(self_ptr self, const flight_key& k,
                     const caf::error& err) {
   auto& st = self->state;
-  if (st.db && is_retryable(err)) {
-    auto e = st.db->get(k.first, k.second, now(self), 0ms);
-    if (!e) {
-      log_error("cannot read " + k.second, e.error());
-    } else if (*e) {
-      // stale-if-error: whatever we have, flagged stale
+  auto i = st.flights.find(k);
+  if (i == st.flights.end())
+    return;
+  bool anyone_allows = false;
+  for (auto& w : i->second.waiters)
+    anyone_allows = anyone_allows || w.allow_stale;
+  if (anyone_allows && is_retryable(err)) {
+    if (auto e = valid_entry(self, k, i->second.expect, caf::timespan{0})) {
+      // stale-if-error: whatever valid value we have, flagged stale
       cached_reply res;
-      auto i = st.flights.find(k);
-      auto id = i != st.flights.end() ? i->second.call_id : std::string{};
       res.from_cache = true;
       res.stale = true;
-      res.age = to_timespan((*e)->age);
-      res.reply = reply_from_cache(id, std::move((*e)->value));
-      finish(self, k, [&](auto& rp) { rp.deliver(res); });
+      res.age = to_timespan(e->age);
+      res.reply = reply_from_cache(i->second.call_id, std::move(e->value));
+      finish(self, k, [&](waiter& w) {
+        if (w.allow_stale)
+          w.rp.deliver(res);
+        else
+          w.rp.deliver(err);
+      });
       return;
     }
   }
-  finish(self, k, [&](auto& rp) { rp.deliver(err); });
+  finish(self, k, [&](waiter& w) { w.rp.deliver(err); });
 }
 
 void fetch(self_ptr self, const flight_key& k, api_call call, bool auth,
@@ -210,30 +305,27 @@ cache_fun(self_ptr self, response_cache_config cfg,
       auto& st = self->state;
       ensure_store(self);
       auto key = r.key.empty() ? r.call.method + " " + r.call.path : r.key;
+      flight_key k{r.user, key};
       bool have_fallback = false;
-      if (st.db) {
-        auto max_age = std::chrono::duration_cast<std::chrono::milliseconds>(
-          r.max_age);
-        auto e = st.db->get(r.user, key, now(self), max_age);
-        if (!e) {
-          log_error("cannot read " + key, e.error());
-        } else if (*e && (r.force_refresh || (*e)->stale)) {
-          have_fallback = true;
-        } else if (*e) {
+      if (auto e = valid_entry(self, k, r.expect, r.max_age)) {
+        if (!r.force_refresh && !e->stale) {
           cached_reply res;
           res.from_cache = true;
-          res.age = to_timespan((*e)->age);
-          res.reply = reply_from_cache(r.call.id, std::move((*e)->value));
+          res.age = to_timespan(e->age);
+          res.reply = reply_from_cache(r.call.id, std::move(e->value));
           return res;
         }
+        have_fallback = r.allow_stale;
       }
       auto rp = self->make_response_promise<cached_reply>();
-      flight_key k{r.user, key};
       auto [i, added] = st.flights.try_emplace(k);
-      i->second.waiters.push_back(rp);
+      i->second.waiters.push_back(waiter{rp, r.allow_stale});
       if (added) {
         i->second.invalidations_at_start = st.invalidations[r.user];
         i->second.call_id = r.call.id;
+        i->second.expect = r.expect;
+        i->second.what = r.call.method + " "
+                         + r.call.path.substr(0, r.call.path.find('?'));
         fetch(self, k, std::move(r.call), r.auth, have_fallback);
       }
       return rp;
@@ -258,6 +350,24 @@ cache_fun(self_ptr self, response_cache_config cfg,
 }
 
 } // namespace
+
+const char* to_string(cached_body x) {
+  switch (x) {
+    case cached_body::envelope:
+      return "envelope";
+    case cached_body::history_page:
+      return "history page";
+    case cached_body::user:
+      return "user";
+    case cached_body::family:
+      return "family";
+    case cached_body::system_health:
+      return "health report";
+    case cached_body::system_status:
+      return "system status";
+  }
+  return "reply";
+}
 
 response_cache_actor spawn_response_cache(caf::actor_system& sys,
                                           response_cache_config cfg,

@@ -16,6 +16,16 @@
 // call's own deadline answers the caller in any case. Authenticated calls
 // use the last token the token manager published (it re-publishes
 // logged_in after every refresh); a stale one is refreshed once on a 401.
+//
+// Events (src/core/event_cursor.hpp): only the active transport's are
+// passed on, each seq once. Before a transport connects it learns the last
+// seq delivered (resume_atom), so its subscription resumes from there; when
+// it becomes active after forwarding events that were dropped (it was not
+// active yet), it resubscribes from exactly that seq. A replay outcome that
+// says the gateway could not fill the gap starts a history catch-up: the
+// messages of every known conversation since the last message seq seen
+// there are delivered (seq 0) while live events wait, then the waiting
+// ones (without the messages the catch-up delivered).
 #include "messages/supervisor.hpp"
 
 #include <algorithm>
@@ -23,10 +33,15 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
+#include <unordered_set>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include <boost/json.hpp>
+
+#include "src/core/event_cursor.hpp"
 #include "src/core/link_policy.hpp"
 #include "src/model/codec.hpp"
 #include "src/core/pending_requests.hpp"
@@ -70,7 +85,24 @@ struct slot_info {
   caf::actor_clock::time_point probe_due;
   std::string last_reason;
   std::deque<caf::actor_clock::time_point> restarts;
+  /// The highest seq of an event dropped because this slot was not active.
+  uint64_t dropped_max = 0;
 };
+
+/// A message read back from the history during a catch-up.
+struct recovered_message {
+  std::string conversation_id;
+  int64_t seq = 0;
+  std::string id;
+  std::string json;
+};
+
+/// Live events held while the history catch-up runs, at most this many
+/// (then they go out at once and the catch-up's messages follow later).
+constexpr std::size_t max_held_events = 10000;
+/// Deadline of each history read of a catch-up, and pages per conversation.
+constexpr auto catch_up_timeout = std::chrono::seconds(10);
+constexpr int catch_up_max_pages = 20;
 
 struct supervisor_state {
   static inline const char* name = "aico.supervisor";
@@ -98,6 +130,18 @@ struct supervisor_state {
   std::string last_failure;
   uint64_t health_gen = 0;
   caf::timestamp active_since;
+
+  /// Position in the event stream: duplicates, malformed events, stats.
+  event_cursor cursor;
+  /// History catch-up after a gap the gateway could not replay.
+  bool catching_up = false;
+  bool catch_up_again = false;
+  bool holding = false;
+  uint64_t catch_up_gen = 0;
+  int catch_up_pending = 0;
+  std::vector<server_event> held;
+  std::unordered_set<std::string> live_ids;
+  std::vector<recovered_message> recovered;
 };
 
 using self_ptr = supervisor_impl::stateful_pointer<supervisor_state>;
@@ -160,6 +204,225 @@ void publish(self_ptr self) {
 }
 
 void execute(self_ptr self, const link_policy::actions& xs);
+
+// -- events --------------------------------------------------------------------
+
+void forward(self_ptr self, const server_event& ev) {
+  for (auto& w : self->state.watchers)
+    self->send(w, event_atom::value, ev);
+}
+
+std::string message_id_of(const server_event& ev) {
+  if (ev.topic != "message")
+    return {};
+  boost::system::error_code ec;
+  auto v = boost::json::parse(ev.data, ec);
+  if (ec || !v.is_object())
+    return {};
+  auto id = v.get_object().if_contains("id");
+  return id && id->is_string() ? std::string{id->get_string()}
+                               : std::string{};
+}
+
+/// Ends a catch-up: the recovered messages (oldest first, without those
+/// that came live meanwhile), then the live events that waited.
+void finish_catch_up(self_ptr self) {
+  auto& st = self->state;
+  auto recovered = std::move(st.recovered);
+  st.recovered.clear();
+  std::sort(recovered.begin(), recovered.end(),
+            [](const recovered_message& a, const recovered_message& b) {
+              return a.seq < b.seq;
+            });
+  auto a = st.policy->active();
+  auto via = a ? st.policy->mode(*a) : transport_mode::http;
+  std::set<std::string> done;
+  for (auto& m : recovered) {
+    if (st.live_ids.count(m.id) > 0 || !done.insert(m.id).second)
+      continue;
+    server_event ev;
+    ev.topic = "message";
+    ev.data = std::move(m.json);
+    ev.seq = 0; // from the history, not the event stream
+    ev.via = via;
+    st.cursor.on_recovered(m.conversation_id, m.seq);
+    forward(self, ev);
+  }
+  auto held = std::move(st.held);
+  st.held.clear();
+  for (auto& ev : held)
+    forward(self, ev);
+  st.catching_up = false;
+  st.holding = false;
+  st.live_ids.clear();
+}
+
+void start_catch_up(self_ptr self);
+
+void catch_up_page_done(self_ptr self, uint64_t gen) {
+  auto& st = self->state;
+  if (gen != st.catch_up_gen || !st.catching_up)
+    return;
+  if (--st.catch_up_pending > 0)
+    return;
+  finish_catch_up(self);
+  if (st.catch_up_again) {
+    st.catch_up_again = false;
+    start_catch_up(self);
+  }
+}
+
+/// Reads one page of a conversation's history after `since`.
+void fetch_catch_up_page(self_ptr self, uint64_t gen, std::string conv,
+                         int64_t since, int pages_left) {
+  auto& st = self->state;
+  api_call call;
+  call.id = "catch-up-" + std::to_string(st.next_key++);
+  call.method = "GET";
+  call.path = "/conversations/" + conv + "/messages?since="
+              + std::to_string(since) + "&limit=500";
+  auto me = caf::actor_cast<supervisor_actor>(self);
+  self
+    ->request(me, catch_up_timeout + std::chrono::seconds(1),
+              request_atom::value, std::move(call),
+              caf::timespan{catch_up_timeout}, true)
+    .then(
+      [=](const api_reply& r) {
+        auto& st = self->state;
+        if (gen != st.catch_up_gen)
+          return;
+        int64_t next = since;
+        bool more = false;
+        try {
+          boost::system::error_code ec;
+          auto v = boost::json::parse(r.body, ec);
+          const boost::json::object* data = nullptr;
+          if (!ec && v.is_object())
+            if (auto d = v.get_object().if_contains("data");
+                d && d->is_object())
+              data = &d->get_object();
+          if (data) {
+            if (auto ms = data->if_contains("messages");
+                ms && ms->is_array()) {
+              for (auto& m : ms->get_array()) {
+                if (!m.is_object())
+                  continue;
+                auto& o = m.get_object();
+                recovered_message rm;
+                if (auto x = o.if_contains("id"); x && x->is_string())
+                  rm.id = std::string{x->get_string()};
+                if (auto x = o.if_contains("conversation_id");
+                    x && x->is_string())
+                  rm.conversation_id = std::string{x->get_string()};
+                if (auto x = o.if_contains("seq"); x && x->is_int64())
+                  rm.seq = x->get_int64();
+                if (rm.id.empty())
+                  continue;
+                rm.json = boost::json::serialize(o);
+                next = std::max(next, rm.seq);
+                st.recovered.push_back(std::move(rm));
+              }
+            }
+            if (auto h = data->if_contains("has_more"); h && h->is_bool())
+              more = h->get_bool();
+          }
+        } catch (...) {
+          // a page we cannot read: what we have is delivered
+        }
+        if (more && next > since && pages_left > 1) {
+          fetch_catch_up_page(self, gen, conv, next, pages_left - 1);
+          return;
+        }
+        catch_up_page_done(self, gen);
+      },
+      [=](caf::error&) {
+        // unreachable, forbidden, ...: nothing to add from here
+        catch_up_page_done(self, gen);
+      });
+}
+
+/// The gateway could not replay everything after the last event: read the
+/// history of every conversation the engine has seen a message of, since
+/// the last message seq seen there (and the current conversation since the
+/// last message seq seen anywhere), holding live events meanwhile.
+void start_catch_up(self_ptr self) {
+  auto& st = self->state;
+  if (st.catching_up) {
+    st.catch_up_again = true;
+    return;
+  }
+  auto targets = st.cursor.conversations();
+  if (targets.empty())
+    return; // no message seen yet: nothing to catch up from
+  if (targets.count("current") == 0)
+    targets["current"] = st.cursor.last_message_seq();
+  st.catching_up = true;
+  st.holding = true;
+  st.live_ids.clear();
+  st.recovered.clear();
+  auto gen = ++st.catch_up_gen;
+  st.catch_up_pending = static_cast<int>(targets.size());
+  for (auto& [conv, since] : targets)
+    fetch_catch_up_page(self, gen, conv, since, catch_up_max_pages);
+}
+
+/// Drops a catch-up in progress (logout): what waited goes out.
+void abort_catch_up(self_ptr self) {
+  auto& st = self->state;
+  if (!st.catching_up)
+    return;
+  ++st.catch_up_gen;
+  st.recovered.clear();
+  auto held = std::move(st.held);
+  st.held.clear();
+  for (auto& ev : held)
+    forward(self, ev);
+  st.catching_up = false;
+  st.holding = false;
+  st.catch_up_again = false;
+  st.live_ids.clear();
+}
+
+void on_server_event(self_ptr self, const server_event& ev) {
+  auto& st = self->state;
+  // only the active transport's events: no duplicates while a fail-back
+  // candidate is being probed (what it forwarded is remembered, see
+  // kind::activate)
+  auto a = st.policy->active();
+  if (!a || st.policy->mode(*a) != ev.via) {
+    if (auto i = st.policy->slot_of(ev.via); i && ev.seq > 0)
+      st.slots[*i].dropped_max = std::max(st.slots[*i].dropped_max, ev.seq);
+    return;
+  }
+  if (ev.topic == replay_topic) {
+    uint64_t since = 0;
+    bool complete = false;
+    if (!decode_replay_outcome(ev.data, since, complete))
+      complete = false;
+    if (st.cursor.on_replay(complete))
+      start_catch_up(self);
+    return;
+  }
+  if (st.cursor.on_event(ev) != event_cursor::verdict::deliver)
+    return; // a repeat of a replay, or malformed (counted)
+  if (st.catching_up) {
+    if (auto id = message_id_of(ev); !id.empty())
+      st.live_ids.insert(std::move(id));
+    if (st.holding) {
+      st.held.push_back(ev);
+      if (st.held.size() >= max_held_events) {
+        // too long a wait: let them go; the catch-up follows later
+        auto held = std::move(st.held);
+        st.held.clear();
+        st.holding = false;
+        for (auto& x : held)
+          forward(self, x);
+      }
+      return;
+    }
+  }
+  forward(self, ev);
+}
 
 void on_link_down(self_ptr self, std::size_t i, const std::string& reason) {
   auto& st = self->state;
@@ -363,6 +626,8 @@ void execute(self_ptr self, const link_policy::actions& xs) {
     switch (a.kind) {
       case kind::connect:
         if (s.actor) {
+          // its subscription resumes after what was delivered
+          self->send(s.actor, resume_atom::value, st.cursor.last_seq(), false);
           self->send(s.actor, connect_atom::value);
         } else {
           // the transport was given up after too many crashes
@@ -375,11 +640,19 @@ void execute(self_ptr self, const link_policy::actions& xs) {
         if (s.actor)
           self->send(s.actor, disconnect_atom::value);
         break;
-      case kind::activate:
+      case kind::activate: {
         st.active_since = caf::make_timestamp();
+        // events it forwarded before (not active then) were dropped: if any
+        // is newer than what was delivered, it resubscribes from there
+        auto last = st.cursor.last_seq();
+        if (s.actor)
+          self->send(s.actor, resume_atom::value, last,
+                     last > 0 && s.dropped_max > last);
+        s.dropped_max = 0;
         schedule_health(self);
         sync_token(self, a.slot);
         break;
+      }
       case kind::deactivate:
         ++st.health_gen;
         break;
@@ -461,7 +734,7 @@ void on_child_down(self_ptr self, const caf::down_msg& dm) {
       s.restarts.push_back(now);
       s.actor = make_transport(self, st.policy->mode(i));
     }
-    auto why = "transport actor stopped: " + to_string(dm.reason);
+    auto why = "transport actor stopped: " + describe(dm.reason);
     on_link_down(self, i, why);
     // ... so they are failed over like a network error of that transport
     std::sort(orphans.begin(), orphans.end());
@@ -551,6 +824,7 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
       return rp;
     },
     [=](state_atom) { return self->state.current; },
+    [=](stats_atom) { return self->state.cursor.stats(); },
     [=](watch_atom, engine_listener_actor w) {
       self->monitor(w);
       self->state.watchers.push_back(w);
@@ -608,16 +882,7 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
           break;
       }
     },
-    [=](event_atom, const server_event& ev) {
-      auto& st = self->state;
-      // only the active transport's events: no duplicates while a fail-back
-      // candidate is being probed
-      auto a = st.policy->active();
-      if (!a || st.policy->mode(*a) != ev.via)
-        return;
-      for (auto& w : st.watchers)
-        self->send(w, event_atom::value, ev);
-    },
+    [=](event_atom, const server_event& ev) { on_server_event(self, ev); },
     // -- from the token manager ------------------------------------------------
     [=](auth_atom, auth_state s) {
       auto& st = self->state;
@@ -637,6 +902,9 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
         sync_token(self);
       }
       if (s == auth_state::logged_out || expired) {
+        // the next session's events start afresh
+        abort_catch_up(self);
+        st.cursor.reset();
         st.token.clear();
         for (auto& sl : st.slots)
           if (sl.actor)

@@ -21,6 +21,19 @@
 //   Network/timeout/server errors keep the tokens and retry on a backoff.
 // - Responses of a refresh that was overtaken by a login or logout are
 //   recognised by an epoch number and ignored.
+// - Across processes sharing the state directory, a refresh happens under
+//   an exclusive lock on STATE_DIR/tokens.lock (src/core/token_store.hpp),
+//   taken without blocking: while another process holds it, a timer polls
+//   every cfg.lock_poll up to cfg.lock_timeout. Under the lock tokens.json is
+//   read again (plan_refresh): a newer pair stored by another process is
+//   adopted instead of refreshing (presenting our used refresh token would
+//   make the gateway revoke the session of every process); a file that is
+//   gone or holds another user means our session ended. The lock is held
+//   across the refresh call (bounded by cfg.request_timeout) and the write
+//   of the new pair, and dropped by the kernel if the process dies.
+// - Logout forgets the tokens at once (memory, then tokens.json under the
+//   lock), then tells the gateway and waits for its answer (bounded); an
+//   expired access token is refreshed once for that.
 // - Tokens never appear in an error message (or anywhere but the gateway
 //   call and tokens.json).
 //
@@ -32,6 +45,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <deque>
+#include <functional>
 #include <random>
 #include <string>
 #include <utility>
@@ -47,9 +62,11 @@ namespace aico {
 
 namespace {
 
-/// Internal messages: the refresh timer (with its generation).
+/// Internal messages: the refresh timer (with its generation) and the
+/// poll of the tokens.lock held by another process.
 using token_manager_impl = token_manager_actor::extend_with<
-  caf::typed_actor<caf::reacts_to<tick_atom, uint64_t>>>;
+  caf::typed_actor<caf::reacts_to<tick_atom, uint64_t>,
+                   caf::reacts_to<probe_atom>>>;
 
 using token_promise = caf::typed_response_promise<std::string>;
 
@@ -149,6 +166,18 @@ caf::expected<auth_reply> parse_auth_reply(const api_reply& r) {
   }
 }
 
+/// The outcome of waiting for tokens.lock.
+enum class lock_result {
+  held,        ///< we hold it
+  busy,        ///< another process held it for all of cfg.lock_timeout
+  unavailable, ///< it cannot be used (I/O error): go on without it
+};
+
+struct lock_waiter {
+  caf::actor_clock::time_point deadline;
+  std::function<void(lock_result)> f;
+};
+
 struct token_manager_state {
   static constexpr const char* name = "aico.token_manager";
 
@@ -178,6 +207,15 @@ struct token_manager_state {
 
   /// The last tokens.json failure (kept for debugging; never has tokens).
   caf::error store_error;
+  /// The last save failed: the file may be older than what we hold, so it
+  /// is not trusted to tell whether another process refreshed.
+  bool save_failed = false;
+
+  /// tokens.lock while this actor holds it (one user at a time; the others
+  /// wait in lock_waiters).
+  token_lock lock;
+  std::deque<lock_waiter> lock_waiters;
+  bool lock_poll_armed = false;
 };
 
 using self_ptr = token_manager_impl::stateful_pointer<token_manager_state>;
@@ -231,7 +269,7 @@ void set_state(self_ptr self, auth_state s) {
   publish(self);
 }
 
-void persist(self_ptr self) {
+stored_tokens current_pair(self_ptr self) {
   auto& st = self->state;
   stored_tokens x;
   x.access_token = st.access;
@@ -239,10 +277,17 @@ void persist(self_ptr self) {
   x.user_id = st.session.user_id;
   x.username = st.session.username;
   x.role = st.session.role;
-  st.store_error = st.store.save(x);
+  return x;
 }
 
-void forget_tokens(self_ptr self) {
+void persist(self_ptr self) {
+  auto& st = self->state;
+  st.store_error = st.store.save(current_pair(self));
+  st.save_failed = static_cast<bool>(st.store_error);
+}
+
+/// Forgets the tokens in memory (tokens.json is the caller's business).
+void forget_memory(self_ptr self) {
   auto& st = self->state;
   st.access.clear();
   st.refresh.clear();
@@ -250,7 +295,79 @@ void forget_tokens(self_ptr self) {
   st.access_iat = 0;
   ++st.timer_gen; // cancels the proactive refresh / retry
   st.retry.reset();
+}
+
+void clear_file(self_ptr self) {
+  auto& st = self->state;
   st.store_error = st.store.clear();
+  st.save_failed = false;
+}
+
+// -- tokens.lock -----------------------------------------------------------------
+
+void arm_lock_poll(self_ptr self) {
+  auto& st = self->state;
+  if (st.lock_poll_armed)
+    return;
+  st.lock_poll_armed = true;
+  self->delayed_send(self, st.cfg.lock_poll, probe_atom_v);
+}
+
+/// Grants tokens.lock to the waiters in turn, as far as possible now.
+void pump_lock(self_ptr self) {
+  auto& st = self->state;
+  while (!st.lock_waiters.empty() && !st.lock.held()) {
+    auto& w = st.lock_waiters.front();
+    lock_result r;
+    token_lock l;
+    if (auto err = st.store.try_lock(l)) {
+      st.store_error = std::move(err);
+      r = lock_result::unavailable;
+    } else if (l.held()) {
+      st.lock = std::move(l);
+      r = lock_result::held;
+    } else if (self->clock().now() >= w.deadline) {
+      r = lock_result::busy;
+    } else {
+      arm_lock_poll(self); // another process has it: look again soon
+      return;
+    }
+    auto f = std::move(w.f);
+    st.lock_waiters.pop_front();
+    try {
+      f(r);
+    } catch (...) {
+      // nothing may escape a handler
+    }
+  }
+}
+
+/// Calls `f` once tokens.lock is ours (or could not be had in time).
+void acquire_lock(self_ptr self, std::function<void(lock_result)> f) {
+  auto& st = self->state;
+  st.lock_waiters.push_back(
+    lock_waiter{self->clock().now() + st.cfg.lock_timeout, std::move(f)});
+  pump_lock(self);
+}
+
+/// Lets go of tokens.lock; the next waiter gets it (asynchronously, so no
+/// caller runs inside another one's continuation).
+void release_lock(self_ptr self) {
+  auto& st = self->state;
+  if (!st.lock.held())
+    return;
+  st.lock.release();
+  if (!st.lock_waiters.empty())
+    self->send(self, probe_atom_v);
+}
+
+/// Reads tokens.json under the lock: the pair another process stored, if
+/// the file can be trusted; none if there is no file.
+caf::expected<caf::optional<stored_tokens>> read_shared(self_ptr self) {
+  auto& st = self->state;
+  if (!st.store.persistent() || st.save_failed)
+    return make_engine_error(error_class::unknown, "tokens.json not shared");
+  return st.store.load();
 }
 
 /// Sets the current tokens; exp from the JWT, falling back to expires_in.
@@ -291,6 +408,17 @@ void adopt(self_ptr self, const auth_reply& r, int64_t now) {
   s.access_expires_at = exp;
   st.session = std::move(s);
   st.access_iat = iat;
+}
+
+/// Takes over a pair another process stored.
+void adopt_stored(self_ptr self, const stored_tokens& t, int64_t now) {
+  auth_reply r;
+  r.access_token = t.access_token;
+  r.refresh_token = t.refresh_token;
+  r.user_id = t.user_id;
+  r.username = t.username;
+  r.role = t.role;
+  adopt(self, r, now);
 }
 
 /// True if the access token is valid for longer than refresh_margin_min
@@ -346,6 +474,7 @@ void disown_refresh(self_ptr self, F f) {
     return;
   st.refreshing = false;
   ++st.refresh_epoch;
+  release_lock(self);
   auto ws = std::move(st.waiters);
   st.waiters.clear();
   for (auto& w : ws)
@@ -356,6 +485,7 @@ void disown_refresh(self_ptr self, F f) {
 
 void on_refresh_reply(self_ptr self, uint64_t epoch, const api_reply& r);
 void on_refresh_error(self_ptr self, uint64_t epoch, caf::error err);
+void refresh_locked(self_ptr self, uint64_t epoch, lock_result lr);
 
 void start_refresh(self_ptr self) {
   auto& st = self->state;
@@ -369,6 +499,92 @@ void start_refresh(self_ptr self) {
                                        "no gateway to refresh the session"));
     return;
   }
+  acquire_lock(self,
+               [=](lock_result lr) { refresh_locked(self, epoch, lr); });
+}
+
+/// Joins (or starts) the refresh in flight; the promise gets its result.
+token_promise join_refresh(self_ptr self) {
+  auto rp = self->make_response_promise<std::string>();
+  self->state.waiters.push_back(rp);
+  start_refresh(self);
+  return rp;
+}
+
+/// The refresh succeeded (or a newer pair was adopted): everyone waiting
+/// gets the new token, watchers learn about it.
+void refresh_done(self_ptr self, int64_t now) {
+  auto& st = self->state;
+  st.refreshing = false;
+  release_lock(self);
+  st.retry.reset();
+  schedule_refresh(self, now, false);
+  auto ws = std::move(st.waiters);
+  st.waiters.clear();
+  for (auto& w : ws)
+    w.deliver(st.access);
+  // re-published after every refresh so watchers pick up the new token
+  st.state = auth_state::logged_in;
+  publish(self);
+}
+
+/// Our session is over (rejected, or ended by another process): forget it,
+/// tell the waiters, publish auth_expired once. tokens.json is deleted only
+/// if it still holds our pair.
+void session_over(self_ptr self, caf::error e, bool delete_file) {
+  auto& st = self->state;
+  st.refreshing = false;
+  forget_memory(self);
+  if (delete_file)
+    clear_file(self);
+  release_lock(self);
+  auto ws = std::move(st.waiters);
+  st.waiters.clear();
+  for (auto& w : ws)
+    w.deliver(e);
+  set_state(self, auth_state::auth_expired); // published once
+}
+
+void refresh_failed(self_ptr self, caf::error err) {
+  auto& st = self->state;
+  auto c = classify(err);
+  if (c.cls == error_class::authentication
+      || c.cls == error_class::validation) {
+    // the refresh token was rejected (used, revoked, expired). If another
+    // process stored a newer pair meanwhile, that one is the session now.
+    auto mine = current_pair(self);
+    bool ours_on_disk = true;
+    if (st.lock.held()) {
+      if (auto loaded = read_shared(self)) {
+        auto plan = plan_refresh(mine, *loaded);
+        if (plan == refresh_plan::adopt) {
+          auto now = now_s(self);
+          adopt_stored(self, **loaded, now);
+          if (access_fresh(self, now)) {
+            refresh_done(self, now);
+            return;
+          }
+        }
+        ours_on_disk = plan == refresh_plan::refresh;
+      }
+    }
+    // No retry: only a new login helps.
+    session_over(self, session_expired(c.status, c.code), ours_on_disk);
+    return;
+  }
+  // network, timeout, server error, malformed reply: keep the tokens (the
+  // access token may still be valid) and try again later
+  st.refreshing = false;
+  release_lock(self);
+  auto ws = std::move(st.waiters);
+  st.waiters.clear();
+  for (auto& w : ws)
+    w.deliver(err);
+  schedule_retry(self);
+}
+
+void send_refresh(self_ptr self, uint64_t epoch) {
+  auto& st = self->state;
   api_call call;
   try {
     boost::json::object body;
@@ -391,36 +607,53 @@ void start_refresh(self_ptr self) {
           [=](caf::error& err) { on_refresh_error(self, epoch, std::move(err)); });
 }
 
-/// Joins (or starts) the refresh in flight; the promise gets its result.
-token_promise join_refresh(self_ptr self) {
-  auto rp = self->make_response_promise<std::string>();
-  self->state.waiters.push_back(rp);
-  start_refresh(self);
-  return rp;
-}
-
-void refresh_failed(self_ptr self, caf::error err) {
+/// Continues a refresh once tokens.lock is ours: another process may have
+/// refreshed (or ended the session) while we waited.
+void refresh_locked(self_ptr self, uint64_t epoch, lock_result lr) {
   auto& st = self->state;
-  st.refreshing = false;
-  auto c = classify(err);
-  auto ws = std::move(st.waiters);
-  st.waiters.clear();
-  if (c.cls == error_class::authentication
-      || c.cls == error_class::validation) {
-    // the refresh token was rejected (used, revoked, expired): the session
-    // is over. No retry: only a new login helps.
-    forget_tokens(self);
-    auto e = session_expired(c.status, c.code);
-    for (auto& w : ws)
-      w.deliver(e);
-    set_state(self, auth_state::auth_expired); // published once
+  if (!st.refreshing || epoch != st.refresh_epoch) {
+    release_lock(self); // overtaken by a login or logout meanwhile
     return;
   }
-  // network, timeout, server error, malformed reply: keep the tokens (the
-  // access token may still be valid) and try again later
-  for (auto& w : ws)
-    w.deliver(err);
-  schedule_retry(self);
+  if (lr == lock_result::busy) {
+    refresh_failed(self,
+                   make_engine_error(error_class::timeout,
+                                     "another process sharing the state "
+                                     "directory is refreshing the session "
+                                     "and did not finish in time"));
+    return;
+  }
+  if (lr == lock_result::held) {
+    if (auto loaded = read_shared(self)) {
+      auto now = now_s(self);
+      switch (plan_refresh(current_pair(self), *loaded)) {
+        case refresh_plan::refresh:
+          break;
+        case refresh_plan::adopt:
+          // another process refreshed already: its pair is ours now
+          adopt_stored(self, **loaded, now);
+          if (access_fresh(self, now)) {
+            refresh_done(self, now);
+            return;
+          }
+          break; // refresh the adopted (newest) refresh token
+        case refresh_plan::ended:
+          session_over(self,
+                       make_engine_error(error_class::authentication,
+                                         "session ended by another process "
+                                         "sharing the state directory, log "
+                                         "in again"),
+                       false);
+          return;
+      }
+    }
+    // (an unreadable file is rewritten after the refresh)
+  }
+  if (st.refresh.empty()) {
+    session_over(self, session_expired(), false);
+    return;
+  }
+  send_refresh(self, epoch);
 }
 
 void on_refresh_reply(self_ptr self, uint64_t epoch, const api_reply& r) {
@@ -432,19 +665,10 @@ void on_refresh_reply(self_ptr self, uint64_t epoch, const api_reply& r) {
     refresh_failed(self, std::move(parsed.error()));
     return;
   }
-  st.refreshing = false;
   auto now = now_s(self);
   adopt(self, *parsed, now); // rotation: the new refresh token replaces the old
-  persist(self);
-  st.retry.reset();
-  schedule_refresh(self, now, false);
-  auto ws = std::move(st.waiters);
-  st.waiters.clear();
-  for (auto& w : ws)
-    w.deliver(st.access);
-  // re-published after every refresh so watchers pick up the new token
-  st.state = auth_state::logged_in;
-  publish(self);
+  persist(self);             // still under the lock
+  refresh_done(self, now);
 }
 
 void on_refresh_error(self_ptr self, uint64_t epoch, caf::error err) {
@@ -452,6 +676,146 @@ void on_refresh_error(self_ptr self, uint64_t epoch, caf::error err) {
   if (!st.refreshing || epoch != st.refresh_epoch)
     return;
   refresh_failed(self, std::move(err));
+}
+
+// -- logout ----------------------------------------------------------------------
+
+using bool_promise = caf::typed_response_promise<bool>;
+
+void tell_logout(self_ptr self, stored_tokens pair,
+                 caf::actor_clock::time_point deadline, bool refreshed,
+                 bool_promise rp);
+
+/// The gateway would not take the access token (expired): get a fresh one
+/// with the refresh token, then log out with that.
+void refresh_for_logout(self_ptr self, stored_tokens pair,
+                        caf::actor_clock::time_point deadline,
+                        bool_promise rp) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  auto left = std::chrono::duration_cast<caf::timespan>(deadline - now);
+  api_call call;
+  try {
+    boost::json::object body;
+    body["refresh_token"] = pair.refresh_token;
+    call.body = boost::json::serialize(body);
+  } catch (...) {
+    rp.deliver(make_engine_error(error_class::unknown,
+                                 "cannot build the refresh request"));
+    return;
+  }
+  call.id = next_call_id(self, "logout-refresh");
+  call.method = "POST";
+  call.path = "/users/refresh";
+  self
+    ->request(st.gateway, left + grace, request_atom::value, std::move(call),
+              left, false)
+    .then(
+      [=](const api_reply& r) mutable {
+        auto parsed = parse_auth_reply(r);
+        if (!parsed) {
+          rp.deliver(std::move(parsed.error()));
+          return;
+        }
+        stored_tokens fresh = pair;
+        fresh.access_token = parsed->access_token;
+        fresh.refresh_token = parsed->refresh_token;
+        tell_logout(self, fresh, deadline, true, rp);
+      },
+      [=](caf::error& err) mutable {
+        auto c = classify(err);
+        if (c.cls == error_class::authentication
+            || c.cls == error_class::validation)
+          rp.deliver(true); // the gateway had ended the session already
+        else
+          rp.deliver(std::move(err));
+      });
+}
+
+/// POST /users/logout with `pair`; answers `rp` with the outcome.
+void tell_logout(self_ptr self, stored_tokens pair,
+                 caf::actor_clock::time_point deadline, bool refreshed,
+                 bool_promise rp) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  if (!st.gateway || now >= deadline) {
+    rp.deliver(make_engine_error(error_class::timeout,
+                                 "no answer from the gateway in time"));
+    return;
+  }
+  auto left = std::chrono::duration_cast<caf::timespan>(deadline - now);
+  api_call call;
+  try {
+    boost::json::object body;
+    if (!pair.refresh_token.empty())
+      body["refresh_token"] = pair.refresh_token;
+    call.body = boost::json::serialize(body);
+  } catch (...) {
+    call.body = "{}";
+  }
+  call.id = next_call_id(self, "logout");
+  call.method = "POST";
+  call.path = "/users/logout";
+  call.token = pair.access_token;
+  self
+    ->request(st.gateway, left + grace, request_atom::value, std::move(call),
+              left, false)
+    .then([=](const api_reply&) mutable { rp.deliver(true); },
+          [=](caf::error& err) mutable {
+            auto c = classify(err);
+            if (c.cls == error_class::authentication && c.status == 401
+                && c.code == "token_expired" && !refreshed
+                && !pair.refresh_token.empty()) {
+              refresh_for_logout(self, pair, deadline, rp);
+              return;
+            }
+            if (c.cls == error_class::authentication)
+              rp.deliver(true); // revoked or unknown: already logged out
+            else
+              rp.deliver(std::move(err));
+          });
+}
+
+caf::result<bool> logout(self_ptr self, caf::timespan timeout) {
+  auto mine = current_pair(self);
+  // nothing may use the tokens any more, from now on
+  disown_refresh(self, [](token_promise& w) {
+    w.deliver(make_engine_error(error_class::authentication, "logged out"));
+  });
+  forget_memory(self);
+  set_state(self, auth_state::logged_out);
+  auto deadline = self->clock().now() + timeout;
+  auto rp = self->make_response_promise<bool>();
+  acquire_lock(self, [=](lock_result lr) mutable {
+    auto& st = self->state;
+    // the session of this state directory: another process may have
+    // rotated our pair (then the file has the newest one)
+    auto pair = mine;
+    bool delete_file = true;
+    if (lr == lock_result::held || lr == lock_result::busy) {
+      if (auto loaded = self->state.store.load(); loaded && *loaded) {
+        auto plan = plan_refresh(mine, *loaded);
+        if (plan == refresh_plan::adopt)
+          pair = **loaded;
+        else if (plan == refresh_plan::ended)
+          delete_file = false; // another user's session: not ours to end
+      }
+    }
+    if (delete_file)
+      clear_file(self);
+    release_lock(self);
+    if (pair.access_token.empty() && pair.refresh_token.empty()) {
+      rp.deliver(true); // there was no session
+      return;
+    }
+    if (timeout <= caf::timespan{0} || !st.gateway) {
+      rp.deliver(make_engine_error(error_class::network,
+                                   "the gateway was not contacted"));
+      return;
+    }
+    tell_logout(self, pair, deadline, false, rp);
+  });
+  return rp;
 }
 
 /// Replies to a token demand: the current token if it is fresh, else the
@@ -561,7 +925,6 @@ token_manager_fun(self_ptr self, token_manager_config cfg,
             auto& st = self->state;
             auto now = now_s(self);
             adopt(self, *parsed, now);
-            persist(self);
             st.retry.reset();
             schedule_refresh(self, now, false);
             // a refresh of the previous session in flight is obsolete: its
@@ -570,42 +933,26 @@ token_manager_fun(self_ptr self, token_manager_config cfg,
             disown_refresh(self, [&](token_promise& w) { w.deliver(tok); });
             st.state = auth_state::logged_in;
             publish(self);
-            rp.deliver(st.session);
+            // written under tokens.lock (a process refreshing the previous
+            // session must not overwrite it afterwards); the login is
+            // answered once the session is on disk
+            acquire_lock(self, [=](lock_result) mutable {
+              auto& st = self->state;
+              if (st.access == tok)
+                persist(self); // (unless another login overtook this one)
+              release_lock(self);
+              rp.deliver(st.session);
+            });
           },
           // non-2xx replies arrive already classified: pass them through
           [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
     [=](logout_atom) -> caf::result<bool> {
-      auto& st = self->state;
-      if ((!st.access.empty() || !st.refresh.empty()) && st.gateway) {
-        // best effort: revoke on the gateway, but do not wait for it
-        api_call call;
-        try {
-          boost::json::object body;
-          if (!st.refresh.empty())
-            body["refresh_token"] = st.refresh;
-          call.body = boost::json::serialize(body);
-        } catch (...) {
-          call.body = "{}";
-        }
-        call.id = next_call_id(self, "logout");
-        call.method = "POST";
-        call.path = "/users/logout";
-        call.token = st.access;
-        self
-          ->request(st.gateway, st.cfg.request_timeout + grace,
-                    request_atom::value, std::move(call),
-                    st.cfg.request_timeout, false)
-          .then([](const api_reply&) {}, [](caf::error&) {});
-      }
-      disown_refresh(self, [](token_promise& w) {
-        w.deliver(make_engine_error(error_class::authentication,
-                                    "logged out"));
-      });
-      forget_tokens(self);
-      set_state(self, auth_state::logged_out);
-      return true;
+      return logout(self, self->state.cfg.request_timeout);
+    },
+    [=](logout_atom, caf::timespan timeout) -> caf::result<bool> {
+      return logout(self, timeout);
     },
     [=](token_atom) -> caf::result<std::string> { return valid_token(self); },
     [=](refresh_atom,
@@ -651,6 +998,10 @@ token_manager_fun(self_ptr self, token_manager_config cfg,
       self->send(w, auth_atom::value, self->state.state);
     },
     // -- internal ---------------------------------------------------------
+    [=](probe_atom) {
+      self->state.lock_poll_armed = false;
+      pump_lock(self);
+    },
     [=](tick_atom, uint64_t gen) {
       auto& st = self->state;
       if (gen != st.timer_gen)

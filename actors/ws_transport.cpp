@@ -12,6 +12,12 @@
 //   are only noted (a failed auth leaves the connection as it was: no
 //   events). Events are forwarded to the listener only while a token is set
 //   ("empty = no events").
+// * resume: every auth frame carries `since` = the last event seq the
+//   engine delivered (resume_atom) or this transport forwarded, and a new
+//   connection sends one at once when there is such a seq, so the gateway
+//   replays what came after it (the upgrade's own subscription starts
+//   live). Its auth_ok says whether everything was replayed; that goes to
+//   the listener as an `events.replay` outcome before the replayed events.
 // * request: only while up. {"type":"request","id","method","path","body"}
 //   (body = the call's JSON, absent when empty); a call token that differs
 //   from the connection's is sent as an auth frame first (the gateway
@@ -47,6 +53,7 @@
 #include "caf/all.hpp"
 
 #include "messages/errors.hpp"
+#include "src/core/event_cursor.hpp"
 #include "src/core/pending_requests.hpp"
 #include "src/core/timer_delay.hpp"
 #include "messages/transport.hpp"
@@ -119,8 +126,16 @@ struct ws_transport_state {
   pending_requests<pending_request, time_point> pending;
   /// The one request timer (for pending.earliest_deadline()).
   single_timer<time_point> timer;
-  /// Auth frames in flight on the current connection: id -> token.
-  std::unordered_map<std::string, std::string> auth_ids;
+  /// Auth frames in flight on the current connection: id -> token, since.
+  std::unordered_map<std::string, std::pair<std::string, uint64_t>> auth_ids;
+  /// Events up to this seq were delivered: subscriptions resume from it.
+  uint64_t resume_seq = 0;
+  /// The auth frame that resumes a new connection's subscription (its id),
+  /// "" when none is outstanding. Until it is answered, events of the
+  /// upgrade's own (live) subscription are dropped: they are replayed after
+  /// `since` anyway, and forwarding them first would move the engine past
+  /// a gap a gateway without replay leaves.
+  std::string resume_auth_id;
 
   steady::time_point last_rx;
 
@@ -198,6 +213,7 @@ void close_connection(self_ptr self) {
   auto& st = self->state;
   ++st.gen;
   st.auth_ids.clear();
+  st.resume_auth_id.clear();
   if (st.loop)
     st.loop->close();
 }
@@ -214,15 +230,17 @@ void go_down(self_ptr self, const std::string& reason) {
   report(self, transport_status::down, reason);
 }
 
-/// Sends an auth frame with `tok` on the current connection.
-void send_auth(self_ptr self, const std::string& tok) {
+/// Sends an auth frame with `tok` on the current connection; its id ("" if
+/// none was sent).
+std::string send_auth(self_ptr self, const std::string& tok) {
   auto& st = self->state;
   if (!st.loop || tok.empty())
-    return;
+    return {};
   std::string id = "auth-" + std::to_string(st.next_auth++);
-  st.loop->send(st.gen, ws_link::encode_auth(id, tok));
-  st.auth_ids.emplace(std::move(id), tok);
+  st.loop->send(st.gen, ws_link::encode_auth(id, tok, st.resume_seq));
+  st.auth_ids.emplace(id, std::make_pair(tok, st.resume_seq));
   st.conn_token = tok;
+  return id;
 }
 
 void send_ping(self_ptr self) {
@@ -304,11 +322,14 @@ void on_frame(self_ptr self, const std::string& text) {
       if (st.status != transport_status::up || st.token.empty()
           || !st.listener)
         return; // "empty token = no events"
+      if (!st.resume_auth_id.empty())
+        return; // before the resumed subscription (see resume_auth_id)
       server_event ev;
       ev.topic = std::move(f.topic);
       ev.data = std::move(f.data);
       ev.seq = f.seq;
       ev.via = transport_mode::ws;
+      st.resume_seq = std::max(st.resume_seq, ev.seq);
       self->send(st.listener, event_atom_v, std::move(ev));
       return;
     }
@@ -316,9 +337,18 @@ void on_frame(self_ptr self, const std::string& text) {
       auto i = st.auth_ids.find(f.id);
       if (i == st.auth_ids.end())
         return;
-      st.confirmed_token = std::move(i->second);
+      auto since = i->second.second;
+      st.confirmed_token = std::move(i->second.first);
       st.auth_ids.erase(i);
       st.auth_error.clear();
+      if (f.id == st.resume_auth_id)
+        st.resume_auth_id.clear();
+      // the replayed events follow this frame: the outcome goes first
+      if (since > 0 && st.listener && !st.token.empty())
+        self->send(st.listener, event_atom_v,
+                   replay_outcome_event(since,
+                                        f.has_replay && f.replay_complete,
+                                        transport_mode::ws));
       return;
     }
     case ws_link::frame_kind::error: {
@@ -326,8 +356,16 @@ void on_frame(self_ptr self, const std::string& text) {
       if (i != st.auth_ids.end()) {
         // A rejected auth leaves the connection as it was (no events if it
         // was not authenticated). Just note it.
-        if (st.conn_token == i->second)
+        if (st.conn_token == i->second.first)
           st.conn_token = st.confirmed_token;
+        if (f.id == st.resume_auth_id) {
+          // not resumed: what was dropped meanwhile is a gap
+          st.resume_auth_id.clear();
+          if (st.listener && !st.token.empty())
+            self->send(st.listener, event_atom_v,
+                       replay_outcome_event(i->second.second, false,
+                                            transport_mode::ws));
+        }
         st.auth_ids.erase(i);
         st.auth_error = f.code.empty() ? std::string{"auth rejected"}
                                        : f.code;
@@ -433,9 +471,24 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
         st.status = transport_status::idle;
       }
     },
+    [self](resume_atom, uint64_t seq, bool now) {
+      auto& st = self->state;
+      try {
+        if (!now) {
+          st.resume_seq = std::max(st.resume_seq, seq);
+          return;
+        }
+        st.resume_seq = seq;
+        if (st.status == transport_status::up && !st.token.empty())
+          send_auth(self, st.token); // resubscribes, replaying from seq
+      } catch (...) {
+      }
+    },
     [self](token_atom, std::string& tok) {
       auto& st = self->state;
       try {
+        if (tok.empty())
+          st.resume_seq = 0; // logged out: the next session starts afresh
         st.token = std::move(tok);
         if (st.status != transport_status::up)
           return; // used on the next upgrade / sent once up
@@ -495,8 +548,13 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
         st.last_rx = steady::now();
         st.confirmed_token = st.conn_token; // the upgrade accepted it
         report(self, transport_status::up);
-        if (!st.token.empty() && st.token != st.conn_token)
-          send_auth(self, st.token); // changed while connecting
+        st.resume_auth_id.clear();
+        if (!st.token.empty()
+            && (st.token != st.conn_token || st.resume_seq > 0)) {
+          auto id = send_auth(self, st.token); // changed, or resume
+          if (st.resume_seq > 0)
+            st.resume_auth_id = std::move(id);
+        }
         schedule_tick(self);
         if (st.cfg.dead_peer_timeout > caf::timespan{0})
           schedule_dead_peer_check(self, st.cfg.dead_peer_timeout);

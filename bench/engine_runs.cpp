@@ -28,7 +28,7 @@ using steady = std::chrono::steady_clock;
 constexpr caf::timespan grace = std::chrono::seconds(2);
 
 std::string render(const caf::error& e) {
-  return caf::to_string(e);
+  return describe(e);
 }
 
 bool is_2xx(const api_reply& r) {

@@ -6,10 +6,13 @@
 //
 // Reads (history, user, family, health) are answered from the cache while
 // fresh (age <= max_age of that call), otherwise fetched; identical reads
-// (same user and key) in flight share one downstream request. A retryable
-// failure (network, timeout, 5xx, 429, circuit open) is answered with the
-// cached value of any age, flagged stale (stale-if-error: history offline
-// after a restart). Storage: src/store/response_cache.hpp.
+// (same user and key) in flight share one downstream request. Only bodies
+// that decode as what the route promises (cache_read::expect) are stored
+// or served; a malformed 200 is a retryable error (code malformed_reply).
+// A retryable failure (network, timeout, 5xx, 429, circuit open, malformed
+// reply) is answered with the cached value of any age, flagged stale
+// (stale-if-error: history offline after a restart), unless the read does
+// not allow stale data. Storage: src/store/response_cache.hpp.
 #pragma once
 
 #include <chrono>
@@ -24,6 +27,19 @@
 
 namespace aico {
 
+/// What a 2xx body must decode to (src/model/codec.hpp) before the cache
+/// stores or serves it: a malformed 200 is never cached.
+enum class cached_body : uint8_t {
+  envelope = 0, ///< any valid success envelope
+  history_page, ///< GET /conversations/{id}/messages
+  user,         ///< GET /users/me
+  family,       ///< GET /users/me/family
+  system_health, ///< GET /health, /health/detailed
+  system_status, ///< GET /system/status
+};
+
+const char* to_string(cached_body x);
+
 struct cache_read {
   /// Cache scope: the user id (empty for user-independent reads such as
   /// health). Entries of one user are never served to another.
@@ -36,16 +52,22 @@ struct cache_read {
   /// Answer from the cache without a request while the entry is at most
   /// this old.
   caf::timespan max_age{0};
-  /// Always fetch (the cached value is still the stale-if-error fallback).
+  /// Always fetch; never answer from the cache unless allow_stale.
   bool force_refresh = false;
   /// Attach the access token (false for /health).
   bool auth = true;
+  /// When the fetch fails retryably (network, timeout, 5xx, 429, circuit
+  /// open, a malformed reply), answer with the cached value of any age,
+  /// flagged stale. False: the failure is the answer (`history --refresh`).
+  bool allow_stale = true;
+  /// What the body must be; anything else is an error, never cached.
+  cached_body expect = cached_body::envelope;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cache_read& x) {
   return f(caf::meta::type_name("aico.cache_read"), x.user, x.key, x.call,
-           x.max_age, x.force_refresh, x.auth);
+           x.max_age, x.force_refresh, x.auth, x.allow_stale, x.expect);
 }
 
 struct cached_reply {

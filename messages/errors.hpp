@@ -62,8 +62,16 @@ inline bool is_retryable(const caf::error& err) {
   return classify(err).retryable;
 }
 
-/// One line for logs and the CLI: "server_error (503 unavailable): text".
+/// THE way an error is shown to a person (CLI, aico-chat, aico-stress,
+/// queue reasons, logs): one sentence, "<what happened> (<detail>)", e.g.
+/// "gateway unreachable (no transport available)" or "the gateway failed
+/// (injected; 503 unavailable)". Never a raw caf::error rendering
+/// (`error(1, 'aico', ...)`): CAF's own errors become sentences too.
+/// Machine-readable detail (class, status, code) is in classify().
 std::string describe(const caf::error& err);
+
+/// The leading phrase describe() uses for a class ("gateway unreachable").
+const char* lead_of(error_class c);
 
 } // namespace aico
 

@@ -32,14 +32,18 @@ namespace aico {
 struct read_options {
   /// Served from the cache without a request while at most this old.
   caf::timespan max_age = std::chrono::seconds(30);
-  /// Always ask the gateway (the cached value stays the offline fallback).
+  /// Always ask the gateway; the cache answers only if allow_stale.
   bool force_refresh = false;
+  /// When the gateway cannot be reached, answer with the cached value of
+  /// any age (flagged stale in read_origin). False: the error is the answer
+  /// (with force_refresh: never from the cache, e.g. `history --refresh`).
+  bool allow_stale = true;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, read_options& x) {
   return f(caf::meta::type_name("aico.read_options"), x.max_age,
-           x.force_refresh);
+           x.force_refresh, x.allow_stale);
 }
 
 /// Where a read's value came from.

@@ -26,7 +26,13 @@
 
 namespace aico {
 
-/// Receives the engine's connection state and server events.
+/// Receives the engine's connection state and server events. Events come
+/// in seq order, each once, with no hole across reconnects, failovers and
+/// token refreshes (the gateway replays after a resubscribe; where it
+/// cannot, `message` events are recovered from the history and delivered
+/// with seq 0). A `message`, `message.read`, `message.stream` or
+/// `system.update` event whose data is not a JSON object is dropped and
+/// counted (stats_atom).
 using engine_listener_actor = caf::typed_actor<
   caf::reacts_to<state_atom, connection_state>,
   caf::reacts_to<event_atom, server_event>>;
@@ -55,7 +61,10 @@ using supervisor_actor = caf::typed_actor<
   /// the active transport, as the periodic one; a failed check fails over.
   /// Sent by the resilient client when a circuit breaker opens. Ignored
   /// when no transport is active.
-  caf::reacts_to<health_atom>>;
+  caf::reacts_to<health_atom>,
+  /// How the event stream went: delivered, duplicates and malformed events
+  /// dropped, resumes and the gaps a history read had to fill.
+  caf::replies_to<stats_atom>::with<event_stats>>;
 
 /// Creates a transport actor for a mode (injectable for tests).
 using transport_factory = std::function<transport_actor(

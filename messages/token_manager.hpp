@@ -6,7 +6,9 @@
 //
 // Keeps the access and refresh tokens, refreshes *before* expiry (from the
 // JWT `exp`) and on demand after a 401, single-flight: concurrent refresh
-// demands share one gateway call. A rejected refresh token moves to
+// demands share one gateway call, and processes sharing the state directory
+// take turns (a lock on tokens.lock; whoever comes second uses the pair the
+// first one stored instead of presenting the used refresh token again). A rejected refresh token moves to
 // auth_state::auth_expired (published once, no retry storm). Tokens never
 // appear in any log line or error message.
 #pragma once
@@ -36,9 +38,18 @@ using token_manager_actor = caf::typed_actor<
   /// Logs in with username and password (POST /users/authenticate).
   /// Errors: authentication (bad credentials), network, timeout, ...
   caf::replies_to<login_atom, std::string, std::string>::with<session_info>,
-  /// Logs out (POST /users/logout, best effort) and forgets the tokens,
-  /// also on disk. Always succeeds locally.
+  /// Logs out: forgets the tokens at once (in memory and tokens.json, so
+  /// nothing uses them any more), then tells the gateway (POST
+  /// /users/logout, which revokes the access token and the refresh token's
+  /// family) and waits for its answer within cfg.request_timeout. Replies
+  /// true once the gateway confirmed (or there was no session, or the
+  /// gateway had ended it already); otherwise the error why the gateway
+  /// could not be told (network, timeout, server error). The tokens are
+  /// forgotten locally in every case.
   caf::replies_to<logout_atom>::with<bool>,
+  /// The same with an explicit deadline for telling the gateway; 0 = do not
+  /// try (forget locally only; replies a network error).
+  caf::replies_to<logout_atom, caf::timespan>::with<bool>,
   /// A currently valid access token; refreshes first if it is expired or
   /// about to expire. Error authentication if logged out or auth expired.
   caf::replies_to<token_atom>::with<std::string>,
@@ -60,6 +71,12 @@ struct token_manager_config {
   caf::timespan refresh_margin_min = std::chrono::seconds(1);
   /// Deadline of each authenticate/refresh call.
   caf::timespan request_timeout = std::chrono::seconds(10);
+  /// Processes sharing state_dir take turns refreshing (a lock on
+  /// STATE_DIR/tokens.lock, held at most request_timeout plus a second by a
+  /// live holder). A refresh waits this long for the lock, polling every
+  /// lock_poll, then fails retryably (a login or logout writes anyway).
+  caf::timespan lock_timeout = std::chrono::seconds(12);
+  caf::timespan lock_poll = std::chrono::milliseconds(10);
   /// Wall clock in seconds since epoch (injectable for tests).
   std::function<int64_t()> now_s;
 };

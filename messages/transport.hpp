@@ -35,8 +35,19 @@ using transport_actor = caf::typed_actor<
   /// Closes the link; pending requests fail with network; reports idle.
   caf::reacts_to<disconnect_atom>,
   /// Sets the access token used for event subscription (WS auth frame, IPC
-  /// Subscribe, SSE Authorization). Empty = no events.
+  /// Subscribe, SSE Authorization). Empty = no events. The same token again
+  /// changes nothing (no second subscribe).
   caf::reacts_to<token_atom, std::string>,
+  /// (seq, now): the engine has delivered the events up to `seq`. Every
+  /// subscription from now on resumes from it (IPC Subscribe.since, the WS
+  /// auth frame's since, SSE Last-Event-ID) unless the transport forwarded
+  /// later ones itself; with `now`, a live subscription resubscribes from
+  /// exactly `seq` at once (events the transport forwarded while it was not
+  /// the active one were dropped). After a resubscribe with a seq > 0 the
+  /// transport forwards one event of topic `events.replay` (seq 0, data
+  /// {"since","complete"}) before the replayed ones: complete false when the
+  /// gateway could not replay everything (or has no replay).
+  caf::reacts_to<resume_atom, uint64_t, bool>,
   /// Sends one API call; the timespan is the time left until its deadline.
   /// Replies with the gateway's answer whatever its status, or an
   /// error_class::network / timeout error.

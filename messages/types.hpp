@@ -67,6 +67,24 @@ typename Inspector::result_type inspect(Inspector& f, server_event& x) {
            x.via);
 }
 
+/// How the engine's event stream went (supervisor, `stats_atom`).
+struct event_stats {
+  uint64_t delivered = 0;  ///< events handed to the watchers
+  uint64_t duplicates = 0; ///< dropped: their seq was delivered already
+  uint64_t malformed = 0;  ///< dropped: data not an object (message, ...)
+  uint64_t resumes = 0;    ///< replay outcomes after a resubscribe
+  uint64_t gaps = 0;       ///< resumes the gateway could not fill
+  uint64_t recovered = 0;  ///< messages delivered from a history catch-up
+  uint64_t last_seq = 0;   ///< seq of the last event delivered (0 = none)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, event_stats& x) {
+  return f(caf::meta::type_name("aico.event_stats"), x.delivered,
+           x.duplicates, x.malformed, x.resumes, x.gaps, x.recovered,
+           x.last_seq);
+}
+
 /// What a transport actor reports about its own link.
 enum class transport_status : uint8_t {
   idle = 0,   ///< not connected, not trying (initial, or after disconnect)

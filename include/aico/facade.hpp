@@ -104,7 +104,10 @@ public:
 
   std::future<session_info> login(const std::string& user,
                                   const std::string& password);
-  /// Always succeeds locally (forgets the tokens).
+  /// Forgets the tokens at once (always), then tells the gateway and waits
+  /// for its answer (bounded by the request timeout): true once it
+  /// confirmed; a client_error (network, timeout, ...) if it could not be
+  /// told. The session stays valid on the gateway until it expires then.
   std::future<bool> logout();
 
   // -- chat ----------------------------------------------------------------------

@@ -48,18 +48,18 @@ caf::actor spawn_listener(caf::actor_system& sys, engine& eng, ui_queue& q);
 template <class Result, class Handle, class OnOk, class OnErr, class... Ts>
 void ask(caf::actor_system& sys, ui_queue& q, Handle dest,
          caf::timespan timeout, OnOk on_ok, OnErr on_err, Ts... xs) {
-  sys.spawn([=, &q, &sys](caf::event_based_actor* self) {
+  sys.spawn([=, &q](caf::event_based_actor* self) {
     self->request(dest, timeout, xs...)
       .then(
         [=, &q](Result& r) {
           q.push([on_ok, r](chat_model& m) { on_ok(m, r); });
         },
-        [=, &q, &sys](caf::error& err) {
+        [=, &q](caf::error& err) {
           std::string text;
           try {
-            text = sys.render(err);
+            text = describe(err); // a sentence, never error(1, 'aico', ...)
           } catch (...) {
-            text = "error";
+            text = "unexpected error";
           }
           q.push([on_err, text](chat_model& m) { on_err(m, text); });
         });

@@ -194,11 +194,13 @@ public:
     return res;
   }
 
-  bool logout() {
-    bool res = false;
-    self_->request(eng_.tokens(), eng_.config().request_timeout + 2s,
-                   logout_atom::value)
-      .receive([&](bool b) { res = b; }, [&](caf::error&) {});
+  /// Forgets the tokens here and tells the gateway within `t` (0 = not at
+  /// all); an error says why the gateway could not be told.
+  caf::expected<bool> logout(caf::timespan t) {
+    caf::expected<bool> res{caf::error{}};
+    self_->request(eng_.tokens(), t + 2s, logout_atom::value, t)
+      .receive([&](bool b) { res = b; },
+               [&](caf::error& e) { res = std::move(e); });
     return res;
   }
 
@@ -437,6 +439,7 @@ public:
     q.limit = limit;
     q.read.max_age = refresh ? caf::timespan{0} : caf::timespan{5s};
     q.read.force_refresh = refresh;
+    q.read.allow_stale = !refresh; // --refresh: never from the cache
     caf::expected<history_result> res{caf::error{}};
     auto t = eng_.config().request_timeout;
     self_->request(eng_.chat(), t + 4s, history_atom::value, q)
@@ -503,8 +506,10 @@ int run(const std::string& cmd, const options& o, client& c) {
         || st.state == link_state::offline)
       return fail(o, what,
                   make_engine_error(error_class::network,
-                                    "gateway unreachable (" + to_string(st)
-                                      + ")"));
+                                    st.reason.empty()
+                                      ? "every transport failed"
+                                      : "every transport failed, the last: "
+                                          + st.reason));
     return std::nullopt;
   };
   if (cmd == "login") {
@@ -525,9 +530,43 @@ int run(const std::string& cmd, const options& o, client& c) {
     return ok;
   }
   if (cmd == "logout") {
-    c.logout();
-    print(o, {{"ok", true}}, "logged out");
-    return ok;
+    // The tokens are forgotten here in any case; the gateway is told (it
+    // revokes them) and its answer awaited within --timeout, unless every
+    // transport has failed already.
+    auto timeout = std::chrono::duration_cast<caf::timespan>(
+      std::chrono::duration<double>(o.timeout_s));
+    auto st = c.settle(timeout);
+    bool unreachable_already = st.state == link_state::reconnecting
+                               || st.state == link_state::offline;
+    auto r = c.logout(unreachable_already ? caf::timespan{0} : timeout);
+    if (r) {
+      print(o, {{"ok", true}, {"gateway_told", true}}, "logged out");
+      return ok;
+    }
+    auto err = r.error();
+    if (unreachable_already)
+      err = make_engine_error(error_class::network,
+                              st.reason.empty()
+                                ? "every transport failed"
+                                : "every transport failed, the last: "
+                                    + st.reason);
+    auto cl = classify(err);
+    if (o.json_out) {
+      json::object obj{{"ok", false},
+                       {"logged_out_locally", true},
+                       {"gateway_told", false},
+                       {"error", to_string(cl.cls)},
+                       {"message", cl.message}};
+      if (cl.status != 0)
+        obj["status"] = cl.status;
+      if (!cl.code.empty())
+        obj["code"] = cl.code;
+      std::cout << json::serialize(obj) << std::endl;
+    }
+    std::cerr << "aico: logged out here, but the gateway could not be told "
+                 "(the session stays valid there until it expires): "
+              << describe(err) << std::endl;
+    return unreachable;
   }
   if (cmd == "status") {
     auto st = c.settle(std::chrono::duration_cast<caf::timespan>(

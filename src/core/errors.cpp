@@ -1,5 +1,7 @@
 #include "messages/errors.hpp"
 
+#include <algorithm>
+
 #include <boost/json.hpp>
 
 namespace aico {
@@ -108,6 +110,21 @@ caf::error make_status_error(int32_t status, const std::string& body,
                            std::move(code), parse_retry_after(retry_after));
 }
 
+namespace {
+
+/// "unexpected_message" -> "unexpected message".
+std::string words(std::string s) {
+  std::replace(s.begin(), s.end(), '_', ' ');
+  return s;
+}
+
+/// The sentence for a CAF system error that classify does not map.
+std::string sec_message(caf::sec code) {
+  return "internal error of the engine (" + words(caf::to_string(code)) + ")";
+}
+
+} // namespace
+
 classification classify(const caf::error& err) {
   classification res;
   if (!err) {
@@ -142,33 +159,63 @@ classification classify(const caf::error& err) {
         break;
       default:
         res.cls = error_class::unknown;
-        res.message = to_string(err);
+        res.message = sec_message(code);
         break;
     }
     res.retryable = retryable(res.cls, 0);
     return res;
   }
+  if (err.category() == caf::atom("exit")) {
+    res.cls = error_class::unknown;
+    res.message = "an engine component stopped ("
+                  + words(caf::to_string(
+                    static_cast<caf::exit_reason>(err.code())))
+                  + ")";
+    return res;
+  }
   res.cls = error_class::unknown;
-  res.message = to_string(err);
+  res.message = "error " + std::to_string(err.code()) + " of category '"
+                + caf::to_string(err.category()) + "'";
   return res;
 }
 
+const char* lead_of(error_class c) {
+  switch (c) {
+    case error_class::network:
+      return "gateway unreachable";
+    case error_class::authentication:
+      return "authentication failed";
+    case error_class::authorization:
+      return "not allowed";
+    case error_class::validation:
+      return "request rejected";
+    case error_class::server_error:
+      return "the gateway failed";
+    case error_class::timeout:
+      return "the gateway did not answer in time";
+    case error_class::unknown:
+      break;
+  }
+  return "unexpected error";
+}
+
 std::string describe(const caf::error& err) {
+  if (!err)
+    return "no error";
   auto c = classify(err);
-  std::string res = to_string(c.cls);
+  std::string detail = c.message;
   if (c.status != 0 || !c.code.empty()) {
-    res += " (";
+    std::string sc;
     if (c.status != 0)
-      res += std::to_string(c.status);
+      sc += std::to_string(c.status);
     if (c.status != 0 && !c.code.empty())
-      res += " ";
-    res += c.code;
-    res += ")";
+      sc += " ";
+    sc += c.code;
+    detail = detail.empty() ? sc : detail + "; " + sc;
   }
-  if (!c.message.empty()) {
-    res += ": ";
-    res += c.message;
-  }
+  std::string res = lead_of(c.cls);
+  if (!detail.empty() && detail != res)
+    res += " (" + detail + ")";
   return res;
 }
 

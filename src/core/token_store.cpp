@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -134,6 +135,63 @@ caf::expected<stored_tokens> parse_stored_tokens(const std::string& text) {
   }
 }
 
+token_lock::token_lock(token_lock&& other) noexcept
+  : fd_(other.fd_), held_(other.held_) {
+  other.fd_ = -1;
+  other.held_ = false;
+}
+
+token_lock& token_lock::operator=(token_lock&& other) noexcept {
+  if (this != &other) {
+    release();
+    fd_ = other.fd_;
+    held_ = other.held_;
+    other.fd_ = -1;
+    other.held_ = false;
+  }
+  return *this;
+}
+
+void token_lock::release() {
+  if (fd_ >= 0) {
+    // closing the only descriptor of the open file description drops the
+    // flock; unlock first anyway in case it was inherited by a child
+    (void) ::flock(fd_, LOCK_UN);
+    ::close(fd_);
+  }
+  fd_ = -1;
+  held_ = false;
+}
+
+const char* to_string(refresh_plan p) {
+  switch (p) {
+    case refresh_plan::refresh:
+      return "refresh";
+    case refresh_plan::adopt:
+      return "adopt";
+    case refresh_plan::ended:
+      return "ended";
+  }
+  return "?";
+}
+
+refresh_plan plan_refresh(const stored_tokens& mine,
+                          const caf::optional<stored_tokens>& stored) {
+  if (!stored)
+    return refresh_plan::ended; // logged out by another process
+  auto& s = *stored;
+  if (s.refresh_token == mine.refresh_token
+      && s.access_token == mine.access_token)
+    return refresh_plan::refresh;
+  if (!s.user_id.empty() && !mine.user_id.empty() && s.user_id != mine.user_id)
+    return refresh_plan::ended; // another user logged in here
+  if (s.refresh_token.empty())
+    return refresh_plan::ended; // nothing to refresh with
+  if (s.refresh_token == mine.refresh_token)
+    return refresh_plan::refresh; // same pair, other fields differ
+  return refresh_plan::adopt;
+}
+
 token_store::token_store(std::string state_dir) : dir_(std::move(state_dir)) {
   while (dir_.size() > 1 && dir_.back() == '/')
     dir_.pop_back();
@@ -237,6 +295,46 @@ caf::error token_store::save(const stored_tokens& x) const {
   } catch (...) {
     return make_engine_error(error_class::unknown,
                              "cannot save tokens.json: out of memory");
+  }
+}
+
+std::string token_store::lock_path() const {
+  if (dir_.empty())
+    return {};
+  return dir_ + "/tokens.lock";
+}
+
+caf::error token_store::try_lock(token_lock& out) const {
+  out.release();
+  if (!persistent()) {
+    out.held_ = true;
+    return caf::none;
+  }
+  try {
+    if (auto err = make_dirs(dir_))
+      return err;
+    auto path = lock_path();
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+                    S_IRUSR | S_IWUSR);
+    if (fd < 0)
+      return io_error("cannot open", path, errno);
+    for (;;) {
+      if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        out.fd_ = fd;
+        out.held_ = true;
+        return caf::none;
+      }
+      if (errno == EINTR)
+        continue;
+      auto err = errno;
+      ::close(fd);
+      if (err == EWOULDBLOCK)
+        return caf::none; // someone else holds it
+      return io_error("cannot lock", path, err);
+    }
+  } catch (...) {
+    return make_engine_error(error_class::unknown,
+                             "cannot lock tokens.json: out of memory");
   }
 }
 

@@ -356,6 +356,17 @@ struct subscription {
   std::string user_id;
   event_sink sink;
   std::atomic<bool> active{true};
+  /// Held while the sink runs: replayed events (subscribe) and live ones
+  /// (dispatcher) never overlap, and each goes out once, in seq order.
+  std::mutex deliver_mutex;
+  uint64_t last_seq = 0; ///< the last seq given to the sink
+};
+
+/// An event kept for replay (docs/protocol.md "Events").
+struct buffered_event {
+  std::optional<std::string> user_id; ///< nullopt: every subscriber
+  event ev;
+  steady::time_point at;
 };
 
 struct queued_event {
@@ -394,6 +405,13 @@ struct api::impl {
   std::mutex subs_mutex;
   std::unordered_map<uint64_t, std::shared_ptr<subscription>> subs;
   uint64_t next_sub = 1;
+
+  // Replay buffer (guarded by subs_mutex): the most recent dispatched
+  // events, in seq order. Events with seq <= replay_floor may be gone.
+  std::deque<buffered_event> replay;
+  uint64_t replay_floor = 0;
+  /// The last seq handed out (for `since` values from elsewhere).
+  std::atomic<uint64_t> last_issued{0};
 
   // Event dispatch: queue + one thread calling sinks without any lock held.
   std::mutex ev_mutex;
@@ -459,6 +477,9 @@ struct api::impl {
       revoked.emplace(jti, exp);
     // Event numbers keep increasing across restarts.
     ev_seq = static_cast<uint64_t>(now_ms()) * 1000;
+    // nothing before this start can be replayed
+    replay_floor = ev_seq;
+    last_issued = ev_seq;
     ev_thread = std::thread([this] { event_loop(); });
     bot_thread = std::thread([this] { bot_loop(); });
   }
@@ -503,6 +524,7 @@ struct api::impl {
       q.ev.topic = std::move(topic);
       q.ev.data = std::move(data);
       q.ev.seq = ++ev_seq;
+      last_issued = ev_seq;
       ev_queue.push_back(std::move(q));
     }
     ev_cv.notify_one();
@@ -522,10 +544,35 @@ struct api::impl {
     }
   }
 
+  /// Drops buffered events beyond the size and age limits (subs_mutex
+  /// held).
+  void trim_replay(steady::time_point now) {
+    auto max_age = std::chrono::seconds(std::max(cfg.replay_seconds, 0));
+    while (!replay.empty()
+           && (replay.size() > cfg.replay_events
+               || now - replay.front().at > max_age)) {
+      replay_floor = replay.front().ev.seq;
+      replay.pop_front();
+    }
+  }
+
   void deliver(const queued_event& q) {
     std::vector<std::shared_ptr<subscription>> targets;
     {
+      // Buffering and choosing the targets happen under one lock, so a
+      // subscribe() sees each event either in the buffer or as a live one.
       std::lock_guard<std::mutex> lock(subs_mutex);
+      auto now = steady::now();
+      if (cfg.replay_events > 0) {
+        try {
+          replay.push_back(buffered_event{q.user_id, q.ev, now});
+        } catch (...) {
+          replay_floor = q.ev.seq; // could not keep it: it is a gap
+        }
+      } else {
+        replay_floor = q.ev.seq;
+      }
+      trim_replay(now);
       for (auto& [id, s] : subs)
         if (!q.user_id || s->user_id == *q.user_id)
           targets.push_back(s);
@@ -534,6 +581,10 @@ struct api::impl {
       if (!s->active.load())
         continue;
       try {
+        std::lock_guard<std::mutex> guard(s->deliver_mutex);
+        if (q.ev.seq <= s->last_seq)
+          continue; // replayed already
+        s->last_seq = q.ev.seq;
         s->sink(q.ev);
       } catch (...) {
         // A failing sink must not stop delivery to the others.
@@ -1467,13 +1518,47 @@ std::optional<principal> api::authenticate(const std::string& token,
   return std::nullopt;
 }
 
-uint64_t api::subscribe(const std::string& user_id, event_sink sink) {
+uint64_t api::subscribe(const std::string& user_id, event_sink sink,
+                        uint64_t since, replay_info* info) {
   auto s = std::make_shared<subscription>();
   s->user_id = user_id;
   s->sink = std::move(sink);
-  std::lock_guard<std::mutex> lock(impl_->subs_mutex);
-  auto id = impl_->next_sub++;
-  impl_->subs.emplace(id, std::move(s));
+  s->last_seq = since;
+  replay_info ri;
+  ri.since = since;
+  std::vector<event> backlog;
+  // Held until the replay is out: the dispatcher waits for it before it
+  // gives this subscription its first live event.
+  std::unique_lock<std::mutex> guard(s->deliver_mutex);
+  uint64_t id = 0;
+  {
+    std::lock_guard<std::mutex> lock(impl_->subs_mutex);
+    if (since > 0) {
+      auto& d = *impl_;
+      d.trim_replay(steady::now());
+      // complete: nothing of this user after `since` was dropped, and
+      // `since` is a seq of this gateway (not from the future)
+      ri.complete = since >= d.replay_floor && since <= d.last_issued.load();
+      for (auto& b : d.replay)
+        if (b.ev.seq > since && (!b.user_id || *b.user_id == user_id))
+          backlog.push_back(b.ev);
+      ri.replayed = backlog.size();
+    }
+    id = impl_->next_sub++;
+    impl_->subs.emplace(id, s);
+  }
+  if (info)
+    *info = ri;
+  for (auto& e : backlog) {
+    if (!s->active.load())
+      break;
+    try {
+      s->last_seq = e.seq;
+      s->sink(e);
+    } catch (...) {
+      // like a live delivery: the sink's failure is its own business
+    }
+  }
   return id;
 }
 

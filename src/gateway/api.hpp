@@ -106,6 +106,14 @@ struct principal {
 /// threads; must not block (queue and wake your own loop).
 using event_sink = std::function<void(const event&)>;
 
+/// What a subscription that resumes from a `since` seq got from the replay
+/// buffer.
+struct replay_info {
+  uint64_t since = 0;    ///< the seq asked for (0 = no replay asked)
+  bool complete = true;  ///< every event of the user after `since` replayed
+  uint64_t replayed = 0; ///< events delivered from the buffer
+};
+
 /// Fault injection state (only changeable with --enable-faults).
 struct fault_state {
   bool ipc_up = true;
@@ -134,6 +142,11 @@ struct gateway_config {
   bool bot_enabled = true;
   double rate_limit_per_s = 0; ///< per user, 0 = off
   int rate_limit_burst = 0;    ///< 0 = same as rate
+  /// Replay buffer (docs/protocol.md "Events"): the most recent events,
+  /// at most this many and at most this old, are kept for subscribers that
+  /// resume from a `since` seq.
+  std::size_t replay_events = 10000;
+  int replay_seconds = 300;
   login_limits login;          ///< failed-login throttling
   std::string version = "0.1.0";
 };
@@ -161,7 +174,14 @@ public:
   /// Subscribes to the events of one user; returns a handle for unsubscribe.
   /// Sinks are called from one dispatcher thread, in `seq` order, with no
   /// lock of the core held (a sink may call unsubscribe).
-  uint64_t subscribe(const std::string& user_id, event_sink sink);
+  /// With `since` > 0 (the last event seq the client saw), the buffered
+  /// events of this user with a greater seq are delivered first, from this
+  /// call (before it returns) and before any live event, each once and in
+  /// order; `info` (if given) says how many and whether the buffer still
+  /// reached back to `since` (complete) — set before the first replayed
+  /// event is delivered.
+  uint64_t subscribe(const std::string& user_id, event_sink sink,
+                     uint64_t since = 0, replay_info* info = nullptr);
   /// Does not wait for a delivery in progress: a sink may still run once
   /// while or right after this returns, so keep what it captures alive with
   /// shared ownership (e.g. a shared_ptr/weak_ptr to the connection).

@@ -12,6 +12,7 @@
 #include "gateway/http_server.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -150,6 +151,23 @@ std::string bearer_token(const Fields& fields, bool* present = nullptr) {
   if (!v.empty() && v.front() != ' ' && v.front() != '\t')
     return {};
   return std::string(trim(v));
+}
+
+/// A `since` seq: a decimal integer > 0 (anything else means none).
+uint64_t parse_since(std::string_view v) {
+  v = trim(v);
+  if (v.empty() || v.size() > 20)
+    return 0;
+  uint64_t n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9')
+      return 0;
+    auto d = static_cast<uint64_t>(c - '0');
+    if (n > (UINT64_MAX - d) / 10)
+      return 0;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 /// Path part of a request target (without query and fragment).
@@ -344,10 +362,11 @@ public:
 class sse_session : public session_base {
 public:
   sse_session(server_ctx& ctx, maybe_tls_stream&& stream,
-              asio::any_io_executor ex, std::string token, principal who)
+              asio::any_io_executor ex, std::string token, principal who,
+              uint64_t since)
     : ctx_(ctx), stream_(std::move(stream)), ex_(std::move(ex)),
-      token_(std::move(token)), who_(std::move(who)), tick_(ex_),
-      budget_(ctx.cfg.sse_max_out_bytes) {}
+      token_(std::move(token)), who_(std::move(who)), since_(since),
+      tick_(ex_), budget_(ctx.cfg.sse_max_out_bytes) {}
 
   ~sse_session() override {
     unsubscribe();
@@ -365,15 +384,20 @@ public:
     }
     // Subscribe before the header goes out: an event published after the
     // client saw the header is never missed.
+    // With Last-Event-ID the buffered events after it come first (they
+    // wait for the header like live ones).
     std::weak_ptr<sse_session> w = self();
+    replay_info ri;
     sub_ = ctx_.core.subscribe(
-      who_.user_id, [w, g = ctx_.guard](const event& e) {
+      who_.user_id,
+      [w, g = ctx_.guard](const event& e) {
         std::shared_lock<std::shared_mutex> lock(g->mutex);
         if (!g->alive)
           return;
         if (auto s = w.lock())
           s->push(sse_frame(e));
-      });
+      },
+      since_, &ri);
     subscribed_ = true;
 
     res_.result(http::status::ok);
@@ -382,6 +406,10 @@ public:
     res_.set(http::field::content_type, "text/event-stream");
     res_.set(http::field::cache_control, "no-cache");
     res_.set("X-Accel-Buffering", "no");
+    if (since_ > 0) {
+      res_.set("Aico-Replay", ri.complete ? "complete" : "incomplete");
+      res_.set("Aico-Replayed", std::to_string(ri.replayed));
+    }
     // No length, no chunking: the stream ends when the connection closes.
     res_.keep_alive(false);
     sr_.emplace(res_);
@@ -579,6 +607,7 @@ private:
   asio::any_io_executor ex_;
   std::string token_;
   principal who_;
+  uint64_t since_ = 0; ///< Last-Event-ID (0 = none)
   asio::steady_timer tick_;
   uint64_t reg_ = 0;
   uint64_t sub_ = 0;
@@ -703,18 +732,20 @@ private:
 
   // -- events ----------------------------------------------------------------
 
-  void subscribe() {
+  void subscribe(uint64_t since = 0, replay_info* info = nullptr) {
     unsubscribe();
     uint64_t g = ++gen_;
     std::weak_ptr<ws_session> w = self();
     sub_ = ctx_.core.subscribe(
-      who_->user_id, [w, g, io = ctx_.guard](const event& e) {
+      who_->user_id,
+      [w, g, io = ctx_.guard](const event& e) {
         std::shared_lock<std::shared_mutex> lock(io->mutex);
         if (!io->alive)
           return;
         if (auto s = w.lock())
           s->push_event(e, g);
-      });
+      },
+      since, info);
     subscribed_ = true;
   }
 
@@ -943,13 +974,40 @@ private:
                        o.if_contains("id")));
       return;
     }
+    // `since` (the last event seq the client saw): resubscribe and replay
+    // what came after it. Without it, a new user replaces the subscription
+    // and the same user (a refreshed token) keeps it: no event is lost in
+    // a switch-over.
+    uint64_t since = 0;
+    if (auto v = o.if_contains("since")) {
+      if (v->is_uint64())
+        since = v->get_uint64();
+      else if (v->is_int64() && v->get_int64() >= 0)
+        since = static_cast<uint64_t>(v->get_int64());
+      else if (!v->is_null()) {
+        send(error_frame(400, "bad_frame",
+                         "\"since\" must be a non-negative integer",
+                         o.if_contains("id")));
+        return;
+      }
+    }
+    bool same_user = who_ && subscribed_ && who_->user_id == who->user_id;
     token_ = std::move(token);
     who_ = std::move(who);
-    subscribe(); // replaces any previous subscription
+    replay_info ri;
+    if (since > 0 || !same_user)
+      subscribe(since, &ri);
     json::object ok;
     ok["type"] = "auth_ok";
     if (auto id = o.if_contains("id"))
       ok["id"] = *id;
+    if (since > 0) {
+      json::object rep;
+      rep["since"] = since;
+      rep["complete"] = ri.complete;
+      rep["replayed"] = ri.replayed;
+      ok["replay"] = std::move(rep);
+    }
     json::object user;
     user["id"] = who_->user_id;
     user["username"] = who_->username;
@@ -1423,9 +1481,13 @@ private:
       write_response(err, version, req.keep_alive() && !ctx_.stopping.load());
       return;
     }
+    uint64_t since = 0;
+    if (auto it = req.find("Last-Event-ID"); it != req.end())
+      since = parse_since(to_sv(it->value()));
     hand_off();
     auto sse = std::make_shared<sse_session>(ctx_, std::move(stream_), ex_,
-                                             std::move(token), std::move(*who));
+                                             std::move(token), std::move(*who),
+                                             since);
     sse->start(version);
   }
 

@@ -649,10 +649,23 @@ struct ipc_server::impl {
     auto& p = it->second;
     p.last_seen = steady::now();
     p.delim = delim;
+    json::object data;
+    data["subscribed"] = true;
+    data["user_id"] = who->user_id;
+    if (p.sub && p.user_id == who->user_id && sub.since() == 0) {
+      // the same user again (a refreshed token) without `since`: the
+      // subscription stays as it is, so no event is lost in a switch-over
+      reply(identity, delim, response_frame(sub.id(), 200, ok_body(data)));
+      return;
+    }
     auto ctx = std::make_shared<sub_ctx>();
     ctx->identity = identity;
     ctx->local_id = next_local_id++;
-    uint64_t handle = core.subscribe(who->user_id, make_sink(ctx));
+    // With `since`, the replayed events go to the outbox now; the response
+    // below is sent at once, so it reaches the peer first.
+    replay_info ri;
+    uint64_t handle
+      = core.subscribe(who->user_id, make_sink(ctx), sub.since(), &ri);
     if (p.sub) {
       // Replace: the new subscription is live before the old one ends, and
       // events of the old one are discarded (process_outbox), so nothing is
@@ -665,9 +678,13 @@ struct ipc_server::impl {
     p.sub = ctx;
     p.api_handle = handle;
     p.user_id = who->user_id;
-    json::object data;
-    data["subscribed"] = true;
-    data["user_id"] = who->user_id;
+    if (sub.since() > 0) {
+      json::object rep;
+      rep["since"] = sub.since();
+      rep["complete"] = ri.complete;
+      rep["replayed"] = ri.replayed;
+      data["replay"] = std::move(rep);
+    }
     reply(identity, delim, response_frame(sub.id(), 200, ok_body(data)));
   }
 

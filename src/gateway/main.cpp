@@ -232,6 +232,15 @@ int main(int argc, char** argv) {
                  "Requests per second per user (0 = unlimited)")
     ->capture_default_str()
     ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--replay-events", cfg.replay_events,
+                 "Events kept for subscribers resuming from a seq "
+                 "(0 = no replay)")
+    ->capture_default_str()
+    ->check(CLI::Range(0, 1000000));
+  app.add_option("--replay-seconds", cfg.replay_seconds,
+                 "How long events are kept for replay")
+    ->capture_default_str()
+    ->check(CLI::Range(0, 86400));
   app.add_option("--bot-delay-ms", cfg.bot_chunk_delay_ms,
                  "Delay between streamed bot reply chunks")
     ->capture_default_str()

@@ -16,6 +16,8 @@
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
 
+#include "messages/errors.hpp"
+
 #include "src/stress/http_client.hpp"
 #include "src/stress/load.hpp"
 #include "src/stress/slice.hpp"
@@ -234,7 +236,7 @@ caf::behavior worker_agent(caf::event_based_actor* self, worker_shared* ws,
           },
           [=](const caf::error& e) {
             std::lock_guard<std::mutex> g{ws->mx};
-            ws->deliver_error = to_string(e);
+            ws->deliver_error = aico::describe(e);
             ws->cv.notify_all();
           });
     },
@@ -291,7 +293,7 @@ int run_controller(options& o) {
     auto published = sys.middleman().publish(ctl, port, host.c_str());
     if (!published) {
       std::cerr << "aico-stress: --listen " << o.listen
-                << ": cannot listen: " << sys.render(published.error())
+                << ": cannot listen: " << aico::describe(published.error())
                 << std::endl;
       caf::anon_send_exit(ctl, caf::exit_reason::user_shutdown);
       return 1;
@@ -518,7 +520,7 @@ int run_worker(const options& o) {
         ctl = *r;
         break;
       }
-      last = sys.render(r.error());
+      last = aico::describe(r.error());
       if (interrupted() || steady::now() >= until) {
         std::cerr << "aico-stress: worker: cannot reach the controller at "
                   << o.connect << " within " << o.connect_timeout << " s ("

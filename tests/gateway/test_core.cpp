@@ -1107,3 +1107,131 @@ TEST(core_helpers, crypto_and_encoding) {
 }
 
 } // namespace
+
+// -- the replay buffer (docs/protocol.md "Events") ------------------------------------
+
+TEST_F(core_test, subscribe_since_replays_the_buffered_events_first_and_once) {
+  cfg_.bot_enabled = false;
+  start();
+  auto tok = token("alice", "alice-pw");
+  auto bob = token("bob", "bob-pw");
+  auto ref = std::make_shared<collector>();
+  core_->subscribe(user_id(tok), ref->sink(ref));
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(send(tok, "rp-" + std::to_string(i), "x").status, 201);
+  ASSERT_EQ(send(bob, "rp-bob", "x").status, 201); // not alice's
+  ASSERT_TRUE(ref->wait_for([](auto& evs) { return evs.size() == 5; }));
+  auto seen = ref->snapshot();
+  // a client that saw the first two resumes from the second
+  auto col = std::make_shared<collector>();
+  replay_info info;
+  core_->subscribe(user_id(tok), col->sink(col), seen[1].seq, &info);
+  EXPECT_EQ(info.since, seen[1].seq);
+  EXPECT_TRUE(info.complete);
+  EXPECT_EQ(info.replayed, 3u);
+  // the replay is delivered before subscribe returns, in order
+  auto got = col->snapshot();
+  ASSERT_EQ(got.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(got[i].seq, seen[i + 2].seq);
+    EXPECT_EQ(got[i].data, seen[i + 2].data);
+  }
+  // live events follow, each once
+  ASSERT_EQ(send(tok, "rp-live", "x").status, 201);
+  ASSERT_TRUE(col->wait_for([](auto& evs) { return evs.size() == 4; }));
+  std::this_thread::sleep_for(50ms);
+  got = col->snapshot();
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_GT(got[3].seq, got[2].seq);
+  // without since: live events only (as before)
+  auto live = std::make_shared<collector>();
+  replay_info none;
+  core_->subscribe(user_id(tok), live->sink(live), 0, &none);
+  EXPECT_EQ(none.since, 0u);
+  EXPECT_EQ(none.replayed, 0u);
+  EXPECT_TRUE(live->snapshot().empty());
+}
+
+TEST_F(core_test, subscribe_since_says_when_the_buffer_no_longer_reaches_back) {
+  cfg_.bot_enabled = false;
+  cfg_.replay_events = 3;
+  start();
+  auto tok = token("alice", "alice-pw");
+  auto ref = std::make_shared<collector>();
+  core_->subscribe(user_id(tok), ref->sink(ref));
+  for (int i = 0; i < 6; ++i)
+    ASSERT_EQ(send(tok, "ov-" + std::to_string(i), "x").status, 201);
+  ASSERT_TRUE(ref->wait_for([](auto& evs) { return evs.size() == 6; }));
+  auto seen = ref->snapshot();
+  // from the first: two were dropped from the buffer
+  auto col = std::make_shared<collector>();
+  replay_info info;
+  core_->subscribe(user_id(tok), col->sink(col), seen[0].seq, &info);
+  EXPECT_FALSE(info.complete);
+  EXPECT_EQ(info.replayed, 3u);
+  ASSERT_EQ(col->snapshot().size(), 3u);
+  EXPECT_EQ(col->snapshot().front().seq, seen[3].seq);
+  // from the last but three: exactly what the buffer holds
+  replay_info edge;
+  auto col2 = std::make_shared<collector>();
+  core_->subscribe(user_id(tok), col2->sink(col2), seen[2].seq, &edge);
+  EXPECT_TRUE(edge.complete);
+  EXPECT_EQ(edge.replayed, 3u);
+  // a seq from before this gateway started, or from the future
+  replay_info old_seq, future;
+  core_->subscribe(user_id(tok), [](const event&) {}, 1, &old_seq);
+  EXPECT_FALSE(old_seq.complete);
+  core_->subscribe(user_id(tok), [](const event&) {}, seen.back().seq + 1000,
+                   &future);
+  EXPECT_FALSE(future.complete);
+  EXPECT_EQ(future.replayed, 0u);
+}
+
+TEST_F(core_test, resubscribing_while_events_flow_loses_and_repeats_nothing) {
+  cfg_.bot_enabled = false;
+  start();
+  auto tok = token("alice", "alice-pw");
+  auto ref = std::make_shared<collector>();
+  core_->subscribe(user_id(tok), ref->sink(ref));
+  constexpr int n = 400;
+  std::thread writer([&] {
+    for (int i = 0; i < n; ++i)
+      send(tok, "fl-" + std::to_string(i), "x");
+  });
+  // a client that resubscribes from what it saw, again and again
+  auto col = std::make_shared<collector>();
+  uint64_t sub = core_->subscribe(user_id(tok), col->sink(col));
+  for (int k = 0; k < 50; ++k) {
+    std::this_thread::sleep_for(2ms);
+    auto got = col->snapshot();
+    uint64_t since = got.empty() ? ref->snapshot().empty()
+                                     ? 0
+                                     : ref->snapshot().front().seq - 1
+                                 : got.back().seq;
+    if (since == 0)
+      continue;
+    core_->unsubscribe(sub);
+    sub = core_->subscribe(user_id(tok), col->sink(col), since);
+  }
+  writer.join();
+  ASSERT_TRUE(ref->wait_for([](auto& evs) { return evs.size() == n; }));
+  ASSERT_TRUE(col->wait_for([&](auto& evs) {
+    return !evs.empty() && evs.back().seq == ref->snapshot().back().seq;
+  }));
+  // every event after the first one the client saw, once, in order
+  auto got = col->snapshot();
+  auto all = ref->snapshot();
+  auto first = std::find_if(all.begin(), all.end(), [&](const event& e) {
+    return e.seq == got.front().seq;
+  });
+  ASSERT_NE(first, all.end());
+  std::vector<uint64_t> want, have;
+  for (auto i = first; i != all.end(); ++i)
+    want.push_back(i->seq);
+  // a delivery of the old subscription may still be on its way when it is
+  // replaced; the client drops such a repeat by seq, as the engine does
+  for (auto& e : got)
+    if (have.empty() || e.seq > have.back())
+      have.push_back(e.seq);
+  EXPECT_EQ(have, want);
+}

@@ -24,6 +24,10 @@ inline std::string read_text(const std::string& path) {
   return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
 }
 
+inline std::string read_text_file(const std::string& path) {
+  return read_text(path);
+}
+
 /// A running child; killed (SIGKILL) if still running on destruction.
 class child_process {
 public:
@@ -81,6 +85,13 @@ public:
       return code_;
     kill9();
     return -1;
+  }
+
+  /// SIGTERM, then a bounded wait.
+  int terminate(std::chrono::milliseconds timeout) {
+    if (pid_ > 0)
+      ::kill(pid_, SIGTERM);
+    return wait(timeout);
   }
 
   /// Wall time from start to exit (after wait()).

@@ -662,7 +662,8 @@ sse_client::sse_client(std::string host, uint16_t port, ms timeout)
 
 sse_client::~sse_client() { close(); }
 
-int sse_client::connect(const std::string& token, const std::string& path) {
+int sse_client::connect(const std::string& token, const std::string& path,
+                        const std::map<std::string, std::string>& extra) {
   auto deadline = clock::now() + timeout_;
   auto& im = *impl_;
   im.req.method(http::verb::get);
@@ -672,6 +673,8 @@ int sse_client::connect(const std::string& token, const std::string& path) {
   im.req.set(http::field::accept, "text/event-stream");
   if (!token.empty())
     im.req.set(http::field::authorization, "Bearer " + token);
+  for (auto& [k, v] : extra)
+    im.req.set(k, v);
   im.parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   bool done = false;
   error_code result;

@@ -265,7 +265,8 @@ public:
   /// Sends the GET and reads the response header. Returns the HTTP status
   /// (0 on transport failure). For non-200 answers the body is read too.
   int connect(const std::string& token,
-              const std::string& path = "/api/v1/events");
+              const std::string& path = "/api/v1/events",
+              const std::map<std::string, std::string>& extra = {});
   /// Speak TLS (https); call before connect().
   void set_tls(tls_client_options t) { tls_ = std::move(t); }
   /// Why connect() returned 0.

@@ -206,6 +206,11 @@ decoded_frame decode_frame(std::string_view text) {
       f.kind = frame_kind::pong;
     } else if (t == "auth_ok") {
       f.kind = frame_kind::auth_ok;
+      if (auto r = o.if_contains("replay"); r && r->is_object()) {
+        f.has_replay = true;
+        auto c = r->as_object().if_contains("complete");
+        f.replay_complete = c && c->is_bool() && c->as_bool();
+      }
     } else if (t == "error") {
       f.kind = frame_kind::error;
       f.status = static_cast<int32_t>(int_member(o, "status", 0));
@@ -245,11 +250,14 @@ bool encode_request(const std::string& id, const std::string& method,
   }
 }
 
-std::string encode_auth(const std::string& id, const std::string& token) {
+std::string encode_auth(const std::string& id, const std::string& token,
+                        uint64_t since) {
   json::object o;
   o["type"] = "auth";
   o["id"] = id;
   o["token"] = token;
+  if (since > 0)
+    o["since"] = since;
   return json::serialize(o);
 }
 

@@ -50,6 +50,10 @@ struct decoded_frame {
   uint64_t seq = 0;   ///< event
   std::string code;   ///< error
   std::string message; ///< error
+  /// auth_ok of an auth frame with `since`: the "replay" object was there
+  /// (a gateway with replay) and said complete.
+  bool has_replay = false;
+  bool replay_complete = false;
 };
 
 /// Decodes one text frame from the gateway.
@@ -62,8 +66,10 @@ bool encode_request(const std::string& id, const std::string& method,
                     const std::string& path, const std::string& body,
                     std::string& out);
 
-/// Encodes {"type":"auth","id","token"}.
-std::string encode_auth(const std::string& id, const std::string& token);
+/// Encodes {"type":"auth","id","token"} (plus "since" when > 0: resume
+/// the events after that seq).
+std::string encode_auth(const std::string& id, const std::string& token,
+                        uint64_t since = 0);
 
 /// Encodes {"type":"ping","id"}.
 std::string encode_ping(const std::string& id);

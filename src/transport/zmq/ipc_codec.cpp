@@ -70,10 +70,13 @@ std::string encode_ping(uint64_t nonce, int64_t sent_at_ms) {
   return serialize(f);
 }
 
-std::string encode_subscribe(const std::string& id, const std::string& token) {
+std::string encode_subscribe(const std::string& id, const std::string& token,
+                             uint64_t since) {
   aico::ipc::Frame f;
   f.mutable_subscribe()->set_id(id);
   f.mutable_subscribe()->set_token(token);
+  if (since > 0)
+    f.mutable_subscribe()->set_since(since);
   return serialize(f);
 }
 

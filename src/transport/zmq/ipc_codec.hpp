@@ -76,7 +76,9 @@ struct decoded_frame {
 
 std::string encode_request(const wire_request& r);
 std::string encode_ping(uint64_t nonce, int64_t sent_at_ms);
-std::string encode_subscribe(const std::string& id, const std::string& token);
+/// Subscribe{id, token, since}; since 0 = no replay asked.
+std::string encode_subscribe(const std::string& id, const std::string& token,
+                             uint64_t since = 0);
 std::string encode_unsubscribe(const std::string& id);
 
 // -- encoding of the server's kinds (for tests and tools) ---------------------

@@ -53,7 +53,7 @@ TEST(classify, reads_code_message_and_retry_after_from_the_envelope) {
   EXPECT_EQ(res.code, "unavailable");
   EXPECT_EQ(res.message, "injected");
   EXPECT_EQ(res.retry_after_ms, 2000);
-  EXPECT_EQ(describe(err), "server_error (503 unavailable): injected");
+  EXPECT_EQ(describe(err), "the gateway failed (injected; 503 unavailable)");
 }
 
 TEST(classify, survives_garbage_bodies_and_headers) {
@@ -95,4 +95,87 @@ TEST(classify, error_code_is_the_class) {
   auto err = make_engine_error(error_class::authorization, "nope", 403);
   EXPECT_EQ(err, error_class::authorization);
   EXPECT_NE(err, error_class::authentication);
+}
+
+// -- describe: what people see ------------------------------------------------
+
+namespace {
+
+/// A sentence for people: not empty, one line, no raw caf::error rendering.
+void expect_sentence(const std::string& text, const std::string& what) {
+  EXPECT_FALSE(text.empty()) << what;
+  EXPECT_EQ(text.find("error("), std::string::npos) << what << ": " << text;
+  EXPECT_EQ(text.find('\n'), std::string::npos) << what << ": " << text;
+  EXPECT_EQ(text.find("'aico'"), std::string::npos) << what << ": " << text;
+}
+
+} // namespace
+
+TEST(describe, is_a_sentence_for_every_error_class) {
+  const error_class all[] = {error_class::network,
+                             error_class::authentication,
+                             error_class::authorization,
+                             error_class::validation,
+                             error_class::server_error,
+                             error_class::timeout,
+                             error_class::unknown};
+  for (auto c : all) {
+    auto with_detail = describe(make_engine_error(c, "some detail", 400, "x"));
+    expect_sentence(with_detail, to_string(c));
+    EXPECT_EQ(with_detail.rfind(lead_of(c), 0), 0u) << with_detail;
+    EXPECT_NE(with_detail.find("some detail; 400 x"), std::string::npos)
+      << with_detail;
+    auto bare = describe(make_engine_error(c, ""));
+    EXPECT_EQ(bare, lead_of(c));
+  }
+  // an aico error without the usual context, or with a code out of range
+  expect_sentence(describe(caf::make_error(error_class::network)), "bare");
+  expect_sentence(describe(caf::error{static_cast<uint8_t>(99),
+                                      caf::atom("aico")}),
+                  "out of range");
+}
+
+TEST(describe, words_the_chat_login_failure_as_the_issue_asks) {
+  EXPECT_EQ(describe(make_engine_error(error_class::network,
+                                       "no transport available")),
+            "gateway unreachable (no transport available)");
+  EXPECT_EQ(describe(make_status_error(
+              401, R"({"success":false,"message":"invalid username or )"
+                   R"(password","code":"invalid_credentials"})")),
+            "authentication failed (invalid username or password; 401 "
+            "invalid_credentials)");
+}
+
+TEST(describe, is_a_sentence_for_every_caf_system_error) {
+  for (int i = 0; i <= static_cast<int>(caf::sec::connection_timeout); ++i) {
+    auto code = static_cast<caf::sec>(i);
+    auto err = caf::make_error(code);
+    auto text = describe(err);
+    expect_sentence(text, caf::to_string(code));
+    // the class is still machine readable
+    auto c = classify(err);
+    if (code == caf::sec::request_timeout) {
+      EXPECT_EQ(c.cls, error_class::timeout);
+    } else if (code == caf::sec::request_receiver_down) {
+      EXPECT_EQ(c.cls, error_class::network);
+    } else if (code != caf::sec::none) {
+      EXPECT_EQ(c.cls, error_class::unknown) << text;
+    }
+  }
+  EXPECT_EQ(describe(caf::make_error(caf::sec::unexpected_message)),
+            "unexpected error (internal error of the engine (unexpected "
+            "message))");
+}
+
+TEST(describe, is_a_sentence_for_exit_reasons_and_foreign_categories) {
+  for (int i = 0; i <= 7; ++i) {
+    auto r = static_cast<caf::exit_reason>(i);
+    expect_sentence(describe(caf::make_error(r)), caf::to_string(r));
+  }
+  EXPECT_EQ(describe(caf::make_error(caf::exit_reason::user_shutdown)),
+            "unexpected error (an engine component stopped (user shutdown))");
+  expect_sentence(describe(caf::error{static_cast<uint8_t>(3),
+                                      caf::atom("other")}),
+                  "foreign");
+  EXPECT_EQ(describe(caf::error{}), "no error");
 }

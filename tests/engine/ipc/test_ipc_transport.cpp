@@ -20,6 +20,13 @@
 #include "support/clients.hpp"
 #include "support/gateway_process.hpp"
 
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <atomic>
+#include <iterator>
+#include <thread>
+
 using namespace aico;
 using namespace std::chrono_literals;
 using aico::test::gateway_process;
@@ -645,3 +652,93 @@ TEST_F(ipc_transport_test, shutdown_is_prompt_with_requests_in_flight) {
 }
 
 } // namespace
+
+// -- one Subscribe per token (issue 15, defect 9) --------------------------------
+
+namespace {
+
+/// A minimal IPC gateway for counting: answers Ping with Pong and
+/// Subscribe with 200, and counts the Subscribes.
+class counting_ipc_peer {
+public:
+  explicit counting_ipc_peer(std::string endpoint)
+    : endpoint_(std::move(endpoint)) {
+    sock_.set(zmq::sockopt::linger, 0);
+    sock_.bind(endpoint_);
+    thread_ = std::thread{[this] { run(); }};
+  }
+
+  ~counting_ipc_peer() {
+    stop_ = true;
+    thread_.join();
+    sock_.close();
+    ctx_.close();
+  }
+
+  int subscribes() const { return subscribes_.load(); }
+
+private:
+  void run() {
+    while (!stop_) {
+      zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 1, std::chrono::milliseconds{10});
+      if (!(items[0].revents & ZMQ_POLLIN))
+        continue;
+      std::vector<zmq::message_t> parts;
+      (void) zmq::recv_multipart(sock_, std::back_inserter(parts));
+      if (parts.size() < 2)
+        continue;
+      aico::ipc::Frame in, out;
+      if (!in.ParseFromArray(parts.back().data(),
+                             static_cast<int>(parts.back().size())))
+        continue;
+      if (in.has_ping()) {
+        out.mutable_pong()->set_nonce(in.ping().nonce());
+      } else if (in.has_subscribe()) {
+        ++subscribes_;
+        out.mutable_response()->set_id(in.subscribe().id());
+        out.mutable_response()->set_status(200);
+        out.mutable_response()->set_body(
+          R"({"success":true,"data":{"subscribed":true}})");
+      } else {
+        continue;
+      }
+      std::string bytes;
+      out.SerializeToString(&bytes);
+      sock_.send(parts.front(), zmq::send_flags::sndmore);
+      sock_.send(zmq::buffer(bytes), zmq::send_flags::none);
+    }
+  }
+
+  std::string endpoint_;
+  zmq::context_t ctx_;
+  zmq::socket_t sock_{ctx_, zmq::socket_type::router};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> subscribes_{0};
+  std::thread thread_;
+};
+
+} // namespace
+
+TEST_F(ipc_transport_test, the_same_token_again_sends_no_second_subscribe) {
+  aico::test::temp_dir dir{"aico-ipc-count"};
+  counting_ipc_peer peer{"ipc://" + dir.path() + "/count.ipc"};
+  auto c = config();
+  c.endpoint = "ipc://" + dir.path() + "/count.ipc";
+  c.ping_interval = 5s;
+  auto t = spawn(c);
+  // what the supervisor does at start: the token when the transport is
+  // spawned, when it is activated, when it is up, after the login
+  self->send(t, token_atom_v, std::string{"tok-1"});
+  ASSERT_TRUE(connect(t));
+  self->send(t, token_atom_v, std::string{"tok-1"});
+  self->send(t, token_atom_v, std::string{"tok-1"});
+  self->send(t, token_atom_v, std::string{"tok-1"});
+  // (nothing to wait for: a window in which no second one may come)
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(peer.subscribes(), 1);
+  // a new token (a refresh) is one more
+  self->send(t, token_atom_v, std::string{"tok-2"});
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(peer.subscribes(), 2);
+}

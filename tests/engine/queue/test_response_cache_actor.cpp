@@ -7,6 +7,7 @@
 
 #include "fixture.hpp"
 #include "messages/cache.hpp"
+#include "src/store/response_cache.hpp"
 
 using namespace aico;
 using namespace aico::test;
@@ -357,4 +358,150 @@ TEST_F(cache_test, the_file_is_opened_at_the_first_read_not_at_spawn) {
                   std::string{});
   ASSERT_TRUE(n) << describe(n.error());
   EXPECT_EQ(*n, 1u);
+}
+
+// -- only valid bodies are cached (issue 15, defect 4) ------------------------------
+
+namespace {
+
+const std::string valid_page
+  = R"({"success":true,"data":{"conversation_id":"c1","messages":[],)"
+    R"("has_more":false,"next_since":0}})";
+const std::string valid_page2
+  = R"({"success":true,"data":{"conversation_id":"c1","messages":[],)"
+    R"("has_more":false,"next_since":7}})";
+const std::string not_envelope = R"({"misbehave":"not_envelope"})";
+const std::string malformed_json = R"({"success":true,"data":malformed})";
+
+cache_read page_read(caf::timespan max_age, bool force = false,
+                     bool allow_stale = true) {
+  auto r = cache_test::history("alice", max_age, force);
+  r.expect = cached_body::history_page;
+  r.allow_stale = allow_stale;
+  return r;
+}
+
+} // namespace
+
+TEST_F(cache_test, a_malformed_200_is_an_error_and_never_cached) {
+  start();
+  for (auto& bad : {not_envelope, malformed_json,
+                    std::string{R"({"success":true,"data":{"messages":7}})"}}) {
+    auto calls = net->calls.size();
+    auto r = read(page_read(60s), 200, bad);
+    ASSERT_FALSE(r) << bad;
+    auto c = classify(r.error());
+    EXPECT_EQ(c.cls, error_class::server_error) << describe(r.error());
+    EXPECT_EQ(c.code, "malformed_reply");
+    EXPECT_TRUE(c.retryable);
+    EXPECT_NE(c.message.find("GET /conversations/c1/messages"),
+              std::string::npos)
+      << c.message;
+    EXPECT_EQ(net->calls.size(), calls + 1);
+  }
+  // nothing was cached: the next read (max age 60 s) asks again and gets
+  // the real page
+  auto calls = net->calls.size();
+  auto good = read(page_read(60s), 200, valid_page);
+  ASSERT_TRUE(good) << describe(good.error());
+  EXPECT_FALSE(good->from_cache);
+  EXPECT_EQ(net->calls.size(), calls + 1);
+  auto cached = read(page_read(60s), 200, valid_page2);
+  ASSERT_TRUE(cached);
+  EXPECT_TRUE(cached->from_cache);
+  EXPECT_EQ(cached->reply.body, valid_page);
+}
+
+TEST_F(cache_test, stale_if_error_is_never_poisoned_by_a_malformed_200) {
+  start();
+  // without a cached value, the real failure is what the caller sees
+  // (not the parse error of an earlier malformed answer)
+  ASSERT_FALSE(read(page_read(60s), 200, not_envelope));
+  auto offline = read_failing(page_read(60s),
+                              make_engine_error(error_class::network,
+                                                "no transport available"));
+  ASSERT_FALSE(offline);
+  EXPECT_EQ(classify(offline.error()).cls, error_class::network);
+  EXPECT_EQ(describe(offline.error()),
+            "gateway unreachable (no transport available)");
+  // with a valid cached page, a malformed answer later falls back to it
+  ASSERT_TRUE(read(page_read(60s), 200, valid_page));
+  advance(2min);
+  auto r = read(page_read(60s), 200, malformed_json);
+  ASSERT_TRUE(r) << describe(r.error());
+  EXPECT_TRUE(r->from_cache);
+  EXPECT_TRUE(r->stale);
+  EXPECT_EQ(r->reply.body, valid_page);
+  // and the cache still holds the valid page, not the malformed one
+  auto again = read_failing(page_read(60s),
+                            make_engine_error(error_class::timeout, "slow"));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->reply.body, valid_page);
+}
+
+TEST_F(cache_test, a_forced_refresh_answers_from_the_cache_only_if_stale_is_allowed) {
+  start();
+  ASSERT_TRUE(read(page_read(60s), 200, valid_page));
+  // strict: the gateway's failure is the answer, even with a fresh entry
+  auto strict = read_failing(page_read(60s, true, false),
+                             make_engine_error(error_class::network,
+                                               "offline"));
+  ASSERT_FALSE(strict);
+  EXPECT_EQ(classify(strict.error()).cls, error_class::network);
+  auto strict_bad = read(page_read(60s, true, false), 200, not_envelope);
+  ASSERT_FALSE(strict_bad);
+  EXPECT_EQ(classify(strict_bad.error()).code, "malformed_reply");
+  // allowed: the cached value, flagged stale
+  auto lenient = read_failing(page_read(60s, true, true),
+                              make_engine_error(error_class::network,
+                                                "offline"));
+  ASSERT_TRUE(lenient);
+  EXPECT_TRUE(lenient->from_cache);
+  EXPECT_TRUE(lenient->stale);
+  // a forced refresh that succeeds is never from the cache
+  auto fresh = read(page_read(60s, true, false), 200, valid_page2);
+  ASSERT_TRUE(fresh);
+  EXPECT_FALSE(fresh->from_cache);
+  EXPECT_EQ(fresh->reply.body, valid_page2);
+}
+
+TEST_F(cache_test, waiters_of_one_fetch_get_stale_data_only_if_they_allow_it) {
+  start();
+  ASSERT_TRUE(read(page_read(0s), 200, valid_page));
+  advance(1s);
+  net->hold = true;
+  auto lenient = self->request(c, caf::infinite, read_atom::value,
+                               page_read(0s, false, true));
+  auto strict = self->request(c, caf::infinite, read_atom::value,
+                              page_read(0s, true, false));
+  sched.run();
+  ASSERT_EQ(net->calls.size(), 2u); // the two share one fetch
+  fail(net->calls.back().id, make_status_error(503, "{}", "1"));
+  lenient.receive([&](cached_reply& x) { EXPECT_TRUE(x.stale); },
+                  [&](caf::error& e) { ADD_FAILURE() << describe(e); });
+  strict.receive([&](cached_reply&) { ADD_FAILURE() << "served stale"; },
+                 [&](caf::error& e) {
+                   EXPECT_EQ(classify(e).status, 503);
+                 });
+}
+
+TEST_F(cache_test, an_invalid_stored_entry_is_dropped_not_served) {
+  // an entry stored without checking (an older engine) ...
+  {
+    auto db = store::response_cache::open(dir + "/response_cache.db", {});
+    ASSERT_TRUE(db) << describe(db.error());
+    ASSERT_FALSE(db->put("alice", "GET /conversations/c1/messages",
+                         not_envelope, clock()()));
+  }
+  start();
+  // ... is neither a cache hit nor a stale fallback
+  auto offline = read_failing(page_read(60s),
+                              make_engine_error(error_class::network,
+                                                "offline"));
+  ASSERT_FALSE(offline);
+  EXPECT_EQ(classify(offline.error()).cls, error_class::network);
+  auto r = read(page_read(60s), 200, valid_page);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->from_cache);
+  EXPECT_EQ(r->reply.body, valid_page);
 }

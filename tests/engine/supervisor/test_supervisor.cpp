@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "messages/supervisor.hpp"
+#include "src/core/event_cursor.hpp"
 
 using namespace aico;
 using namespace std::chrono_literals;
@@ -16,6 +17,8 @@ namespace {
 using kill_atom = caf::atom_constant<caf::atom("kill")>;
 using hold_atom = caf::atom_constant<caf::atom("hold")>;
 using lose_atom = caf::atom_constant<caf::atom("lose")>;
+/// The fake transport forwards this event to the supervisor.
+using emit_atom = caf::atom_constant<caf::atom("emit")>;
 
 /// What the fake network looks like; shared by the test and the fakes.
 struct fake_net {
@@ -32,12 +35,18 @@ struct fake_net {
   std::string valid_token = "t-good";
   /// what a refresh hands out; empty = the valid token
   std::string refresh_gives;
+  /// token and resume messages each transport got
+  std::map<transport_mode, std::vector<std::string>> tokens;
+  std::map<transport_mode, std::vector<std::pair<uint64_t, bool>>> resumes;
+  /// history pages the fake gateway serves (path -> body)
+  std::map<std::string, std::string> history;
 };
 
 struct fake_transport_state {
   bool up = false;
   bool hold = false; ///< keep requests unanswered
   std::vector<caf::response_promise> held;
+  std::vector<api_call> held_calls; ///< their calls (same order)
 };
 
 caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
@@ -67,7 +76,10 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
       self->send(listener, tstate_atom::value, m, transport_status::idle,
                  std::string{});
     },
-    [=](token_atom, const std::string&) {},
+    [=](token_atom, const std::string& tok) { net->tokens[m].push_back(tok); },
+    [=](resume_atom, uint64_t seq, bool now) {
+      net->resumes[m].emplace_back(seq, now);
+    },
     [=](request_atom, const api_call& call,
         caf::timespan) -> caf::response_promise {
       auto rp = self->make_response_promise();
@@ -78,12 +90,16 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
       net->received[m].push_back(call.id);
       if (self->state.hold) {
         self->state.held.push_back(rp);
+        self->state.held_calls.push_back(call);
         return rp;
       }
       api_reply r;
       r.id = call.id;
       r.via = m;
-      if (call.path == "/users/me" && call.token != net->valid_token) {
+      if (auto h = net->history.find(call.path); h != net->history.end()) {
+        r.status = 200;
+        r.body = h->second;
+      } else if (call.path == "/users/me" && call.token != net->valid_token) {
         r.status = 401;
         r.body = R"({"success":false,"message":"expired","code":"token_expired"})";
       } else {
@@ -98,6 +114,27 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
       go_down("connection lost");
     },
     [=](hold_atom, bool on) { self->state.hold = on; },
+    [=](caf::ok_atom) { // answers the held requests (history pages)
+      auto held = std::move(self->state.held);
+      auto calls = std::move(self->state.held_calls);
+      self->state.held.clear();
+      self->state.held_calls.clear();
+      self->state.hold = false;
+      for (std::size_t i = 0; i < held.size(); ++i) {
+        api_reply r;
+        r.id = calls[i].id;
+        r.via = m;
+        r.status = 200;
+        auto h = net->history.find(calls[i].path);
+        r.body = h != net->history.end() ? h->second
+                                         : R"({"success":true,"data":{}})";
+        held[i].deliver(std::move(r));
+      }
+    },
+    [=](emit_atom, server_event ev) {
+      ev.via = m;
+      self->send(listener, event_atom::value, std::move(ev));
+    },
     [=](lose_atom) { // held requests fail with network, the link stays up
       for (auto& rp : self->state.held)
         rp.deliver(make_engine_error(error_class::network, "reply lost"));
@@ -514,4 +551,200 @@ TEST_F(supervisor_test, health_on_demand_checks_the_active_transport_now) {
   self->send(sup, health_atom::value);
   sched.run();
   EXPECT_EQ(last_state().mode, transport_mode::ws);
+}
+
+// -- the event stream (issue 15, defects 5 and 9) ------------------------------------
+
+namespace {
+
+server_event make_event(uint64_t seq, std::string topic = "message",
+                        std::string data = {}) {
+  server_event ev;
+  ev.topic = std::move(topic);
+  ev.seq = seq;
+  ev.data = data.empty() ? R"({"id":"e-)" + std::to_string(seq)
+                             + R"(","conversation_id":"c1","seq":)"
+                             + std::to_string(seq % 1000) + "}"
+                         : std::move(data);
+  return ev;
+}
+
+std::vector<uint64_t> seqs_of(const std::vector<server_event>& evs) {
+  std::vector<uint64_t> res;
+  for (auto& e : evs)
+    res.push_back(e.seq);
+  return res;
+}
+
+} // namespace
+
+struct supervisor_events_test : supervisor_test {
+  void emit(transport_mode m, server_event ev) {
+    self->send(net->actors[m], emit_atom::value, std::move(ev));
+    sched.run();
+  }
+
+  event_stats stats() {
+    auto rh = self->request(sup, caf::infinite, stats_atom::value);
+    sched.run();
+    event_stats res;
+    rh.receive([&](event_stats& x) { res = x; },
+               [&](caf::error& e) { ADD_FAILURE() << describe(e); });
+    return res;
+  }
+
+  caf::actor tokens;
+
+  void login() {
+    tokens = sys.spawn(fake_tokens, net);
+    self->send(sup, auth_atom::value,
+               caf::actor_cast<token_manager_actor>(tokens));
+    sched.run();
+  }
+
+  ~supervisor_events_test() override {
+    if (tokens)
+      self->send_exit(tokens, caf::exit_reason::user_shutdown);
+  }
+};
+
+TEST_F(supervisor_events_test, repeats_are_dropped_by_seq) {
+  start();
+  for (uint64_t seq : {1001, 1002, 1002, 1001, 1003})
+    emit(transport_mode::ipc, make_event(seq));
+  last_state();
+  EXPECT_EQ(seqs_of(events), (std::vector<uint64_t>{1001, 1002, 1003}));
+  auto st = stats();
+  EXPECT_EQ(st.delivered, 3u);
+  EXPECT_EQ(st.duplicates, 2u);
+  EXPECT_EQ(st.last_seq, 1003u);
+}
+
+TEST_F(supervisor_events_test, a_message_whose_data_is_not_an_object_is_dropped) {
+  start();
+  emit(transport_mode::ipc, make_event(1001, "message", R"("not-an-object")"));
+  emit(transport_mode::ipc, make_event(1002, "message", "[1,2]"));
+  emit(transport_mode::ipc, make_event(1003, "message.stream", "garbage"));
+  emit(transport_mode::ipc, make_event(1004));
+  // a topic the protocol does not define is passed on as it is
+  emit(transport_mode::ipc, make_event(1005, "future.topic", "42"));
+  last_state();
+  EXPECT_EQ(seqs_of(events), (std::vector<uint64_t>{1004, 1005}));
+  EXPECT_EQ(stats().malformed, 3u);
+}
+
+TEST_F(supervisor_events_test, a_transport_resumes_from_the_last_delivered_seq) {
+  start();
+  emit(transport_mode::ipc, make_event(1001));
+  emit(transport_mode::ipc, make_event(1002));
+  self->send(net->actors[transport_mode::ipc], kill_atom::value);
+  sched.run();
+  ASSERT_EQ(last_state().mode, transport_mode::ws);
+  // the websocket was told where to resume before it connected
+  auto& ws = net->resumes[transport_mode::ws];
+  ASSERT_FALSE(ws.empty());
+  EXPECT_EQ(ws.front(), std::make_pair(uint64_t{1002}, false));
+  // its replay repeats 1002; only 1003 is new
+  emit(transport_mode::ws, replay_outcome_event(1002, true,
+                                                transport_mode::ws));
+  emit(transport_mode::ws, make_event(1002));
+  emit(transport_mode::ws, make_event(1003));
+  last_state();
+  EXPECT_EQ(seqs_of(events), (std::vector<uint64_t>{1001, 1002, 1003}));
+  EXPECT_EQ(stats().resumes, 1u);
+}
+
+TEST_F(supervisor_events_test, a_failback_candidate_resubscribes_if_it_got_ahead) {
+  start();
+  emit(transport_mode::ipc, make_event(1001));
+  self->send(net->actors[transport_mode::ipc], kill_atom::value);
+  sched.run();
+  ASSERT_EQ(last_state().mode, transport_mode::ws);
+  net->reachable[transport_mode::ipc] = true;
+  self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
+  advance(100ms); // ipc connects again and is probed (not active yet)
+  ASSERT_EQ(last_state().mode, transport_mode::ws);
+  // both deliver the same events; only the active one's are passed on
+  emit(transport_mode::ipc, make_event(1002));
+  emit(transport_mode::ws, make_event(1002));
+  emit(transport_mode::ipc, make_event(1003)); // ws has not got it yet
+  net->resumes[transport_mode::ipc].clear();
+  self->send(net->actors[transport_mode::ipc], caf::ok_atom::value);
+  sched.run(); // the probes pass: fail back to ipc
+  ASSERT_EQ(last_state().mode, transport_mode::ipc);
+  // 1003 came only through ipc while it was not active: it must replay
+  // from 1002 at once
+  auto& r = net->resumes[transport_mode::ipc];
+  ASSERT_FALSE(r.empty());
+  EXPECT_EQ(r.back(), std::make_pair(uint64_t{1002}, true));
+  emit(transport_mode::ipc, replay_outcome_event(1002, true,
+                                                 transport_mode::ipc));
+  emit(transport_mode::ipc, make_event(1003));
+  last_state();
+  EXPECT_EQ(seqs_of(events), (std::vector<uint64_t>{1001, 1002, 1003}));
+}
+
+TEST_F(supervisor_events_test, a_gap_the_gateway_cannot_fill_is_read_from_history) {
+  start();
+  login();
+  // seen: message seq 5 of conversation c1
+  emit(transport_mode::ipc,
+       make_event(1001, "message",
+                  R"({"id":"m5","conversation_id":"c1","seq":5})"));
+  // the history holds what the gap swallowed (6, 7) and one that also
+  // comes live (8)
+  net->history["/conversations/c1/messages?since=5&limit=500"]
+    = R"({"success":true,"data":{"conversation_id":"c1","messages":[)"
+      R"({"id":"m6","conversation_id":"c1","seq":6},)"
+      R"({"id":"m7","conversation_id":"c1","seq":7},)"
+      R"({"id":"m8","conversation_id":"c1","seq":8}],)"
+      R"("has_more":false,"next_since":8}})";
+  net->history["/conversations/current/messages?since=5&limit=500"]
+    = R"({"success":true,"data":{"conversation_id":"c1","messages":[)"
+      R"({"id":"m7","conversation_id":"c1","seq":7}],)"
+      R"("has_more":false,"next_since":7}})";
+  // hold the history reads so a live event comes in meanwhile
+  self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
+  sched.run();
+  emit(transport_mode::ipc,
+       replay_outcome_event(1001, false, transport_mode::ipc));
+  emit(transport_mode::ipc,
+       make_event(2001, "message",
+                  R"({"id":"m8","conversation_id":"c1","seq":8})"));
+  last_state();
+  ASSERT_EQ(events.size(), 1u) << "the live event must wait";
+  self->send(net->actors[transport_mode::ipc], caf::ok_atom::value);
+  sched.run();
+  last_state();
+  std::vector<std::string> ids;
+  for (auto& e : events) {
+    auto p = e.data.find("\"id\":\"");
+    ids.push_back(e.data.substr(p + 6, e.data.find('"', p + 6) - p - 6));
+  }
+  EXPECT_EQ(ids, (std::vector<std::string>{"m5", "m6", "m7", "m8"}));
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[1].seq, 0u); // recovered from the history
+  EXPECT_EQ(events[3].seq, 2001u);
+  auto st = stats();
+  EXPECT_EQ(st.gaps, 1u);
+  EXPECT_EQ(st.recovered, 2u);
+}
+
+TEST_F(supervisor_events_test, a_transport_without_replay_counts_as_a_gap) {
+  start();
+  login();
+  emit(transport_mode::ipc,
+       make_event(1001, "message",
+                  R"({"id":"m1","conversation_id":"c9","seq":1})"));
+  net->history["/conversations/c9/messages?since=1&limit=500"]
+    = R"({"success":true,"data":{"conversation_id":"c9","messages":[)"
+      R"({"id":"m2","conversation_id":"c9","seq":2}],)"
+      R"("has_more":false,"next_since":2}})";
+  net->history["/conversations/current/messages?since=1&limit=500"]
+    = R"({"success":true,"data":{"messages":[],"has_more":false}})";
+  emit(transport_mode::ipc,
+       replay_outcome_event(1001, false, transport_mode::ipc));
+  last_state();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_NE(events[1].data.find("\"m2\""), std::string::npos);
 }

@@ -21,6 +21,7 @@
 
 #include "messages/token_manager.hpp"
 #include "src/core/jwt_claims.hpp"
+#include "src/core/token_store.hpp"
 
 using namespace aico;
 using namespace std::chrono_literals;
@@ -51,6 +52,12 @@ struct fake_gateway_state {
   std::vector<bool> auth_flags;
   /// Injected failure of /users/refresh (network, server error, ...).
   caf::error refresh_error;
+  /// Injected failure of /users/logout (network, ...).
+  caf::error logout_error;
+  /// Logout rejects an expired access token (401 token_expired).
+  bool logout_checks_expiry = false;
+  /// What /users/logout revoked: its access token and refresh token.
+  std::vector<std::pair<std::string, std::string>> logged_out;
   /// Calls to this path are kept unanswered until `release`.
   std::string hold_path;
   std::vector<std::pair<caf::response_promise, api_call>> held;
@@ -121,6 +128,17 @@ struct fake_gateway_state {
       return issue(c.id); // rotation: the old one is gone
     }
     if (c.path == "/users/logout") {
+      if (logout_error)
+        return logout_error;
+      if (logout_checks_expiry) {
+        auto claims = decode_jwt_claims(c.token);
+        if (!claims || claims->exp <= now)
+          return make_status_error(
+            401, R"({"success":false,"code":"token_expired",)"
+                 R"("message":"the access token has expired"})");
+      }
+      logged_out.emplace_back(c.token, field(c.body, "refresh_token"));
+      valid_refresh.erase(field(c.body, "refresh_token"));
       api_reply r;
       r.id = c.id;
       r.status = 200;
@@ -762,7 +780,7 @@ TEST_F(token_manager_test, logout_clears_tokens_and_file) {
   EXPECT_EQ(world->count("/users/logout"), 1);
 }
 
-TEST_F(token_manager_test, logout_does_not_wait_for_the_gateway) {
+TEST_F(token_manager_test, logout_forgets_at_once_and_waits_for_the_gateway) {
   auto tm = spawn_manager();
   auto states = watch(tm);
   ASSERT_TRUE(login(tm)->ok());
@@ -772,16 +790,164 @@ TEST_F(token_manager_test, logout_does_not_wait_for_the_gateway) {
   sched.run();
   world->hold_path = "/users/logout";
   auto res = call<bool>(tm, logout_atom::value);
-  ASSERT_TRUE(res->ok()); // the logout call is still unanswered
-  EXPECT_EQ(world->held.size(), 2u);
+  // the tokens are gone at once, locally ...
   EXPECT_EQ(states->back(), auth_state::logged_out);
-  // a refresh waiter of the old session gets an authentication error
-  ASSERT_TRUE(waiting->done);
+  EXPECT_FALSE(fs::exists(token_file()));
+  EXPECT_FALSE(token(tm)->ok());
+  ASSERT_TRUE(waiting->done); // a refresh waiter of the old session
   EXPECT_EQ(class_of(waiting->err), error_class::authentication);
+  // ... but the logout is answered only once the gateway answered
+  EXPECT_EQ(world->held.size(), 2u);
+  EXPECT_FALSE(res->done);
   caf::anon_send(gw, release_atom::value);
   sched.run();
+  ASSERT_TRUE(res->ok()) << describe(res->err);
+  EXPECT_TRUE(res->value);
+  ASSERT_EQ(world->logged_out.size(), 1u);
+  EXPECT_EQ(world->logged_out[0].first, stale);
   EXPECT_EQ(states->back(), auth_state::logged_out);
   EXPECT_FALSE(token(tm)->ok());
+}
+
+TEST_F(token_manager_test, logout_says_when_the_gateway_could_not_be_told) {
+  auto tm = spawn_manager();
+  auto states = watch(tm);
+  ASSERT_TRUE(login(tm)->ok());
+  world->logout_error = make_engine_error(error_class::network,
+                                          "no transport available");
+  auto res = call<bool>(tm, logout_atom::value);
+  ASSERT_TRUE(res->done);
+  EXPECT_EQ(class_of(res->err), error_class::network);
+  EXPECT_EQ(describe(res->err), "gateway unreachable (no transport available)");
+  // forgotten locally all the same
+  EXPECT_EQ(states->back(), auth_state::logged_out);
+  EXPECT_FALSE(fs::exists(token_file()));
+  EXPECT_FALSE(token(tm)->ok());
+  // a deadline of 0 does not even try
+  ASSERT_TRUE(login(tm)->ok());
+  world->logout_error = caf::error{};
+  auto calls = world->count("/users/logout");
+  auto quick = call<bool>(tm, logout_atom::value, caf::timespan{0});
+  ASSERT_TRUE(quick->done);
+  EXPECT_EQ(class_of(quick->err), error_class::network);
+  EXPECT_EQ(world->count("/users/logout"), calls);
+  EXPECT_FALSE(fs::exists(token_file()));
+}
+
+TEST_F(token_manager_test, logout_gets_a_fresh_access_token_when_it_expired) {
+  auto tm = spawn_manager();
+  ASSERT_TRUE(login(tm)->ok());
+  auto first_refresh = world->last_refresh;
+  world->logout_checks_expiry = true;
+  world->now += 3600; // the access token expired; the refresh token is fine
+  auto res = call<bool>(tm, logout_atom::value);
+  ASSERT_TRUE(res->ok()) << describe(res->err);
+  EXPECT_EQ(world->count("/users/logout"), 2);
+  EXPECT_EQ(world->count("/users/refresh"), 1);
+  ASSERT_EQ(world->logged_out.size(), 1u);
+  EXPECT_EQ(world->logged_out[0].first, world->last_access);
+  // the refresh token family is revoked: neither the first nor the rotated
+  // refresh token refreshes any more
+  EXPECT_EQ(world->valid_refresh.count(first_refresh), 0u);
+  EXPECT_EQ(world->valid_refresh.count(world->last_refresh), 0u);
+}
+
+// -- processes sharing a state directory ----------------------------------------
+
+TEST_F(token_manager_test, two_processes_share_one_session_without_revoking_it) {
+  // two managers on one state directory stand for `aico watch` and
+  // `aico send` in two terminals
+  auto tm1 = spawn_manager();
+  ASSERT_TRUE(login(tm1)->ok());
+  auto tm2 = spawn_manager(); // loads the same pair from tokens.json
+  auto states2 = watch(tm2);
+  ASSERT_EQ(states2->back(), auth_state::logged_in);
+  // the first one refreshes (proactively, at 80 % of the lifetime)
+  advance(720s);
+  ASSERT_EQ(world->count("/users/refresh"), 1);
+  auto newest = world->last_access;
+  // the second needs a token after its own access token ran out: it must
+  // take the pair the first stored, not present the used refresh token
+  advance(200s);
+  auto t = token(tm2);
+  ASSERT_TRUE(t->ok()) << describe(t->err);
+  EXPECT_EQ(world->count("/users/refresh"), 1) << "refreshed twice";
+  EXPECT_EQ(t->value, newest);
+  EXPECT_EQ(count(*states2, auth_state::auth_expired), 0);
+  // and the first's proactive refresh goes on with the shared pair
+  auto t1 = token(tm1);
+  ASSERT_TRUE(t1->ok());
+  EXPECT_EQ(t1->value, newest);
+}
+
+TEST_F(token_manager_test, a_refresh_waits_for_the_process_holding_the_lock) {
+  auto tm1 = spawn_manager();
+  ASSERT_TRUE(login(tm1)->ok());
+  auto tm2 = spawn_manager();
+  auto stale = world->last_access;
+  // the first one's refresh is on its way to the gateway (lock held) ...
+  world->hold_path = "/users/refresh";
+  auto r1 = ask<std::string>(tm1, refresh_atom::value, stale);
+  sched.run();
+  ASSERT_EQ(world->held.size(), 1u);
+  // ... when the second gets a 401 too: it waits for the lock
+  auto r2 = ask<std::string>(tm2, refresh_atom::value, stale);
+  sched.run();
+  sched.advance_time(50ms);
+  sched.run();
+  EXPECT_FALSE(r2->done);
+  EXPECT_EQ(world->count("/users/refresh"), 1);
+  caf::anon_send(gw, release_atom::value);
+  sched.run();
+  ASSERT_TRUE(r1->ok());
+  // the lock is free: the second reads the new pair and uses it
+  sched.advance_time(20ms);
+  sched.run();
+  ASSERT_TRUE(r2->ok()) << describe(r2->err);
+  EXPECT_EQ(r2->value, r1->value);
+  EXPECT_EQ(world->count("/users/refresh"), 1);
+}
+
+TEST_F(token_manager_test, a_lock_never_released_makes_the_refresh_fail_retryably) {
+  auto tm = spawn_manager();
+  ASSERT_TRUE(login(tm)->ok());
+  auto stale = world->last_access;
+  token_store other{dir};
+  token_lock held;
+  ASSERT_FALSE(other.try_lock(held)); // a stuck process holds it
+  ASSERT_TRUE(held.held());
+  auto r = ask<std::string>(tm, refresh_atom::value, stale);
+  sched.run();
+  for (int i = 0; i < 130 && !r->done; ++i) {
+    sched.advance_time(100ms);
+    sched.run();
+  }
+  ASSERT_TRUE(r->done);
+  EXPECT_EQ(class_of(r->err), error_class::timeout);
+  EXPECT_TRUE(is_retryable(r->err));
+  EXPECT_EQ(world->count("/users/refresh"), 0);
+  held.release();
+  // the retry (backoff) goes through once the lock is free
+  advance_by_steps(3s, 1s);
+  EXPECT_EQ(world->count("/users/refresh"), 1);
+  auto t = token(tm);
+  ASSERT_TRUE(t->ok());
+}
+
+TEST_F(token_manager_test, logout_in_another_process_ends_the_session_here) {
+  auto tm1 = spawn_manager();
+  ASSERT_TRUE(login(tm1)->ok());
+  auto tm2 = spawn_manager();
+  auto states2 = watch(tm2);
+  ASSERT_TRUE(call<bool>(tm1, logout_atom::value)->ok());
+  // the second finds the file gone when it needs to refresh: over, and
+  // it never presents the revoked refresh token
+  advance(1000s);
+  auto t = token(tm2);
+  ASSERT_TRUE(t->done);
+  EXPECT_EQ(class_of(t->err), error_class::authentication);
+  EXPECT_EQ(world->count("/users/refresh"), 0);
+  EXPECT_EQ(states2->back(), auth_state::auth_expired);
 }
 
 // -- watchers ------------------------------------------------------------------

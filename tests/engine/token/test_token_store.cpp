@@ -177,3 +177,106 @@ TEST_F(token_store_test, unusable_directory_is_an_error_not_a_crash) {
   ASSERT_TRUE(loaded);
   EXPECT_FALSE(*loaded);
 }
+
+// -- processes sharing a state directory -----------------------------------------
+
+TEST_F(token_store_test, lock_is_exclusive_between_two_stores_of_one_dir) {
+  // two token_store objects stand for two processes (flock is per open
+  // file description, so they conflict within one process as well)
+  token_store a{root + "/state"};
+  token_store b{root + "/state"};
+  token_lock la, lb;
+  ASSERT_FALSE(a.try_lock(la));
+  ASSERT_TRUE(la.held());
+  EXPECT_EQ(mode_of(a.lock_path()), 0600u);
+  ASSERT_FALSE(b.try_lock(lb)); // busy is not an error ...
+  EXPECT_FALSE(lb.held());      // ... but not granted
+  la.release();
+  ASSERT_FALSE(b.try_lock(lb));
+  EXPECT_TRUE(lb.held());
+  // moving keeps the one lock
+  token_lock moved = std::move(lb);
+  EXPECT_TRUE(moved.held());
+  EXPECT_FALSE(lb.held());
+  ASSERT_FALSE(a.try_lock(la));
+  EXPECT_FALSE(la.held());
+  moved = token_lock{}; // dropping it releases
+  ASSERT_FALSE(a.try_lock(la));
+  EXPECT_TRUE(la.held());
+}
+
+TEST_F(token_store_test, second_refresher_adopts_the_pair_the_first_stored) {
+  // the protocol of a refresh, step by step, as two processes run it
+  token_store first{root + "/state"};
+  token_store second{root + "/state"};
+  auto p1 = sample();
+  ASSERT_FALSE(first.save(p1));
+  stored_tokens mine_first = p1, mine_second = p1; // both loaded p1
+  // the first takes the lock, finds p1 unchanged: it refreshes ...
+  token_lock l1;
+  ASSERT_FALSE(first.try_lock(l1));
+  ASSERT_TRUE(l1.held());
+  auto seen = first.load();
+  ASSERT_TRUE(seen && *seen);
+  EXPECT_EQ(plan_refresh(mine_first, *seen), refresh_plan::refresh);
+  // ... the second wants to refresh meanwhile and must wait
+  token_lock l2;
+  ASSERT_FALSE(second.try_lock(l2));
+  EXPECT_FALSE(l2.held());
+  // the gateway rotated: p1's refresh token is used up
+  auto p2 = p1;
+  p2.access_token = "a.b.d";
+  p2.refresh_token = "r-2";
+  ASSERT_FALSE(first.save(p2));
+  mine_first = p2;
+  l1.release();
+  // the second gets the lock, reads again and adopts p2 instead of
+  // presenting r-1 (which would make the gateway revoke the session)
+  ASSERT_FALSE(second.try_lock(l2));
+  ASSERT_TRUE(l2.held());
+  seen = second.load();
+  ASSERT_TRUE(seen && *seen);
+  EXPECT_EQ(plan_refresh(mine_second, *seen), refresh_plan::adopt);
+  EXPECT_EQ(**seen, p2);
+}
+
+TEST(plan_refresh, decides_from_the_stored_pair) {
+  stored_tokens mine;
+  mine.access_token = "a1";
+  mine.refresh_token = "r1";
+  mine.user_id = "u-1";
+  auto same = mine;
+  EXPECT_EQ(plan_refresh(mine, same), refresh_plan::refresh);
+  auto newer = mine;
+  newer.access_token = "a2";
+  newer.refresh_token = "r2";
+  EXPECT_EQ(plan_refresh(mine, newer), refresh_plan::adopt);
+  // no file: logged out by another process
+  EXPECT_EQ(plan_refresh(mine, caf::none), refresh_plan::ended);
+  // another user logged in here
+  auto other = newer;
+  other.user_id = "u-2";
+  EXPECT_EQ(plan_refresh(mine, other), refresh_plan::ended);
+  // a file without a refresh token cannot be refreshed from
+  auto access_only = newer;
+  access_only.refresh_token.clear();
+  EXPECT_EQ(plan_refresh(mine, access_only), refresh_plan::ended);
+  // a process that holds nothing follows the file
+  EXPECT_EQ(plan_refresh(stored_tokens{}, newer), refresh_plan::adopt);
+}
+
+TEST_F(token_store_test, memory_only_store_always_grants_the_lock) {
+  token_store mem;
+  token_lock l;
+  ASSERT_FALSE(mem.try_lock(l));
+  EXPECT_TRUE(l.held());
+  EXPECT_TRUE(mem.lock_path().empty());
+}
+
+TEST_F(token_store_test, unusable_lock_directory_is_an_error) {
+  write_file(root + "/file", "x");
+  token_store bad{root + "/file/state"};
+  token_lock l;
+  EXPECT_TRUE(bad.try_lock(l));
+  EXPECT_FALSE(l.held());
+}
