@@ -244,11 +244,19 @@ caf::optional<store::cache_entry> valid_entry(self_ptr self,
 }
 
 void on_fetch_error(self_ptr self, const flight_key& k,
-                    const caf::error& err) {
+                    const caf::error& err_in) {
   auto& st = self->state;
   auto i = st.flights.find(k);
   if (i == st.flights.end())
     return;
+  // A 2xx that is not a valid envelope (check_reply's bad_reply, from the
+  // supervisor or from here) means the outcome of a command is unknown; for
+  // a read nothing changed on the gateway, so it is the same retryable
+  // malformed_reply as a body that does not decode as the read expects.
+  const caf::error err = is_bad_reply(err_in)
+                           ? malformed(i->second.what, i->second.expect,
+                                       err_in)
+                           : err_in;
   bool anyone_allows = false;
   for (auto& w : i->second.waiters)
     anyone_allows = anyone_allows || w.allow_stale;
