@@ -32,6 +32,7 @@
 #include "messages/errors.hpp"
 #include "src/core/event_cursor.hpp"
 #include "src/core/jwt_claims.hpp"
+#include "src/core/log_line.hpp"
 #include "src/transport/curl/http_loop.hpp"
 #include "src/transport/curl/sse_parser.hpp"
 
@@ -322,6 +323,8 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
     // stream holds one for good, the requests keep max_connections.
     lo.max_host_connections = std::max(1, st.cfg.max_connections) + 1;
     lo.connect_timeout = ceil_ms(st.cfg.connect_timeout);
+    lo.tls = st.cfg.tls;
+    lo.on_warning = [](const std::string& w) { log_line("aico: http: " + w); };
     st.loop = std::make_unique<http::loop>(lo);
   } catch (...) {
     st.loop.reset(); // connect reports down

@@ -110,6 +110,7 @@ using time_point = caf::actor_clock::time_point;
 
 struct ipc_transport_state {
   ipc_transport_config cfg;
+  std::string setup_error; ///< the CURVE key file could not be used
   transport_listener_actor listener;
   transport_status status = transport_status::idle;
   std::string token;
@@ -445,6 +446,23 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
     so.reconnect_ivl_max = 1000ms;
     so.sndhwm = 1000;
     so.rcvhwm = 10000;
+    // CurveZMQ: pin the gateway's key; this client's pair from its key file
+    // (made on first use) unless given directly.
+    so.curve_server_key = st.cfg.curve_server_key;
+    so.curve_public_key = st.cfg.curve_public_key;
+    so.curve_secret_key = st.cfg.curve_secret_key;
+    if (!so.curve_server_key.empty() && so.curve_public_key.empty()
+        && !st.cfg.curve_key_file.empty()) {
+      ipc_link::curve_keys keys;
+      std::string err;
+      if (ipc_link::load_or_create_client_keys(st.cfg.curve_key_file, keys,
+                                               err)) {
+        so.curve_public_key = keys.public_key;
+        so.curve_secret_key = keys.secret_key;
+      } else {
+        st.setup_error = "ipc CURVE: " + err;
+      }
+    }
     st.loop = std::make_unique<ipc_link::dealer_loop>(
       so, make_handlers(self->address()));
   } catch (...) {
@@ -481,6 +499,10 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
         }
         if (st.cfg.endpoint.empty()) {
           report(self, transport_status::down, "no ipc endpoint configured");
+          return;
+        }
+        if (!st.setup_error.empty()) {
+          report(self, transport_status::down, st.setup_error);
           return;
         }
         ++st.link_gen;

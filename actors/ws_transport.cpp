@@ -57,6 +57,7 @@
 #include "src/core/pending_requests.hpp"
 #include "src/core/timer_delay.hpp"
 #include "messages/transport.hpp"
+#include "src/core/log_line.hpp"
 #include "src/transport/lws/ws_codec.hpp"
 #include "src/transport/lws/ws_loop.hpp"
 
@@ -182,6 +183,9 @@ ws_link::loop_handlers make_handlers(const caf::actor_addr& addr) {
   };
   h.on_closed = [addr](uint64_t gen, const std::string& reason) {
     post_back(addr, io_atom_v, gen, transport_status::down, reason);
+  };
+  h.on_warning = [](uint64_t, const std::string& w) {
+    log_line("aico: ws: " + w);
   };
   return h;
 }
@@ -399,6 +403,8 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
   try {
     ws_link::loop_options lo;
     lo.tls = st.url_ok && st.url.tls;
+    if (lo.tls)
+      lo.tls_config = st.cfg.tls;
     st.loop = std::make_unique<ws_link::ws_loop>(
       lo, make_handlers(self->address()));
   } catch (const std::exception& e) {

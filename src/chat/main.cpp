@@ -516,13 +516,17 @@ private:
 
 int main(int argc, char** argv) {
   options o;
-  cli::apply_environment(o);
+  o.program = "aico-chat";
   CLI::App cli_app{"aico-chat: a terminal chat over the aico engine"};
   cli::add_connection_options(cli_app, o);
   cli_app.add_option("--user", o.user,
                      "Log in as this user (with --password); default: the "
                      "stored session or the login screen");
-  cli_app.add_option("--password", o.password, "Password for --user");
+  cli::password_source pw_src;
+  cli_app.add_option("--password", pw_src.argv_value,
+                     "Password for --user (for tests only: other users can "
+                     "read it; the login screen asks for it otherwise)");
+  cli::add_password_options(cli_app, pw_src);
   cli_app.add_option("--conversation", o.conversation,
                      "Conversation id (default: the current one)");
   try {
@@ -536,6 +540,13 @@ int main(int argc, char** argv) {
   if (!cfg) {
     std::cerr << "aico-chat: " << err << std::endl;
     return 2;
+  }
+  if (!pw_src.argv_value.empty() || pw_src.from_stdin
+      || !pw_src.file.empty()) {
+    if (!cli::read_password("aico-chat", pw_src, "", o.password, err)) {
+      std::cerr << "aico-chat: " << err << std::endl;
+      return 2;
+    }
   }
   // the engine's diagnostics go to a log file, not over the screen
   std::error_code ec;

@@ -24,6 +24,7 @@
 #include "caf/all.hpp"
 
 #include "cli_config.hpp"
+#include "src/transport/zmq/dealer_loop.hpp"
 #include "messages/engine.hpp"
 #include "src/core/log_line.hpp"
 #include "src/model/codec.hpp"
@@ -52,6 +53,7 @@ struct options : cli::connection_options {
   bool json_out = false;
   // commands
   std::string user, password;
+  cli::password_source password_src;
   std::string conversation;
   std::string text;
   int limit = 20;
@@ -877,7 +879,6 @@ int run(const std::string& cmd, const options& o, client& c) {
 
 int main(int argc, char** argv) {
   options o;
-  cli::apply_environment(o);
   CLI::App app{"aico: command-line client of the aico engine"};
   app.require_subcommand(1);
   app.fallthrough(); // global options may also follow the command
@@ -885,7 +886,13 @@ int main(int argc, char** argv) {
   app.add_flag("--json", o.json_out, "One JSON object per line");
   auto login = app.add_subcommand("login", "Log in and keep the tokens");
   login->add_option("user", o.user)->required();
-  login->add_option("password", o.password)->required();
+  login->add_option("password", o.password_src.argv_value,
+                    "The password (for tests only: other users can read "
+                    "it; by default it is asked for on the terminal)");
+  cli::add_password_options(*login, o.password_src);
+  app.add_subcommand("ipc-key",
+                     "Print this client's CURVE public key (made on first "
+                     "use) for the gateway's --ipc-allow list");
   app.add_subcommand("logout", "Log out and forget the tokens");
   app.add_subcommand("status", "Connection state and active transport");
   app.add_subcommand("health", "The gateway's health");
@@ -936,10 +943,38 @@ int main(int argc, char** argv) {
     std::cerr << "aico: " << err << std::endl;
     return usage;
   }
+  auto cmd = app.get_subcommands().front()->get_name();
+  if (cmd == "ipc-key") {
+    auto path = cli::client_key_file(*cfg);
+    ipc_link::curve_keys keys;
+    std::string kerr;
+    if (path.empty() || !ipc_link::load_or_create_client_keys(path, keys, kerr)) {
+      std::cerr << "aico: ipc-key: "
+                << (path.empty() ? "no state directory for the key file"
+                                 : kerr)
+                << std::endl;
+      return other;
+    }
+    if (o.json_out)
+      std::cout << json::serialize(json::object{{"public_key", keys.public_key},
+                                                {"key_file", path}})
+                << std::endl;
+    else
+      std::cout << keys.public_key << std::endl;
+    return ok;
+  }
+  if (cmd == "login") {
+    std::string perr;
+    if (!cli::read_password("aico", o.password_src,
+                            "password for " + o.user + ": ", o.password,
+                            perr)) {
+      std::cerr << "aico: login: " << perr << std::endl;
+      return usage;
+    }
+  }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGPIPE, SIG_IGN);
-  auto cmd = app.get_subcommands().front()->get_name();
   // Only `send` and `queue` use the durable queue; other commands do not
   // open it. Processes of one state directory share the queue file (each
   // write is one short transaction; they take turns): `aico watch` in one

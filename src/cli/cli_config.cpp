@@ -1,11 +1,19 @@
 #include "cli_config.hpp"
 
-#include <algorithm>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
 #include <cstdlib>
+#include <fstream>
+#include <iostream>
 #include <random>
-#include <sstream>
 
 #include <CLI/CLI.hpp>
+
+#include "messages/errors.hpp"
+#include "src/core/log_line.hpp"
 
 using namespace std::chrono_literals;
 
@@ -21,29 +29,187 @@ std::string default_state_dir() {
   return ".aico-state";
 }
 
-void add_connection_options(CLI::App& app, connection_options& o) {
-  app.add_option("--url", o.url, "Gateway base URL (REST and WebSocket)")
-    ->capture_default_str();
-  app.add_option("--ipc", o.ipc, "Gateway IPC endpoint (ipc://PATH); IPC is "
-                                 "skipped without it");
-  app.add_option("--transports", o.transports,
-                 "Transports to use, best first")
-    ->capture_default_str();
-  app.add_option("--state-dir", o.state_dir,
-                 "Where tokens, the offline queue and the cache are kept")
-    ->capture_default_str();
-  app.add_option("--timeout", o.timeout_s, "Seconds allowed per request")
-    ->capture_default_str()
-    ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
-    ->check(CLI::Range(0.1, 3600.0));
+namespace {
+
+/// A string option stored into an optional (unset = not given).
+void opt_string(CLI::App& app, const std::string& name,
+                std::optional<std::string>& out, const std::string& help) {
+  app.add_option_function<std::string>(
+    name, [&out](const std::string& v) { out = v; }, help);
 }
 
-void apply_environment(connection_options& o) {
-  o.state_dir = default_state_dir();
-  if (auto x = std::getenv("AICO_URL"))
-    o.url = x;
-  if (auto x = std::getenv("AICO_IPC"))
-    o.ipc = x;
+} // namespace
+
+void add_connection_options(CLI::App& app, connection_options& o) {
+  app.add_option("--config", o.config_file,
+                 "JSON config file (default $AICO_CONFIG; see "
+                 "docs/configuration.md)");
+  auto& f = o.flags;
+  opt_string(app, "--url", f.url,
+             "Gateway base URL, http:// or https:// (REST and WebSocket; "
+             "default http://127.0.0.1:8771)");
+  opt_string(app, "--ipc", f.ipc,
+             "Gateway IPC endpoint (ipc://PATH, or tcp://HOST:PORT with "
+             "--ipc-server-key); IPC is skipped without it");
+  opt_string(app, "--transports", f.transports,
+             "Transports to use, best first (default ipc,ws,http)");
+  opt_string(app, "--state-dir", f.state_dir,
+             "Where tokens, the offline queue and the cache are kept "
+             "(default $AICO_STATE_DIR, $XDG_STATE_HOME/aico or "
+             "~/.local/state/aico)");
+  app.add_option_function<double>(
+       "--timeout", [&f](const double& v) { f.timeout_s = v; },
+       "Seconds allowed per request (default 10)")
+    ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+    ->check(CLI::Range(0.1, 3600.0));
+  add_security_options(app, f);
+}
+
+void add_security_options(CLI::App& app, client_flags& f) {
+  // TLS (https:// and wss://): the certificate is always verified
+  opt_string(app, "--tls-ca-file", f.tls_ca_file,
+             "Trust only the CA certificate(s) in this PEM file (default: "
+             "the system's CAs)");
+  opt_string(app, "--tls-ca-dir", f.tls_ca_dir,
+             "Trust only the CA certificates in this directory (OpenSSL "
+             "hashed layout)");
+  opt_string(app, "--tls-pin", f.tls_pin,
+             "Also require the gateway's public key to be this one: "
+             "sha256//BASE64 of its SubjectPublicKeyInfo (';' between "
+             "several)");
+  opt_string(app, "--tls-client-cert", f.tls_client_cert,
+             "Client certificate (PEM) for mutual TLS (with "
+             "--tls-client-key)");
+  opt_string(app, "--tls-client-key", f.tls_client_key,
+             "Private key (PEM) of --tls-client-cert");
+  app.add_flag("--tls-insecure-dev-only", f.tls_insecure_dev_only,
+               "DEVELOPMENT ONLY: do not verify the gateway's certificate "
+               "(warns on every run)");
+  // CurveZMQ (IPC)
+  opt_string(app, "--ipc-server-key", f.ipc_server_key,
+             "The gateway's CURVE public key (Z85, 40 characters; its "
+             "DATA_DIR/ipc-curve.pub): encrypts the IPC link and pins the "
+             "gateway; required for tcp:// endpoints");
+  opt_string(app, "--ipc-server-key-file", f.ipc_server_key_file,
+             "Read --ipc-server-key from this file (e.g. the gateway's "
+             "ipc-curve.pub)");
+  opt_string(app, "--ipc-client-key-file", f.ipc_client_key_file,
+             "This client's CURVE key file (default STATE_DIR/ipc-client.key,"
+             " made 0600 on first use; `aico ipc-key` prints its public key)");
+}
+
+void add_password_options(CLI::App& app, password_source& src) {
+  app.add_flag("--password-stdin", src.from_stdin,
+               "Read the password from the first line of standard input");
+  app.add_option("--password-file", src.file,
+                 "Read the password from the first line of this file "
+                 "(keep it private: chmod 600)");
+}
+
+namespace {
+
+void strip_newline(std::string& s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r'))
+    s.pop_back();
+}
+
+/// Reads one line from the terminal with echo off.
+bool prompt_on_tty(const std::string& prompt, std::string& out,
+                   std::string& err) {
+  int fd = ::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    err = "no password given and no terminal to ask on: use "
+          "--password-stdin or --password-file PATH";
+    return false;
+  }
+  termios old{};
+  bool have_termios = ::tcgetattr(fd, &old) == 0;
+  if (have_termios) {
+    auto quiet = old;
+    quiet.c_lflag &= static_cast<tcflag_t>(~ECHO);
+    quiet.c_lflag |= ECHONL;
+    ::tcsetattr(fd, TCSAFLUSH, &quiet);
+  }
+  [[maybe_unused]] auto w = ::write(fd, prompt.data(), prompt.size());
+  std::string line;
+  char ch;
+  bool got_any = false;
+  while (::read(fd, &ch, 1) == 1) {
+    got_any = true;
+    if (ch == '\n')
+      break;
+    line += ch;
+  }
+  if (have_termios)
+    ::tcsetattr(fd, TCSAFLUSH, &old);
+  ::close(fd);
+  if (!got_any) {
+    err = "no password was typed";
+    return false;
+  }
+  strip_newline(line);
+  out = std::move(line);
+  return true;
+}
+
+} // namespace
+
+bool read_password(const std::string& program, const password_source& src,
+                   const std::string& prompt, std::string& out,
+                   std::string& err) {
+  int given = (!src.argv_value.empty() ? 1 : 0) + (src.from_stdin ? 1 : 0)
+              + (!src.file.empty() ? 1 : 0);
+  if (given > 1) {
+    err = "give the password one way only (on the command line, "
+          "--password-stdin or --password-file)";
+    return false;
+  }
+  if (!src.argv_value.empty()) {
+    log_line(program + ": warning: a password on the command line can be "
+             "read by other users of this machine (/proc/PID/cmdline); use "
+             "the prompt, --password-stdin or --password-file");
+    out = src.argv_value;
+    return true;
+  }
+  if (src.from_stdin) {
+    std::string line;
+    if (!std::getline(std::cin, line) && line.empty()) {
+      err = "--password-stdin: standard input is empty";
+      return false;
+    }
+    strip_newline(line);
+    out = std::move(line);
+    return true;
+  }
+  if (!src.file.empty()) {
+    std::ifstream in{src.file};
+    if (!in) {
+      err = "--password-file: cannot read '" + src.file + "'";
+      return false;
+    }
+    struct stat st {};
+    if (::stat(src.file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+      log_line(program + ": warning: the password file '" + src.file
+               + "' can be read by other users (chmod 600 it)");
+    std::string line;
+    std::getline(in, line);
+    strip_newline(line);
+    out = std::move(line);
+    return true;
+  }
+  if (prompt.empty()) {
+    err = "no password given";
+    return false;
+  }
+  return prompt_on_tty(prompt, out, err);
+}
+
+std::string client_key_file(const engine_config& cfg) {
+  if (!cfg.connection.ipc.curve_key_file.empty())
+    return cfg.connection.ipc.curve_key_file;
+  if (cfg.state_dir.empty())
+    return {};
+  return cfg.state_dir + "/ipc-client.key";
 }
 
 std::string new_message_id() {
@@ -56,54 +222,24 @@ std::string new_message_id() {
   return id;
 }
 
-std::optional<engine_config> make_config(const connection_options& o,
+std::optional<engine_config> make_config(connection_options& o,
                                          std::string& err) {
-  engine_config cfg;
-  auto& c = cfg.connection;
-  auto url = o.url;
-  while (!url.empty() && url.back() == '/')
-    url.pop_back();
-  if (url.rfind("http://", 0) != 0) {
-    err = "--url must start with http:// (got '" + o.url + "')";
+  client_profile_inputs in;
+  in.defaults.state_dir = default_state_dir();
+  in.config_file = o.config_file;
+  in.env = process_environment();
+  in.flags = o.flags;
+  auto p = build_client_profile(in);
+  if (!p) {
+    err = classify(p.error()).message;
     return std::nullopt;
   }
-  c.http.base_url = url;
-  c.ws.url = "ws://" + url.substr(7) + "/api/v1/ws";
-  c.ipc.endpoint = o.ipc;
-  c.order.clear();
-  std::stringstream ss{o.transports};
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    transport_mode m;
-    if (!from_string(item, m)) {
-      err = "--transports: unknown transport '" + item
-            + "' (use ipc, ws, http)";
-      return std::nullopt;
-    }
-    if (m == transport_mode::ipc && o.ipc.empty())
-      continue; // no endpoint given: skip IPC
-    if (std::find(c.order.begin(), c.order.end(), m) == c.order.end())
-      c.order.push_back(m);
-  }
-  if (c.order.empty()) {
-    err = "no transport left to use (IPC needs --ipc ENDPOINT)";
-    return std::nullopt;
-  }
-  auto t = std::chrono::duration_cast<caf::timespan>(
-    std::chrono::duration<double>(o.timeout_s));
-  cfg.request_timeout = t;
-  c.http.connect_timeout = c.ws.connect_timeout = c.ipc.connect_timeout
-    = std::min<caf::timespan>(t, 3s);
-  c.ws.ping_interval = c.ipc.ping_interval = 5s;
-  c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = 15s;
-  c.health_interval = 10s;
-  c.backoff = {std::chrono::milliseconds{250}, 1.6, 0.2,
-               std::chrono::milliseconds{5000}};
-  cfg.state_dir = o.state_dir;
-  cfg.tokens.state_dir = o.state_dir;
-  cfg.tokens.request_timeout = t;
-  cfg.shutdown_timeout = 3s;
-  return cfg;
+  for (auto& w : p->warnings)
+    log_line(o.program + ": warning: " + w);
+  o.state_dir = p->config.state_dir;
+  o.timeout_s
+    = std::chrono::duration<double>(p->config.request_timeout).count();
+  return std::move(p->config);
 }
 
 } // namespace aico::cli

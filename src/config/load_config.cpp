@@ -2,7 +2,12 @@
 // load_config.hpp and docs/configuration.md).
 #include "src/config/load_config.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -10,6 +15,8 @@
 #include <boost/json.hpp>
 
 #include "messages/errors.hpp"
+#include "src/core/log_line.hpp"
+#include "src/transport/tls_options.hpp"
 
 extern char** environ;
 
@@ -23,6 +30,11 @@ namespace {
 caf::error bad(const std::string& key, const std::string& what) {
   return make_engine_error(error_class::validation,
                            "config: " + key + ": " + what, 0, "bad_config");
+}
+
+caf::error invalid(const std::string& sentence) {
+  return make_engine_error(error_class::validation, sentence, 0,
+                           "bad_config");
 }
 
 using setter = std::function<caf::error(const json::value&, const std::string&)>;
@@ -171,8 +183,16 @@ setter transports(std::vector<transport_mode>& out) {
 }
 
 caf::error check_url(const std::string& url, const std::string& k) {
-  if (url.rfind("http://", 0) != 0 || url.size() <= 7)
-    return bad(k, "expected an http:// URL, got '" + url + "'");
+  auto scheme_len = url.rfind("https://", 0) == 0   ? 8
+                    : url.rfind("http://", 0) == 0 ? 7
+                                                    : 0;
+  if (scheme_len == 0)
+    return bad(k, "expected an http:// or https:// URL (the gateway's base "
+                  "URL, e.g. https://gateway.example:8771), got '"
+                    + url + "'");
+  if (url.size() <= static_cast<std::size_t>(scheme_len)
+      || url[static_cast<std::size_t>(scheme_len)] == '/')
+    return bad(k, "the URL '" + url + "' has no host");
   return {};
 }
 
@@ -182,20 +202,168 @@ std::string trim_slashes(std::string url) {
   return url;
 }
 
-// Top-level keys that feed several sub-configs.
-struct top_level {
-  std::string url;
-  std::string ws_url;
-};
-
 caf::error set_url(engine_config& cfg, const std::string& raw,
                    const std::string& k) {
   auto url = trim_slashes(raw);
   if (auto err = check_url(url, k))
     return err;
   cfg.connection.http.base_url = url;
-  cfg.connection.ws.url = "ws://" + url.substr(7) + "/api/v1/ws";
+  if (url.rfind("https://", 0) == 0)
+    cfg.connection.ws.url = "wss://" + url.substr(8) + "/api/v1/ws";
+  else
+    cfg.connection.ws.url = "ws://" + url.substr(7) + "/api/v1/ws";
   return {};
+}
+
+// -- TLS and CURVE settings, checked where they are given (the message names
+// the key, flag or variable) --------------------------------------------------
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
+caf::error check_readable_file(const std::string& path, const std::string& k,
+                               const char* what) {
+  if (path.empty())
+    return bad(k, std::string{"expected the path of "} + what
+                    + ", got an empty string");
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return bad(k, "cannot use '" + path + "' as " + what + ": "
+                    + errno_text());
+  if (!S_ISREG(st.st_mode))
+    return bad(k, "'" + path + "' is not a file (expected " + what + ")");
+  if (::access(path.c_str(), R_OK) != 0)
+    return bad(k, "cannot read '" + path + "' (" + what + "): "
+                    + errno_text());
+  return {};
+}
+
+caf::error check_dir(const std::string& path, const std::string& k) {
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return bad(k, "'" + path + "' is not a directory (expected a directory "
+                  "of CA certificates in OpenSSL's hashed layout)");
+  return {};
+}
+
+caf::error check_pin(const std::string& pin, const std::string& k) {
+  if (!transport::valid_pin_list(pin))
+    return bad(k, "expected sha256//BASE64 (the SHA-256 of the gateway's "
+                  "public key, 44 base64 characters; several separated by "
+                  "';'), got '" + pin + "'");
+  return {};
+}
+
+caf::error check_server_key(const std::string& key, const std::string& k) {
+  if (!valid_z85_key(key))
+    return bad(k, "expected the gateway's CURVE public key (40 Z85 "
+                  "characters, as in its DATA_DIR/ipc-curve.pub), got '"
+                    + key + "'");
+  return {};
+}
+
+caf::error read_server_key_file(const std::string& path,
+                                const std::string& k, std::string& out) {
+  if (auto err = check_readable_file(path, k, "the gateway's CURVE public "
+                                              "key file"))
+    return err;
+  std::ifstream in{path};
+  std::string line;
+  std::getline(in, line);
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
+    line.pop_back();
+  if (!valid_z85_key(line))
+    return bad(k, "'" + path + "' does not hold a CURVE public key (40 Z85 "
+                  "characters on the first line)");
+  out = line;
+  return {};
+}
+
+/// One TLS/CURVE value: checked, then stored into both transports.
+struct security_setters {
+  engine_config& cfg;
+
+  caf::error ca_file(const std::string& v, const std::string& k) {
+    if (auto err = check_readable_file(v, k, "a CA certificate file (PEM)"))
+      return err;
+    cfg.connection.http.tls.ca_file = cfg.connection.ws.tls.ca_file = v;
+    return {};
+  }
+  caf::error ca_dir(const std::string& v, const std::string& k) {
+    if (auto err = check_dir(v, k))
+      return err;
+    cfg.connection.http.tls.ca_dir = cfg.connection.ws.tls.ca_dir = v;
+    return {};
+  }
+  caf::error pin(const std::string& v, const std::string& k) {
+    if (auto err = check_pin(v, k))
+      return err;
+    cfg.connection.http.tls.pinned_public_key
+      = cfg.connection.ws.tls.pinned_public_key = v;
+    return {};
+  }
+  caf::error client_cert(const std::string& v, const std::string& k) {
+    if (auto err = check_readable_file(v, k, "a client certificate (PEM)"))
+      return err;
+    cfg.connection.http.tls.client_cert = cfg.connection.ws.tls.client_cert
+      = v;
+    return {};
+  }
+  caf::error client_key(const std::string& v, const std::string& k) {
+    if (auto err = check_readable_file(v, k, "a client private key (PEM)"))
+      return err;
+    cfg.connection.http.tls.client_key = cfg.connection.ws.tls.client_key
+      = v;
+    return {};
+  }
+  caf::error insecure(bool v) {
+    cfg.connection.http.tls.insecure_skip_verify
+      = cfg.connection.ws.tls.insecure_skip_verify = v;
+    return {};
+  }
+  caf::error server_key(const std::string& v, const std::string& k) {
+    if (auto err = check_server_key(v, k))
+      return err;
+    cfg.connection.ipc.curve_server_key = v;
+    return {};
+  }
+  caf::error server_key_file(const std::string& v, const std::string& k) {
+    return read_server_key_file(v, k, cfg.connection.ipc.curve_server_key);
+  }
+  caf::error client_key_file(const std::string& v, const std::string& k) {
+    if (v.empty())
+      return bad(k, "expected the path of this client's CURVE key file, got "
+                    "an empty string");
+    cfg.connection.ipc.curve_key_file = v;
+    return {};
+  }
+};
+
+using string_op
+  = caf::error (security_setters::*)(const std::string&, const std::string&);
+
+setter via(security_setters& s, string_op op) {
+  return [&s, op](const json::value& v, const std::string& k) -> caf::error {
+    if (!v.is_string())
+      return bad(k, "expected a string");
+    return (s.*op)(std::string{v.as_string()}, k);
+  };
+}
+
+/// The host of "scheme://host[:port][/...]" (without brackets).
+std::string url_host(const std::string& url) {
+  auto p = url.find("://");
+  auto rest = p == std::string::npos ? url : url.substr(p + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (auto at = rest.rfind('@'); at != std::string::npos)
+    rest = rest.substr(at + 1);
+  if (!rest.empty() && rest.front() == '[') {
+    auto close = rest.find(']');
+    return rest.substr(1, close == std::string::npos ? std::string::npos
+                                                     : close - 1);
+  }
+  return rest.substr(0, rest.find(':'));
 }
 
 } // namespace
@@ -284,6 +452,26 @@ caf::error apply_config_json(const std::string& text, engine_config& cfg) {
   table system{
     {"status_interval_ms", millis(cfg.system.status_interval)},
   };
+  security_setters sec{cfg};
+  bool insecure = false;
+  bool have_insecure = false;
+  table tls{
+    {"ca_file", via(sec, &security_setters::ca_file)},
+    {"ca_dir", via(sec, &security_setters::ca_dir)},
+    {"pin", via(sec, &security_setters::pin)},
+    {"client_cert", via(sec, &security_setters::client_cert)},
+    {"client_key", via(sec, &security_setters::client_key)},
+    {"insecure_dev_only",
+     [&](const json::value& x, const std::string& k) {
+       have_insecure = true;
+       return boolean(insecure)(x, k);
+     }},
+  };
+  table curve{
+    {"server_key", via(sec, &security_setters::server_key)},
+    {"server_key_file", via(sec, &security_setters::server_key_file)},
+    {"client_key_file", via(sec, &security_setters::client_key_file)},
+  };
   auto section = [](const table& t) -> setter {
     return [&t](const json::value& x, const std::string& k) {
       return walk(x, k, t);
@@ -302,15 +490,20 @@ caf::error apply_config_json(const std::string& text, engine_config& cfg) {
     {"cache", section(cache)},
     {"resilience", section(resilience)},
     {"system", section(system)},
+    {"tls", section(tls)},
+    {"curve", section(curve)},
   };
   if (auto err = walk(v, "", top))
     return err;
   if (have_url)
     if (auto err = set_url(cfg, url, "url"))
       return err;
+  if (have_insecure)
+    sec.insecure(insecure);
   if (!ws_url.empty()) {
-    if (ws_url.rfind("ws://", 0) != 0)
-      return bad("connection.ws_url", "expected a ws:// URL");
+    if (ws_url.rfind("ws://", 0) != 0 && ws_url.rfind("wss://", 0) != 0)
+      return bad("connection.ws_url", "expected a ws:// or wss:// URL, got '"
+                                        + ws_url + "'");
     c.ws.url = ws_url;
   }
   if (connect_timeout.count() > 0)
@@ -361,45 +554,242 @@ caf::error apply_config_env(const std::map<std::string, std::string>& env,
     return err;
   if (auto err = ms("AICO_SHUTDOWN_TIMEOUT_MS", cfg.shutdown_timeout))
     return err;
+  security_setters sec{cfg};
+  std::pair<const char*, string_op> vars[] = {
+    {"AICO_TLS_CA_FILE", &security_setters::ca_file},
+    {"AICO_TLS_CA_DIR", &security_setters::ca_dir},
+    {"AICO_TLS_PIN", &security_setters::pin},
+    {"AICO_TLS_CLIENT_CERT", &security_setters::client_cert},
+    {"AICO_TLS_CLIENT_KEY", &security_setters::client_key},
+    {"AICO_IPC_SERVER_KEY", &security_setters::server_key},
+    {"AICO_IPC_SERVER_KEY_FILE", &security_setters::server_key_file},
+    {"AICO_IPC_CLIENT_KEY_FILE", &security_setters::client_key_file},
+  };
+  for (auto& [name, op] : vars)
+    if (auto s = get(name))
+      if (auto err = (sec.*op)(*s, name))
+        return err;
+  if (auto s = get("AICO_TLS_INSECURE_DEV_ONLY")) {
+    if (*s == "1" || *s == "true" || *s == "yes")
+      sec.insecure(true);
+    else if (*s == "0" || *s == "false" || *s == "no" || s->empty())
+      sec.insecure(false);
+    else
+      return bad("AICO_TLS_INSECURE_DEV_ONLY",
+                 "expected 1 or 0, got '" + *s + "'");
+  }
   return {};
+}
+
+namespace {
+
+caf::error apply_flags(const client_flags& f, engine_config& cfg) {
+  auto& c = cfg.connection;
+  if (f.url)
+    if (auto err = set_url(cfg, *f.url, "--url"))
+      return err;
+  if (f.ipc)
+    c.ipc.endpoint = *f.ipc;
+  if (f.transports)
+    if (auto err = parse_transports(split_list(*f.transports), "--transports",
+                                    c.order))
+      return err;
+  if (f.state_dir)
+    cfg.state_dir = *f.state_dir;
+  if (f.timeout_s) {
+    auto s = *f.timeout_s;
+    if (!(s >= 0.001 && s <= max_ms / 1000.0))
+      return bad("--timeout", "expected seconds in [0.001, "
+                                + std::to_string(max_ms / 1000) + "]");
+    auto t = std::chrono::duration_cast<caf::timespan>(
+      std::chrono::duration<double>(s));
+    cfg.request_timeout = t;
+    cfg.tokens.request_timeout = t;
+  }
+  security_setters sec{cfg};
+  std::pair<const std::optional<std::string>*, std::pair<const char*, string_op>>
+    opts[] = {
+      {&f.tls_ca_file, {"--tls-ca-file", &security_setters::ca_file}},
+      {&f.tls_ca_dir, {"--tls-ca-dir", &security_setters::ca_dir}},
+      {&f.tls_pin, {"--tls-pin", &security_setters::pin}},
+      {&f.tls_client_cert,
+       {"--tls-client-cert", &security_setters::client_cert}},
+      {&f.tls_client_key, {"--tls-client-key", &security_setters::client_key}},
+      {&f.ipc_server_key, {"--ipc-server-key", &security_setters::server_key}},
+      {&f.ipc_server_key_file,
+       {"--ipc-server-key-file", &security_setters::server_key_file}},
+      {&f.ipc_client_key_file,
+       {"--ipc-client-key-file", &security_setters::client_key_file}},
+    };
+  for (auto& [value, named] : opts)
+    if (*value)
+      if (auto err = (sec.*named.second)(**value, named.first))
+        return err;
+  if (f.tls_insecure_dev_only)
+    sec.insecure(true);
+  return {};
+}
+
+caf::error finalize(engine_config& cfg, std::vector<std::string>& warnings) {
+  auto& c = cfg.connection;
+  auto& order = c.order;
+  auto uses = [&](transport_mode m) {
+    return std::find(order.begin(), order.end(), m) != order.end();
+  };
+  // -- TLS --------------------------------------------------------------------
+  auto& tls = c.http.tls; // the same in c.ws.tls
+  if (tls.client_cert.empty() != tls.client_key.empty())
+    return invalid("config: tls: a client certificate needs its private key "
+                   "and vice versa (--tls-client-cert with --tls-client-key, "
+                   "tls.client_cert with tls.client_key, "
+                   "AICO_TLS_CLIENT_CERT with AICO_TLS_CLIENT_KEY)");
+  if (!tls.client_key.empty()) {
+    struct stat st {};
+    if (::stat(tls.client_key.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+      warnings.push_back("the TLS client key '" + tls.client_key
+                         + "' can be read by other users (chmod 600 it)");
+  }
+  bool https = c.http.base_url.rfind("https://", 0) == 0;
+  bool wss = c.ws.url.rfind("wss://", 0) == 0;
+  bool tls_used = (https && uses(transport_mode::http))
+                  || (wss && uses(transport_mode::ws));
+  if (tls.insecure_skip_verify)
+    warnings.push_back(std::string{transport::insecure_warning()}
+                       + " (--tls-insecure-dev-only)");
+  bool tls_given = !tls.ca_file.empty() || !tls.ca_dir.empty()
+                   || !tls.pinned_public_key.empty()
+                   || !tls.client_cert.empty();
+  if (tls_given && !tls_used)
+    warnings.push_back("TLS options are set but no transport in use has an "
+                       "https:// or wss:// URL: they are not used");
+  if (uses(transport_mode::http) && !https
+      && !is_loopback_url(c.http.base_url))
+    warnings.push_back("the connection to " + c.http.base_url
+                       + " is not encrypted (http://): passwords, tokens "
+                         "and messages cross the network in clear text; "
+                         "use https://");
+  else if (uses(transport_mode::ws) && !wss && !is_loopback_url(c.ws.url))
+    warnings.push_back("the connection to " + c.ws.url
+                       + " is not encrypted (ws://): passwords, tokens and "
+                         "messages cross the network in clear text; use "
+                         "wss://");
+  // -- CURVE ------------------------------------------------------------------
+  auto& ipc = c.ipc;
+  if (!ipc.endpoint.empty() && uses(transport_mode::ipc)) {
+    bool tcp = ipc.endpoint.rfind("tcp://", 0) == 0;
+    if (tcp && ipc.curve_server_key.empty())
+      return invalid("config: ipc: the IPC endpoint " + ipc.endpoint
+                     + " is reached over TCP, which needs CurveZMQ: give "
+                       "the gateway's public key (--ipc-server-key KEY, "
+                       "--ipc-server-key-file FILE, AICO_IPC_SERVER_KEY or "
+                       "curve.server_key; the gateway prints it at start "
+                       "and keeps it in DATA_DIR/ipc-curve.pub)");
+    if (!tcp && ipc.endpoint.rfind("ipc://", 0) != 0)
+      return invalid("config: ipc: expected an ipc:// or tcp:// endpoint, "
+                     "got '" + ipc.endpoint + "'");
+  }
+  if (!ipc.curve_server_key.empty() && ipc.curve_key_file.empty()
+      && ipc.curve_public_key.empty() && !cfg.state_dir.empty())
+    ipc.curve_key_file = cfg.state_dir + "/ipc-client.key";
+  if (c.ipc.endpoint.empty()) {
+    order.erase(std::remove(order.begin(), order.end(), transport_mode::ipc),
+                order.end());
+    if (order.empty())
+      return bad("transports",
+                 "no transport left to use: IPC needs an endpoint (--ipc, "
+                 "AICO_IPC or \"ipc\" in the config file)");
+  }
+  if (!cfg.state_dir.empty())
+    set_state_dir(cfg, cfg.state_dir);
+  auto t = cfg.request_timeout;
+  cfg.tokens.request_timeout = std::min(cfg.tokens.request_timeout, t);
+  c.http.connect_timeout = std::min(c.http.connect_timeout, t);
+  c.ws.connect_timeout = std::min(c.ws.connect_timeout, t);
+  c.ipc.connect_timeout = std::min(c.ipc.connect_timeout, t);
+  return {};
+}
+
+} // namespace
+
+bool is_loopback_url(const std::string& url) {
+  auto host = url_host(url);
+  for (auto& ch : host)
+    if (ch >= 'A' && ch <= 'Z')
+      ch = static_cast<char>(ch - 'A' + 'a');
+  if (host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1")
+    return true;
+  if (host.rfind("127.", 0) != 0)
+    return false;
+  int dots = 0;
+  for (auto ch : host) {
+    if (ch == '.')
+      ++dots;
+    else if (ch < '0' || ch > '9')
+      return false;
+  }
+  return dots == 3;
+}
+
+bool valid_z85_key(const std::string& key) {
+  static constexpr std::string_view alphabet
+    = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+      ".-:+=^!/*?&<>()[]{}@%$#";
+  if (key.size() != 40)
+    return false;
+  for (auto ch : key)
+    if (alphabet.find(ch) == std::string_view::npos)
+      return false;
+  return true;
+}
+
+void set_state_dir(engine_config& cfg, const std::string& dir) {
+  cfg.state_dir = dir;
+  cfg.tokens.state_dir = dir;
+  cfg.queue.state_dir = dir;
+  cfg.cache.state_dir = dir;
+}
+
+caf::expected<client_profile>
+build_client_profile(const client_profile_inputs& in) {
+  client_profile res;
+  auto& cfg = res.config;
+  cfg = in.defaults;
+  auto file = in.config_file;
+  if (file.empty())
+    if (auto i = in.env.find("AICO_CONFIG"); i != in.env.end())
+      file = i->second;
+  if (!file.empty()) {
+    std::ifstream in_file{file};
+    if (!in_file)
+      return bad("<file>", "cannot read the config file '" + file + "'");
+    std::stringstream buf;
+    buf << in_file.rdbuf();
+    if (auto err = apply_config_json(buf.str(), cfg)) {
+      auto c = classify(err);
+      return invalid(file + ": " + c.message);
+    }
+  }
+  if (auto err = apply_config_env(in.env, cfg))
+    return err;
+  if (auto err = apply_flags(in.flags, cfg))
+    return err;
+  if (auto err = finalize(cfg, res.warnings))
+    return err;
+  return res;
 }
 
 caf::expected<engine_config>
 load_config(const std::string& file,
             const std::map<std::string, std::string>& env) {
-  auto cfg = default_client_config();
-  if (!file.empty()) {
-    std::ifstream in{file};
-    if (!in)
-      return bad("<file>", "cannot read '" + file + "'");
-    std::stringstream buf;
-    buf << in.rdbuf();
-    if (auto err = apply_config_json(buf.str(), cfg)) {
-      auto c = classify(err);
-      return make_engine_error(error_class::validation,
-                               file + ": " + c.message, 0, "bad_config");
-    }
-  }
-  if (auto err = apply_config_env(env, cfg))
-    return err;
-  // derived values
-  auto& order = cfg.connection.order;
-  if (cfg.connection.ipc.endpoint.empty()) {
-    auto only_ipc = order.size() == 1 && order.front() == transport_mode::ipc;
-    if (only_ipc)
-      return bad("transports",
-                 "only ipc is selected but no ipc endpoint is set");
-    order.erase(std::remove(order.begin(), order.end(), transport_mode::ipc),
-                order.end());
-  }
-  if (!cfg.state_dir.empty()) {
-    cfg.tokens.state_dir = cfg.state_dir;
-    cfg.queue.state_dir = cfg.state_dir;
-    cfg.cache.state_dir = cfg.state_dir;
-  }
-  cfg.tokens.request_timeout
-    = std::min(cfg.tokens.request_timeout, cfg.request_timeout);
-  return cfg;
+  client_profile_inputs in;
+  in.config_file = file;
+  in.env = env;
+  auto p = build_client_profile(in);
+  if (!p)
+    return p.error();
+  for (auto& w : p->warnings)
+    log_line("aico: warning: " + w);
+  return std::move(p->config);
 }
 
 } // namespace aico

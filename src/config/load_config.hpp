@@ -15,13 +15,24 @@
 //     "cache": { ... }, "system": { ... }
 //   }
 //
-// Environment variables override the file: AICO_URL, AICO_IPC,
-// AICO_TRANSPORTS, AICO_STATE_DIR, AICO_REQUEST_TIMEOUT_MS,
-// AICO_SHUTDOWN_TIMEOUT_MS.
+//     "tls": { "ca_file": "...", "ca_dir": "...", "pin": "sha256//...",
+//              "client_cert": "...", "client_key": "...",
+//              "insecure_dev_only": false },
+//     "curve": { "server_key": "Z85...", "server_key_file": "...",
+//                "client_key_file": "..." }
+//
+// Environment variables override the file: AICO_CONFIG (the file itself,
+// when none is given), AICO_URL, AICO_IPC, AICO_TRANSPORTS, AICO_STATE_DIR,
+// AICO_REQUEST_TIMEOUT_MS, AICO_SHUTDOWN_TIMEOUT_MS, AICO_TLS_CA_FILE,
+// AICO_TLS_CA_DIR, AICO_TLS_PIN, AICO_TLS_CLIENT_CERT, AICO_TLS_CLIENT_KEY,
+// AICO_TLS_INSECURE_DEV_ONLY (1/true), AICO_IPC_SERVER_KEY,
+// AICO_IPC_SERVER_KEY_FILE, AICO_IPC_CLIENT_KEY_FILE.
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "caf/all.hpp"
 
@@ -54,5 +65,61 @@ caf::expected<engine_config>
 load_config(const std::string& file,
             const std::map<std::string, std::string>& env
             = process_environment());
+
+/// Values given on a program's command line (aico, aico-chat, aico-stress);
+/// unset = not given, the lower layers decide.
+struct client_flags {
+  std::optional<std::string> url;        ///< --url
+  std::optional<std::string> ipc;        ///< --ipc
+  std::optional<std::string> transports; ///< --transports
+  std::optional<std::string> state_dir;  ///< --state-dir
+  std::optional<double> timeout_s;       ///< --timeout (seconds per request)
+  // TLS of the HTTP and WebSocket transports (https://, wss://)
+  std::optional<std::string> tls_ca_file;     ///< --tls-ca-file
+  std::optional<std::string> tls_ca_dir;      ///< --tls-ca-dir
+  std::optional<std::string> tls_pin;         ///< --tls-pin
+  std::optional<std::string> tls_client_cert; ///< --tls-client-cert
+  std::optional<std::string> tls_client_key;  ///< --tls-client-key
+  bool tls_insecure_dev_only = false;         ///< --tls-insecure-dev-only
+  // CurveZMQ of the IPC transport
+  std::optional<std::string> ipc_server_key;      ///< --ipc-server-key
+  std::optional<std::string> ipc_server_key_file; ///< --ipc-server-key-file
+  std::optional<std::string> ipc_client_key_file; ///< --ipc-client-key-file
+};
+
+/// The layered inputs of a client profile: `defaults` < `config_file` <
+/// `env` < `flags`.
+struct client_profile_inputs {
+  engine_config defaults = default_client_config();
+  /// JSON config file; "" = none (then $AICO_CONFIG from `env` if set).
+  std::string config_file;
+  std::map<std::string, std::string> env;
+  client_flags flags;
+};
+
+/// The engine configuration of a client, and warnings for people (printed
+/// by the programs on stderr on every run).
+struct client_profile {
+  engine_config config;
+  std::vector<std::string> warnings;
+};
+
+/// The one client-profile builder of the library, `aico`, `aico-chat` and
+/// `aico-stress`: applies the layers in order, derives the sub-configs
+/// (WebSocket URL from the base URL, state dirs, timeouts bounded by the
+/// request timeout) and validates. Errors are validation errors whose
+/// message names the key, flag or variable and says what is wrong.
+caf::expected<client_profile>
+build_client_profile(const client_profile_inputs& in);
+
+/// Whether the host of `url` ("scheme://host[:port]/...") is a loopback
+/// name or address (localhost, 127.0.0.0/8, ::1).
+bool is_loopback_url(const std::string& url);
+
+/// Whether `key` is a CurveZMQ key in Z85 (40 characters).
+bool valid_z85_key(const std::string& key);
+
+/// Sets the state directory of `cfg` and of its sub-configs.
+void set_state_dir(engine_config& cfg, const std::string& dir);
 
 } // namespace aico

@@ -598,6 +598,7 @@ int run_worker(const options& o) {
   load_params p;
   p.url = job.url;
   p.ipc = job.ipc;
+  p.flags = o.client; // the worker's own TLS / CURVE options
   p.password = job.password;
   p.transports = job.transports;
   p.mix = job.mix;

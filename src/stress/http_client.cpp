@@ -4,6 +4,7 @@
 #include <memory>
 #include <thread>
 
+#include "src/config/load_config.hpp"
 #include "src/transport/curl/http_loop.hpp"
 
 namespace json = boost::json;
@@ -14,19 +15,29 @@ namespace {
 
 /// The tool's REST calls share one libcurl multi loop (the engine's own
 /// src/transport/curl wrapper: libcurl is included there only).
+transport::tls_options& rest_tls() {
+  static transport::tls_options tls;
+  return tls;
+}
+
 http::loop& rest_loop() {
-  static http::loop lp{};
+  static http::loop lp{[] {
+    http::loop_options lo;
+    lo.tls = rest_tls();
+    return lo;
+  }()};
   return lp;
 }
 
 } // namespace
 
+void set_rest_tls(const transport::tls_options& tls) {
+  rest_tls() = tls;
+}
+
 bool is_loopback_url(const std::string& url) {
-  for (auto p : {"http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:",
-                 "http://localhost/", "http://[::1]:"})
-    if (url.rfind(p, 0) == 0)
-      return true;
-  return url == "http://127.0.0.1" || url == "http://localhost";
+  return (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0)
+         && aico::is_loopback_url(url);
 }
 
 http_result http_call(const std::string& method, const std::string& url,

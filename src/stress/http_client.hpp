@@ -8,6 +8,8 @@
 
 #include <boost/json.hpp>
 
+#include "src/transport/tls_options.hpp"
+
 namespace aico::stress {
 
 struct http_result {
@@ -16,7 +18,11 @@ struct http_result {
   boost::json::value body; ///< parsed, null if not JSON
 };
 
-/// `url` must be http://127.0.0.1... or http://localhost...
+/// TLS settings of the REST calls (https:// URLs); call before the first
+/// call (later calls keep the first settings).
+void set_rest_tls(const transport::tls_options& tls);
+
+/// `url` must be http(s)://127.0.0.1... or http(s)://localhost...
 http_result http_call(const std::string& method, const std::string& url,
                       const std::string& body, const std::string& token,
                       std::chrono::milliseconds timeout

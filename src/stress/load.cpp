@@ -24,6 +24,7 @@
 
 #include "messages/engine.hpp"
 #include "messages/errors.hpp"
+#include "src/config/load_config.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -454,42 +455,26 @@ double send_share(const std::vector<std::pair<op, double>>& w) {
   return share / w.back().second;
 }
 
-engine_config make_engine_config(const std::string& transports,
-                                 const std::string& url,
-                                 const std::string& ipc,
-                                 const std::string& state_dir) {
-  engine_config cfg;
-  auto& c = cfg.connection;
-  c.http.base_url = url;
-  c.ws.url = "ws://" + url.substr(7) + "/api/v1/ws";
-  c.ipc.endpoint = ipc;
-  c.order.clear();
-  std::stringstream ss{transports};
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    transport_mode m;
-    if (!from_string(item, m))
-      continue;
-    if (m == transport_mode::ipc && ipc.empty())
-      continue;
-    if (std::find(c.order.begin(), c.order.end(), m) == c.order.end())
-      c.order.push_back(m);
-  }
-  cfg.request_timeout = 10s;
-  c.http.connect_timeout = c.ws.connect_timeout = c.ipc.connect_timeout = 3s;
-  c.ws.ping_interval = c.ipc.ping_interval = 5s;
-  c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = 15s;
-  c.health_interval = 10s;
-  c.backoff = {std::chrono::milliseconds{250}, 1.6, 0.2,
-               std::chrono::milliseconds{3000}};
-  cfg.state_dir = state_dir;
-  cfg.tokens.state_dir = state_dir;
-  cfg.tokens.request_timeout = 10s;
-  cfg.shutdown_timeout = 3s;
-  cfg.queue.limit = 100000;
+/// The engine configuration of every user (the state dir is set per user):
+/// the shared client profile (src/config/load_config.hpp) with the
+/// environment and a config file, and the stress run's own defaults.
+engine_config make_engine_template(const load_params& p) {
+  client_profile_inputs in;
+  auto& d = in.defaults;
+  d.connection.backoff.max = std::chrono::milliseconds{3000};
+  d.queue.limit = 100000;
   // one process per state directory: nobody else adds to its queue file
-  cfg.queue.idle_poll_interval = std::chrono::milliseconds{0};
-  return cfg;
+  d.queue.idle_poll_interval = std::chrono::milliseconds{0};
+  in.env = process_environment();
+  in.flags = p.flags;
+  in.flags.url = p.url;
+  in.flags.ipc = p.ipc;
+  in.flags.transports = p.transports;
+  in.flags.state_dir = p.state_root;
+  auto prof = build_client_profile(in);
+  if (!prof)
+    throw std::invalid_argument(classify(prof.error()).message);
+  return std::move(prof->config);
 }
 
 } // namespace
@@ -523,6 +508,7 @@ struct load_runner::impl {
   shared_state sh;
   std::vector<std::unique_ptr<engine>> engines;
   std::vector<caf::actor> actors;
+  engine_config engine_template;
   double load_s = 0;
   double drain_s = 0;
   int64_t rss_before = 0;
@@ -541,6 +527,7 @@ load_runner::load_runner(caf::actor_system& sys, load_params p)
     ops_rate = o.rate;
   sh.interval = std::chrono::duration_cast<caf::timespan>(
     std::chrono::duration<double>(o.count / std::max(ops_rate, 0.001)));
+  d_->engine_template = make_engine_template(o);
   sh.conversations = o.conversations;
   sh.password = o.password;
   if (o.limited) {
@@ -574,8 +561,9 @@ void load_runner::run(const load_hooks& hooks) {
       auto i = o.first + static_cast<int>(d.engines.size());
       auto dir = o.state_root + "/u" + std::to_string(i + 1);
       fs::create_directories(dir);
-      d.engines.push_back(std::make_unique<engine>(
-        d.sys, make_engine_config(o.transports, o.url, o.ipc, dir)));
+      auto cfg = d.engine_template;
+      set_state_dir(cfg, dir);
+      d.engines.push_back(std::make_unique<engine>(d.sys, std::move(cfg)));
       d.actors.push_back(d.sys.spawn(user_behavior, &sh,
                                      d.engines.back().get(), user_name(i),
                                      o.seed * 1000003u + i));

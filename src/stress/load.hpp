@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "src/config/load_config.hpp"
 #include "src/stress/progress.hpp"
 #include "src/stress/report.hpp"
 
@@ -48,6 +49,9 @@ struct load_params {
   int conversations = 1;
   uint64_t seed = 1;
   std::string state_root; ///< the users' state directories go below
+  /// Further command-line values of the client profile (TLS, CURVE);
+  /// url, ipc, transports and the state dir come from above.
+  client_flags flags;
 };
 
 struct load_hooks {

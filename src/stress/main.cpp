@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -24,6 +25,7 @@
 
 #include "caf/all.hpp"
 
+#include "cli_config.hpp"
 #include "src/stress/distributed.hpp"
 #include "src/stress/load.hpp"
 #include "src/stress/setup.hpp"
@@ -57,6 +59,7 @@ int run_single(options& o) {
   p.conversations = o.conversations;
   p.seed = o.seed;
   p.state_root = root.path;
+  p.flags = o.client;
   caf::actor_system_config cfg;
   cfg.set("scheduler.policy", caf::atom("sharing"));
   cfg.set("scheduler.max-threads", scheduler_threads(o));
@@ -149,7 +152,8 @@ std::string check_modes(const CLI::App& app, const options& o) {
                       "--bot", "--access-ttl", "--users", "--rate",
                       "--duration", "--messages", "--ramp", "--transports",
                       "--mix", "--faults", "--conversations", "--password",
-                      "--admin", "--drain-timeout", "--seed", "--json",
+                      "--admin", "--password-file", "--admin-file",
+                      "--drain-timeout", "--seed", "--json",
                       "--plot", "--workers", "--listen", "--port-file",
                       "--worker-timeout"})
       if (given(name))
@@ -174,6 +178,41 @@ std::string check_modes(const CLI::App& app, const options& o) {
   }
   if (!o.plot.empty() && !ends_with(o.plot, ".svg"))
     return "--plot: only SVG is written (FILE.svg), got '" + o.plot + "'";
+  return {};
+}
+
+/// --password-file / --admin-file, and the warnings about secrets on the
+/// command line; "" or why the options cannot be used.
+std::string read_secrets(const CLI::App& app, options& o) {
+  auto first_line = [](const std::string& path, std::string& out) {
+    std::ifstream in{path};
+    if (!in)
+      return false;
+    std::getline(in, out);
+    while (!out.empty() && (out.back() == '\r' || out.back() == '\n'))
+      out.pop_back();
+    return true;
+  };
+  if (app.count("--password") > 0 && !o.password_file.empty())
+    return "give --password or --password-file, not both";
+  if (app.count("--admin") > 0 && !o.admin_file.empty())
+    return "give --admin or --admin-file, not both";
+  if (!o.password_file.empty() && !first_line(o.password_file, o.password))
+    return "--password-file: cannot read '" + o.password_file + "'";
+  if (!o.admin_file.empty() && !first_line(o.admin_file, o.admin))
+    return "--admin-file: cannot read '" + o.admin_file + "'";
+  if (app.count("--password") > 0 && o.url.empty())
+    ; // the gateway is our own, with throw-away users
+  else if (app.count("--password") > 0)
+    std::cerr << "aico-stress: warning: --password on the command line can "
+                 "be read by other local users (/proc/PID/cmdline); use "
+                 "--password-file"
+              << std::endl;
+  if (app.count("--admin") > 0)
+    std::cerr << "aico-stress: warning: --admin on the command line can be "
+                 "read by other local users (/proc/PID/cmdline); use "
+                 "--admin-file"
+              << std::endl;
   return {};
 }
 
@@ -211,9 +250,18 @@ int main(int argc, char** argv) {
   app.add_option("--conversations", o.conversations,
                  "conversations per user")
     ->check(CLI::Range(1, 100));
-  app.add_option("--password", o.password, "password of the stress users");
+  app.add_option("--password", o.password,
+                 "password of the stress users (other local users can read "
+                 "it; prefer --password-file with --url)");
+  app.add_option("--password-file", o.password_file,
+                 "read the stress users' password from this file's first "
+                 "line");
   app.add_option("--admin", o.admin,
-                 "USER:PASSWORD of an admin (faults with --url)");
+                 "USER:PASSWORD of an admin (faults with --url; other local "
+                 "users can read it, prefer --admin-file)");
+  app.add_option("--admin-file", o.admin_file,
+                 "read USER:PASSWORD of --admin from this file's first line");
+  aico::cli::add_security_options(app, o.client);
   app.add_option("--drain-timeout", o.drain_timeout,
                  "max seconds to wait for the queues after the load");
   app.add_option("--threads", o.threads, "scheduler threads (0 = cores)");
@@ -254,6 +302,10 @@ int main(int argc, char** argv) {
     return r == 0 ? 0 : 2;
   }
   if (auto why = check_modes(app, o); !why.empty()) {
+    std::cerr << "aico-stress: " << why << std::endl;
+    return 2;
+  }
+  if (auto why = read_secrets(app, o); !why.empty()) {
     std::cerr << "aico-stress: " << why << std::endl;
     return 2;
   }

@@ -1,5 +1,6 @@
 #include "src/stress/setup.hpp"
 
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <random>
 #include <sstream>
 
+#include "messages/errors.hpp"
 #include "src/stress/http_client.hpp"
 #include "src/stress/load.hpp"
 #include "src/stress/plot.hpp"
@@ -166,9 +168,31 @@ int validate_gateway_options(options& o, gateway_setup& g) {
       o.url.pop_back();
   bool self_started = o.start_gateway || o.url.empty();
   if (!self_started && !is_loopback_url(o.url)) {
-    std::cerr << "aico-stress: --url must be a loopback http:// URL"
+    std::cerr << "aico-stress: --url must be a loopback http:// or https:// "
+                 "URL (got '" << o.url << "')"
               << std::endl;
     return 2;
+  }
+  {
+    // The client profile as the engines will get it: TLS/CURVE options are
+    // checked here, once, and the REST calls use the same TLS settings.
+    client_profile_inputs in;
+    in.env = process_environment();
+    in.flags = o.client;
+    if (!self_started)
+      in.flags.url = o.url;
+    if (!o.ipc.empty())
+      in.flags.ipc = o.ipc;
+    in.flags.transports = o.transports;
+    auto prof = build_client_profile(in);
+    if (!prof) {
+      std::cerr << "aico-stress: " << classify(prof.error()).message
+                << std::endl;
+      return 2;
+    }
+    for (auto& w : prof->warnings)
+      std::cerr << "aico-stress: warning: " << w << std::endl;
+    set_rest_tls(prof->config.connection.http.tls);
   }
   if (g.faults.has_kill() && !self_started) {
     std::cerr << "aico-stress: --faults: 'kill' needs a gateway started by "
@@ -199,12 +223,29 @@ int start_gateway(const options& o, const temp_root& root, gateway_setup& g) {
     std::random_device rd;
     g.admin_pw = "adm-" + std::to_string(rd()) + std::to_string(rd());
   }
-  std::vector<std::string> args{"--enable-faults", "--user",
-                                g.admin_user + ":" + g.admin_pw + ":admin"};
-  for (int i = 0; i < o.users; ++i) {
-    args.push_back("--user");
-    args.push_back(user_name(i) + ":" + o.password);
+  // The users go to the gateway in a private file, not on its command line.
+  fs::create_directories(root.path + "/gateway");
+  auto users_file = root.path + "/gateway-users";
+  {
+    ::unlink(users_file.c_str());
+    int fd = ::open(users_file.c_str(),
+                    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      std::cerr << "aico-stress: cannot write " << users_file << std::endl;
+      return 1;
+    }
+    std::string text = g.admin_user + ":" + g.admin_pw + ":admin\n";
+    for (int i = 0; i < o.users; ++i)
+      text += user_name(i) + ":" + o.password + "\n";
+    auto n = ::write(fd, text.data(), text.size());
+    ::close(fd);
+    if (n != static_cast<ssize_t>(text.size())) {
+      std::cerr << "aico-stress: cannot write " << users_file << std::endl;
+      return 1;
+    }
   }
+  std::vector<std::string> args{"--enable-faults", "--users-file",
+                                users_file};
   if (!o.bot)
     args.push_back("--no-bot");
   if (o.access_ttl > 0) {

@@ -14,6 +14,7 @@
 
 #include <boost/json.hpp>
 
+#include "src/config/load_config.hpp"
 #include "src/stress/fault_schedule.hpp"
 #include "src/stress/gateway_launcher.hpp"
 #include "src/stress/integrity.hpp"
@@ -40,6 +41,10 @@ struct options {
   int conversations = 1;
   std::string password = "stress-pw";
   std::string admin; ///< USER:PASSWORD for /admin/faults (external gateway)
+  std::string password_file; ///< --password-file (instead of --password)
+  std::string admin_file;    ///< --admin-file (instead of --admin)
+  /// TLS and CURVE options of the engines and of the REST calls.
+  client_flags client;
   double drain_timeout = 60;
   int threads = 0;
   int access_ttl = 0;

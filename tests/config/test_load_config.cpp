@@ -3,7 +3,11 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstdlib>
+#include <vector>
 
 #include "src/config/load_config.hpp"
 
@@ -168,4 +172,306 @@ TEST(LoadConfig, BadEnvironmentAndMissingFile) {
   cfg = load_config("", env_map{{"AICO_TRANSPORTS", "ipc"}});
   ASSERT_FALSE(cfg);
   EXPECT_NE(message_of(cfg.error()).find("transports"), std::string::npos);
+}
+
+// -- the client profile: layers, TLS, CURVE (issue 12) -----------------------------
+
+namespace {
+
+/// A file with `text` and `mode` in a private temp dir.
+struct temp_dir_files {
+  std::string dir;
+  temp_dir_files() {
+    char tmpl[] = "/tmp/aico-profile-XXXXXX";
+    dir = mkdtemp(tmpl);
+  }
+  ~temp_dir_files() {
+    std::string cmd = "rm -rf '" + dir + "'";
+    [[maybe_unused]] auto rc = std::system(cmd.c_str());
+  }
+  std::string file(const std::string& name, const std::string& text,
+                   mode_t mode = 0600) {
+    auto path = dir + "/" + name;
+    std::ofstream{path} << text;
+    ::chmod(path.c_str(), mode);
+    return path;
+  }
+};
+
+const std::string good_pin
+  = "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+const std::string z85_key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+
+caf::expected<client_profile> profile(client_profile_inputs in) {
+  return build_client_profile(in);
+}
+
+bool has_warning(const client_profile& p, const std::string& text) {
+  for (auto& w : p.warnings)
+    if (w.find(text) != std::string::npos)
+      return true;
+  return false;
+}
+
+} // namespace
+
+TEST(ClientProfile, LayersDefaultsFileEnvironmentFlags) {
+  temp_file f{R"({"url": "http://127.0.0.1:9000", "state_dir": "/a",
+                  "request_timeout_ms": 2500})"};
+  client_profile_inputs in;
+  in.config_file = f.path;
+  in.env = {{"AICO_URL", "http://127.0.0.1:9100"}, {"AICO_STATE_DIR", "/b"}};
+  in.flags.url = "http://localhost:9200/";
+  in.flags.timeout_s = 4;
+  auto p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  auto& cfg = p->config;
+  EXPECT_EQ(cfg.connection.http.base_url, "http://localhost:9200");
+  EXPECT_EQ(cfg.connection.ws.url, "ws://localhost:9200/api/v1/ws");
+  EXPECT_EQ(cfg.state_dir, "/b");
+  EXPECT_EQ(cfg.tokens.state_dir, "/b");
+  EXPECT_EQ(cfg.request_timeout, caf::timespan{4s});
+  EXPECT_EQ(cfg.tokens.request_timeout, caf::timespan{4s});
+  // connect timeouts never exceed the request timeout
+  in.flags.timeout_s = 0.5;
+  p = profile(in);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->config.connection.ws.connect_timeout, caf::timespan{500ms});
+  EXPECT_TRUE(p->warnings.empty()) << p->warnings.front();
+  // AICO_CONFIG names the file when none is given
+  client_profile_inputs by_env;
+  by_env.env = {{"AICO_CONFIG", f.path}};
+  p = profile(by_env);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.connection.http.base_url, "http://127.0.0.1:9000");
+  // flag errors name the flag
+  client_profile_inputs bad;
+  bad.flags.transports = "ipc,pigeon";
+  p = profile(bad);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("--transports:"), std::string::npos);
+  bad = {};
+  bad.flags.url = "ftp://x";
+  p = profile(bad);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("--url: expected an http:// or "
+                                       "https:// URL"),
+            std::string::npos)
+    << message_of(p.error());
+}
+
+TEST(ClientProfile, HttpsGivesWssAndTheTlsSectionReachesBothTransports) {
+  temp_dir_files d;
+  auto ca = d.file("ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+  auto cert = d.file("client.pem", "cert", 0644);
+  auto key = d.file("client.key", "key", 0600);
+  temp_file f{R"({"url": "https://gateway.example:8443",
+                  "tls": {"ca_file": ")" + ca + R"(", "ca_dir": ")" + d.dir
+              + R"(", "pin": ")" + good_pin + R"(", "client_cert": ")" + cert
+              + R"(", "client_key": ")" + key + R"("}})"};
+  auto cfg = load_config(f.path, env_map{});
+  ASSERT_TRUE(cfg) << describe(cfg.error());
+  EXPECT_EQ(cfg->connection.http.base_url, "https://gateway.example:8443");
+  EXPECT_EQ(cfg->connection.ws.url, "wss://gateway.example:8443/api/v1/ws");
+  for (auto* tls : {&cfg->connection.http.tls, &cfg->connection.ws.tls}) {
+    EXPECT_EQ(tls->ca_file, ca);
+    EXPECT_EQ(tls->ca_dir, d.dir);
+    EXPECT_EQ(tls->pinned_public_key, good_pin);
+    EXPECT_EQ(tls->client_cert, cert);
+    EXPECT_EQ(tls->client_key, key);
+    EXPECT_FALSE(tls->insecure_skip_verify);
+  }
+  // the environment, then the flags, override the file
+  client_profile_inputs in;
+  in.config_file = f.path;
+  auto other_ca = d.file("other-ca.pem", "x", 0644);
+  in.env = {{"AICO_TLS_CA_FILE", other_ca}, {"AICO_TLS_PIN", good_pin}};
+  auto p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.connection.ws.tls.ca_file, other_ca);
+  in.flags.tls_ca_file = ca;
+  p = profile(in);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->config.connection.http.tls.ca_file, ca);
+  EXPECT_TRUE(p->warnings.empty());
+}
+
+TEST(ClientProfile, BadTlsSettingsAreRefusedWithASentenceNamingTheSource) {
+  temp_dir_files d;
+  auto cert = d.file("client.pem", "cert", 0644);
+  struct bad_case {
+    std::string json;
+    env_map env;
+    std::string expect;
+  };
+  std::vector<bad_case> cases{
+    {R"({"tls": {"ca_file": "/nonexistent/ca.pem"}})", {},
+     "tls.ca_file: cannot use '/nonexistent/ca.pem' as a CA certificate "
+     "file (PEM): No such file or directory"},
+    {R"({"tls": {"ca_dir": "/nonexistent"}})", {},
+     "tls.ca_dir: '/nonexistent' is not a directory"},
+    {R"({"tls": {"pin": "abc"}})", {},
+     "tls.pin: expected sha256//BASE64 (the SHA-256 of the gateway's public "
+     "key"},
+    {R"({"tls": {"pin": "sha1//AAAA"}})", {}, "tls.pin: expected sha256//"},
+    {R"({"tls": {"verify": false}})", {}, "tls.verify: unknown key"},
+    {R"({"tls": {"insecure_dev_only": "yes"}})", {},
+     "tls.insecure_dev_only: expected true or false"},
+    {R"({"tls": {"client_cert": ")" + cert + R"("}})", {},
+     "a client certificate needs its private key"},
+    {"{}", {{"AICO_TLS_PIN", "sha256//short="}},
+     "AICO_TLS_PIN: expected sha256//BASE64"},
+    {"{}", {{"AICO_TLS_CLIENT_KEY", d.dir + "/missing.key"}},
+     "AICO_TLS_CLIENT_KEY: cannot use '" + d.dir + "/missing.key'"},
+    {"{}", {{"AICO_TLS_CA_FILE", d.dir}}, "AICO_TLS_CA_FILE: '" + d.dir
+                                            + "' is not a file"},
+    {"{}", {{"AICO_TLS_INSECURE_DEV_ONLY", "maybe"}},
+     "AICO_TLS_INSECURE_DEV_ONLY: expected 1 or 0"},
+  };
+  for (auto& c : cases) {
+    temp_file f{c.json};
+    auto cfg = load_config(f.path, c.env);
+    ASSERT_FALSE(cfg) << c.json;
+    EXPECT_EQ(classify(cfg.error()).cls, error_class::validation);
+    EXPECT_NE(message_of(cfg.error()).find(c.expect), std::string::npos)
+      << c.json << " -> " << message_of(cfg.error());
+  }
+  client_profile_inputs in;
+  in.flags.tls_pin = "sha256//not-base64!";
+  auto p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("--tls-pin: expected sha256//BASE64"),
+            std::string::npos)
+    << message_of(p.error());
+}
+
+TEST(ClientProfile, WarningsForInsecureAndPlaintextOffLoopback) {
+  client_profile_inputs in;
+  // the demo: loopback plaintext, no warning
+  auto p = profile(in);
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(p->warnings.empty());
+  in.flags.url = "http://[::1]:8771";
+  p = profile(in);
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(p->warnings.empty());
+  // plaintext to another host
+  in.flags.url = "http://gateway.example:8771";
+  p = profile(in);
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(has_warning(*p, "the connection to http://gateway.example:8771 "
+                              "is not encrypted (http://)"));
+  // WebSocket only: the ws:// URL is named
+  in.flags.transports = "ws";
+  p = profile(in);
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(has_warning(*p, "ws://gateway.example:8771/api/v1/ws is not "
+                              "encrypted (ws://)"));
+  // https: none; the development switch: always
+  in.flags.url = "https://gateway.example:8771";
+  p = profile(in);
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(p->warnings.empty());
+  in.flags.tls_insecure_dev_only = true;
+  p = profile(in);
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(p->config.connection.ws.tls.insecure_skip_verify);
+  EXPECT_TRUE(has_warning(*p, "TLS certificate verification is OFF"));
+  client_profile_inputs env_in;
+  env_in.env = {{"AICO_TLS_INSECURE_DEV_ONLY", "1"}};
+  p = profile(env_in);
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(has_warning(*p, "verification is OFF"));
+  // TLS options with an http:// URL are pointless: said so
+  client_profile_inputs unused;
+  unused.flags.tls_pin = good_pin;
+  p = profile(unused);
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(has_warning(*p, "TLS options are set but"));
+  // a client key others can read
+  temp_dir_files d;
+  client_profile_inputs open_key;
+  open_key.flags.url = "https://127.0.0.1:1";
+  open_key.flags.tls_client_cert = d.file("c.pem", "c", 0644);
+  open_key.flags.tls_client_key = d.file("c.key", "k", 0644);
+  p = profile(open_key);
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(has_warning(*p, "can be read by other users"));
+}
+
+TEST(ClientProfile, LoopbackHosts) {
+  for (auto u : {"http://127.0.0.1:1", "https://localhost", "ws://[::1]:5/x",
+                 "http://127.1.2.3/", "http://LOCALHOST:80"})
+    EXPECT_TRUE(is_loopback_url(u)) << u;
+  for (auto u : {"http://10.0.0.1:1", "https://gateway.example",
+                 "http://127.0.0.1.example.com/", "http://[::2]:1",
+                 "http://localhost.evil:1"})
+    EXPECT_FALSE(is_loopback_url(u)) << u;
+}
+
+TEST(ClientProfile, CurveForIpc) {
+  temp_dir_files d;
+  // tcp:// without the gateway's key: refused with a sentence
+  client_profile_inputs in;
+  in.flags.ipc = "tcp://127.0.0.1:5555";
+  auto p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("the IPC endpoint tcp://127.0.0.1:5555 "
+                                       "is reached over TCP, which needs "
+                                       "CurveZMQ"),
+            std::string::npos)
+    << message_of(p.error());
+  // ... unless IPC is not used at all
+  in.flags.transports = "ws,http";
+  EXPECT_TRUE(profile(in));
+  in.flags.transports.reset();
+  // with the key: fine; the client's key file defaults into the state dir
+  in.flags.ipc_server_key = z85_key;
+  in.flags.state_dir = d.dir;
+  p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.connection.ipc.curve_server_key, z85_key);
+  EXPECT_EQ(p->config.connection.ipc.curve_key_file, d.dir + "/ipc-client.key");
+  // a malformed key
+  in.flags.ipc_server_key = "short";
+  p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("--ipc-server-key: expected the "
+                                       "gateway's CURVE public key (40 Z85 "
+                                       "characters"),
+            std::string::npos)
+    << message_of(p.error());
+  // the key from a file (the gateway's ipc-curve.pub), by env and config
+  auto pub = d.file("ipc-curve.pub", z85_key + "\n", 0644);
+  client_profile_inputs by_env;
+  by_env.env = {{"AICO_IPC", "tcp://127.0.0.1:5555"},
+                {"AICO_IPC_SERVER_KEY_FILE", pub},
+                {"AICO_IPC_CLIENT_KEY_FILE", d.dir + "/mine.key"}};
+  p = profile(by_env);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.connection.ipc.curve_server_key, z85_key);
+  EXPECT_EQ(p->config.connection.ipc.curve_key_file, d.dir + "/mine.key");
+  auto not_a_key = d.file("junk.pub", "hello\n", 0644);
+  temp_file f{R"({"ipc": "tcp://127.0.0.1:1", "curve": {"server_key_file": ")"
+              + not_a_key + R"("}})"};
+  auto cfg = load_config(f.path, env_map{});
+  ASSERT_FALSE(cfg);
+  EXPECT_NE(message_of(cfg.error()).find("curve.server_key_file: '" + not_a_key
+                                         + "' does not hold a CURVE public "
+                                           "key"),
+            std::string::npos)
+    << message_of(cfg.error());
+  temp_file g{R"({"ipc": "tcp://127.0.0.1:1", "curve": {"server_key": ")"
+              + z85_key + R"(", "client_key_file": "/x/k"}})"};
+  cfg = load_config(g.path, env_map{});
+  ASSERT_TRUE(cfg) << describe(cfg.error());
+  EXPECT_EQ(cfg->connection.ipc.curve_key_file, "/x/k");
+  // not an IPC endpoint at all
+  client_profile_inputs odd;
+  odd.flags.ipc = "udp://127.0.0.1:1";
+  p = profile(odd);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("expected an ipc:// or tcp:// "
+                                       "endpoint"),
+            std::string::npos);
 }

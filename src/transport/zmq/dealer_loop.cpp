@@ -2,7 +2,9 @@
 // translation unit of the engine that includes <zmq.hpp>.
 #include "src/transport/zmq/dealer_loop.hpp"
 
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +21,8 @@
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
+
+#include <filesystem>
 
 namespace aico::ipc_link {
 
@@ -567,6 +571,77 @@ void dealer_loop::send(uint64_t gen, uint64_t tag, std::string bytes) {
 void dealer_loop::stop() {
   if (impl_)
     impl_->stop();
+}
+
+bool load_or_create_client_keys(const std::string& path, curve_keys& out,
+                                std::string& err) {
+  auto fail = [&](const std::string& why) {
+    err = "the IPC client key file '" + path + "' " + why;
+    return false;
+  };
+  if (path.empty())
+    return fail("is not set");
+  if (!zmq_has("curve"))
+    return fail("cannot be used: this libzmq has no CURVE support");
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    // first use: a fresh pair, the secret key written 0600
+    std::error_code ec;
+    auto dir = std::filesystem::path{path}.parent_path();
+    if (!dir.empty()) {
+      std::filesystem::create_directories(dir, ec);
+      ::chmod(dir.c_str(), 0700);
+    }
+    char pub[41], sec[41];
+    if (zmq_curve_keypair(pub, sec) != 0)
+      return fail("could not be made (zmq_curve_keypair failed)");
+    int wfd = ::open(path.c_str(),
+                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                     0600);
+    if (wfd < 0)
+      return fail(std::string{"could not be created: "} + std::strerror(errno));
+    ::fchmod(wfd, 0600);
+    std::string line = std::string{sec} + "\n";
+    auto n = ::write(wfd, line.data(), line.size());
+    ::close(wfd);
+    if (n != static_cast<ssize_t>(line.size()))
+      return fail("could not be written");
+    out.public_key = pub;
+    out.secret_key = sec;
+    return true;
+  }
+  if (fd < 0)
+    return fail(std::string{"cannot be read: "} + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return fail("is not a regular file");
+  }
+  if (st.st_uid != ::geteuid()) {
+    ::close(fd);
+    return fail("belongs to another user; refusing to use it");
+  }
+  if ((st.st_mode & 077) != 0) {
+    ::close(fd);
+    return fail("can be read or written by others (chmod 600 it, or delete "
+                "it to make a new key pair); refusing to use it");
+  }
+  char buf[128];
+  auto n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  std::string text{buf, static_cast<std::size_t>(std::max<ssize_t>(n, 0))};
+  while (!text.empty()
+         && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
+    text.pop_back();
+  uint8_t raw[32];
+  if (text.size() != 40 || zmq_z85_decode(raw, text.c_str()) == nullptr)
+    return fail("does not hold a Z85 secret key (40 characters)");
+  char pub[41];
+  if (zmq_curve_public(pub, text.c_str()) != 0)
+    return fail("holds a key libzmq cannot use");
+  out.public_key = pub;
+  out.secret_key = text;
+  return true;
 }
 
 } // namespace aico::ipc_link

@@ -50,6 +50,20 @@ struct socket_options {
   std::string curve_secret_key;
 };
 
+/// A CurveZMQ key pair (Z85, 40 characters each).
+struct curve_keys {
+  std::string public_key;
+  std::string secret_key;
+};
+
+/// This client's CURVE key pair from `path`: the file holds the secret key
+/// (Z85, one line). Created with a fresh pair (mode 0600, its directory
+/// 0700) if it does not exist; refused if it is not a regular file owned by
+/// this user with no access for group or others. False and a sentence in
+/// `err` otherwise.
+bool load_or_create_client_keys(const std::string& path, curve_keys& out,
+                                std::string& err);
+
 struct loop_handlers {
   /// A message arrived on socket `gen` (kind invalid: not understood, but
   /// the peer is alive).
