@@ -215,6 +215,11 @@ ipc_link::loop_handlers make_handlers(const caf::actor_addr& addr) {
   h.on_socket_error = [addr](uint64_t gen, const std::string& why) {
     post_back(addr, io_atom_v, gen, why);
   };
+  // A failed CURVE handshake (refused client key, wrong server key pinned)
+  // is the link's down reason, as a socket error.
+  h.on_security_failure = [addr](uint64_t gen, const std::string& why) {
+    post_back(addr, io_atom_v, gen, why);
+  };
   h.on_link = [addr](uint64_t gen, bool connected) {
     post_back(addr, io_atom_v, gen, connected);
   };

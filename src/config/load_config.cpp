@@ -654,8 +654,10 @@ caf::error finalize(engine_config& cfg, std::vector<std::string>& warnings) {
   bool tls_used = (https && uses(transport_mode::http))
                   || (wss && uses(transport_mode::ws));
   if (tls.insecure_skip_verify)
-    warnings.push_back(std::string{transport::insecure_warning()}
-                       + " (--tls-insecure-dev-only)");
+    warnings.push_back("TLS certificate verification is OFF "
+                       "(--tls-insecure-dev-only): anyone on the path can "
+                       "impersonate the gateway; use this for development "
+                       "only");
   bool tls_given = !tls.ca_file.empty() || !tls.ca_dir.empty()
                    || !tls.pinned_public_key.empty()
                    || !tls.client_cert.empty();
