@@ -50,6 +50,9 @@ install(FILES ${PROJECT_SOURCE_DIR}/src/model/codec.hpp
   DESTINATION ${_aico_inc}/src/model)
 install(FILES ${PROJECT_SOURCE_DIR}/src/config/load_config.hpp
   DESTINATION ${_aico_inc}/src/config)
+# messages/transport.hpp carries the TLS options of the HTTP/WS transports
+install(FILES ${PROJECT_SOURCE_DIR}/src/transport/tls_options.hpp
+  DESTINATION ${_aico_inc}/src/transport)
 install(FILES
   ${PROJECT_SOURCE_DIR}/include/aico/client.hpp
   ${PROJECT_SOURCE_DIR}/include/aico/facade.hpp

@@ -44,14 +44,16 @@ if [ -t 0 ] && [ -t 1 ] && [ -z "${AICO_DEMO_SCRIPTED:-}" ]; then
   echo "   to watch a failover, from another terminal: bash scripts/demo-fault.sh ipc down   (ws down, reset)"
   sleep 1
   rc=0
-  build/bin/aico-chat --user demo --password demo-password || rc=$?
+  # the password from a file descriptor, not the command line (no warning)
+  build/bin/aico-chat --user demo --password-file <(printf 'demo-password\n') || rc=$?
   echo "== aico-chat exited ($rc); gateway data kept in $DIR"
   exit "$rc"
 fi
 
 run() { echo; echo "\$ aico $*"; "$AICO" "$@"; }
 
-run login demo demo-password
+echo; echo "\$ aico login demo --password-stdin   (the password on stdin, not on the command line)"
+printf 'demo-password\n' | "$AICO" login demo --password-stdin
 run status
 run health
 run send "Hello companion! How is the garden doing this morning?"

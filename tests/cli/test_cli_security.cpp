@@ -347,6 +347,43 @@ TEST_F(cli_security, curve_over_tcp_with_the_pinned_key) {
     << loose.err;
 }
 
+// -- aico-stress over TLS -----------------------------------------------------------------
+
+TEST_F(cli_security, stress_over_https_and_wss_with_the_password_from_a_file) {
+  make_pki();
+  gateway_options o;
+  o.bot = false;
+  o.users = {"stress-0001:stress-secret", "stress-0002:stress-secret"};
+  o.extra_args = {"--tls-cert", pki_.server_cert, "--tls-key",
+                  pki_.server_key};
+  gw_ = std::make_unique<gateway_process>(o);
+  ASSERT_TRUE(gw_->start()) << gw_->last_error();
+  auto pw = work_.path() + "/stress-pw";
+  write_file(pw, "stress-secret\n", 0600);
+  std::vector<std::string> args{AICO_STRESS_BIN, "--url", https_url(),
+                                "--users",       "2",    "--rate",
+                                "4",             "--duration", "2",
+                                "--transports",  "ws,http", "--password-file",
+                                pw,              "--drain-timeout", "20",
+                                "--json"};
+  auto r = run(with(args, {"--tls-ca-file", pki_.ca_cert}));
+  EXPECT_EQ(r.rc, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("\"lost\":0"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\"sent\":0,"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
+  // without the CA the gateway is not trusted: nothing gets through
+  auto untrusted = run(args);
+  EXPECT_NE(untrusted.rc, 0) << untrusted.out;
+  EXPECT_NE(untrusted.err.find("not trusted"), std::string::npos)
+    << untrusted.err;
+  // the TLS options are checked before the run starts
+  auto bad = run(with(args, {"--tls-pin", "sha256//nope"}));
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("--tls-pin: expected sha256//BASE64"),
+            std::string::npos)
+    << bad.err;
+}
+
 // -- passwords off argv ------------------------------------------------------------------
 
 class cli_password : public cli_security {
