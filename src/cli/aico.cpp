@@ -1,7 +1,13 @@
 // aico: a scriptable command-line client over the engine.
 //
-//   aico [--url URL] [--ipc ENDPOINT] [--transports ipc,ws,http]
-//        [--state-dir DIR] [--json] [--timeout S] COMMAND ...
+//   aico [--config FILE] [--url URL] [--ipc ENDPOINT]
+//        [--transports ipc,ws,http] [--state-dir DIR] [--json] [--timeout S]
+//        [--tls-* ...] [--ipc-server-key* ...] COMMAND ...
+//
+// The connection settings come from the shared client profile
+// (src/config/load_config.hpp: defaults < config file < AICO_* < flags).
+// `login USER` asks for the password on the terminal (or --password-stdin,
+// --password-file); `ipc-key` prints this client's CURVE public key.
 //
 // Exit codes: 0 ok, 2 usage, 3 authentication, 4 unreachable, 1 other.
 // Errors are one line on stderr. Tokens are never printed.

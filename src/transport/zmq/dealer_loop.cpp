@@ -588,8 +588,8 @@ bool load_or_create_client_keys(const std::string& path, curve_keys& out,
     // first use: a fresh pair, the secret key written 0600
     std::error_code ec;
     auto dir = std::filesystem::path{path}.parent_path();
-    if (!dir.empty()) {
-      std::filesystem::create_directories(dir, ec);
+    if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
+      std::filesystem::create_directories(dir, ec); // ours: private
       ::chmod(dir.c_str(), 0700);
     }
     char pub[41], sec[41];
