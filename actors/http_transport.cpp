@@ -34,6 +34,8 @@
 #include "src/core/jwt_claims.hpp"
 #include "src/core/log_line.hpp"
 #include "src/transport/curl/http_loop.hpp"
+#include "src/core/log_line.hpp"
+#include "src/core/url_host.hpp"
 #include "src/transport/curl/sse_parser.hpp"
 
 namespace aico {
@@ -168,7 +170,14 @@ void open_sse(self_ptr self) {
               std::move(replay));
   };
   h.on_data = [addr, gen, parser](std::string_view chunk) {
-    for (auto& ev : parser->feed(chunk)) {
+    auto dropped = parser->dropped_events();
+    auto evs = parser->feed(chunk);
+    if (parser->dropped_events() != dropped)
+      log_line("aico: event stream: dropped an event larger than "
+               + std::to_string(http::sse_parser::default_max_event)
+               + " bytes (" + std::to_string(parser->dropped_events())
+               + " so far on this stream)");
+    for (auto& ev : evs) {
       server_event se;
       se.topic = std::move(ev.event);
       se.data = std::move(ev.data);
@@ -178,7 +187,9 @@ void open_sse(self_ptr self) {
     }
     return !parser->failed();
   };
-  h.on_close = [addr, gen](http::response r) {
+  h.on_close = [addr, gen, parser](http::response r) {
+    if (parser->failed())
+      r.error = "the event stream was closed: " + parser->error();
     post_back(addr, event_atom_v, gen, to_result(std::move(r)));
   };
   st.sse_transfer = st.loop->open_stream(std::move(rq), so, std::move(h));
@@ -356,6 +367,11 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
         if (!st.loop) {
           report(self, transport_status::down,
                  "http transport: no I/O thread");
+          return;
+        }
+        if (std::string why; !valid_url_authority(st.cfg.base_url, why)) {
+          report(self, transport_status::down,
+                 "http transport: bad base URL: " + why);
           return;
         }
         auto key = st.next_key++;

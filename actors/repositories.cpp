@@ -4,6 +4,7 @@
 // queue, everything else straight to the resilient client. The chat
 // repository keeps the latest version of every message it shows, so the
 // stream it publishes is keyed by id and a status never goes backwards.
+#include <cmath>
 #include <algorithm>
 #include <deque>
 #include <map>
@@ -566,6 +567,9 @@ user_repository_actor::behavior_type user_fun(user_impl self,
       for (auto& [k, v] : p.values)
         if (k.empty() || k.size() > 128)
           return invalid("preferences", "keys are 1-128 characters");
+        else if (v.kind == pref_kind::number && !std::isfinite(v.number))
+          return invalid("preferences",
+                         "numbers must be finite (no infinity or NaN)");
       queued_command cmd;
       cmd.kind = command_kind::update_preferences;
       cmd.lane = "user";

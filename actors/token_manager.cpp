@@ -56,6 +56,7 @@
 
 #include "src/core/backoff.hpp"
 #include "src/core/jwt_claims.hpp"
+#include "src/core/timer_delay.hpp"
 #include "src/core/token_store.hpp"
 
 namespace aico {
@@ -142,8 +143,9 @@ caf::expected<auth_reply> parse_auth_reply(const api_reply& r) {
     res.access_token = json_text(*at);
     res.refresh_token = json_text(*rt);
     if (auto e = obj.if_contains("expires_in")) {
-      if (e->is_int64())
-        res.expires_in = e->get_int64();
+      if (e->is_int64()) // bounded: now + expires_in must not overflow
+        res.expires_in = std::clamp<int64_t>(e->get_int64(), 0,
+                                             int64_t{1} << 40);
       else if (e->is_uint64())
         res.expires_in = static_cast<int64_t>(
           std::min<uint64_t>(e->get_uint64(), uint64_t{1} << 40));
@@ -198,6 +200,9 @@ struct token_manager_state {
 
   /// Proactive refresh / retry timer.
   uint64_t timer_gen = 0;
+  /// The pending refresh timer was shortened to max_timer_delay (exp is
+  /// further away): when it fires, it is set again instead of refreshing.
+  bool timer_capped = false;
   backoff retry{retry_backoff_options()};
 
   std::vector<auth_listener_actor> watchers;
@@ -430,7 +435,8 @@ bool access_fresh(self_ptr self, int64_t now) {
   auto exp = st.session.access_expires_at;
   if (exp == 0)
     return true;
-  return static_cast<double>(exp - now) > seconds_of(st.cfg.refresh_margin_min);
+  return static_cast<double>(exp) - static_cast<double>(now)
+         > seconds_of(st.cfg.refresh_margin_min);
 }
 
 /// Schedules the proactive refresh for the current access token. With
@@ -442,18 +448,23 @@ void schedule_refresh(self_ptr self, int64_t now, bool only_if_due_later) {
   auto exp = st.session.access_expires_at;
   if (exp == 0 || st.refresh.empty())
     return;
-  auto lifetime = static_cast<double>(exp - st.access_iat);
+  // in double: no int64 overflow whatever exp, iat and now are
+  auto lifetime = static_cast<double>(exp) - static_cast<double>(st.access_iat);
   if (lifetime <= 0)
-    lifetime = static_cast<double>(exp - now);
+    lifetime = static_cast<double>(exp) - static_cast<double>(now);
   auto fraction = std::clamp(st.cfg.refresh_at_fraction, 0.0, 1.0);
   auto left = std::max(lifetime * fraction,
                        seconds_of(st.cfg.refresh_margin_min));
   auto delay_s = static_cast<double>(exp) - left - static_cast<double>(now);
   if (delay_s <= 0 && only_if_due_later)
     return;
-  caf::timespan delay = std::chrono::duration_cast<caf::timespan>(
-    std::chrono::duration<double>(std::max(delay_s, 0.0)));
+  // saturates: a far-future exp must neither overflow the conversion (UB,
+  // in practice a negative delay and then a refresh every second) nor wait
+  // longer than a day (the timer then fires early and is set again)
+  bool capped = false;
+  caf::timespan delay = saturating_delay(delay_s, &capped);
   delay = std::max<caf::timespan>(delay, min_refresh_delay);
+  st.timer_capped = capped;
   self->delayed_send(self, delay, tick_atom::value, gen);
 }
 
@@ -461,6 +472,7 @@ void schedule_refresh(self_ptr self, int64_t now, bool only_if_due_later) {
 void schedule_retry(self_ptr self) {
   auto& st = self->state;
   auto gen = ++st.timer_gen;
+  st.timer_capped = false;
   self->delayed_send(self, caf::timespan{st.retry.next()}, tick_atom::value,
                      gen);
 }
@@ -1008,6 +1020,10 @@ token_manager_fun(self_ptr self, token_manager_config cfg,
         return; // stale timer
       if (st.state != auth_state::logged_in || st.refresh.empty())
         return;
+      if (st.timer_capped) {
+        schedule_refresh(self, now_s(self), false);
+        return;
+      }
       start_refresh(self); // no-op if one is in flight already
     },
   };

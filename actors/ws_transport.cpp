@@ -523,7 +523,8 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
         if (!ws_link::encode_request(wire_id, method, call.path, call.body,
                                      frame))
           return local_reply(call.id, 400, "bad_json",
-                             "the request body is not valid JSON");
+                             "the request body is not valid JSON (or holds a "
+                             "number out of range)");
         if (frame.size() > max_frame_bytes)
           return local_reply(call.id, 413, "payload_too_large",
                              "the request is too large for a WebSocket "

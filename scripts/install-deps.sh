@@ -13,6 +13,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libsqlite3-dev libssl-dev libsodium-dev
   libcli11-dev libncurses-dev
+  clang-14 libclang-rt-14-dev
   tmux curl jq
 )
 

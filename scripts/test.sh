@@ -1,10 +1,52 @@
 #!/usr/bin/env bash
 # Builds everything and runs the whole test suite (ctest). Installs the
 # Debian packages it needs first (scripts/install-deps.sh).
+#
+#   scripts/test.sh [CTEST ARGS...]                      build/, as the README says
+#   scripts/test.sh --sanitize address,undefined [...]   build-asan/ (ASan + UBSan)
+#   scripts/test.sh --sanitize thread [...]              build-tsan/ (TSan)
+#
+# A sanitizer variant builds the whole project instrumented
+# (-DAICO_SANITIZE=..., GCC) in its own build directory and runs the suite
+# with the options and suppression files of scripts/sanitizers/
+# (docs/security.md "Sanitizers"). AICO_BUILD_DIR overrides the directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SANITIZE=""
+if [ "${1:-}" = "--sanitize" ]; then
+  SANITIZE=${2:?"--sanitize needs address,undefined or thread"}
+  shift 2
+elif [[ "${1:-}" == --sanitize=* ]]; then
+  SANITIZE=${1#--sanitize=}
+  shift
+fi
 bash scripts/install-deps.sh
-BUILD_DIR=${AICO_BUILD_DIR:-build}
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+timeout=300
+case "$SANITIZE" in
+  "")
+    BUILD_DIR=${AICO_BUILD_DIR:-build} ;;
+  address,undefined|undefined,address|address|undefined)
+    BUILD_DIR=${AICO_BUILD_DIR:-build-asan}
+    cmake_args+=(-DAICO_SANITIZE="$SANITIZE" -DAICO_ENABLE_BENCH=OFF)
+    supp="$PWD/scripts/sanitizers"
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0:suppressions=$supp/asan.supp}
+    export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$supp/lsan.supp:print_suppressions=0}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:suppressions=$supp/ubsan.supp}
+    timeout=900 ;;
+  thread)
+    BUILD_DIR=${AICO_BUILD_DIR:-build-tsan}
+    cmake_args+=(-DAICO_SANITIZE=thread -DAICO_ENABLE_BENCH=OFF)
+    supp="$PWD/scripts/sanitizers"
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1:history_size=4:suppressions=$supp/tsan.supp:report_signal_unsafe=0}
+    timeout=900 ;;
+  *)
+    echo "scripts/test.sh: --sanitize takes address,undefined or thread" >&2
+    exit 2 ;;
+esac
+if command -v ccache >/dev/null 2>&1 && [ -n "${AICO_CCACHE:-}" ]; then
+  cmake_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
+cmake -S . -B "$BUILD_DIR" "${cmake_args[@]}" >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"
-ctest --test-dir "$BUILD_DIR" --output-on-failure -j2 --timeout 300 "$@"
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j2 --timeout "$timeout" "$@"

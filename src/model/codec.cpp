@@ -9,6 +9,8 @@
 
 #include <boost/json.hpp>
 
+#include "src/core/json_numbers.hpp"
+
 namespace aico {
 
 namespace json = boost::json;
@@ -130,6 +132,14 @@ bool parse(ctx& c, std::string_view text, json::value& out) {
     return false;
   }
   out = p.release();
+  if (!all_finite(out)) {
+    // Boost.JSON reads 1e400 as an infinity, which no model field can hold
+    // and which would be written back as "Infinity" (not JSON)
+    c.err = make_engine_error(error_class::validation,
+                              "invalid JSON: a number is out of range", 0,
+                              "bad_json");
+    return false;
+  }
   return true;
 }
 
@@ -140,7 +150,7 @@ json::value embed(const std::string& text, bool object_only,
   boost::system::error_code ec;
   auto v = json::parse(json::string_view{text.data(), text.size()}, ec,
                        json::storage_ptr{}, parse_opts());
-  if (ec || (object_only && !v.is_object()))
+  if (ec || (object_only && !v.is_object()) || !all_finite(v))
     return fallback;
   return v;
 }
@@ -413,6 +423,8 @@ bool decode(ctx& c, const json::value& v, const std::string& at,
         break;
       }
       case json::kind::double_:
+        if (!std::isfinite(jv.get_double()))
+          return fail(c, child(at, key), "number out of range");
         pv = pref_value::of(jv.get_double());
         break;
       case json::kind::string: {
@@ -659,6 +671,10 @@ template <class T>
 caf::expected<T> decode_value_impl(const json::value& v) {
   try {
     ctx c;
+    if (!all_finite(v))
+      return make_engine_error(error_class::validation,
+                               "invalid JSON: a number is out of range", 0,
+                               "bad_json");
     T out;
     if (!decode(c, v, std::string{}, out))
       return std::move(c.err);

@@ -2,6 +2,7 @@
 // codecs (src/model/codec.hpp).
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -841,6 +842,65 @@ TEST(RequestBodies, PreferencesUpdate) {
   weird.values["inf"] = pref_value::of(1.0 / 0.0);
   EXPECT_EQ(json::parse(encode_preferences_update_body(weird)),
             json::parse(R"({"inf":null})"));
+}
+
+// -- issue 12: numbers beyond the double range ------------------------------------
+
+TEST(Numbers, NonFiniteNumbersAreRejectedNotStored) {
+  // Boost.JSON reads 1e400 as an infinity; it used to be kept and written
+  // back as "Infinity" (not JSON)
+  auto p = decode_preferences(R"({"big":1e400})");
+  ASSERT_FALSE(p);
+  EXPECT_NE(error_message(p.error()).find("out of range"), std::string::npos)
+    << error_message(p.error());
+  auto raw = [](std::string text, const std::string& from,
+                const std::string& to) {
+    auto at = text.find(from);
+    EXPECT_NE(at, std::string::npos);
+    return text.replace(at, from.size(), to);
+  };
+  auto u = decode_user(raw(user_json, R"("ratio":0.5)", R"("ratio":-1e400)"));
+  ASSERT_FALSE(u);
+  auto m = decode_message(
+    raw(message_json, R"("metadata": {})", R"("metadata": {"x":[1e999]})"));
+  ASSERT_FALSE(m);
+  EXPECT_NE(error_message(m.error()).find("out of range"), std::string::npos);
+  // also through decode_value of an already parsed value
+  json::object o = parse_object(message_json);
+  o["metadata"] = json::object{{"x", std::numeric_limits<double>::infinity()}};
+  EXPECT_FALSE(decode_value<chat_message>(o));
+  auto r = decode_reply<user_preferences>(
+    200, R"({"success":true,"data":{"a":1e400}})");
+  EXPECT_FALSE(r);
+}
+
+TEST(Numbers, EncodersNeverEmitInfinityOrNaN) {
+  auto m = sample_message();
+  m.metadata = R"({"x":1e400})"; // text that parses to an infinity
+  auto text = encode_message(m);
+  EXPECT_EQ(text.find("Infinity"), std::string::npos) << text;
+  EXPECT_NO_THROW(json::parse(text));
+  user_preferences p;
+  p.values["nan"] = pref_value::of(std::numeric_limits<double>::quiet_NaN());
+  p.values["inf"] = pref_value::of(-std::numeric_limits<double>::infinity());
+  for (auto& t : {encode_preferences(p), encode_preferences_update_body(p)}) {
+    EXPECT_EQ(t.find("Infinity"), std::string::npos) << t;
+    EXPECT_EQ(t.find("NaN"), std::string::npos) << t;
+    EXPECT_NO_THROW(json::parse(t));
+  }
+}
+
+TEST(Numbers, IntegerFieldsAreRangeChecked) {
+  expect_validation_error(
+    decode_message(with(message_json, "seq", "-1")), "field 'seq'");
+  expect_validation_error(
+    decode_message(with(message_json, "timestamp_ms", "1e30")),
+    "field 'timestamp_ms'");
+  expect_validation_error(
+    decode_message(with(message_json, "seq", "4.5")), "field 'seq'");
+  expect_validation_error(
+    decode_message(with(message_json, "timestamp_ms", "18446744073709551615")),
+    "field 'timestamp_ms'");
 }
 
 // -- CAF ------------------------------------------------------------------------

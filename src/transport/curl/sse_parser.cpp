@@ -30,6 +30,15 @@ void sse_parser::reset() {
   last_id_.clear();
   comments_ = 0;
   retry_ms_ = -1;
+  dropping_ = false;
+  dropped_ = 0;
+}
+
+std::string sse_parser::error() const {
+  if (!failed_)
+    return {};
+  return "event stream line longer than " + std::to_string(max_line_)
+         + " bytes";
 }
 
 std::vector<sse_event> sse_parser::feed(std::string_view chunk) {
@@ -89,7 +98,9 @@ void sse_parser::process_line(std::string_view line,
   }
   if (line.empty()) {
     // dispatch
-    if (has_data_) {
+    if (dropping_) {
+      dropping_ = false;
+    } else if (has_data_) {
       sse_event ev;
       ev.id = last_id_;
       ev.event = event_.empty() ? std::string{"message"} : event_;
@@ -117,6 +128,16 @@ void sse_parser::process_line(std::string_view line,
       value.remove_prefix(1);
   }
   if (field == "data") {
+    if (dropping_)
+      return;
+    if (data_.size() + (has_data_ ? 1 : 0) + value.size() > max_event_) {
+      // too large: forget what we have, skip the rest of the event
+      ++dropped_;
+      dropping_ = true;
+      std::string{}.swap(data_);
+      has_data_ = false;
+      return;
+    }
     if (has_data_)
       data_ += '\n';
     data_.append(value.data(), value.size());

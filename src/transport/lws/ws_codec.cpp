@@ -3,8 +3,13 @@
 
 #include <boost/json.hpp>
 
+#include "src/core/json_numbers.hpp"
+#include "src/core/url_host.hpp"
+
 #include <cctype>
+#include <cstdint>
 #include <exception>
+#include <limits>
 
 namespace aico::ws_link {
 
@@ -31,18 +36,50 @@ std::string string_member(const json::object& o, const char* key) {
   return {};
 }
 
-int64_t int_member(const json::object& o, const char* key, int64_t dflt) {
+/// An integer member in [min, max]: a JSON integer, or a double holding a
+/// whole number in range (never an out-of-range cast). Anything else
+/// (missing, not a number, fractional, non-finite, out of range): `dflt`.
+int64_t int_member(const json::object& o, const char* key, int64_t dflt,
+                   int64_t min, int64_t max) {
   auto v = o.if_contains(key);
   if (!v)
     return dflt;
-  if (v->is_int64())
-    return v->as_int64();
-  if (v->is_uint64())
-    return static_cast<int64_t>(v->as_uint64());
-  if (v->is_double())
-    return static_cast<int64_t>(v->as_double());
-  return dflt;
+  int64_t i = 0;
+  if (v->is_int64()) {
+    i = v->as_int64();
+  } else if (v->is_uint64()) {
+    if (v->as_uint64() > static_cast<uint64_t>(max))
+      return dflt;
+    i = static_cast<int64_t>(v->as_uint64());
+  } else if (v->is_double()) {
+    if (!double_to_int64(v->as_double(), min, max, i))
+      return dflt;
+  } else {
+    return dflt;
+  }
+  return i < min || i > max ? dflt : i;
 }
+
+/// An event's seq: a non-negative integer (also above INT64_MAX), else 0.
+uint64_t seq_member(const json::object& o) {
+  auto v = o.if_contains("seq");
+  if (!v)
+    return 0;
+  if (v->is_uint64())
+    return v->as_uint64();
+  if (v->is_int64())
+    return v->as_int64() > 0 ? static_cast<uint64_t>(v->as_int64()) : 0;
+  if (v->is_double()) {
+    int64_t i = 0;
+    if (double_to_int64(v->as_double(), 0,
+                        std::numeric_limits<int64_t>::max(), i))
+      return static_cast<uint64_t>(i);
+  }
+  return 0;
+}
+
+constexpr int64_t int32_min = std::numeric_limits<int32_t>::min();
+constexpr int64_t int32_max = std::numeric_limits<int32_t>::max();
 
 } // namespace
 
@@ -68,7 +105,9 @@ bool parse_url(const std::string& url, ws_url& out, std::string& why) {
     return false;
   }
   std::string port_text;
+  bool bracketed = false;
   if (!authority.empty() && authority.front() == '[') {
+    bracketed = true;
     auto close = authority.find(']');
     if (close == std::string::npos) {
       why = "websocket url: unterminated IPv6 literal";
@@ -102,6 +141,10 @@ bool parse_url(const std::string& url, ws_url& out, std::string& why) {
   }
   if (res.host.empty()) {
     why = "websocket url has no host";
+    return false;
+  }
+  if (!valid_url_host(res.host, bracketed, why)) {
+    why = "websocket url: " + why;
     return false;
   }
   if (!port_text.empty()) {
@@ -186,22 +229,31 @@ decoded_frame decode_frame(std::string_view text) {
     f.id = string_member(o, "id");
     if (t == "response") {
       f.kind = frame_kind::response;
-      f.status = static_cast<int32_t>(int_member(o, "status", 0));
-      if (auto b = o.if_contains("body"); b && !b->is_null())
-        f.body = json::serialize(*b);
+      f.status = static_cast<int32_t>(
+        int_member(o, "status", 0, int32_min, int32_max));
+      if (auto b = o.if_contains("body"); b && !b->is_null()) {
+        if (all_finite(*b))
+          f.body = json::serialize(*b);
+        else // would serialize as "Infinity": not JSON; a malformed reply
+          f.body = error_envelope("bad_number",
+                                  "the gateway's answer holds a number "
+                                  "out of range");
+      }
       if (auto h = o.if_contains("headers"); h && h->is_object())
         for (auto& kv : h->as_object())
-          f.headers.emplace(std::string(kv.key()),
+          if (all_finite(kv.value()))
+            f.headers.emplace(std::string(kv.key()),
                             kv.value().is_string()
                               ? std::string(kv.value().as_string())
                               : json::serialize(kv.value()));
     } else if (t == "event") {
+      auto d = o.if_contains("data");
+      if (d && !all_finite(*d))
+        return f; // invalid: the data cannot be passed on as JSON
       f.kind = frame_kind::event;
       f.topic = string_member(o, "topic");
-      auto d = o.if_contains("data");
       f.data = d ? json::serialize(*d) : std::string{"null"};
-      auto seq = int_member(o, "seq", 0);
-      f.seq = seq > 0 ? static_cast<uint64_t>(seq) : 0;
+      f.seq = seq_member(o);
     } else if (t == "pong") {
       f.kind = frame_kind::pong;
     } else if (t == "auth_ok") {
@@ -213,7 +265,8 @@ decoded_frame decode_frame(std::string_view text) {
       }
     } else if (t == "error") {
       f.kind = frame_kind::error;
-      f.status = static_cast<int32_t>(int_member(o, "status", 0));
+      f.status = static_cast<int32_t>(
+        int_member(o, "status", 0, int32_min, int32_max));
       f.code = string_member(o, "code");
       f.message = string_member(o, "message");
     } else {
@@ -239,8 +292,8 @@ bool encode_request(const std::string& id, const std::string& method,
       json::parse_options opt;
       opt.max_depth = 100; // the gateway enforces its own limit (64)
       json::value b = json::parse(body, ec, {}, opt);
-      if (ec)
-        return false;
+      if (ec || !all_finite(b))
+        return false; // not JSON, or a number beyond the double range
       o["body"] = std::move(b);
     }
     out = json::serialize(o);

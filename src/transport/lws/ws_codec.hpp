@@ -56,12 +56,19 @@ struct decoded_frame {
   bool replay_complete = false;
 };
 
-/// Decodes one text frame from the gateway.
+/// Decodes one text frame from the gateway. Integer members are
+/// range-checked, never cast blindly: a `status` that is not a whole number
+/// in int32 range reads as 0, a `seq` that is not a non-negative whole
+/// number as 0. Numbers beyond the double range (`1e400`) would serialize
+/// as `Infinity`, which is not JSON: such a response body becomes a
+/// "bad_number" error envelope (a malformed reply), such a header is left
+/// out, and such an event is invalid.
 decoded_frame decode_frame(std::string_view text);
 
 /// Encodes {"type":"request","id","method","path","body"?}. `body` is JSON
 /// text; empty means no "body" member. Returns false (and leaves `out`
-/// untouched) if `body` is not valid JSON.
+/// untouched) if `body` is not valid JSON or holds a number beyond the
+/// double range (it would be sent as `Infinity`/`NaN`).
 bool encode_request(const std::string& id, const std::string& method,
                     const std::string& path, const std::string& body,
                     std::string& out);

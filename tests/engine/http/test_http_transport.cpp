@@ -289,6 +289,21 @@ TEST_F(http_transport_test, connect_to_nothing_reports_down_with_reason) {
   EXPECT_NE(reason->find("health check"), std::string::npos) << *reason;
 }
 
+TEST_F(http_transport_test, base_url_with_a_bad_host_is_down_with_a_sentence) {
+  // issue 12: the host is checked before anything reaches libcurl
+  auto t = spawn(make_config("http://127.0.0.1\r\nX-Injected: 1/"));
+  (*self)->send(t, connect_atom_v);
+  auto reason = in->wait_state(transport_status::down, 5s);
+  ASSERT_TRUE(reason.has_value());
+  EXPECT_NE(reason->find("bad base URL"), std::string::npos) << *reason;
+  EXPECT_NE(reason->find("line break"), std::string::npos) << *reason;
+  auto t2 = spawn(make_config("http://exa mple.org:8771"));
+  (*self)->send(t2, connect_atom_v);
+  reason = in->wait_state(transport_status::down, 5s);
+  ASSERT_TRUE(reason.has_value());
+  EXPECT_NE(reason->find("space"), std::string::npos) << *reason;
+}
+
 TEST_F(http_transport_test, request_while_not_connected_is_a_network_error) {
   auto t = spawn(make_config());
   auto r = call(t, "GET", "/health");

@@ -2,6 +2,7 @@
 // result mapping (pure logic, no server).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -163,6 +164,54 @@ TEST(sse_parser, overlong_line_fails_the_parser) {
   p.reset();
   EXPECT_FALSE(p.failed());
   EXPECT_EQ(p.feed("data: x\n\n").size(), 1u);
+}
+
+TEST(sse_parser, overlong_line_failure_says_why) {
+  sse_parser p{16};
+  EXPECT_EQ(p.error(), "");
+  p.feed("data: 0123456789abcdef\n");
+  ASSERT_TRUE(p.failed());
+  EXPECT_NE(p.error().find("longer than 16 bytes"), std::string::npos);
+}
+
+TEST(sse_parser, data_lines_without_a_blank_line_stay_bounded) {
+  // issue 12: an unterminated stream of data: lines (no blank line) used
+  // to be buffered without bound (512 MiB measured).
+  sse_parser p; // defaults: 4 MiB per line and per event
+  const std::string line = "data: " + std::string(1000, 'x') + "\n";
+  std::string chunk;
+  for (int i = 0; i < 64; ++i)
+    chunk += line; // 64 KB per chunk
+  std::size_t most = 0;
+  for (int i = 0; i < 160; ++i) { // 10 MiB in all
+    EXPECT_TRUE(p.feed(chunk).empty());
+    most = std::max(most, p.buffered_bytes());
+  }
+  EXPECT_FALSE(p.failed());
+  EXPECT_LE(most, sse_parser::default_max_event + sse_parser::default_max_line);
+  EXPECT_LE(p.buffered_bytes(), 1024u); // the oversized event was let go
+  EXPECT_EQ(p.dropped_events(), 1u);
+  // the blank line ends the dropped event; the next one is delivered
+  EXPECT_TRUE(p.feed("id: 7\n\n").empty());
+  auto evs = p.feed("id: 8\ndata: ok\n\n");
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].data, "ok");
+  EXPECT_EQ(evs[0].id, "8");
+  EXPECT_EQ(p.dropped_events(), 1u);
+}
+
+TEST(sse_parser, event_cap_counts_the_joined_data) {
+  sse_parser p{64, 10};
+  // 5 + 1 + 4 = 10 bytes: fits exactly
+  auto evs = p.feed("data: 12345\ndata: 6789\n\n");
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].data, "12345\n6789");
+  // 11 bytes: dropped, the next event is fine
+  evs = p.feed("data: 12345\ndata: 67890\ndata: more\n\ndata: next\n\n");
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].data, "next");
+  EXPECT_EQ(p.dropped_events(), 1u);
+  EXPECT_FALSE(p.failed());
 }
 
 TEST(sse_parser, gateway_frame) {

@@ -2,6 +2,7 @@
 // time, no threads, no sleeping) against a fake gateway that counts calls.
 // The wall clock (cfg.now_s) is injected and advanced together with the
 // virtual clock.
+#include <limits>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -567,6 +568,48 @@ TEST_F(token_manager_test, proactive_refresh_respects_the_minimum_margin) {
   EXPECT_EQ(world->count("/users/refresh"), 0);
   advance(1s);
   EXPECT_EQ(world->count("/users/refresh"), 1);
+}
+
+TEST_F(token_manager_test, far_future_exp_neither_overflows_nor_storms) {
+  // issue 12: an exp near INT64_MAX overflowed the timer arithmetic (UB,
+  // then a refresh every second)
+  world->access_ttl = std::numeric_limits<int64_t>::max() - world->now - 1000;
+  auto tm = spawn_manager();
+  auto s = login(tm);
+  ASSERT_TRUE(s->ok()) << describe(s->err);
+  EXPECT_GT(s->value.access_expires_at, world->now);
+  // three days in one-minute steps: the (capped) timer fires once a day
+  // and is set again; nothing is refreshed
+  advance_by_steps(std::chrono::hours(72), 60s);
+  EXPECT_EQ(world->count("/users/refresh"), 0);
+  auto t = token(tm);
+  ASSERT_TRUE(t->ok());
+  EXPECT_EQ(world->count("/users/refresh"), 0);
+}
+
+TEST_F(token_manager_test, huge_expires_in_does_not_overflow) {
+  // an opaque access token with expires_in = INT64_MAX
+  auto opaque = sys.spawn([](caf::event_based_actor*) -> caf::behavior {
+    return {[](request_atom, const api_call& c, caf::timespan, bool) {
+      api_reply r;
+      r.id = c.id;
+      r.status = 200;
+      r.body = R"({"success":true,"data":{"access_token":"opaque",)"
+               R"("refresh_token":"r","expires_in":9223372036854775807,)"
+               R"("user":{"id":"u-9","username":"bob","role":"admin"}}})";
+      return r;
+    }};
+  });
+  to_stop.push_back(opaque);
+  auto tm = spawn_token_manager(sys, make_config(),
+                                caf::actor_cast<api_gateway_actor>(opaque));
+  to_stop.push_back(caf::actor_cast<caf::actor>(tm));
+  sched.run();
+  auto res = login(tm);
+  ASSERT_TRUE(res->ok()) << describe(res->err);
+  // capped (2^40 s, some 35000 years), not wrapped around to the past
+  EXPECT_GT(res->value.access_expires_at, world->now);
+  EXPECT_EQ(res->value.access_expires_at, world->now + (int64_t{1} << 40));
 }
 
 TEST_F(token_manager_test, expiry_falls_back_to_expires_in) {

@@ -148,3 +148,101 @@ TEST(ws_frames, error_envelope_is_gateway_shaped) {
   EXPECT_EQ(v.at("code").as_string(), "bad_json");
   EXPECT_EQ(v.at("message").as_string(), "broken");
 }
+
+// -- issue 12: hosts, numbers ----------------------------------------------------
+
+TEST(ws_url, rejects_hosts_with_line_breaks_controls_and_invalid_bytes) {
+  ws_url u;
+  std::string why;
+  for (std::string bad : {std::string{"ws://exa\r\nmple.org/ws"},
+                          std::string{"ws://example.org\r\nX-Evil: 1/ws"},
+                          std::string{"ws://exa mple.org/"},
+                          std::string{"ws://exa\tmple.org/"},
+                          std::string{"ws://exa\x01mple.org:80/"},
+                          std::string{"ws://ex\x7f.org/"},
+                          std::string{"ws://h\xc3\xa9llo.org/"},
+                          std::string{"ws://a<b>.org/"},
+                          std::string{"ws://a%0d.org/"},
+                          std::string{"ws://a..b/"},
+                          std::string{"ws://[::1\n]:80/"},
+                          std::string{"ws://[example.org]/"},
+                          std::string{"ws://[::1%eth0]/"},
+                          std::string{"ws://h\0st/", 11}}) {
+    why.clear();
+    EXPECT_FALSE(parse_url(bad, u, why)) << bad;
+    EXPECT_FALSE(why.empty()) << bad;
+    for (char c : why)
+      EXPECT_GE(static_cast<unsigned char>(c), 0x20u) << "why echoes a control byte";
+  }
+  EXPECT_FALSE(parse_url("ws://exa\r\nmple.org/ws", u, why));
+  EXPECT_NE(why.find("line break"), std::string::npos) << why;
+  EXPECT_FALSE(parse_url("ws://exa mple.org/ws", u, why));
+  EXPECT_NE(why.find("space"), std::string::npos) << why;
+  // still fine
+  for (std::string good : {"ws://localhost/", "ws://my-host.example.org:8771/x",
+                           "wss://[::1]:443/", "ws://[::ffff:127.0.0.1]/",
+                           "ws://under_score.local/", "ws://10.0.0.1/"}) {
+    EXPECT_TRUE(parse_url(good, u, why)) << good << ": " << why;
+  }
+}
+
+TEST(ws_frames, integer_members_are_range_checked_not_cast) {
+  // a status beyond int32 used to wrap around (2^32 + 200 read as 200)
+  auto f = decode_frame(
+    R"({"type":"response","id":"a","status":4294967496,"body":{}})");
+  EXPECT_EQ(f.kind, frame_kind::response);
+  EXPECT_EQ(f.status, 0);
+  f = decode_frame(R"({"type":"response","id":"a","status":1e10})");
+  EXPECT_EQ(f.status, 0);
+  f = decode_frame(R"({"type":"response","id":"a","status":-1e3096})");
+  EXPECT_EQ(f.status, 0);
+  f = decode_frame(R"({"type":"response","id":"a","status":200.0})");
+  EXPECT_EQ(f.status, 200); // a whole number written as a double is fine
+  f = decode_frame(R"({"type":"error","status":401.5,"code":"x"})");
+  EXPECT_EQ(f.status, 0);
+  // seq: -1e3096 is -infinity for Boost.JSON; casting it is UB
+  f = decode_frame(R"({"type":"event","topic":"t","data":1,"seq":-1e3096})");
+  EXPECT_EQ(f.kind, frame_kind::event);
+  EXPECT_EQ(f.seq, 0u);
+  f = decode_frame(R"({"type":"event","topic":"t","data":1,"seq":1e3096})");
+  EXPECT_EQ(f.seq, 0u);
+  f = decode_frame(R"({"type":"event","topic":"t","data":1,"seq":1e19})");
+  EXPECT_EQ(f.seq, 0u);
+  f = decode_frame(R"({"type":"event","topic":"t","data":1,"seq":7.5})");
+  EXPECT_EQ(f.seq, 0u);
+  f = decode_frame(R"({"type":"event","topic":"t","data":1,"seq":42.0})");
+  EXPECT_EQ(f.seq, 42u);
+  // a seq above INT64_MAX is a valid seq, not a negative one
+  f = decode_frame(
+    R"({"type":"event","topic":"t","data":1,"seq":18446744073709551615})");
+  EXPECT_EQ(f.seq, 18446744073709551615u);
+}
+
+TEST(ws_frames, numbers_beyond_double_range_are_never_passed_on) {
+  auto f = decode_frame(
+    R"({"type":"response","id":"a","status":200,"body":{"success":true,)"
+    R"("data":{"big":1e400}},"headers":{"x-n":-1e400,"x-s":"ok"}})");
+  ASSERT_EQ(f.kind, frame_kind::response);
+  EXPECT_EQ(f.body.find("Infinity"), std::string::npos) << f.body;
+  auto body = json::parse(f.body); // valid JSON
+  EXPECT_EQ(body.at("success"), false);
+  EXPECT_EQ(body.at("code"), "bad_number");
+  EXPECT_EQ(f.headers.count("x-n"), 0u);
+  EXPECT_EQ(f.headers.at("x-s"), "ok");
+  f = decode_frame(
+    R"({"type":"event","topic":"t","data":{"v":[1,1e999]},"seq":3})");
+  EXPECT_EQ(f.kind, frame_kind::invalid);
+  EXPECT_EQ(f.data.find("Infinity"), std::string::npos);
+}
+
+TEST(ws_frames, encode_request_never_emits_infinity_or_nan) {
+  std::string out = "untouched";
+  EXPECT_FALSE(encode_request("1", "PUT", "/users/me/preferences",
+                              R"({"big":1e400})", out));
+  EXPECT_EQ(out, "untouched");
+  EXPECT_FALSE(encode_request("1", "PUT", "/p", R"([1,[-1e400]])", out));
+  EXPECT_EQ(out, "untouched");
+  EXPECT_TRUE(encode_request("1", "PUT", "/p", R"({"big":1e300})", out));
+  EXPECT_EQ(out.find("Infinity"), std::string::npos);
+  EXPECT_NO_THROW(json::parse(out));
+}
