@@ -66,6 +66,19 @@ enum class link_down_cause : uint8_t {
 
 const char* to_string(link_down_cause c);
 
+/// The one absolute deadline of a call sent with `left` to go at `now`: the
+/// call's own (api_call::deadline, set by the supervisor) if it has one and
+/// it is not later, else now + left.
+inline std::chrono::steady_clock::time_point
+deadline_of(const api_call& call, std::chrono::steady_clock::time_point now,
+            std::chrono::steady_clock::duration left) {
+  auto by_left = now + left;
+  if (call.deadline != std::chrono::steady_clock::time_point{}
+      && call.deadline < by_left)
+    return call.deadline;
+  return by_left;
+}
+
 /// The non-template part: status, generation and the link's own deadlines.
 class link_session_base {
 public:
