@@ -22,7 +22,10 @@
 //   listener, before the replayed events).
 // * disconnect: everything is aborted, pending requests fail with network,
 //   idle is reported.
-// No exception leaves a handler; the state destructor joins the loop thread.
+// The link's status, the connect probe's deadline and the requests in flight
+// with their deadlines are a src/core/link_session (one timer message for all
+// of them, on the actor clock). No exception leaves a handler; the state
+// destructor joins the loop thread.
 #include "actors/http_transport.hpp"
 
 #include <algorithm>
@@ -108,17 +111,21 @@ void post_back(const caf::actor_addr& addr, Ts&&... xs) {
     caf::anon_send(hdl, std::forward<Ts>(xs)...);
 }
 
-/// Arms the one safety-net timer if the earliest deadline needs it.
+link_timing timing_of(const http_transport_config& cfg) {
+  link_timing t;
+  // the probe's own CURLOPT_TIMEOUT answers first; this is the safety net
+  t.connect_timeout = cfg.connect_timeout + safety_grace;
+  return t; // no pings, no dead-peer check
+}
+
+/// Schedules the link's one timer if its next deadline needs it.
 void arm_timer(self_ptr self) {
-  auto& st = self->state;
-  if (auto d = st.timer.arm(st.pending.earliest_deadline(),
-                            self->clock().now()))
+  if (auto d = self->state.link.arm(self->clock().now()))
     self->delayed_send(self, *d, timeout_atom_v);
 }
 
 void report(self_ptr self, transport_status s, std::string reason = {}) {
   auto& st = self->state;
-  st.status = s;
   if (st.listener)
     self->send(st.listener, tstate_atom_v, transport_mode::http, s,
                std::move(reason));
@@ -138,7 +145,7 @@ void stop_sse(self_ptr self) {
 void open_sse(self_ptr self) {
   stop_sse(self);
   auto& st = self->state;
-  if (st.status != transport_status::up || st.token.empty() || !st.loop)
+  if (!st.link.up() || st.token.empty() || !st.loop)
     return;
   auto gen = st.sse_gen;
   http::request rq;
@@ -207,14 +214,16 @@ bool same_user(const std::string& a, const std::string& b) {
 
 // -- state changes -----------------------------------------------------------------
 
-/// Fails every pending request, aborts every transfer (also the stream and a
-/// connect probe) and drops the cached connections.
-void abort_all(self_ptr self, const caf::error& err) {
+/// Fails these requests (the link session's calls in flight), aborts every
+/// transfer (also the stream and a connect probe) and drops the cached
+/// connections.
+template <class Entries>
+void abort_all(self_ptr self, Entries&& failed, const caf::error& err) {
   auto& st = self->state;
   stop_sse(self);
   st.connect_key = 0;
   st.connect_transfer = 0;
-  for (auto& e : st.pending.take_all())
+  for (auto& e : failed)
     e.payload.rp.deliver(err);
   if (st.loop)
     st.loop->reset();
@@ -222,12 +231,12 @@ void abort_all(self_ptr self, const caf::error& err) {
 
 /// The link is dead: down until the supervisor connects again.
 void go_down(self_ptr self, const std::string& reason) {
-  auto& st = self->state;
-  if (st.status != transport_status::up
-      && st.status != transport_status::connecting)
-    return;
-  abort_all(self, make_engine_error(error_class::network,
-                                    "http transport down: " + reason));
+  auto failed = self->state.link.go_down();
+  if (!failed)
+    return; // not live: down was reported already
+  abort_all(self, *failed,
+            make_engine_error(error_class::network,
+                              "http transport down: " + reason));
   report(self, transport_status::down, reason);
 }
 
@@ -235,9 +244,10 @@ void on_connect_result(self_ptr self, http_result& r) {
   auto& st = self->state;
   st.connect_key = 0;
   st.connect_transfer = 0;
-  if (st.status != transport_status::connecting)
+  if (st.link.status() != transport_status::connecting)
     return;
   if (failure_of(r) == http::failure::none) {
+    st.link.established(self->clock().now());
     report(self, transport_status::up);
     st.sse_tries = 0;
     if (!st.token.empty())
@@ -247,6 +257,7 @@ void on_connect_result(self_ptr self, http_result& r) {
   std::string why = failure_of(r) == http::failure::timeout
                       ? "health check timed out: " + r.error
                       : "health check failed: " + r.error;
+  st.link.go_down(); // connecting: no requests in flight yet
   if (st.loop)
     st.loop->reset();
   report(self, transport_status::down, std::move(why));
@@ -254,7 +265,7 @@ void on_connect_result(self_ptr self, http_result& r) {
 
 void on_request_result(self_ptr self, uint64_t key, http_result& r) {
   auto& st = self->state;
-  auto e = st.pending.take(key);
+  auto e = st.link.answer(key);
   if (!e)
     return; // answered already (safety net, disconnect, down)
   auto& p = e->payload;
@@ -291,11 +302,10 @@ void on_stream_closed(self_ptr self, http_result& r) {
   st.sse_transfer = 0;
   bool was_open = st.sse == sse_phase::open;
   st.sse = sse_phase::off;
-  if (st.status != transport_status::up || st.token.empty())
+  if (!st.link.up() || st.token.empty())
     return;
   if (was_open
-      && std::chrono::steady_clock::now() - st.sse_opened_at
-           >= sse_stable_after)
+      && self->clock().now() - st.sse_opened_at >= sse_stable_after)
     st.sse_tries = 0;
   auto f = failure_of(r);
   if (!was_open
@@ -328,6 +338,8 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.listener = std::move(listener);
+  st.link = link_session<http_transport_state::pending_request>{
+    timing_of(st.cfg)};
   try {
     http::loop_options lo;
     // One connection more than cfg.max_connections: the long-lived event
@@ -346,8 +358,9 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
     if (!em.reason)
       return; // like the default handler: a normal exit of a link is ignored
     try {
-      abort_all(self, make_engine_error(error_class::network,
-                                        "http transport stopped"));
+      abort_all(self, self->state.link.stop(),
+                make_engine_error(error_class::network,
+                                  "http transport stopped"));
     } catch (...) {
       // quitting anyway
     }
@@ -357,9 +370,9 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
     // -- public interface ------------------------------------------------------
     [self](connect_atom) {
       auto& st = self->state;
-      if (st.status == transport_status::connecting)
+      if (st.link.status() == transport_status::connecting)
         return; // up or down follows
-      if (st.status == transport_status::up) {
+      if (st.link.up()) {
         report(self, transport_status::up); // tell the caller again
         return;
       }
@@ -376,6 +389,7 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
         }
         auto key = st.next_key++;
         st.connect_key = key;
+        st.link.connect(self->clock().now());
         report(self, transport_status::connecting);
         http::request rq;
         rq.method = "GET";
@@ -387,24 +401,23 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
           std::move(rq), [addr, key](http::response r) {
             post_back(addr, io_atom_v, key, to_result(std::move(r)));
           });
-        self->delayed_send(self, st.cfg.connect_timeout + safety_grace,
-                           timeout_atom_v, key);
+        arm_timer(self); // the probe's safety net
       } catch (const std::exception& e) {
         st.connect_key = 0;
-        report(self, transport_status::down,
-               std::string{"http transport: "} + e.what());
+        go_down(self, std::string{"http transport: "} + e.what());
       } catch (...) {
         st.connect_key = 0;
-        report(self, transport_status::down, "http transport: internal error");
+        go_down(self, "http transport: internal error");
       }
     },
     [self](disconnect_atom) {
       try {
-        abort_all(self, make_engine_error(error_class::network,
-                                          "http transport disconnected"));
+        abort_all(self, self->state.link.stop(),
+                  make_engine_error(error_class::network,
+                                    "http transport disconnected"));
         report(self, transport_status::idle);
       } catch (...) {
-        self->state.status = transport_status::idle;
+        // idle already (the link session moved first)
       }
     },
     [self](token_atom, std::string& tok) {
@@ -416,7 +429,7 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
           stop_sse(self);
           return;
         }
-        if (st.status != transport_status::up)
+        if (!st.link.up())
           return; // opened once up
         if ((st.sse == sse_phase::opening || st.sse == sse_phase::open)
             && (st.sse_token == st.token
@@ -436,7 +449,7 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
     [self](request_atom, api_call& call,
            caf::timespan left) -> caf::result<api_reply> {
       auto& st = self->state;
-      if (st.status != transport_status::up || !st.loop)
+      if (!st.link.up() || !st.loop)
         return make_engine_error(error_class::network,
                                  "http transport not connected");
       if (left <= caf::timespan{0})
@@ -444,6 +457,10 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
                                  "no time left for the http request");
       try {
         auto key = st.next_key++;
+        // the call's one deadline; the transfer's own timeout is the time
+        // left until it, the safety net fires a grace after it
+        auto now = self->clock().now();
+        auto deadline = deadline_of(call, now, left);
         http::request rq;
         rq.method = call.method.empty() ? std::string{"GET"} : call.method;
         rq.url = api_url(st.cfg.base_url, call.path);
@@ -453,16 +470,21 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
           rq.headers.emplace_back("Content-Type: application/json");
         if (!call.token.empty())
           rq.headers.emplace_back("Authorization: Bearer " + call.token);
-        rq.timeout = ceil_ms(left);
+        rq.timeout = ceil_ms(deadline - now);
         auto rp = self->make_response_promise<api_reply>();
         auto addr = self->address();
         auto tid = st.loop->submit(
           std::move(rq), [addr, key](http::response r) {
             post_back(addr, io_atom_v, key, to_result(std::move(r)));
           });
-        st.pending.insert(
-          key, self->clock().now() + left + safety_grace,
-          http_transport_state::pending_request{rp, call.id, tid});
+        if (!st.link.add_call(
+              key, deadline + safety_grace,
+              http_transport_state::pending_request{rp, call.id, tid})) {
+          st.loop->cancel(tid);
+          rp.deliver(make_engine_error(error_class::unknown,
+                                       "http transport: request key in use"));
+          return rp;
+        }
         arm_timer(self);
         return rp;
       } catch (const std::exception& e) {
@@ -490,10 +512,9 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
         return;
       if (status >= 200 && status < 300) {
         st.sse = sse_phase::open;
-        st.sse_opened_at = std::chrono::steady_clock::now();
+        st.sse_opened_at = self->clock().now();
         // the replayed events follow: the outcome goes first
-        if (st.sse_since > 0 && st.listener
-            && st.status == transport_status::up)
+        if (st.sse_since > 0 && st.listener && st.link.up())
           self->send(st.listener, event_atom_v,
                      replay_outcome_event(st.sse_since, replay == "complete",
                                           transport_mode::http));
@@ -501,8 +522,7 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
     },
     [self](event_atom, uint64_t gen, server_event& ev) {
       auto& st = self->state;
-      if (gen != st.sse_gen || st.status != transport_status::up
-          || !st.listener)
+      if (gen != st.sse_gen || !st.link.up() || !st.listener)
         return;
       st.resume_seq = std::max(st.resume_seq, ev.seq);
       self->send(st.listener, event_atom_v, std::move(ev));
@@ -515,7 +535,7 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
           return;
         }
         st.resume_seq = seq;
-        if (st.status == transport_status::up && !st.token.empty()
+        if (st.link.up() && !st.token.empty()
             && (st.sse == sse_phase::opening || st.sse == sse_phase::open)) {
           st.sse_tries = 0;
           open_sse(self); // reopens with Last-Event-ID = seq
@@ -534,30 +554,11 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
       }
     },
     // -- timers ----------------------------------------------------------------
-    [self](timeout_atom, uint64_t key) {
-      auto& st = self->state;
-      try {
-        if (key != 0 && key == st.connect_key) {
-          // the probe did not finish on its own: give up on it
-          st.connect_key = 0;
-          if (st.loop) {
-            st.loop->cancel(st.connect_transfer);
-            st.loop->reset();
-          }
-          st.connect_transfer = 0;
-          if (st.status == transport_status::connecting)
-            report(self, transport_status::down, "health check timed out");
-        }
-      } catch (...) {
-        // nothing sensible left to do
-      }
-    },
     [self](timeout_atom) {
       auto& st = self->state;
       try {
-        auto now = self->clock().now();
-        st.timer.fired(now);
-        for (auto& e : st.pending.expire(now)) {
+        auto r = st.link.on_timer(self->clock().now());
+        for (auto& e : r.expired) {
           try {
             if (st.loop)
               st.loop->cancel(e.payload.transfer);
@@ -567,11 +568,19 @@ http_transport_fun(self_ptr self, http_transport_config cfg,
           e.payload.rp.deliver(make_engine_error(error_class::timeout,
                                                  "http request timed out"));
         }
+        if (r.down == link_down_cause::connect_timeout) {
+          // the probe did not finish on its own: give up on it
+          if (st.loop && st.connect_transfer != 0)
+            st.loop->cancel(st.connect_transfer);
+          st.connect_key = 0;
+          st.connect_transfer = 0;
+          go_down(self, "health check timed out");
+        }
       } catch (...) {
         // nothing sensible left to do
       }
       try {
-        arm_timer(self); // for the next earliest deadline
+        arm_timer(self); // for the next deadline
       } catch (...) {
       }
     },

@@ -18,7 +18,7 @@
 #include "caf/all.hpp"
 
 #include "messages/transport.hpp"
-#include "src/core/pending_requests.hpp"
+#include "src/core/link_session.hpp"
 
 namespace aico {
 
@@ -45,9 +45,8 @@ typename Inspector::result_type inspect(Inspector& f, http_result& x) {
 using http_transport_internal = caf::typed_actor<
   /// A request or the connect probe (key) completed.
   caf::reacts_to<io_atom, uint64_t, http_result>,
-  /// Safety net: the connect probe `key` must have been answered by now.
-  caf::reacts_to<timeout_atom, uint64_t>,
-  /// Safety net of the requests: the one timer for the earliest deadline.
+  /// The link's one timer (safety nets of the connect probe and of the
+  /// requests): a deadline may have passed.
   caf::reacts_to<timeout_atom>,
   /// Event stream `gen` got its response header with this status and
   /// Aico-Replay header ("" if absent).
@@ -75,14 +74,13 @@ struct http_transport_state {
 
   http_transport_config cfg;
   transport_listener_actor listener;
-  transport_status status = transport_status::idle;
+  /// The link: status, the connect probe's deadline (connect timeout +
+  /// safety grace), the requests in flight by key (deadline = time left +
+  /// safety grace; no heartbeat: the event stream has its own keep-alive).
+  link_session<pending_request> link{link_timing{}};
   std::string token;
 
   uint64_t next_key = 1;
-  /// Requests in flight by key; deadline = time left + safety grace.
-  pending_requests<pending_request, time_point> pending;
-  /// The one safety-net timer (for pending.earliest_deadline()).
-  single_timer<time_point> timer;
   uint64_t connect_key = 0;      ///< key of the connect probe in flight
   uint64_t connect_transfer = 0; ///< its transfer id
 
@@ -95,7 +93,7 @@ struct http_transport_state {
   /// Events up to this seq were delivered: a stream resumes from it.
   uint64_t resume_seq = 0;
   int sse_tries = 0;         ///< consecutive reopen attempts
-  std::chrono::steady_clock::time_point sse_opened_at;
+  time_point sse_opened_at; ///< on the actor clock
 
   /// Last member: destroyed first. Its destructor stops and joins the loop
   /// thread (promptly: it wakes up on curl_multi_wakeup).

@@ -33,11 +33,15 @@
 //   is down at once; if it is not back within cfg.reconnect_grace, then.
 // * disconnect: socket closed, pending requests fail with network, idle.
 //
+// The link itself (status, connect deadline, heartbeat and dead-peer timing,
+// the reconnect grace, the requests in flight and their deadlines, what to
+// fail on down) is a src/core/link_session; this actor executes what it says
+// with one timer message (timeout_atom) for all of its deadlines, on the
+// actor clock (so the test coordinator can drive it).
 // The socket thread (src/transport/zmq/dealer_loop) talks back with anon_send
 // through a weak address. Sockets are numbered (sock_gen) so whatever is still
-// on its way from a closed socket is ignored; timers carry the link
-// generation (link_gen) so stale ones are ignored. No exception leaves a
-// handler; the state destructor stops and joins the socket thread.
+// on its way from a closed socket is ignored. No exception leaves a handler;
+// the state destructor stops and joins the socket thread.
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -54,7 +58,7 @@
 
 #include "messages/errors.hpp"
 #include "src/core/event_cursor.hpp"
-#include "src/core/pending_requests.hpp"
+#include "src/core/link_session.hpp"
 #include "src/core/timer_delay.hpp"
 #include "messages/transport.hpp"
 #include "src/transport/zmq/dealer_loop.hpp"
@@ -65,7 +69,6 @@ namespace aico {
 namespace {
 
 using namespace std::chrono_literals;
-using steady = std::chrono::steady_clock;
 
 /// Messages the transport sends itself (socket-thread callbacks, timers).
 using ipc_transport_internal = caf::typed_actor<
@@ -85,22 +88,15 @@ using ipc_transport_internal = caf::typed_actor<
   caf::reacts_to<io_atom, uint64_t, bool>,
   /// A connection attempt of socket `gen` failed at once (nothing bound).
   caf::reacts_to<probe_atom, uint64_t, bool>,
-  /// The one request timer: the earliest deadline may have passed.
-  caf::reacts_to<timeout_atom>,
-  /// Deadline of the connect attempt of link generation `gen`.
-  caf::reacts_to<probe_atom, uint64_t>,
-  /// Heartbeat: time to ping (link generation).
-  caf::reacts_to<tick_atom, uint64_t>,
-  /// Dead-peer check (link generation).
-  caf::reacts_to<health_atom, uint64_t>,
-  /// Reconnect grace after a lost connection is over (loss number).
-  caf::reacts_to<drain_atom, uint64_t>>;
+  /// The link's one timer: a deadline (connect, ping, dead peer, reconnect
+  /// grace, request) may have passed.
+  caf::reacts_to<timeout_atom>>;
 
 using ipc_transport_impl
   = transport_actor::extend_with<ipc_transport_internal>;
 
 /// A request in flight; its wire id (normally the call id), deadline and
-/// socket (generation = sock_gen) are kept by pending_requests.
+/// socket (generation = sock_gen) are kept by the link session.
 struct pending_request {
   caf::typed_response_promise<api_reply> rp;
   std::string call_id; ///< api_call id (the reply carries it)
@@ -112,34 +108,25 @@ struct ipc_transport_state {
   ipc_transport_config cfg;
   std::string setup_error; ///< the CURVE key file could not be used
   transport_listener_actor listener;
-  transport_status status = transport_status::idle;
+  /// The link: status, deadlines, the requests in flight (by key and by
+  /// wire id, with the socket they were sent on).
+  link_session<pending_request> link{link_timing{}};
   std::string token;
 
-  uint64_t link_gen = 0; ///< bumped on connect/down/disconnect (timers)
   uint64_t sock_gen = 0; ///< number of the current socket (0 = none)
   uint64_t next_key = 1;
   uint64_t next_nonce = 1;
   uint64_t next_control = 1;
 
-  /// Requests in flight: by key and by wire id, with their deadlines and
-  /// the socket they were sent on.
-  pending_requests<pending_request, time_point> pending;
-  /// The one request timer (for pending.earliest_deadline()).
-  single_timer<time_point> timer;
   /// Ids of Subscribe/Unsubscribe frames in flight on the current socket,
   /// with the `since` a Subscribe asked for.
   std::unordered_map<std::string, uint64_t> control_ids;
   bool subscribed = false; ///< a Subscribe was sent on the current socket
   /// Events up to this seq were delivered: subscriptions resume from it.
   uint64_t resume_seq = 0;
-  /// The socket monitor reported the connection lost and no reconnect yet.
-  bool peer_lost = false;
-  uint64_t losses = 0; ///< numbers the losses (for the grace timer)
   /// CONNECT_RETRIED events since the loss: libzmq reports one when it arms
   /// its reconnect timer, so the second means a reconnect attempt failed.
   int retries_since_loss = 0;
-
-  steady::time_point last_rx;
 
   /// Last member: destroyed first. Stops and joins the socket thread.
   std::unique_ptr<ipc_link::dealer_loop> loop;
@@ -163,6 +150,10 @@ struct ipc_transport_state {
 };
 
 using self_ptr = ipc_transport_impl::stateful_pointer<ipc_transport_state>;
+
+int64_t to_ms(caf::timespan d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
 
 int64_t now_ms() {
   using namespace std::chrono;
@@ -229,24 +220,30 @@ ipc_link::loop_handlers make_handlers(const caf::actor_addr& addr) {
   return h;
 }
 
-/// Arms the one request timer if the earliest deadline needs it.
+link_timing timing_of(const ipc_transport_config& cfg) {
+  link_timing t;
+  t.connect_timeout = cfg.connect_timeout;
+  t.ping_interval = cfg.ping_interval;
+  t.dead_peer_timeout = cfg.dead_peer_timeout;
+  t.reconnect_grace = cfg.reconnect_grace;
+  return t;
+}
+
+/// Schedules the link's one timer if its next deadline needs it.
 void arm_timer(self_ptr self) {
-  auto& st = self->state;
-  if (auto d = st.timer.arm(st.pending.earliest_deadline(),
-                            self->clock().now()))
+  if (auto d = self->state.link.arm(self->clock().now()))
     self->delayed_send(self, *d, timeout_atom_v);
 }
 
 void report(self_ptr self, transport_status s, std::string reason = {}) {
   auto& st = self->state;
-  st.status = s;
   if (st.listener)
     self->send(st.listener, tstate_atom_v, transport_mode::ipc, s,
                std::move(reason));
 }
 
 bool id_in_use(const ipc_transport_state& st, const std::string& id) {
-  return st.pending.contains_wire_id(id) || st.control_ids.count(id) > 0;
+  return st.link.has_wire_id(id) || st.control_ids.count(id) > 0;
 }
 
 /// The id a request travels with: its own id unless that is empty or taken.
@@ -303,9 +300,10 @@ void send_unsubscribe(self_ptr self) {
   st.loop->send(st.sock_gen, 0, std::move(bytes));
 }
 
-/// Fails every pending request with `err`.
-void fail_pending(self_ptr self, const caf::error& err) {
-  for (auto& e : self->state.pending.take_all())
+/// Fails these requests with `err`.
+template <class Entries>
+void fail_all(Entries&& entries, const caf::error& err) {
+  for (auto& e : entries)
     e.payload.rp.deliver(err);
 }
 
@@ -330,14 +328,12 @@ void close_socket(self_ptr self) {
 
 /// The link is dead: down until the supervisor connects again.
 void go_down(self_ptr self, const std::string& reason) {
-  auto& st = self->state;
-  if (st.status != transport_status::up
-      && st.status != transport_status::connecting)
-    return;
-  ++st.link_gen;
+  auto failed = self->state.link.go_down();
+  if (!failed)
+    return; // not live: down was reported already
   close_socket(self);
-  fail_pending(self, make_engine_error(error_class::network,
-                                       "ipc transport down: " + reason));
+  fail_all(*failed, make_engine_error(error_class::network,
+                                      "ipc transport down: " + reason));
   report(self, transport_status::down, reason);
 }
 
@@ -351,9 +347,9 @@ caf::error socket_reset_error() {
 /// False if there was nothing to reset (not up).
 bool reset_socket(self_ptr self) {
   auto& st = self->state;
-  if (st.status != transport_status::up || !st.loop)
+  if (!st.link.up() || !st.loop)
     return false;
-  fail_pending(self, socket_reset_error());
+  fail_all(st.link.drop_calls(), socket_reset_error());
   open_socket(self);
   send_ping(self);
   if (!st.token.empty())
@@ -361,30 +357,17 @@ bool reset_socket(self_ptr self) {
   return true;
 }
 
-void schedule_tick(self_ptr self) {
-  auto& st = self->state;
-  auto every = st.cfg.ping_interval;
-  if (every < caf::timespan{10ms})
-    every = 10ms;
-  self->delayed_send(self, clamp_delay(every), tick_atom_v, st.link_gen);
-}
-
-void schedule_dead_peer_check(self_ptr self, caf::timespan in) {
-  self->delayed_send(self, clamp_delay(in), health_atom_v,
-                     self->state.link_gen);
-}
-
 /// Something arrived on the current socket.
 void on_alive(self_ptr self) {
   auto& st = self->state;
-  st.last_rx = steady::now();
-  if (st.status != transport_status::connecting)
+  auto now = self->clock().now();
+  st.link.received(now);
+  if (!st.link.established(now))
     return;
   report(self, transport_status::up);
   if (!st.token.empty())
     send_subscribe(self);
-  schedule_tick(self);
-  schedule_dead_peer_check(self, st.cfg.dead_peer_timeout);
+  arm_timer(self); // heartbeat and dead-peer deadlines
 }
 
 /// What the gateway replayed for a Subscribe with `since` (its 200
@@ -417,13 +400,13 @@ void on_response(self_ptr self, api_reply& r) {
       return;
     }
     // the replayed events follow this response: the outcome goes first
-    if (since > 0 && st.listener && st.status == transport_status::up)
+    if (since > 0 && st.listener && st.link.up())
       self->send(st.listener, event_atom_v,
                  replay_outcome_event(since, replay_complete(r.body),
                                       transport_mode::ipc));
     return;
   }
-  auto e = st.pending.take_by_wire_id(r.id);
+  auto e = st.link.answer_wire_id(r.id);
   if (!e)
     return; // timed out already, bad_frame (id "") or unknown
   auto& p = e->payload;
@@ -440,6 +423,7 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.listener = std::move(listener);
+  st.link = link_session<pending_request>{timing_of(st.cfg)};
   try {
     ipc_link::socket_options so;
     // Reconnect quickly: the transport itself never waits longer than
@@ -479,8 +463,9 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
     if (!em.reason)
       return; // like the default handler: a normal exit of a link is ignored
     try {
-      fail_pending(self, make_engine_error(error_class::network,
-                                           "ipc transport stopped"));
+      fail_all(self->state.link.stop(),
+               make_engine_error(error_class::network,
+                                 "ipc transport stopped"));
     } catch (...) {
       // quitting anyway
     }
@@ -490,9 +475,9 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
     // -- public interface ------------------------------------------------------
     [self](connect_atom) {
       auto& st = self->state;
-      if (st.status == transport_status::connecting)
+      if (st.link.status() == transport_status::connecting)
         return; // up or down follows
-      if (st.status == transport_status::up) {
+      if (st.link.up()) {
         report(self, transport_status::up); // tell the caller again
         return;
       }
@@ -510,31 +495,27 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
           report(self, transport_status::down, st.setup_error);
           return;
         }
-        ++st.link_gen;
+        st.link.connect(self->clock().now());
         report(self, transport_status::connecting);
         open_socket(self);
         send_ping(self);
-        self->delayed_send(self, clamp_delay(st.cfg.connect_timeout),
-                           probe_atom_v, st.link_gen);
+        arm_timer(self); // the connect deadline
       } catch (const std::exception& e) {
-        close_socket(self);
-        report(self, transport_status::down,
-               std::string{"ipc transport: "} + e.what());
+        go_down(self, std::string{"ipc transport: "} + e.what());
       } catch (...) {
-        close_socket(self);
-        report(self, transport_status::down, "ipc transport: internal error");
+        go_down(self, "ipc transport: internal error");
       }
     },
     [self](disconnect_atom) {
       auto& st = self->state;
       try {
-        ++st.link_gen;
+        auto failed = st.link.stop();
         close_socket(self);
-        fail_pending(self, make_engine_error(error_class::network,
-                                             "ipc transport disconnected"));
+        fail_all(failed, make_engine_error(error_class::network,
+                                           "ipc transport disconnected"));
         report(self, transport_status::idle);
       } catch (...) {
-        st.status = transport_status::idle;
+        // idle already (the link session moved first)
       }
     },
     [self](token_atom, std::string& tok) {
@@ -545,7 +526,7 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
         st.token = std::move(tok);
         if (st.token.empty())
           st.resume_seq = 0; // logged out: the next session starts afresh
-        if (st.status != transport_status::up)
+        if (!st.link.up())
           return; // subscribed once up
         if (!st.token.empty())
           send_subscribe(self); // also replaces an earlier subscription
@@ -563,7 +544,7 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
           return;
         }
         st.resume_seq = seq;
-        if (st.status == transport_status::up && st.subscribed
+        if (st.link.up() && st.subscribed
             && !st.token.empty())
           send_subscribe(self); // replaces the subscription, replaying
       } catch (...) {
@@ -572,7 +553,7 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
     [self](request_atom, api_call& call,
            caf::timespan left) -> caf::result<api_reply> {
       auto& st = self->state;
-      if (st.status != transport_status::up || !st.loop || st.sock_gen == 0)
+      if (!st.link.up() || !st.loop || st.sock_gen == 0)
         return make_engine_error(error_class::network,
                                  "ipc transport not connected");
       if (left <= caf::timespan{0})
@@ -580,6 +561,8 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
                                  "no time left for the ipc request");
       try {
         auto key = st.next_key++;
+        auto deadline = deadline_of(call, self->clock().now(),
+                                    clamp_delay(left));
         ipc_link::wire_request wr;
         wr.id = wire_id_for(st, call.id, key);
         wr.method = call.method.empty() ? std::string{"GET"} : call.method;
@@ -591,9 +574,13 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
           return make_engine_error(error_class::unknown,
                                    "ipc transport: cannot encode request");
         auto rp = self->make_response_promise<api_reply>();
-        st.pending.insert(key, self->clock().now() + clamp_delay(left),
-                          pending_request{rp, std::move(call.id)},
-                          std::move(wr.id), st.sock_gen);
+        if (!st.link.add_call(key, deadline,
+                              pending_request{rp, std::move(call.id)},
+                              std::move(wr.id), st.sock_gen)) {
+          rp.deliver(make_engine_error(error_class::unknown,
+                                       "ipc transport: request id in use"));
+          return rp;
+        }
         st.loop->send(st.sock_gen, key, std::move(bytes));
         arm_timer(self);
         return rp;
@@ -622,7 +609,7 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
         return;
       try {
         on_alive(self);
-        if (st.status == transport_status::up && st.listener) {
+        if (st.link.up() && st.listener) {
           ev.via = transport_mode::ipc;
           st.resume_seq = std::max(st.resume_seq, ev.seq);
           self->send(st.listener, event_atom_v, std::move(ev));
@@ -651,7 +638,7 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
       if (gen != st.sock_gen || key == 0)
         return;
       try {
-        if (auto e = st.pending.take(key))
+        if (auto e = st.link.answer(key))
           e->payload.rp.deliver(make_engine_error(error_class::network, why));
       } catch (...) {
       }
@@ -666,7 +653,7 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
     },
     [self](io_atom, uint64_t gen, bool connected) {
       auto& st = self->state;
-      if (gen != st.sock_gen || st.status != transport_status::up)
+      if (gen != st.sock_gen || !st.link.up())
         return; // while connecting, the Pong decides
       try {
         if (!connected) {
@@ -677,17 +664,17 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
           // grace period the link is down (a vanished endpoint would
           // otherwise only be noticed at the dead-peer timeout, while new
           // requests wait for a peer that is not coming back).
-          fail_pending(self, make_engine_error(error_class::network,
-                                               "ipc connection lost"));
+          fail_all(st.link.drop_calls(),
+                   make_engine_error(error_class::network,
+                                     "ipc connection lost"));
           st.control_ids.clear();
           st.subscribed = false;
-          st.peer_lost = true;
+          st.link.lose_peer(self->clock().now());
           st.retries_since_loss = 0;
-          self->delayed_send(self, clamp_delay(st.cfg.reconnect_grace),
-                             drain_atom_v, ++st.losses);
+          arm_timer(self); // the reconnect grace
           return;
         }
-        st.peer_lost = false;
+        st.link.peer_back();
         // (re)connected: subscribe again if the subscription was lost
         if (!st.token.empty() && !st.subscribed)
           send_subscribe(self);
@@ -703,7 +690,7 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
         // A first connect fails over at once: nothing is bound to the
         // endpoint (no socket file, refused), so waiting for connect_timeout
         // would only delay trying the next transport.
-        if (st.status == transport_status::connecting) {
+        if (st.link.status() == transport_status::connecting) {
           go_down(self, "cannot connect to " + st.cfg.endpoint
                           + ": nothing is listening there");
           return;
@@ -713,36 +700,21 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
         // the endpoint is gone (ipc down, gateway stopped) and waiting out
         // the rest of the grace would only delay the failover. A reconnect
         // that neither succeeds nor fails is the grace timer's business.
-        if (st.status == transport_status::up && st.peer_lost
+        if (st.link.up() && st.link.peer_lost()
             && ++st.retries_since_loss >= 2)
           go_down(self, "ipc connection lost: cannot reconnect to "
                           + st.cfg.endpoint + ", nothing is listening there");
       } catch (...) {
       }
     },
-    // -- timers ----------------------------------------------------------------
-    [self](drain_atom, uint64_t loss) {
-      auto& st = self->state;
-      if (loss != st.losses || !st.peer_lost
-          || st.status != transport_status::up)
-        return;
-      try {
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    st.cfg.reconnect_grace)
-                    .count();
-        go_down(self, "ipc connection lost and not back within "
-                        + std::to_string(ms) + " ms");
-      } catch (...) {
-      }
-    },
+    // -- timer ------------------------------------------------------------------
     [self](timeout_atom) {
       auto& st = self->state;
       try {
-        auto now = self->clock().now();
-        st.timer.fired(now);
+        auto r = st.link.on_timer(self->clock().now());
         // Earliest deadline first, as separate timers would have fired.
         bool was_reset = false;
-        for (auto& e : st.pending.expire(now)) {
+        for (auto& e : r.expired) {
           try {
             if (was_reset) {
               // the reset failed everything still pending on the old
@@ -758,49 +730,28 @@ ipc_transport_fun(self_ptr self, ipc_transport_config cfg,
           } catch (...) {
           }
         }
-      } catch (...) {
-      }
-      try {
-        arm_timer(self); // for the next earliest deadline
-      } catch (...) {
-      }
-    },
-    [self](probe_atom, uint64_t gen) {
-      auto& st = self->state;
-      if (gen != st.link_gen || st.status != transport_status::connecting)
-        return;
-      try {
-        go_down(self, "no answer from ipc endpoint");
-      } catch (...) {
-      }
-    },
-    [self](tick_atom, uint64_t gen) {
-      auto& st = self->state;
-      if (gen != st.link_gen || st.status != transport_status::up)
-        return;
-      try {
-        send_ping(self);
-        schedule_tick(self);
-      } catch (...) {
-      }
-    },
-    [self](health_atom, uint64_t gen) {
-      auto& st = self->state;
-      if (gen != st.link_gen || st.status != transport_status::up)
-        return;
-      try {
-        auto silent = steady::now() - st.last_rx;
-        auto limit = st.cfg.dead_peer_timeout;
-        if (silent >= limit) {
-          auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      silent)
-                      .count();
-          go_down(self, "ipc peer silent for " + std::to_string(ms) + " ms");
-          return;
+        switch (r.down) {
+          case link_down_cause::connect_timeout:
+            go_down(self, "no answer from ipc endpoint");
+            break;
+          case link_down_cause::dead_peer:
+            go_down(self, "ipc peer silent for "
+                            + std::to_string(to_ms(r.silence)) + " ms");
+            break;
+          case link_down_cause::reconnect_grace:
+            go_down(self, "ipc connection lost and not back within "
+                            + std::to_string(to_ms(st.cfg.reconnect_grace))
+                            + " ms");
+            break;
+          case link_down_cause::none:
+            if (r.send_ping)
+              send_ping(self);
+            break;
         }
-        // check again exactly when the silence would reach the limit
-        schedule_dead_peer_check(
-          self, std::chrono::duration_cast<caf::timespan>(limit - silent));
+      } catch (...) {
+      }
+      try {
+        arm_timer(self); // for the next deadline
       } catch (...) {
       }
     },

@@ -2,10 +2,14 @@
 //
 // The failover/fail-back decisions are made by `link_policy` (src/core); this
 // actor feeds it transport events and carries out its actions: connect,
-// disconnect, activate, probe timers and fail-back health probes. It also
-// owns the in-flight API calls: each has a deadline, is sent on the active
-// transport, and is re-sent with the same id on the next transport when the
-// one it was sent on fails with a network error.
+// disconnect, activate, probe timers and fail-back health probes. The API
+// calls in flight are a `call_router` (src/core): each call gets ONE absolute
+// deadline when it enters (api_call::deadline, carried to the transport), is
+// sent on the active transport, waits for one if none is active, is re-sent
+// with the same id on the next transport when the one it was sent on fails
+// with a network error, and is refreshed once on a 401; the router decides,
+// this actor carries it out. `degraded` is the active transport's
+// capability (link_policy), not a test of its mode.
 //
 // Cost per call (docs/performance.md): the deadlines of all calls share ONE
 // timer (armed only when the earliest deadline moves earlier), and the
@@ -41,10 +45,10 @@
 
 #include <boost/json.hpp>
 
+#include "src/core/call_router.hpp"
 #include "src/core/event_cursor.hpp"
 #include "src/core/link_policy.hpp"
 #include "src/model/codec.hpp"
-#include "src/core/pending_requests.hpp"
 
 namespace aico {
 
@@ -62,23 +66,10 @@ using supervisor_impl = supervisor_actor::extend_with<
     /// the one call timer: the earliest call deadline may have passed
     caf::reacts_to<timeout_atom>>>;
 
-/// Upper bound on how often one call is sent (across all transports).
-constexpr int max_attempts = 8;
-
 using time_point = caf::actor_clock::time_point;
 
-/// A call in flight; its deadline is kept by pending_requests.
-struct pending_call {
-  caf::typed_response_promise<api_reply> rp;
-  api_call call;
-  bool auth = false;
-  bool refreshed = false; ///< already retried once after a 401
-  int attempts = 0;       ///< sends so far; also numbers the current one
-  std::optional<std::size_t> in_flight; ///< slot of the unanswered send
-};
-
-using call_table = pending_requests<pending_call, time_point>;
-using call_entry = call_table::entry;
+/// The calls in flight; the payload answers the caller.
+using call_table = call_router<caf::typed_response_promise<api_reply>>;
 
 struct slot_info {
   transport_actor actor;
@@ -122,9 +113,9 @@ struct supervisor_state {
   token_manager_actor tokens;
   std::string token; ///< last token handed to the transports
   uint64_t next_key = 1;
-  call_table pending;
-  single_timer<time_point> timer; ///< the one timer for all call deadlines
-  std::deque<uint64_t> waiting; ///< calls waiting for an active transport
+  /// The calls in flight (deadlines with one timer, waiting queue,
+  /// attempts, refresh-once).
+  call_table calls;
   /// "ws: closed by peer (1001 ...)": the last transport that went down and
   /// why (published with `reconnecting`).
   std::string last_failure;
@@ -146,18 +137,16 @@ struct supervisor_state {
 
 using self_ptr = supervisor_impl::stateful_pointer<supervisor_state>;
 
-caf::timespan time_left(self_ptr self, const call_entry& e) {
+caf::timespan time_left(self_ptr self, const call_route& c) {
   auto now = self->clock().now();
-  if (e.deadline <= now)
+  if (c.call.deadline <= now)
     return caf::timespan{0};
-  return std::chrono::duration_cast<caf::timespan>(e.deadline - now);
+  return std::chrono::duration_cast<caf::timespan>(c.call.deadline - now);
 }
 
 /// Arms the one call timer if the earliest deadline needs it.
 void arm_timer(self_ptr self) {
-  auto& st = self->state;
-  if (auto d = st.timer.arm(st.pending.earliest_deadline(),
-                            self->clock().now()))
+  if (auto d = self->state.calls.arm(self->clock().now()))
     self->delayed_send(self, *d, timeout_atom::value);
 }
 
@@ -172,8 +161,7 @@ void publish(self_ptr self) {
     cs.reason = st.offline_reason;
   } else if (auto a = p.active()) {
     cs.mode = p.mode(*a);
-    cs.state = cs.mode == transport_mode::http ? link_state::degraded
-                                               : link_state::connected;
+    cs.state = p.degraded() ? link_state::degraded : link_state::connected;
   } else if (p.all_waiting()) {
     cs.state = link_state::reconnecting;
     auto now = self->clock().now();
@@ -432,8 +420,8 @@ void on_link_down(self_ptr self, std::size_t i, const std::string& reason) {
 }
 
 void deliver_error(self_ptr self, uint64_t key, caf::error err) {
-  if (auto e = self->state.pending.take(key))
-    e->payload.rp.deliver(std::move(err));
+  if (auto e = self->state.calls.finish(key))
+    e->payload.payload.deliver(std::move(err));
 }
 
 void dispatch(self_ptr self, uint64_t key);
@@ -451,36 +439,26 @@ void adopt_token(self_ptr self, const std::string& tok) {
       self->send(s.actor, token_atom::value, tok);
 }
 
-/// The call `key` if its send number `attempt` is the current one (a late
-/// answer to an earlier send is ignored); no send is in flight afterwards.
-call_entry* answered(self_ptr self, uint64_t key, int attempt) {
-  auto e = self->state.pending.find(key);
-  if (!e || e->payload.attempts != attempt)
-    return nullptr;
-  e->payload.in_flight.reset();
-  return e;
-}
-
 void on_reply(self_ptr self, uint64_t key, int attempt, api_reply r) {
   auto& st = self->state;
-  auto e = answered(self, key, attempt);
-  if (!e)
+  // a late answer to an earlier send is ignored
+  if (!st.calls.answered(key, attempt))
     return;
-  auto& p = e->payload;
-  if (r.status == 401 && p.auth && !p.refreshed && st.tokens) {
+  if (st.calls.after_reply(key, r.status, static_cast<bool>(st.tokens))
+      == call_routing::reply_kind::refresh) {
     // the token was rejected: refresh once (single-flight in the token
     // manager) and send again with the new token
-    p.refreshed = true;
-    auto left = time_left(self, *e);
-    self->request(st.tokens, left, refresh_atom::value, p.call.token)
+    auto& c = *st.calls.find(key);
+    auto left = time_left(self, c);
+    self->request(st.tokens, left, refresh_atom::value, c.call.token)
       .then(
         [=](const std::string& tok) {
           if (!tok.empty())
             adopt_token(self, tok); // the next calls use it too
-          auto j = self->state.pending.find(key);
+          auto j = self->state.calls.find(key);
           if (!j)
             return;
-          j->payload.call.token = tok;
+          j->call.token = tok;
           dispatch(self, key);
         },
         [=](caf::error& err) { deliver_error(self, key, std::move(err)); });
@@ -493,16 +471,15 @@ void on_reply(self_ptr self, uint64_t key, int attempt, api_reply r) {
     deliver_error(self, key, std::move(checked.error()));
     return;
   }
-  auto done = st.pending.take(key);
-  done->payload.rp.deliver(std::move(*checked));
+  if (auto done = st.calls.finish(key))
+    done->payload.payload.deliver(std::move(*checked));
 }
 
 void on_call_error(self_ptr self, uint64_t key, std::size_t slot, int attempt,
                    caf::error err) {
   auto& st = self->state;
-  auto e = answered(self, key, attempt);
-  if (!e)
-    return;
+  if (!st.calls.answered(key, attempt))
+    return; // a late answer to an earlier send
   auto c = classify(err);
   if (c.cls == error_class::network) {
     // the transport is gone: fail over and send again (same id) while time
@@ -515,42 +492,41 @@ void on_call_error(self_ptr self, uint64_t key, std::size_t slot, int attempt,
         self->send(st.slots[slot].actor, disconnect_atom::value);
       on_link_down(self, slot, c.message);
     }
-    // (on_link_down may have answered calls: look the call up again)
-    auto again = st.pending.find(key);
-    if (!again)
-      return;
-    if (time_left(self, *again) > caf::timespan{0}
-        && again->payload.attempts < max_attempts) {
+  }
+  // (on_link_down may have answered calls: the router looks it up again)
+  switch (st.calls.after_error(key, c.cls, self->clock().now())) {
+    case call_routing::error_kind::retry:
       dispatch(self, key);
       return;
-    }
+    case call_routing::error_kind::gone:
+      return;
+    case call_routing::error_kind::fail:
+      deliver_error(self, key, std::move(err));
+      return;
   }
-  deliver_error(self, key, std::move(err));
 }
 
 void dispatch(self_ptr self, uint64_t key) {
   auto& st = self->state;
-  auto e = st.pending.find(key);
-  if (!e)
-    return;
-  auto& p = e->payload;
   auto active = st.policy->active();
-  if (!active || !st.slots[*active].actor) {
-    if (std::find(st.waiting.begin(), st.waiting.end(), key)
-        == st.waiting.end())
-      st.waiting.push_back(key);
-    return;
+  if (active && !st.slots[*active].actor)
+    active.reset(); // its actor is being restarted: wait
+  auto step = st.calls.dispatch(key, active, self->clock().now());
+  switch (step.kind) {
+    case call_routing::dispatch_kind::gone:
+    case call_routing::dispatch_kind::wait:
+      return;
+    case call_routing::dispatch_kind::expired:
+      deliver_error(self, key,
+                    make_engine_error(error_class::timeout,
+                                      "no answer before the deadline"));
+      return;
+    case call_routing::dispatch_kind::send:
+      break;
   }
-  auto left = time_left(self, *e);
-  if (left <= caf::timespan{0}) {
-    deliver_error(self, key,
-                  make_engine_error(error_class::timeout,
-                                    "no answer before the deadline"));
-    return;
-  }
-  auto attempt = ++p.attempts;
-  auto slot = *active;
-  p.in_flight = slot;
+  auto attempt = step.attempt;
+  auto slot = step.slot;
+  auto left = std::chrono::duration_cast<caf::timespan>(step.left);
   // No CAF request timeout (each one costs the timer thread a wake-up to
   // set and one to cancel): the transport answers within `left`, fails what
   // is pending when it goes down or exits, a dead transport's mailbox
@@ -558,7 +534,7 @@ void dispatch(self_ptr self, uint64_t key) {
   // on_child_down, and the call's deadline answers the caller regardless.
   self
     ->request(st.slots[slot].actor, caf::infinite, request_atom::value,
-              p.call, left)
+              st.calls.find(key)->call, left)
     .then([=](api_reply& r) { on_reply(self, key, attempt, std::move(r)); },
           [=](caf::error& err) {
             on_call_error(self, key, slot, attempt, std::move(err));
@@ -566,10 +542,7 @@ void dispatch(self_ptr self, uint64_t key) {
 }
 
 void flush_waiting(self_ptr self) {
-  auto& st = self->state;
-  std::deque<uint64_t> xs;
-  xs.swap(st.waiting);
-  for (auto key : xs)
+  for (auto key : self->state.calls.take_waiting())
     dispatch(self, key);
 }
 
@@ -671,7 +644,7 @@ void execute(self_ptr self, const link_policy::actions& xs) {
     }
   }
   publish(self);
-  if (st.policy->active() && !st.waiting.empty())
+  if (st.policy->active() && st.calls.has_waiting())
     flush_waiting(self);
 }
 
@@ -725,11 +698,7 @@ void on_child_down(self_ptr self, const caf::down_msg& dm) {
     // that exits fails them itself (before this down message), but one
     // killed outright (exit_reason::kill skips its exit handler) never
     // answers, and the requests carry no CAF timeout.
-    std::vector<std::pair<uint64_t, int>> orphans;
-    st.pending.for_each([&](call_entry& e) {
-      if (e.payload.in_flight == i)
-        orphans.emplace_back(e.key, e.payload.attempts);
-    });
+    auto orphans = st.calls.in_flight_on(i);
     if (static_cast<int>(s.restarts.size()) < st.cfg.max_restarts_per_minute) {
       s.restarts.push_back(now);
       s.actor = make_transport(self, st.policy->mode(i));
@@ -737,7 +706,6 @@ void on_child_down(self_ptr self, const caf::down_msg& dm) {
     auto why = "transport actor stopped: " + describe(dm.reason);
     on_link_down(self, i, why);
     // ... so they are failed over like a network error of that transport
-    std::sort(orphans.begin(), orphans.end());
     for (auto& [key, attempt] : orphans)
       on_call_error(self, key, i, attempt,
                     make_engine_error(error_class::network, why));
@@ -780,11 +748,9 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
         call.id = "call-" + std::to_string(st.next_key);
       auto key = st.next_key++;
       auto rp = self->make_response_promise<api_reply>();
-      pending_call p;
-      p.rp = rp;
-      p.call = std::move(call);
-      p.auth = auth;
-      st.pending.insert(key, self->clock().now() + timeout, std::move(p));
+      // the call's one deadline, unless it comes with one already
+      st.calls.admit(key, std::move(call), auth, rp, self->clock().now(),
+                     timeout);
       arm_timer(self);
       if (!st.policy->running()) {
         deliver_error(self, key,
@@ -804,17 +770,17 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
           // the last token the token manager published (kept fresh by its
           // re-publishing after every refresh; a stale one gets a 401, and
           // on_reply refreshes once)
-          st.pending.find(key)->payload.call.token = st.token;
+          st.calls.find(key)->call.token = st.token;
           dispatch(self, key);
           return rp;
         }
         self->request(st.tokens, timeout, token_atom::value)
           .then(
             [=](const std::string& tok) {
-              auto j = self->state.pending.find(key);
+              auto j = self->state.calls.find(key);
               if (!j)
                 return;
-              j->payload.call.token = tok;
+              j->call.token = tok;
               dispatch(self, key);
             },
             [=](caf::error& err) { deliver_error(self, key, std::move(err)); });
@@ -842,9 +808,7 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
       auto& st = self->state;
       st.offline_reason = "disconnected";
       execute(self, st.policy->stop());
-      std::deque<uint64_t> xs;
-      xs.swap(st.waiting);
-      for (auto key : xs)
+      for (auto key : st.calls.take_waiting())
         deliver_error(self, key,
                       make_engine_error(error_class::network,
                                         "engine disconnected"));
@@ -936,18 +900,11 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
     },
     [=](timeout_atom) {
       auto& st = self->state;
-      auto now = self->clock().now();
-      st.timer.fired(now);
-      auto due = st.pending.expire(now);
+      auto due = st.calls.expire(self->clock().now());
       if (!due.empty()) {
-        st.waiting.erase(std::remove_if(st.waiting.begin(), st.waiting.end(),
-                                        [&](uint64_t key) {
-                                          return !st.pending.contains(key);
-                                        }),
-                         st.waiting.end());
         auto active = st.policy->active();
         for (auto& e : due)
-          e.payload.rp.deliver(
+          e.payload.payload.deliver(
             active ? make_engine_error(error_class::timeout,
                                        "no answer before the deadline")
                    : make_engine_error(error_class::network,

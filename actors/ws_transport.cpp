@@ -33,11 +33,16 @@
 //   requests fail with network, down with the close code and reason.
 // * disconnect: closed, pending requests fail with network, idle.
 //
+// The link itself (status, generation, connect deadline, heartbeat and
+// dead-peer timing, the requests in flight and their deadlines, what to fail
+// on down) is a src/core/link_session; this actor only executes what it says,
+// with one timer message (timeout_atom) for all of its deadlines and the
+// actor clock (so the test coordinator can drive it).
 // The service thread (src/transport/lws/ws_loop, shared by every WebSocket
 // transport of the process) talks back with anon_send through a weak
-// address. Connections are numbered (gen, bumped on every
-// connect/down/disconnect) so whatever still arrives from an old connection,
-// and every stale timer, is ignored. No exception leaves a handler; the state
+// address. Connections are numbered (the link generation, bumped on every
+// connect/down/disconnect) so whatever still arrives from an old connection
+// is ignored. No exception leaves a handler; the state
 // destructor stops the loop (its connection closed and detached from the
 // service thread; the last loop of the process joins that thread). Tokens
 // never appear in a reason or error message.
@@ -54,7 +59,7 @@
 
 #include "messages/errors.hpp"
 #include "src/core/event_cursor.hpp"
-#include "src/core/pending_requests.hpp"
+#include "src/core/link_session.hpp"
 #include "src/core/timer_delay.hpp"
 #include "messages/transport.hpp"
 #include "src/core/log_line.hpp"
@@ -66,7 +71,6 @@ namespace aico {
 namespace {
 
 using namespace std::chrono_literals;
-using steady = std::chrono::steady_clock;
 
 /// Frames over this size make the gateway close the connection (1009).
 constexpr std::size_t max_frame_bytes = 1024u * 1024u;
@@ -79,19 +83,14 @@ using ws_transport_internal = caf::typed_actor<
   caf::reacts_to<io_atom, uint64_t, std::string>,
   /// Connection `gen` failed or was closed (status down, reason).
   caf::reacts_to<io_atom, uint64_t, transport_status, std::string>,
-  /// The one request timer: the earliest deadline may have passed.
-  caf::reacts_to<timeout_atom>,
-  /// Connect deadline of connection `gen`.
-  caf::reacts_to<probe_atom, uint64_t>,
-  /// Heartbeat: time to ping (connection gen).
-  caf::reacts_to<tick_atom, uint64_t>,
-  /// Dead-peer check (connection gen).
-  caf::reacts_to<health_atom, uint64_t>>;
+  /// The link's one timer: a deadline (connect, ping, dead peer, request)
+  /// may have passed.
+  caf::reacts_to<timeout_atom>>;
 
 using ws_transport_impl = transport_actor::extend_with<ws_transport_internal>;
 
 /// A request in flight; its wire id (normally the call id) and deadline
-/// are kept by pending_requests.
+/// are kept by the link session.
 struct pending_request {
   caf::typed_response_promise<api_reply> rp;
   std::string call_id; ///< api_call id (the reply carries it)
@@ -102,7 +101,9 @@ using time_point = caf::actor_clock::time_point;
 struct ws_transport_state {
   ws_transport_config cfg;
   transport_listener_actor listener;
-  transport_status status = transport_status::idle;
+  /// The link: status, generation (= connection number), deadlines and the
+  /// requests in flight.
+  link_session<pending_request> link{link_timing{}};
 
   bool url_ok = false;
   std::string url_error;
@@ -118,15 +119,10 @@ struct ws_transport_state {
   /// The last auth frame was rejected (its code, e.g. "token_expired").
   std::string auth_error;
 
-  uint64_t gen = 0; ///< current connection (timers and I/O carry it)
   uint64_t next_key = 1;
   uint64_t next_ping = 1;
   uint64_t next_auth = 1;
 
-  /// Requests in flight: by key and by wire id, with their deadlines.
-  pending_requests<pending_request, time_point> pending;
-  /// The one request timer (for pending.earliest_deadline()).
-  single_timer<time_point> timer;
   /// Auth frames in flight on the current connection: id -> token, since.
   std::unordered_map<std::string, std::pair<std::string, uint64_t>> auth_ids;
   /// Events up to this seq were delivered: subscriptions resume from it.
@@ -137,8 +133,6 @@ struct ws_transport_state {
   /// `since` anyway, and forwarding them first would move the engine past
   /// a gap a gateway without replay leaves.
   std::string resume_auth_id;
-
-  steady::time_point last_rx;
 
   /// Last member: destroyed first. Stopped in the destructor: no callback
   /// reaches this actor afterwards.
@@ -190,32 +184,38 @@ ws_link::loop_handlers make_handlers(const caf::actor_addr& addr) {
   return h;
 }
 
-/// Arms the one request timer if the earliest deadline needs it.
+link_timing timing_of(const ws_transport_config& cfg) {
+  link_timing t;
+  t.connect_timeout = cfg.connect_timeout;
+  t.ping_interval = cfg.ping_interval;
+  t.dead_peer_timeout = cfg.dead_peer_timeout;
+  return t;
+}
+
+/// Schedules the link's one timer if its next deadline needs it.
 void arm_timer(self_ptr self) {
-  auto& st = self->state;
-  if (auto d = st.timer.arm(st.pending.earliest_deadline(),
-                            self->clock().now()))
+  if (auto d = self->state.link.arm(self->clock().now()))
     self->delayed_send(self, *d, timeout_atom_v);
 }
 
 void report(self_ptr self, transport_status s, std::string reason = {}) {
   auto& st = self->state;
-  st.status = s;
   if (st.listener)
     self->send(st.listener, tstate_atom_v, transport_mode::ws, s,
                std::move(reason));
 }
 
-/// Fails every pending request with `err`.
-void fail_pending(self_ptr self, const caf::error& err) {
-  for (auto& e : self->state.pending.take_all())
+/// Fails these requests with `err`.
+template <class Entries>
+void fail_all(Entries&& entries, const caf::error& err) {
+  for (auto& e : entries)
     e.payload.rp.deliver(err);
 }
 
-/// Closes the current connection; whatever still comes from it is stale.
+/// Closes the current connection (the link session has moved to a new
+/// generation: whatever still comes from it is stale).
 void close_connection(self_ptr self) {
   auto& st = self->state;
-  ++st.gen;
   st.auth_ids.clear();
   st.resume_auth_id.clear();
   if (st.loop)
@@ -224,13 +224,12 @@ void close_connection(self_ptr self) {
 
 /// The link is dead: down until the supervisor connects again.
 void go_down(self_ptr self, const std::string& reason) {
-  auto& st = self->state;
-  if (st.status != transport_status::up
-      && st.status != transport_status::connecting)
-    return;
+  auto failed = self->state.link.go_down();
+  if (!failed)
+    return; // not live: down was reported already
   close_connection(self);
-  fail_pending(self, make_engine_error(error_class::network,
-                                       "ws transport down: " + reason));
+  fail_all(*failed, make_engine_error(error_class::network,
+                                      "ws transport down: " + reason));
   report(self, transport_status::down, reason);
 }
 
@@ -241,7 +240,7 @@ std::string send_auth(self_ptr self, const std::string& tok) {
   if (!st.loop || tok.empty())
     return {};
   std::string id = "auth-" + std::to_string(st.next_auth++);
-  st.loop->send(st.gen, ws_link::encode_auth(id, tok, st.resume_seq));
+  st.loop->send(st.link.generation(), ws_link::encode_auth(id, tok, st.resume_seq));
   st.auth_ids.emplace(id, std::make_pair(tok, st.resume_seq));
   st.conn_token = tok;
   return id;
@@ -251,34 +250,12 @@ void send_ping(self_ptr self) {
   auto& st = self->state;
   if (!st.loop)
     return;
-  st.loop->send(st.gen,
+  st.loop->send(st.link.generation(),
                 ws_link::encode_ping("hb-" + std::to_string(st.next_ping++)));
 }
 
-/// The ping interval actually used: never so long that a healthy but idle
-/// peer would look dead.
-caf::timespan effective_ping_interval(const ws_transport_config& cfg) {
-  auto every = cfg.ping_interval;
-  auto half_dead = cfg.dead_peer_timeout / 2;
-  if (half_dead > caf::timespan{0} && every > half_dead)
-    every = half_dead;
-  if (every < caf::timespan{10ms})
-    every = 10ms;
-  return every;
-}
-
-void schedule_tick(self_ptr self) {
-  auto& st = self->state;
-  self->delayed_send(self, clamp_delay(effective_ping_interval(st.cfg)),
-                     tick_atom_v, st.gen);
-}
-
-void schedule_dead_peer_check(self_ptr self, caf::timespan in) {
-  self->delayed_send(self, clamp_delay(in), health_atom_v, self->state.gen);
-}
-
 bool id_in_use(const ws_transport_state& st, const std::string& id) {
-  return st.pending.contains_wire_id(id) || st.auth_ids.count(id) > 0;
+  return st.link.has_wire_id(id) || st.auth_ids.count(id) > 0;
 }
 
 /// The id a request travels with: its own id unless that is empty or taken.
@@ -309,7 +286,7 @@ void on_frame(self_ptr self, const std::string& text) {
   auto f = ws_link::decode_frame(text);
   switch (f.kind) {
     case ws_link::frame_kind::response: {
-      auto e = st.pending.take_by_wire_id(f.id);
+      auto e = st.link.answer_wire_id(f.id);
       if (!e)
         return; // timed out already, or unknown
       auto& p = e->payload;
@@ -323,7 +300,7 @@ void on_frame(self_ptr self, const std::string& text) {
       return;
     }
     case ws_link::frame_kind::event: {
-      if (st.status != transport_status::up || st.token.empty()
+      if (!st.link.up() || st.token.empty()
           || !st.listener)
         return; // "empty token = no events"
       if (!st.resume_auth_id.empty())
@@ -377,7 +354,7 @@ void on_frame(self_ptr self, const std::string& text) {
       }
       if (f.id.empty())
         return;
-      if (auto e = st.pending.take_by_wire_id(f.id)) {
+      if (auto e = st.link.answer_wire_id(f.id)) {
         // the gateway did not understand the request frame
         auto status = f.status != 0 ? f.status : 400;
         auto code = f.code.empty() ? std::string{"bad_frame"} : f.code;
@@ -399,6 +376,7 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.listener = std::move(listener);
+  st.link = link_session<pending_request>{timing_of(st.cfg)};
   st.url_ok = ws_link::parse_url(st.cfg.url, st.url, st.url_error);
   try {
     ws_link::loop_options lo;
@@ -420,8 +398,9 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
     if (!em.reason)
       return; // like the default handler: a normal exit of a link is ignored
     try {
-      fail_pending(self, make_engine_error(error_class::network,
-                                           "ws transport stopped"));
+      fail_all(self->state.link.stop(),
+               make_engine_error(error_class::network,
+                                 "ws transport stopped"));
     } catch (...) {
       // quitting anyway
     }
@@ -431,9 +410,9 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
     // -- public interface ------------------------------------------------------
     [self](connect_atom) {
       auto& st = self->state;
-      if (st.status == transport_status::connecting)
+      if (st.link.status() == transport_status::connecting)
         return; // up or down follows
-      if (st.status == transport_status::up) {
+      if (st.link.up()) {
         report(self, transport_status::up); // tell the caller again
         return;
       }
@@ -448,33 +427,30 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
           report(self, transport_status::down, st.url_error);
           return;
         }
-        ++st.gen;
+        st.link.connect(self->clock().now());
         st.auth_ids.clear();
         st.conn_token = st.token;
         st.confirmed_token.clear();
         st.auth_error.clear();
         report(self, transport_status::connecting);
-        st.loop->open(st.gen, st.url, st.token);
-        self->delayed_send(self, clamp_delay(st.cfg.connect_timeout),
-                           probe_atom_v, st.gen);
+        st.loop->open(st.link.generation(), st.url, st.token);
+        arm_timer(self); // the connect deadline
       } catch (const std::exception& e) {
-        close_connection(self);
-        report(self, transport_status::down,
-               std::string{"ws transport: "} + e.what());
+        go_down(self, std::string{"ws transport: "} + e.what());
       } catch (...) {
-        close_connection(self);
-        report(self, transport_status::down, "ws transport: internal error");
+        go_down(self, "ws transport: internal error");
       }
     },
     [self](disconnect_atom) {
       auto& st = self->state;
       try {
+        auto failed = st.link.stop();
         close_connection(self);
-        fail_pending(self, make_engine_error(error_class::network,
-                                             "ws transport disconnected"));
+        fail_all(failed, make_engine_error(error_class::network,
+                                           "ws transport disconnected"));
         report(self, transport_status::idle);
       } catch (...) {
-        st.status = transport_status::idle;
+        // idle already (the link session moved first)
       }
     },
     [self](resume_atom, uint64_t seq, bool now) {
@@ -485,7 +461,7 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
           return;
         }
         st.resume_seq = seq;
-        if (st.status == transport_status::up && !st.token.empty())
+        if (st.link.up() && !st.token.empty())
           send_auth(self, st.token); // resubscribes, replaying from seq
       } catch (...) {
       }
@@ -496,7 +472,7 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
         if (tok.empty())
           st.resume_seq = 0; // logged out: the next session starts afresh
         st.token = std::move(tok);
-        if (st.status != transport_status::up)
+        if (!st.link.up())
           return; // used on the next upgrade / sent once up
         if (!st.token.empty() && st.token != st.conn_token)
           send_auth(self, st.token);
@@ -509,7 +485,7 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
     [self](request_atom, api_call& call,
            caf::timespan left) -> caf::result<api_reply> {
       auto& st = self->state;
-      if (st.status != transport_status::up || !st.loop)
+      if (!st.link.up() || !st.loop)
         return make_engine_error(error_class::network,
                                  "ws transport not connected");
       if (left <= caf::timespan{0})
@@ -532,10 +508,16 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
         if (!call.token.empty() && call.token != st.conn_token)
           send_auth(self, call.token);
         auto rp = self->make_response_promise<api_reply>();
-        st.pending.insert(key, self->clock().now() + clamp_delay(left),
-                          pending_request{rp, std::move(call.id)},
-                          std::move(wire_id));
-        st.loop->send(st.gen, std::move(frame));
+        auto deadline = deadline_of(call, self->clock().now(),
+                                    clamp_delay(left));
+        if (!st.link.add_call(key, deadline,
+                              pending_request{rp, std::move(call.id)},
+                              std::move(wire_id))) {
+          rp.deliver(make_engine_error(error_class::unknown,
+                                       "ws transport: request id in use"));
+          return rp;
+        }
+        st.loop->send(st.link.generation(), std::move(frame));
         arm_timer(self);
         return rp;
       } catch (const std::exception& e) {
@@ -549,10 +531,10 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
     // -- from the service thread -----------------------------------------------
     [self](io_atom, uint64_t gen) {
       auto& st = self->state;
-      if (gen != st.gen || st.status != transport_status::connecting)
+      if (gen != st.link.generation()
+          || !st.link.established(self->clock().now()))
         return;
       try {
-        st.last_rx = steady::now();
         st.confirmed_token = st.conn_token; // the upgrade accepted it
         report(self, transport_status::up);
         st.resume_auth_id.clear();
@@ -562,84 +544,58 @@ ws_transport_fun(self_ptr self, ws_transport_config cfg,
           if (st.resume_seq > 0)
             st.resume_auth_id = std::move(id);
         }
-        schedule_tick(self);
-        if (st.cfg.dead_peer_timeout > caf::timespan{0})
-          schedule_dead_peer_check(self, st.cfg.dead_peer_timeout);
+        arm_timer(self); // heartbeat and dead-peer deadlines
       } catch (...) {
         go_down(self, "ws transport: internal error");
       }
     },
     [self](io_atom, uint64_t gen, std::string& text) {
       auto& st = self->state;
-      if (gen != st.gen || st.status != transport_status::up)
+      if (gen != st.link.generation() || !st.link.up())
         return;
       try {
-        st.last_rx = steady::now();
+        st.link.received(self->clock().now());
         on_frame(self, text);
       } catch (...) {
         // a frame we cannot handle; its request's timer answers it
       }
     },
     [self](io_atom, uint64_t gen, transport_status, std::string& reason) {
-      if (gen != self->state.gen)
+      if (gen != self->state.link.generation())
         return;
       try {
         go_down(self, reason);
       } catch (...) {
       }
     },
-    // -- timers ----------------------------------------------------------------
+    // -- timer ------------------------------------------------------------------
     [self](timeout_atom) {
       auto& st = self->state;
       try {
-        auto now = self->clock().now();
-        st.timer.fired(now);
-        for (auto& e : st.pending.expire(now))
+        auto r = st.link.on_timer(self->clock().now());
+        for (auto& e : r.expired)
           e.payload.rp.deliver(make_engine_error(error_class::timeout,
                                                  "ws request timed out"));
-      } catch (...) {
-      }
-      try {
-        arm_timer(self); // for the next earliest deadline
-      } catch (...) {
-      }
-    },
-    [self](probe_atom, uint64_t gen) {
-      auto& st = self->state;
-      if (gen != st.gen || st.status != transport_status::connecting)
-        return;
-      try {
-        go_down(self, "websocket connect timed out after "
-                        + std::to_string(to_ms(st.cfg.connect_timeout))
-                        + " ms");
-      } catch (...) {
-      }
-    },
-    [self](tick_atom, uint64_t gen) {
-      auto& st = self->state;
-      if (gen != st.gen || st.status != transport_status::up)
-        return;
-      try {
-        send_ping(self);
-        schedule_tick(self);
-      } catch (...) {
-      }
-    },
-    [self](health_atom, uint64_t gen) {
-      auto& st = self->state;
-      if (gen != st.gen || st.status != transport_status::up)
-        return;
-      try {
-        auto silent = std::chrono::duration_cast<caf::timespan>(
-          steady::now() - st.last_rx);
-        auto limit = st.cfg.dead_peer_timeout;
-        if (silent >= limit) {
-          go_down(self, "websocket peer silent for "
-                          + std::to_string(to_ms(silent)) + " ms");
-          return;
+        switch (r.down) {
+          case link_down_cause::connect_timeout:
+            go_down(self, "websocket connect timed out after "
+                            + std::to_string(to_ms(st.cfg.connect_timeout))
+                            + " ms");
+            break;
+          case link_down_cause::dead_peer:
+            go_down(self, "websocket peer silent for "
+                            + std::to_string(to_ms(r.silence)) + " ms");
+            break;
+          case link_down_cause::reconnect_grace: // not used by WebSocket
+          case link_down_cause::none:
+            if (r.send_ping)
+              send_ping(self);
+            break;
         }
-        // check again exactly when the silence would reach the limit
-        schedule_dead_peer_check(self, limit - silent);
+      } catch (...) {
+      }
+      try {
+        arm_timer(self); // for the next deadline
       } catch (...) {
       }
     },

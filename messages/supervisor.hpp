@@ -43,6 +43,8 @@ using supervisor_actor = caf::typed_actor<
   /// retries. Replies with the 2xx reply, or a classified error (non-2xx
   /// statuses become errors via make_status_error). Network failures and
   /// timeouts of one transport are retried on the next while time is left.
+  /// The timespan gives the call its one absolute deadline (now + timespan,
+  /// or the call's own api_call::deadline if earlier), kept across sends.
   caf::replies_to<request_atom, api_call, caf::timespan, bool>::with<
     api_reply>,
   /// The current connection state.

@@ -50,9 +50,10 @@ using transport_actor = caf::typed_actor<
   /// {"since","complete"}) before the replayed ones: complete false when the
   /// gateway could not replay everything (or has no replay).
   caf::reacts_to<resume_atom, uint64_t, bool>,
-  /// Sends one API call; the timespan is the time left until its deadline.
-  /// Replies with the gateway's answer whatever its status, or an
-  /// error_class::network / timeout error.
+  /// Sends one API call by its deadline: the call's own (api_call::deadline,
+  /// set by the supervisor) if it has one, else the time left given here
+  /// (whichever is earlier). Replies with the gateway's answer whatever its
+  /// status, or an error_class::network / timeout error.
   caf::replies_to<request_atom, api_call, caf::timespan>::with<api_reply>>;
 
 /// Settings shared by all transports.

@@ -2,6 +2,7 @@
 // Every type has an inspect() overload so it is a valid CAF 0.17 message type.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -29,12 +30,17 @@ struct api_call {
   std::string path;   ///< relative to /api/v1, with query
   std::string body;   ///< JSON text, may be empty
   std::string token;  ///< bearer access token, empty = none
+  /// The one absolute deadline of the call (actor clock, i.e. steady_clock;
+  /// default = none). The supervisor sets it once when the call enters the
+  /// engine; every send of the call (failover, refresh) and the transport
+  /// answer by it.
+  std::chrono::steady_clock::time_point deadline{};
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, api_call& x) {
   return f(caf::meta::type_name("aico.api_call"), x.id, x.method, x.path,
-           x.body, x.token);
+           x.body, x.token, x.deadline);
 }
 
 /// The gateway's answer, whatever its status (transports deliver 4xx/5xx as
@@ -99,7 +105,7 @@ const char* to_string(transport_status s);
 enum class link_state : uint8_t {
   connecting = 0, ///< first connect in progress, nothing up yet
   connected,      ///< an IPC or WebSocket transport is active (mode, since)
-  degraded,       ///< only HTTP is left (mode = http)
+  degraded,       ///< the active transport is a degraded one (by default HTTP)
   reconnecting,   ///< nothing up; next attempt in next_attempt_in
   offline,        ///< stopped or every transport disabled/failed (reason)
   auth_expired,   ///< the refresh token was rejected: log in again

@@ -16,13 +16,25 @@ const char* to_string(link_policy::slot_status s) {
   return "?";
 }
 
+transport_caps capabilities_of(transport_mode m) {
+  transport_caps c;
+  c.pushes_events = m != transport_mode::http;
+  c.degraded = m == transport_mode::http;
+  return c;
+}
+
 link_policy::link_policy(std::vector<transport_mode> order, backoff_options opts,
-                         int failback_probes, uint64_t seed)
+                         int failback_probes, uint64_t seed,
+                         std::vector<transport_caps> caps)
   : failback_probes_(failback_probes < 1 ? 1 : failback_probes) {
   uint64_t n = 0;
-  for (auto m : order)
-    slots_.push_back(slot{m, slot_status::idle,
-                          backoff{opts, seed == 0 ? 0 : seed + n++}});
+  for (auto m : order) {
+    auto i = slots_.size();
+    slot s{m, slot_status::idle, backoff{opts, seed == 0 ? 0 : seed + n++},
+           0, 0, false, std::chrono::milliseconds{0},
+           i < caps.size() ? caps[i] : capabilities_of(m)};
+    slots_.push_back(std::move(s));
+  }
 }
 
 std::optional<std::size_t> link_policy::slot_of(transport_mode m) const {

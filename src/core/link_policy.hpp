@@ -31,6 +31,21 @@
 
 namespace aico {
 
+/// What a transport offers, as far as the published link state goes. The
+/// defaults per mode are `capabilities_of`; a transport registry will hand
+/// them in with each transport.
+struct transport_caps {
+  /// The gateway pushes events on the link itself (else: a side stream).
+  bool pushes_events = true;
+  /// Working but worse than the others (published as `degraded` while it is
+  /// the active one): HTTP, with requests on pooled connections and events
+  /// on a separate SSE stream.
+  bool degraded = false;
+};
+
+/// The capabilities of the built-in transports.
+transport_caps capabilities_of(transport_mode m);
+
 class link_policy {
 public:
   enum class slot_status : uint8_t {
@@ -58,8 +73,10 @@ public:
 
   using actions = std::vector<action>;
 
+  /// `caps` per slot (same order); missing ones are capabilities_of(mode).
   link_policy(std::vector<transport_mode> order, backoff_options opts,
-              int failback_probes, uint64_t seed = 0);
+              int failback_probes, uint64_t seed = 0,
+              std::vector<transport_caps> caps = {});
 
   /// Start connecting (nothing active yet).
   actions start();
@@ -86,6 +103,13 @@ public:
   bool running() const { return running_; }
   std::size_t size() const { return slots_.size(); }
   transport_mode mode(std::size_t slot) const { return slots_[slot].mode; }
+  const transport_caps& caps(std::size_t slot) const {
+    return slots_[slot].caps;
+  }
+  /// True while the active transport is a degraded one.
+  bool degraded() const {
+    return active_ && slots_[*active_].caps.degraded;
+  }
   slot_status status(std::size_t slot) const { return slots_[slot].status; }
   /// Index of a mode in the order, if configured.
   std::optional<std::size_t> slot_of(transport_mode m) const;
@@ -106,6 +130,7 @@ private:
     int probes_ok = 0;
     bool probing = false; ///< a fail-back health probe is outstanding
     std::chrono::milliseconds last_delay{0};
+    transport_caps caps;
   };
 
   void reconcile(actions& out);

@@ -212,3 +212,31 @@ TEST(link_policy, single_transport_configuration) {
   p.on_up(0);
   EXPECT_EQ(p.active(), 0u);
 }
+
+TEST(link_policy, degraded_is_the_active_transports_capability) {
+  auto p = make();
+  EXPECT_FALSE(p.degraded()); // nothing active
+  EXPECT_TRUE(p.caps(2).degraded); // http, by default
+  EXPECT_FALSE(p.caps(0).degraded);
+  p.start();
+  p.on_down(0);
+  p.on_down(1);
+  p.on_up(2);
+  ASSERT_EQ(p.active(), std::optional<std::size_t>{2});
+  EXPECT_TRUE(p.degraded());
+  // given capabilities win over the defaults: a transport registry may say
+  // that http is not degraded, or that ws is
+  backoff_options bo;
+  transport_caps ws_caps;
+  ws_caps.degraded = true;
+  link_policy q{{transport_mode::ws, transport_mode::http}, bo, 1, 0,
+                {ws_caps, transport_caps{}}};
+  q.start();
+  q.on_up(0);
+  ASSERT_EQ(q.active(), std::optional<std::size_t>{0});
+  EXPECT_TRUE(q.degraded());
+  q.on_down(0);
+  q.on_up(1);
+  ASSERT_EQ(q.active(), std::optional<std::size_t>{1});
+  EXPECT_FALSE(q.degraded());
+}

@@ -30,6 +30,9 @@ struct fake_net {
   std::map<transport_mode, int> spawned;
   /// call ids received per transport, in order
   std::map<transport_mode, std::vector<std::string>> received;
+  /// and the deadlines those calls carried (api_call::deadline)
+  std::map<transport_mode, std::vector<caf::actor_clock::time_point>>
+    deadlines;
   std::map<transport_mode, caf::actor> actors;
   /// tokens the fake gateway accepts
   std::string valid_token = "t-good";
@@ -88,6 +91,7 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
         return rp;
       }
       net->received[m].push_back(call.id);
+      net->deadlines[m].push_back(call.deadline);
       if (self->state.hold) {
         self->state.held.push_back(rp);
         self->state.held_calls.push_back(call);
@@ -326,6 +330,30 @@ TEST_F(supervisor_test, resends_in_flight_calls_with_the_same_id) {
   EXPECT_EQ(res->id, "keep-my-id");
   ASSERT_EQ(net->received[transport_mode::ws].size(), 1u);
   EXPECT_EQ(net->received[transport_mode::ws][0], "keep-my-id");
+}
+
+TEST_F(supervisor_test, a_resent_call_carries_the_one_deadline_it_got) {
+  start();
+  self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
+  sched.run();
+  auto t0 = sched.clock().now();
+  api_call c{"one-deadline", "POST", "/conversations/messages", "{}", ""};
+  auto rh = self->request(sup, caf::infinite, request_atom::value, c,
+                          caf::timespan{5s}, false);
+  sched.run();
+  ASSERT_EQ(net->deadlines[transport_mode::ipc].size(), 1u);
+  EXPECT_EQ(net->deadlines[transport_mode::ipc][0], t0 + 5s);
+  sched.advance_time(2s); // time passes on the first transport
+  self->send(net->actors[transport_mode::ipc], kill_atom::value);
+  sched.run();
+  caf::expected<api_reply> res{caf::error{}};
+  rh.receive([&](api_reply& r) { res = std::move(r); },
+             [&](caf::error& e) { res = std::move(e); });
+  ASSERT_TRUE(res) << to_string(res.error());
+  EXPECT_EQ(res->via, transport_mode::ws);
+  // the re-send has the same deadline, not a fresh 5 s
+  ASSERT_EQ(net->deadlines[transport_mode::ws].size(), 1u);
+  EXPECT_EQ(net->deadlines[transport_mode::ws][0], t0 + 5s);
 }
 
 TEST_F(supervisor_test, reconnecting_when_everything_is_down_then_recovers) {
