@@ -21,17 +21,19 @@ std::string join(const std::vector<std::string>& xs) {
   return res;
 }
 
-/// "AICO_URL: ..." -> "url: ..." for a key the host set as a field.
+/// "config: AICO_URL: ..." -> "config: url: ..." for a key the host set as
+/// a field.
 caf::error rename_key(const caf::error& err, const char* env_key,
                       const char* field) {
   auto c = classify(err);
-  std::string prefix = std::string{env_key} + ":";
-  if (c.message.compare(0, prefix.size(), prefix) != 0)
+  auto key = std::string{env_key} + ":";
+  auto pos = c.message.find(key);
+  if (pos == std::string::npos)
     return err;
-  return make_engine_error(c.cls,
-                           std::string{field} + ":"
-                             + c.message.substr(prefix.size()),
-                           c.status, c.code);
+  auto msg = c.message;
+  msg.replace(pos, key.size(), std::string{field} + ":");
+  return make_engine_error(c.cls, std::move(msg), c.status, c.code,
+                           c.retry_after_ms);
 }
 
 } // namespace
