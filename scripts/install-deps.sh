@@ -14,6 +14,7 @@ PACKAGES=(
   libsqlite3-dev libssl-dev libsodium-dev
   libcli11-dev libncurses-dev
   tmux curl jq
+  file dpkg-dev   # cpack DEB (scripts/package.sh, ctest consumer_packages)
 )
 
 missing=()
