@@ -109,8 +109,12 @@ with_cmake host_app & p1=$!
 with_pkg_config host_app -lcaf_core & p2=$!
 wait $p1 || fail "host_app with find_package"
 wait $p2 || fail "host_app with pkg-config"
-grep -i -E -- '-I[^ ]*boost|-isystem[^ ]*boost' "$tmp"/*-cmake.log \
-  && fail "a Boost include path was used"
+# the include paths CMake used: the package's and CAF's, nothing private
+cat "$tmp"/build-*/CMakeFiles/*.dir/flags.make > "$tmp/flags.txt"
+grep -i -E 'boost|protobuf|sqlite|zmq|websockets|curl' "$tmp/flags.txt" \
+  && fail "a private dependency's include path was used"
+grep -q -- "$usr/include" "$tmp/flags.txt" \
+  || fail "the examples were not built against the unpacked headers"
 for b in "$tmp/build-facade_app/facade_app" "$tmp/pc-facade_app/facade_app"; do
   readelf -d "$b" | grep NEEDED > "$tmp/needed.txt"
   grep -q libaico_client.so.1 "$tmp/needed.txt" || fail "$b: not linked to libaico_client.so.1"
