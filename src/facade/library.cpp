@@ -1,14 +1,10 @@
-// aico client library: the library's own version, and the public functions
-// defined in the internal static libraries kept in libaico_client.so even if
-// nothing inside the library calls them.
+// aico client library: the public functions defined in the internal static
+// libraries, kept in libaico_client.so even if nothing inside the library
+// calls them (the facade's own objects are linked whole).
 #include "aico/actors.hpp"
 #include "aico/client.hpp"
 
 namespace aico {
-
-const char* library_version() noexcept {
-  return AICO_CLIENT_VERSION;
-}
 
 namespace {
 

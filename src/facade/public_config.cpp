@@ -3,6 +3,8 @@
 // one loader, src/config/load_config.cpp, and its validation).
 #include "src/facade/public_config.hpp"
 
+#include "aico/client.hpp" // library_version
+
 #include <string>
 
 #include "src/config/load_config.hpp"
@@ -86,6 +88,10 @@ engine_config engine_config_or_throw(const client_config& cfg) {
   if (!res)
     throw to_client_error(res.error());
   return std::move(*res);
+}
+
+const char* library_version() noexcept {
+  return AICO_CLIENT_VERSION;
 }
 
 // -- client_config ----------------------------------------------------------------

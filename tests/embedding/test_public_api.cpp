@@ -152,11 +152,11 @@ TEST(ActorEngine, ConnectionStreamDeliversStatesOnly) {
     // a watcher gets the current state at once (and no server events)
     auto fwd = caf::actor_cast<caf::actor>(self);
     auto listener = sys.spawn(
-      [fwd](connection_listener_actor::pointer l)
+      [fwd](connection_listener_actor::pointer)
         -> connection_listener_actor::behavior_type {
         return {
-          [l, fwd](state_atom, const connection_state& s) {
-            l->send(fwd, state_atom_v, s);
+          [fwd](state_atom, const connection_state& s) {
+            caf::anon_send(fwd, state_atom_v, s);
           },
         };
       });
