@@ -11,6 +11,10 @@ if(NOT AICO_CLIENT_SHARED)
   return()
 endif()
 
+# cpack (and `make install`) install what is built; they must not first
+# build every target of the project (the tests, the benchmarks)
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY TRUE)
+
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME aico)
 set(CPACK_PACKAGE_VENDOR "aico")
