@@ -13,8 +13,10 @@ build=${1:-$src/build-package}
 out=${2:-$build}
 jobs=${JOBS:-2}
 if [ ! -f "$build/CMakeCache.txt" ]; then
+  # prefix /usr at configure time: GNUInstallDirs then uses Debian's
+  # multiarch library directory (lib/<triplet>)
   cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-    -DAICO_CLIENT_SHARED=ON -DAICO_ENABLE_TESTS=OFF -DAICO_ENABLE_BENCH=OFF
+    -DCMAKE_INSTALL_PREFIX=/usr -DAICO_CLIENT_SHARED=ON -DAICO_ENABLE_TESTS=OFF -DAICO_ENABLE_BENCH=OFF
 fi
 nice cmake --build "$build" -j"$jobs" \
   --target aico_client aico aico-chat aico-stress aico-gateway
