@@ -39,9 +39,9 @@ engine::engine(caf::actor_system& sys, engine_config cfg, bool connect)
   cfg_.cache.request_timeout = cfg_.request_timeout;
   sup_ = spawn_supervisor(sys_, cfg_.connection);
   tokens_ = spawn_token_manager(sys_, cfg_.tokens,
-                                caf::actor_cast<api_gateway_actor>(sup_));
+                                api_gateway_actor{sup_});
   api_ = spawn_resilient_client(sys_, cfg_.resilience, sup_);
-  auto downstream = caf::actor_cast<api_gateway_actor>(api_);
+  api_gateway_actor downstream = api_;
   queue_ = spawn_offline_queue(sys_, cfg_.queue, downstream);
   cache_ = spawn_response_cache(sys_, cfg_.cache, downstream);
   repository_deps deps{downstream, queue_, cache_, tokens_,
@@ -49,14 +49,15 @@ engine::engine(caf::actor_system& sys, engine_config cfg, bool connect)
   chat_ = spawn_chat_repository(sys_, deps);
   users_ = spawn_user_repository(sys_, deps);
   system_ = spawn_system_repository(sys_, deps, cfg_.system);
-  // wiring: who hears what
+  // wiring: who hears what (implicit subset conversions of typed_actor:
+  // the compiler checks that each actor handles what it is sent)
   caf::anon_send(sup_, auth_atom_v, tokens_);
-  caf::anon_send(sup_, watch_atom_v, caf::actor_cast<engine_listener_actor>(queue_));
-  caf::anon_send(tokens_, watch_atom_v, caf::actor_cast<auth_listener_actor>(queue_));
-  caf::anon_send(queue_, watch_atom_v, caf::actor_cast<queue_listener_actor>(chat_));
-  caf::anon_send(queue_, watch_atom_v, caf::actor_cast<queue_listener_actor>(users_));
-  caf::anon_send(sup_, watch_atom_v, caf::actor_cast<engine_listener_actor>(chat_));
-  caf::anon_send(sup_, watch_atom_v, caf::actor_cast<engine_listener_actor>(system_));
+  caf::anon_send(sup_, watch_atom_v, engine_listener_actor{queue_});
+  caf::anon_send(tokens_, watch_atom_v, auth_listener_actor{queue_});
+  caf::anon_send(queue_, watch_atom_v, queue_listener_actor{chat_});
+  caf::anon_send(queue_, watch_atom_v, queue_listener_actor{users_});
+  caf::anon_send(sup_, watch_atom_v, engine_listener_actor{chat_});
+  caf::anon_send(sup_, watch_atom_v, engine_listener_actor{system_});
   if (connect)
     caf::anon_send(sup_, connect_atom_v);
 }

@@ -1,79 +1,62 @@
-# Install rules and the exported CMake package `aico_client` (+ pkg-config
-# file): a host does
+# Install rules, the exported CMake package `aico_client` and the pkg-config
+# file. What is installed is a promise to every host, so it is small:
+#   <prefix>/include/aico/*.hpp             the public headers, nothing else
+#   <prefix>/lib/libaico_client.so.1...     the shared library (hidden
+#                                           internals, private dependencies)
+#   <prefix>/lib/cmake/aico_client/         find_package(aico_client)
+#   <prefix>/lib/pkgconfig/aico_client.pc   pkg-config aico_client
+#   <prefix>/bin/aico, aico-chat, aico-stress, aico-gateway   (the tools)
+# A host does
 #   find_package(aico_client REQUIRED)
-#   target_link_libraries(app PRIVATE aico::client)
-# Included from the top CMakeLists.txt after every library is defined.
+#   target_link_libraries(app PRIVATE aico::client)    # plain C++ facade
+#   target_link_libraries(app PRIVATE aico::actors)    # + CAF (actors.hpp)
+# Included from the top CMakeLists.txt after every target is defined.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-# -- the one target hosts link --------------------------------------------------
-add_library(aico_client INTERFACE)
-target_link_libraries(aico_client INTERFACE aico_facade aico_config aico_actors)
-set_target_properties(aico_client PROPERTIES EXPORT_NAME client)
-add_library(aico::client ALIAS aico_client)
+# components of the Debian packages (cmake/aico_package.cmake)
+set(AICO_COMPONENT_RUNTIME runtime)
+set(AICO_COMPONENT_DEV dev)
+set(AICO_COMPONENT_TOOLS tools)
 
-# Headers keep their in-tree include paths ("messages/engine.hpp",
-# "src/core/backoff.hpp") under <prefix>/include/aico; <aico/client.hpp> is
-# found through <prefix>/include. NOTE: this replaces the targets'
-# INTERFACE_INCLUDE_DIRECTORIES (the plain source-dir paths set in their
-# CMakeLists cannot be exported); add further public include dirs here, with
-# $<BUILD_INTERFACE:...>/$<INSTALL_INTERFACE:...>. Every target the exported
-# libraries link (also PRIVATE: static libraries export it as LINK_ONLY) must
-# be in the export set below or be re-created in aico_clientConfig.cmake.in.
-set(_aico_inc "${CMAKE_INSTALL_INCLUDEDIR}/aico")
-foreach(_t aico_messages aico_core aico_model aico_store)
-  set_target_properties(${_t} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES
-    "$<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>;$<INSTALL_INTERFACE:${_aico_inc}>;$<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>")
-endforeach()
-# generated ipc.pb.h is private to the IPC transport
-set_target_properties(aico_proto PROPERTIES INTERFACE_INCLUDE_DIRECTORIES
-  "$<BUILD_INTERFACE:${PROJECT_BINARY_DIR}>")
+install(TARGETS aico aico-chat aico-stress aico-gateway
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT ${AICO_COMPONENT_TOOLS})
 
-set(AICO_CLIENT_LIBS
-  aico_facade aico_config aico_actors
-  aico_transport_http aico_transport_ws aico_transport_ipc aico_proto
-  aico_store aico_model aico_core)
+if(NOT AICO_CLIENT_SHARED)
+  message(STATUS "aico_client is static (AICO_CLIENT_SHARED=OFF): the "
+                 "library, headers and packages are not installed")
+  return()
+endif()
 
-install(TARGETS ${AICO_CLIENT_LIBS} aico_messages aico_client
+install(TARGETS aico_client
   EXPORT aico_clientTargets
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    COMPONENT ${AICO_COMPONENT_RUNTIME}
+    NAMELINK_COMPONENT ${AICO_COMPONENT_DEV}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(TARGETS aico aico-gateway RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
-# -- headers ----------------------------------------------------------------------
-file(GLOB _aico_msg_hdrs "${PROJECT_SOURCE_DIR}/messages/*.hpp")
-file(GLOB _aico_core_hdrs "${PROJECT_SOURCE_DIR}/src/core/*.hpp")
-install(FILES ${_aico_msg_hdrs} DESTINATION ${_aico_inc}/messages)
-install(FILES ${_aico_core_hdrs} DESTINATION ${_aico_inc}/src/core)
-install(FILES ${PROJECT_SOURCE_DIR}/src/model/codec.hpp
-  DESTINATION ${_aico_inc}/src/model)
-install(FILES ${PROJECT_SOURCE_DIR}/src/config/load_config.hpp
-  DESTINATION ${_aico_inc}/src/config)
-# messages/transport.hpp carries the TLS options of the HTTP/WS transports
-install(FILES ${PROJECT_SOURCE_DIR}/src/transport/tls_options.hpp
-  DESTINATION ${_aico_inc}/src/transport)
-install(FILES
-  ${PROJECT_SOURCE_DIR}/include/aico/client.hpp
-  ${PROJECT_SOURCE_DIR}/include/aico/facade.hpp
-  DESTINATION ${_aico_inc})
+# -- headers: include/aico only --------------------------------------------------
+file(GLOB AICO_PUBLIC_HEADERS "${PROJECT_SOURCE_DIR}/include/aico/*.hpp")
+install(FILES ${AICO_PUBLIC_HEADERS}
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/aico
+  COMPONENT ${AICO_COMPONENT_DEV})
 
 # -- CMake package ---------------------------------------------------------------
 set(_aico_cmake_dir "${CMAKE_INSTALL_LIBDIR}/cmake/aico_client")
 install(EXPORT aico_clientTargets NAMESPACE aico::
-  DESTINATION ${_aico_cmake_dir})
+  DESTINATION ${_aico_cmake_dir} COMPONENT ${AICO_COMPONENT_DEV})
 configure_package_config_file(
   ${PROJECT_SOURCE_DIR}/cmake/aico_clientConfig.cmake.in
   ${PROJECT_BINARY_DIR}/aico_clientConfig.cmake
   INSTALL_DESTINATION ${_aico_cmake_dir})
 write_basic_package_version_file(
   ${PROJECT_BINARY_DIR}/aico_clientConfigVersion.cmake
-  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
 install(FILES
   ${PROJECT_BINARY_DIR}/aico_clientConfig.cmake
   ${PROJECT_BINARY_DIR}/aico_clientConfigVersion.cmake
   ${PROJECT_SOURCE_DIR}/cmake/FindCAF.cmake
-  DESTINATION ${_aico_cmake_dir})
+  DESTINATION ${_aico_cmake_dir} COMPONENT ${AICO_COMPONENT_DEV})
 
 # -- pkg-config --------------------------------------------------------------------
 # relocatable: the prefix is found from the .pc file's own location
@@ -81,4 +64,4 @@ file(RELATIVE_PATH AICO_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p"
 configure_file(${PROJECT_SOURCE_DIR}/cmake/aico_client.pc.in
   ${PROJECT_BINARY_DIR}/aico_client.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/aico_client.pc
-  DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT ${AICO_COMPONENT_DEV})

@@ -59,27 +59,6 @@
 
 namespace aico {
 
-/// What a queued command does (decides the lane rules, see queued_command).
-enum class command_kind : uint8_t {
-  send_message = 0,
-  mark_read,
-  update_preferences,
-  generic,
-};
-
-inline const char* to_string(command_kind x) {
-  switch (x) {
-    case command_kind::send_message:
-      return "send_message";
-    case command_kind::mark_read:
-      return "mark_read";
-    case command_kind::update_preferences:
-      return "update_preferences";
-    default:
-      return "generic";
-  }
-}
-
 /// What the caller asks the queue to send.
 struct queued_command {
   /// Sent as api_call.id on every attempt; for messages use the message's
@@ -133,38 +112,6 @@ inline const char* to_string(queue_status x) {
     default:
       return "dropped";
   }
-}
-
-/// One queued command as stored (a copy of the store's queue_item).
-struct queue_entry {
-  int64_t seq = 0; ///< local order, never reused; the handle for retry/drop
-  std::string idempotency_key;
-  command_kind kind = command_kind::generic;
-  std::string lane;
-  std::string method;
-  std::string path;
-  std::string body;
-  int64_t created_at_ms = 0;      ///< wall clock, ms since the Unix epoch
-  int32_t attempts = 0;           ///< sends since enqueue / last reset
-  int64_t next_attempt_at_ms = 0; ///< not before (0 = at once)
-  /// Storage state: "pending", "in_flight" or "parked".
-  std::string state;
-  /// queued | sending | retrying | failed (derived from state and the last
-  /// error: pending with an error = retrying).
-  std::string status;
-  /// The last failure, if any (class `unknown` with an empty message if
-  /// none).
-  error_class last_error_class = error_class::unknown;
-  std::string last_error;
-  std::string parked_reason; ///< why it failed permanently (if parked)
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, queue_entry& x) {
-  return f(caf::meta::type_name("aico.queue_entry"), x.seq,
-           x.idempotency_key, x.kind, x.lane, x.method, x.path, x.body,
-           x.created_at_ms, x.attempts, x.next_attempt_at_ms, x.state,
-           x.status, x.last_error_class, x.last_error, x.parked_reason);
 }
 
 /// Published to every watcher on each change of an entry.

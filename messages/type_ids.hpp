@@ -7,6 +7,8 @@
 
 #include "caf/all.hpp"
 
+#include "aico/actors.hpp" // the public atoms (not repeated here)
+
 #include "messages/errors.hpp"
 #include "messages/models.hpp"
 #include "messages/types.hpp"
@@ -38,41 +40,22 @@ CAF_BEGIN_TYPE_ID_BLOCK(aico, caf::first_custom_type_id)
   CAF_ADD_ATOM(aico, aico, disconnect_atom, "disconnect")
   CAF_ADD_ATOM(aico, aico, request_atom, "request")
   CAF_ADD_ATOM(aico, aico, token_atom, "token")
-  CAF_ADD_ATOM(aico, aico, event_atom, "event")
   CAF_ADD_ATOM(aico, aico, tstate_atom, "tstate")
-  CAF_ADD_ATOM(aico, aico, state_atom, "state")
-  CAF_ADD_ATOM(aico, aico, watch_atom, "watch")
   // authentication
-  CAF_ADD_ATOM(aico, aico, login_atom, "login")
-  CAF_ADD_ATOM(aico, aico, logout_atom, "logout")
   CAF_ADD_ATOM(aico, aico, refresh_atom, "refresh")
   CAF_ADD_ATOM(aico, aico, auth_atom, "auth")
-  CAF_ADD_ATOM(aico, aico, session_atom, "session")
   // internal timers and I/O-thread callbacks
   CAF_ADD_ATOM(aico, aico, tick_atom, "tick")
   CAF_ADD_ATOM(aico, aico, timeout_atom, "timeout")
   CAF_ADD_ATOM(aico, aico, probe_atom, "probe")
-  CAF_ADD_ATOM(aico, aico, health_atom, "health")
   CAF_ADD_ATOM(aico, aico, io_atom, "io")
   // resilience, offline queue, cache, repositories (issue 4)
   CAF_ADD_ATOM(aico, aico, breaker_atom, "breaker")
   CAF_ADD_ATOM(aico, aico, enqueue_atom, "enqueue")
-  CAF_ADD_ATOM(aico, aico, list_atom, "list")
-  CAF_ADD_ATOM(aico, aico, retry_atom, "retry")
-  CAF_ADD_ATOM(aico, aico, drop_atom, "drop")
   CAF_ADD_ATOM(aico, aico, queue_atom, "queue")
   CAF_ADD_ATOM(aico, aico, drain_atom, "drain")
   CAF_ADD_ATOM(aico, aico, read_atom, "read")
   CAF_ADD_ATOM(aico, aico, invalidate_atom, "invalidate")
-  CAF_ADD_ATOM(aico, aico, send_atom, "send")
-  CAF_ADD_ATOM(aico, aico, history_atom, "history")
-  CAF_ADD_ATOM(aico, aico, mark_read_atom, "markread")
-  CAF_ADD_ATOM(aico, aico, me_atom, "me")
-  CAF_ADD_ATOM(aico, aico, prefs_atom, "prefs")
-  CAF_ADD_ATOM(aico, aico, family_atom, "family")
-  CAF_ADD_ATOM(aico, aico, status_atom, "status")
-  CAF_ADD_ATOM(aico, aico, update_atom, "update")
-  CAF_ADD_ATOM(aico, aico, message_atom, "message")
   // event stream continuity (issue 15)
   CAF_ADD_TYPE_ID(aico, (aico::event_stats))
   CAF_ADD_ATOM(aico, aico, resume_atom, "resume")

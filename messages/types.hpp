@@ -9,16 +9,9 @@
 
 #include "caf/all.hpp"
 
+#include "aico/actors.hpp" // transport_mode, connection_state, session_info
+
 namespace aico {
-
-/// The three transports, in the default preference order.
-enum class transport_mode : uint8_t { ipc = 0, ws = 1, http = 2 };
-
-/// "ipc", "ws" or "http".
-const char* to_string(transport_mode m);
-
-/// Parses "ipc", "ws" or "http"; false on anything else.
-bool from_string(const std::string& s, transport_mode& out);
 
 /// One call of the gateway's logical API (docs/protocol.md), the same on
 /// every transport.
@@ -100,51 +93,6 @@ enum class transport_status : uint8_t {
 };
 
 const char* to_string(transport_status s);
-
-/// The engine's observable connection state (published by the supervisor).
-enum class link_state : uint8_t {
-  connecting = 0, ///< first connect in progress, nothing up yet
-  connected,      ///< an IPC or WebSocket transport is active (mode, since)
-  degraded,       ///< the active transport is a degraded one (by default HTTP)
-  reconnecting,   ///< nothing up; next attempt in next_attempt_in
-  offline,        ///< stopped or every transport disabled/failed (reason)
-  auth_expired,   ///< the refresh token was rejected: log in again
-};
-
-const char* to_string(link_state s);
-
-struct connection_state {
-  link_state state = link_state::connecting;
-  transport_mode mode = transport_mode::http; ///< valid if connected/degraded
-  caf::timestamp since;                       ///< when this state began
-  caf::timespan next_attempt_in{0};           ///< valid if reconnecting
-  /// offline: why; reconnecting: the last transport that went down and
-  /// why ("ws: closed by peer (1001 going away)"), empty if none did yet.
-  std::string reason;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, connection_state& x) {
-  return f(caf::meta::type_name("aico.connection_state"), x.state, x.mode,
-           x.since, x.next_attempt_in, x.reason);
-}
-
-/// "connected{mode=ipc}" style rendering for logs and the CLI.
-std::string to_string(const connection_state& s);
-
-/// The logged-in session (never contains tokens).
-struct session_info {
-  std::string user_id;
-  std::string username;
-  std::string role;
-  int64_t access_expires_at = 0; ///< seconds since epoch
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, session_info& x) {
-  return f(caf::meta::type_name("aico.session_info"), x.user_id, x.username,
-           x.role, x.access_expires_at);
-}
 
 /// Authentication state published by the token manager.
 enum class auth_state : uint8_t {

@@ -15,6 +15,7 @@ PACKAGES=(
   libcli11-dev libncurses-dev
   clang-14 libclang-rt-14-dev
   tmux curl jq
+  file dpkg-dev   # cpack DEB (scripts/package.sh, ctest consumer_packages)
 )
 
 missing=()

@@ -15,17 +15,17 @@ using namespace std::chrono_literals;
 
 int main(int argc, char** argv) {
   std::string config, user, password, text = "hello from facade_app";
-  auto env = aico::process_environment();
+  std::string url, ipc, state_dir;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--config")
       config = v;
     else if (a == "--url")
-      env["AICO_URL"] = v;
+      url = v;
     else if (a == "--ipc")
-      env["AICO_IPC"] = v;
+      ipc = v;
     else if (a == "--state-dir")
-      env["AICO_STATE_DIR"] = v;
+      state_dir = v;
     else if (a == "--user")
       user = v;
     else if (a == "--password")
@@ -37,12 +37,19 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  auto cfg = aico::load_config(config, env);
-  if (!cfg) {
-    std::cerr << "facade_app: " << aico::describe(cfg.error()) << std::endl;
+  // file + AICO_* environment, then the command line on top
+  aico::client_config cfg;
+  try {
+    cfg = aico::client_config::load(config);
+  } catch (const aico::client_error& e) {
+    std::cerr << "facade_app: " << e.what() << std::endl;
     return 2;
   }
-  aico::client c{*cfg}; // owns its actor system
+  cfg.url = url;
+  cfg.ipc = ipc;
+  cfg.state_dir = state_dir;
+  std::cout << "aico client library " << aico::library_version() << std::endl;
+  aico::client c{cfg}; // runs the engine on its own threads
   std::mutex mtx;
   std::condition_variable cv;
   std::map<std::string, std::string> replies; // bot replies by id

@@ -9,11 +9,15 @@
 
 #include "caf/all.hpp"
 
-#include <aico/client.hpp>
+#include <aico/actors.hpp>
 
 using namespace std::chrono_literals;
 
 namespace {
+
+/// The greeter's own timer (not one of the engine's atoms).
+using give_up_atom = caf::atom_constant<caf::atom("giveup")>;
+constexpr give_up_atom give_up_atom_v{};
 
 struct options {
   std::string config, url, ipc, state_dir, user, password;
@@ -47,7 +51,7 @@ bool parse(int argc, char** argv, options& o) {
 
 /// The host's own actor. It is a chat listener for the engine (message and
 /// stream chunk handlers) and drives one conversation turn.
-caf::behavior greeter(caf::event_based_actor* self, aico::engine* eng,
+caf::behavior greeter(caf::event_based_actor* self, aico::actor_engine* eng,
                       options o) {
   auto sent_id = std::make_shared<std::string>();
   auto fail = [self](const std::string& what, const caf::error& err) {
@@ -55,8 +59,8 @@ caf::behavior greeter(caf::event_based_actor* self, aico::engine* eng,
               << std::endl;
     self->quit(caf::exit_reason::user_shutdown);
   };
-  self->delayed_send(self, 40s, aico::timeout_atom_v);
-  self->request(eng->tokens(), 15s, aico::login_atom_v, o.user, o.password)
+  self->delayed_send(self, 40s, give_up_atom_v);
+  self->request(eng->session(), 15s, aico::login_atom_v, o.user, o.password)
     .then(
       [=](const aico::session_info& s) {
         std::cout << "logged in as " << s.username << std::endl;
@@ -86,7 +90,7 @@ caf::behavior greeter(caf::event_based_actor* self, aico::engine* eng,
       if (!sent_id->empty() && c.reply_to == *sent_id)
         std::cout << "chunk " << c.seq_no << ": " << c.chunk << std::endl;
     },
-    [=](aico::timeout_atom) {
+    [=](give_up_atom) {
       std::cout << "greeter: no reply in time" << std::endl;
       self->quit(caf::exit_reason::user_shutdown);
     },
@@ -103,18 +107,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   // file + AICO_* environment, then the command line on top
-  auto env = aico::process_environment();
-  if (!o.url.empty())
-    env["AICO_URL"] = o.url;
-  if (!o.ipc.empty())
-    env["AICO_IPC"] = o.ipc;
-  if (!o.state_dir.empty())
-    env["AICO_STATE_DIR"] = o.state_dir;
-  auto cfg = aico::load_config(o.config, env);
-  if (!cfg) {
-    std::cerr << "host_app: " << aico::describe(cfg.error()) << std::endl;
+  aico::client_config cfg;
+  try {
+    cfg = aico::client_config::load(o.config);
+  } catch (const aico::client_error& e) {
+    std::cerr << "host_app: " << e.what() << std::endl;
     return 2;
   }
+  cfg.url = o.url;
+  cfg.ipc = o.ipc;
+  cfg.state_dir = o.state_dir;
   caf::actor_system_config sys_cfg;
   sys_cfg.set("scheduler.policy", caf::atom("sharing")); // see docs
   sys_cfg.set("scheduler.max-threads", 2);
@@ -122,14 +124,14 @@ int main(int argc, char** argv) {
   int rc = 1;
   {
     // the engine lives in the host's actor system next to the host's actors
-    aico::engine eng{sys, *cfg};
+    aico::actor_engine eng{sys, cfg};
     caf::scoped_actor self{sys};
     auto g = sys.spawn(greeter, &eng, o);
     self->monitor(g);
     self->receive([&](const caf::down_msg& dm) {
       rc = dm.reason == caf::exit_reason::normal ? 0 : 1;
     });
-    // ~engine: stops the engine's actors within cfg.shutdown_timeout
+    // ~actor_engine: stops the engine's actors within cfg.shutdown_timeout
   }
   std::cout << "host_app: done (" << rc << ")" << std::endl;
   return rc;

@@ -1,29 +1,164 @@
-// aico client engine: the one header an application includes.
+// aico client library: the plain C++ facade, for code that does not use
+// actors. No CAF or other third-party header is included: a host needs only
+// this header (and aico/config.hpp, aico/errors.hpp, aico/models.hpp, which
+// it includes) and libaico_client.so.
 //
-// Two ways to embed the engine:
+//   aico::client c{aico::client_config::load("client.json")};
+//   c.login("alice", "secret").get();            // throws aico::client_error
+//   auto sub = c.on_message([](const aico::chat_message& m) { ... });
+//   c.send_message("hello").get();               // queued (durable)
+//   ...
+//   sub.cancel();                                 // or let it go out of scope
 //
-//  * Actor code (CAF 0.17): construct an aico::engine on the host's
-//    caf::actor_system and talk to its typed actor handles:
-//      aico::engine eng{sys, cfg};
-//      self->request(eng.chat(), 10s, aico::send_atom_v, msg).then(...);
-//      self->send(eng.chat(), aico::watch_atom_v, my_chat_listener);
-//      self->send(eng.connection(), aico::watch_atom_v, my_state_listener);
-//    See messages/engine.hpp and messages/repositories.hpp.
+// Every call returns a std::future; a failure is a client_error carrying the
+// engine's classification. Callbacks run on a worker thread of the engine,
+// one at a time per subscription: keep them short and never block on a
+// future of the same client inside one. Exceptions thrown by a callback are
+// swallowed.
 //
-//  * Plain C++: aico::client (aico/facade.hpp) with std::future results and
-//    callback subscriptions.
-//
-// Configuration: aico::load_config(file, env) (src/config/load_config.hpp,
-// docs/configuration.md). Link with `aico::client` (CMake package
-// aico_client) or `pkg-config --cflags --libs aico_client`.
+// CAF applications that want typed actor handles instead use
+// aico/actors.hpp (aico::actor_engine).
 #pragma once
 
-#include "messages/engine.hpp"       // aico::engine, engine_config
-#include "messages/errors.hpp"       // error_class, classify, describe
-#include "messages/models.hpp"       // chat_message, user, system_status, ...
-#include "messages/repositories.hpp" // chat/user/system repositories
-#include "messages/type_ids.hpp"     // atoms (send_atom, watch_atom, ...)
-#include "messages/types.hpp"        // connection_state, session_info, ...
-#include "src/config/load_config.hpp" // load_config, default_client_config
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
 
-#include "aico/facade.hpp"           // aico::client, subscription
+#include "aico/config.hpp"
+#include "aico/errors.hpp"
+#include "aico/export.hpp"
+#include "aico/models.hpp"
+
+namespace caf {
+class actor_system;
+} // namespace caf
+
+namespace aico {
+
+namespace detail {
+struct subscription_state;
+} // namespace detail
+
+/// The library's version ("1.2.3", the project version it was built from).
+AICO_API const char* library_version() noexcept;
+
+/// A running callback subscription. Delivery stops on cancel() or when the
+/// object is destroyed (move it to keep it). After cancel() returns no
+/// callback of it runs any more (unless cancel() is called from inside the
+/// callback itself, which is allowed). Outliving the client is harmless.
+class AICO_API subscription {
+public:
+  subscription() noexcept;
+  subscription(subscription&&) noexcept;
+  subscription& operator=(subscription&& other) noexcept;
+  subscription(const subscription&) = delete;
+  subscription& operator=(const subscription&) = delete;
+  ~subscription();
+
+  /// Stops delivery; idempotent.
+  void cancel() noexcept;
+
+  /// True until cancel() (or the client's destruction).
+  bool active() const noexcept;
+
+private:
+  friend class client;
+  explicit subscription(std::shared_ptr<detail::subscription_state> st);
+  std::shared_ptr<detail::subscription_state> state_;
+};
+
+/// The engine behind futures and callbacks.
+class AICO_API client {
+public:
+  /// Runs the engine on its own `threads` worker threads and starts
+  /// connecting. Throws client_error (validation) on a bad configuration.
+  explicit client(const client_config& cfg, size_t threads = 2);
+
+  /// Runs the engine in the host's CAF actor system (which must outlive the
+  /// client). Throws client_error (validation) on a bad configuration.
+  client(caf::actor_system& sys, const client_config& cfg);
+
+  /// Cancels every subscription, fails outstanding futures with a network
+  /// error "client shut down" and stops the engine, bounded by the
+  /// configured shutdown timeout (plus the owned worker threads' own stop).
+  /// Unsent messages stay in the durable queue (with a state_dir).
+  ~client();
+
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  // -- session -----------------------------------------------------------------
+
+  std::future<session_info> login(const std::string& user,
+                                  const std::string& password);
+  /// Forgets the tokens at once (always), then tells the gateway and waits
+  /// for its answer (bounded by the request timeout): true once it
+  /// confirmed; a client_error (network, timeout, ...) if it could not be
+  /// told. The session stays valid on the gateway until it expires then.
+  std::future<bool> logout();
+
+  // -- chat ----------------------------------------------------------------------
+
+  /// Queues a message (durable); resolves at once with it as queued. Follow
+  /// its status with on_message.
+  std::future<chat_message> send_message(outgoing_message msg);
+  /// Shorthand: `content` to the current conversation.
+  std::future<chat_message> send_message(const std::string& content);
+  std::future<history_result> history(history_query q = {});
+
+  // -- user ------------------------------------------------------------------------
+
+  std::future<user_result> me(read_options opts = {});
+  /// Queued like a send (works offline).
+  std::future<queue_entry> update_preferences(user_preferences prefs);
+  std::future<family_result> family(read_options opts = {});
+
+  // -- system ----------------------------------------------------------------------
+
+  std::future<health_result> health(read_options opts = {});
+  std::future<::aico::system_status> system_status();
+  /// Admin only (authorization error otherwise).
+  std::future<update_ticket> request_update();
+
+  // -- offline queue ---------------------------------------------------------------
+
+  std::future<std::vector<queue_entry>> queue_list();
+  /// Puts a failed (parked) entry back in its lane.
+  std::future<queue_entry> queue_retry(int64_t seq);
+  /// Removes a pending or parked entry; false if it was not removed.
+  std::future<bool> queue_drop(int64_t seq);
+
+  // -- connection ------------------------------------------------------------------
+
+  std::future<::aico::connection_state> connection_state();
+
+  // -- subscriptions ---------------------------------------------------------------
+
+  /// Every new message and status change of the chat stream (replace by id;
+  /// includes the bot's final replies).
+  subscription on_message(std::function<void(const chat_message&)> f);
+  /// Chunks of streamed bot replies.
+  subscription on_stream_chunk(std::function<void(const stream_chunk&)> f);
+  /// The current connection state at once, then every change.
+  subscription on_connection_state(
+    std::function<void(const ::aico::connection_state&)> f);
+  /// The gateway's status (polled while subscribed and connected).
+  subscription on_system_status(
+    std::function<void(const ::aico::system_status&)> f);
+
+  // -- configuration -----------------------------------------------------------------
+
+  /// The configured shutdown timeout (what ~client waits at most for the
+  /// engine).
+  std::chrono::milliseconds shutdown_timeout() const noexcept;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace aico

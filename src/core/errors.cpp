@@ -26,6 +26,12 @@ const char* to_string(error_class c) {
   return "unknown";
 }
 
+client_error::client_error(classification c, const std::string& what)
+  : std::runtime_error(what), info_(std::move(c)) {
+}
+
+client_error::~client_error() = default;
+
 caf::error make_engine_error(error_class cls, std::string message,
                              int32_t status, std::string code,
                              int64_t retry_after_ms) {

@@ -1,27 +1,24 @@
-// aico engine: the plain C++ facade (include/aico/facade.hpp). Each call
+// aico engine: the plain C++ facade (include/aico/client.hpp). Each call
 // is one short-lived event-based actor that makes the request and fulfils
 // a std::promise; each subscription is one listener actor. No exception
 // leaves an actor handler: promises are fulfilled through noexcept helpers
 // and callback exceptions are swallowed.
-#include "aico/facade.hpp"
+#include "aico/client.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <utility>
+
+#include "caf/all.hpp"
+
+#include "messages/engine.hpp"
+#include "src/facade/public_config.hpp"
 
 namespace aico {
 
 using namespace std::chrono_literals;
-
-// -- client_error --------------------------------------------------------------
-
-client_error::client_error(classification c, const std::string& what)
-  : std::runtime_error(what), info_(std::move(c)) {
-}
-
-client_error client_error::from(const caf::error& err) {
-  return client_error{classify(err), describe(err)};
-}
 
 namespace detail {
 
@@ -156,7 +153,7 @@ struct promise_box {
 
 std::exception_ptr shutdown_error() noexcept {
   try {
-    return std::make_exception_ptr(client_error::from(
+    return std::make_exception_ptr(to_client_error(
       make_engine_error(error_class::network, "client shut down")));
   } catch (...) {
     return std::current_exception();
@@ -165,7 +162,7 @@ std::exception_ptr shutdown_error() noexcept {
 
 std::exception_ptr to_exception(const caf::error& err) noexcept {
   try {
-    return std::make_exception_ptr(client_error::from(err));
+    return std::make_exception_ptr(to_client_error(err));
   } catch (...) {
     return std::current_exception();
   }
@@ -174,6 +171,10 @@ std::exception_ptr to_exception(const caf::error& err) noexcept {
 } // namespace detail
 
 // -- subscription --------------------------------------------------------------
+
+subscription::subscription() noexcept = default;
+
+subscription::subscription(subscription&&) noexcept = default;
 
 subscription::subscription(std::shared_ptr<detail::subscription_state> st)
   : state_(std::move(st)) {
@@ -205,31 +206,65 @@ bool subscription::active() const noexcept {
 
 // -- client --------------------------------------------------------------------
 
-client::client(engine_config cfg, size_t threads)
-  : owned_cfg_(std::make_unique<caf::actor_system_config>()) {
-  owned_cfg_->set("scheduler.policy", caf::atom("sharing"));
-  owned_cfg_->set("scheduler.max-threads",
-                  static_cast<int>(std::max<size_t>(threads, 1)));
-  owned_sys_ = std::make_unique<caf::actor_system>(*owned_cfg_);
-  sys_ = owned_sys_.get();
-  eng_ = std::make_unique<aico::engine>(*sys_, std::move(cfg));
-  shared_ = std::make_shared<detail::client_shared>();
+struct AICO_LOCAL client::impl {
+  std::unique_ptr<caf::actor_system_config> owned_cfg_;
+  std::unique_ptr<caf::actor_system> owned_sys_;
+  caf::actor_system* sys_ = nullptr;
+  std::unique_ptr<aico::engine> eng_;
+  std::shared_ptr<detail::client_shared> shared_;
+
+  /// Owns an actor system (sharing scheduler, `threads` workers).
+  impl(engine_config cfg, size_t threads)
+    : owned_cfg_(std::make_unique<caf::actor_system_config>()) {
+    owned_cfg_->set("scheduler.policy", caf::atom("sharing"));
+    owned_cfg_->set("scheduler.max-threads",
+                    static_cast<int>(std::max<size_t>(threads, 1)));
+    owned_sys_ = std::make_unique<caf::actor_system>(*owned_cfg_);
+    sys_ = owned_sys_.get();
+    eng_ = std::make_unique<aico::engine>(*sys_, std::move(cfg));
+    shared_ = std::make_shared<detail::client_shared>();
+  }
+
+  /// Borrows the host's actor system.
+  impl(caf::actor_system& sys, engine_config cfg) : sys_(&sys) {
+    eng_ = std::make_unique<aico::engine>(*sys_, std::move(cfg));
+    shared_ = std::make_shared<detail::client_shared>();
+  }
+
+  ~impl() {
+    shared_->shutdown();
+    eng_.reset(); // bounded by shutdown_timeout
+    owned_sys_.reset();
+    owned_cfg_.reset();
+  }
+
+  template <class T, class Handle, class... Ts>
+  std::future<T> ask(Handle dest, caf::timespan timeout, Ts... xs);
+
+  subscription add_subscription(
+    std::shared_ptr<detail::subscription_state> st,
+    std::function<caf::actor(std::shared_ptr<detail::subscription_state>)>
+      spawn_listener);
+};
+
+client::client(const client_config& cfg, size_t threads)
+  : impl_(std::make_unique<impl>(engine_config_or_throw(cfg), threads)) {
 }
 
-client::client(caf::actor_system& sys, engine_config cfg) : sys_(&sys) {
-  eng_ = std::make_unique<aico::engine>(*sys_, std::move(cfg));
-  shared_ = std::make_shared<detail::client_shared>();
+client::client(caf::actor_system& sys, const client_config& cfg)
+  : impl_(std::make_unique<impl>(sys, engine_config_or_throw(cfg))) {
 }
 
-client::~client() {
-  shared_->shutdown();
-  eng_.reset(); // bounded by shutdown_timeout
-  owned_sys_.reset();
-  owned_cfg_.reset();
+client::~client() = default;
+
+std::chrono::milliseconds client::shutdown_timeout() const noexcept {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+    impl_->eng_->config().shutdown_timeout);
 }
 
 template <class T, class Handle, class... Ts>
-std::future<T> client::ask(Handle dest, caf::timespan timeout, Ts... xs) {
+std::future<T> client::impl::ask(Handle dest, caf::timespan timeout,
+                                 Ts... xs) {
   auto box = std::make_shared<detail::promise_box<T>>();
   auto fut = box->promise.get_future();
   auto shared = shared_;
@@ -256,18 +291,18 @@ std::future<T> client::ask(Handle dest, caf::timespan timeout, Ts... xs) {
 
 std::future<session_info> client::login(const std::string& user,
                                         const std::string& password) {
-  return ask<session_info>(eng_->tokens(),
-                           eng_->config().request_timeout + 2s,
+  return impl_->ask<session_info>(impl_->eng_->tokens(),
+                           impl_->eng_->config().request_timeout + 2s,
                            login_atom_v, user, password);
 }
 
 std::future<bool> client::logout() {
-  return ask<bool>(eng_->tokens(), eng_->config().request_timeout + 2s,
+  return impl_->ask<bool>(impl_->eng_->tokens(), impl_->eng_->config().request_timeout + 2s,
                    logout_atom_v);
 }
 
 std::future<chat_message> client::send_message(outgoing_message msg) {
-  return ask<chat_message>(eng_->chat(), eng_->config().request_timeout + 5s,
+  return impl_->ask<chat_message>(impl_->eng_->chat(), impl_->eng_->config().request_timeout + 5s,
                            send_atom_v, std::move(msg));
 }
 
@@ -278,63 +313,63 @@ std::future<chat_message> client::send_message(const std::string& content) {
 }
 
 std::future<history_result> client::history(history_query q) {
-  return ask<history_result>(eng_->chat(),
-                             eng_->config().request_timeout + 4s,
+  return impl_->ask<history_result>(impl_->eng_->chat(),
+                             impl_->eng_->config().request_timeout + 4s,
                              history_atom_v, std::move(q));
 }
 
 std::future<user_result> client::me(read_options opts) {
-  return ask<user_result>(eng_->users(), eng_->config().request_timeout + 4s,
+  return impl_->ask<user_result>(impl_->eng_->users(), impl_->eng_->config().request_timeout + 4s,
                           me_atom_v, opts);
 }
 
 std::future<queue_entry> client::update_preferences(user_preferences prefs) {
-  return ask<queue_entry>(eng_->users(), eng_->config().request_timeout + 4s,
+  return impl_->ask<queue_entry>(impl_->eng_->users(), impl_->eng_->config().request_timeout + 4s,
                           prefs_atom_v, std::move(prefs));
 }
 
 std::future<family_result> client::family(read_options opts) {
-  return ask<family_result>(eng_->users(),
-                            eng_->config().request_timeout + 4s, family_atom_v,
+  return impl_->ask<family_result>(impl_->eng_->users(),
+                            impl_->eng_->config().request_timeout + 4s, family_atom_v,
                             opts);
 }
 
 std::future<health_result> client::health(read_options opts) {
-  return ask<health_result>(eng_->system(),
-                            eng_->config().request_timeout + 4s, health_atom_v,
+  return impl_->ask<health_result>(impl_->eng_->system(),
+                            impl_->eng_->config().request_timeout + 4s, health_atom_v,
                             opts);
 }
 
 std::future<::aico::system_status> client::system_status() {
-  return ask<::aico::system_status>(
-    eng_->system(), eng_->config().request_timeout + 4s, status_atom_v);
+  return impl_->ask<::aico::system_status>(
+    impl_->eng_->system(), impl_->eng_->config().request_timeout + 4s, status_atom_v);
 }
 
 std::future<update_ticket> client::request_update() {
-  return ask<update_ticket>(eng_->system(),
-                            eng_->config().request_timeout + 4s,
+  return impl_->ask<update_ticket>(impl_->eng_->system(),
+                            impl_->eng_->config().request_timeout + 4s,
                             update_atom_v);
 }
 
 std::future<std::vector<queue_entry>> client::queue_list() {
-  return ask<std::vector<queue_entry>>(eng_->queue(), 10s, list_atom_v);
+  return impl_->ask<std::vector<queue_entry>>(impl_->eng_->queue(), 10s, list_atom_v);
 }
 
 std::future<queue_entry> client::queue_retry(int64_t seq) {
-  return ask<queue_entry>(eng_->queue(), 10s, retry_atom_v, seq);
+  return impl_->ask<queue_entry>(impl_->eng_->queue(), 10s, retry_atom_v, seq);
 }
 
 std::future<bool> client::queue_drop(int64_t seq) {
-  return ask<bool>(eng_->queue(), 10s, drop_atom_v, seq);
+  return impl_->ask<bool>(impl_->eng_->queue(), 10s, drop_atom_v, seq);
 }
 
 std::future<::aico::connection_state> client::connection_state() {
-  return ask<::aico::connection_state>(eng_->connection(), 5s, state_atom_v);
+  return impl_->ask<::aico::connection_state>(impl_->eng_->connection(), 5s, state_atom_v);
 }
 
 // -- subscriptions ----------------------------------------------------------------
 
-subscription client::add_subscription(
+subscription client::impl::add_subscription(
   std::shared_ptr<detail::subscription_state> st,
   std::function<caf::actor(std::shared_ptr<detail::subscription_state>)>
     spawn_listener) {
@@ -355,11 +390,11 @@ subscription client::add_subscription(
 
 subscription
 client::on_message(std::function<void(const chat_message&)> f) {
-  auto chat = eng_->chat();
-  return add_subscription(
+  auto chat = impl_->eng_->chat();
+  return impl_->add_subscription(
     std::make_shared<detail::subscription_state>(),
-    [this, chat, f = std::move(f)](auto st) {
-      auto l = sys_->spawn(
+    [sys = impl_->sys_, chat, f = std::move(f)](auto st) {
+      auto l = sys->spawn(
         [st, f](chat_listener_actor::pointer)
           -> chat_listener_actor::behavior_type {
           return {
@@ -376,11 +411,11 @@ client::on_message(std::function<void(const chat_message&)> f) {
 
 subscription
 client::on_stream_chunk(std::function<void(const stream_chunk&)> f) {
-  auto chat = eng_->chat();
-  return add_subscription(
+  auto chat = impl_->eng_->chat();
+  return impl_->add_subscription(
     std::make_shared<detail::subscription_state>(),
-    [this, chat, f = std::move(f)](auto st) {
-      auto l = sys_->spawn(
+    [sys = impl_->sys_, chat, f = std::move(f)](auto st) {
+      auto l = sys->spawn(
         [st, f](chat_listener_actor::pointer)
           -> chat_listener_actor::behavior_type {
           return {
@@ -397,11 +432,11 @@ client::on_stream_chunk(std::function<void(const stream_chunk&)> f) {
 
 subscription client::on_connection_state(
   std::function<void(const ::aico::connection_state&)> f) {
-  auto sup = eng_->connection();
-  return add_subscription(
+  auto sup = impl_->eng_->connection();
+  return impl_->add_subscription(
     std::make_shared<detail::subscription_state>(),
-    [this, sup, f = std::move(f)](auto st) {
-      auto l = sys_->spawn(
+    [sys = impl_->sys_, sup, f = std::move(f)](auto st) {
+      auto l = sys->spawn(
         [st, f](engine_listener_actor::pointer)
           -> engine_listener_actor::behavior_type {
           return {
@@ -418,11 +453,11 @@ subscription client::on_connection_state(
 
 subscription client::on_system_status(
   std::function<void(const ::aico::system_status&)> f) {
-  auto sys_repo = eng_->system();
-  return add_subscription(
+  auto sys_repo = impl_->eng_->system();
+  return impl_->add_subscription(
     std::make_shared<detail::subscription_state>(),
-    [this, sys_repo, f = std::move(f)](auto st) {
-      auto l = sys_->spawn(
+    [sys = impl_->sys_, sys_repo, f = std::move(f)](auto st) {
+      auto l = sys->spawn(
         [st, f](system_listener_actor::pointer)
           -> system_listener_actor::behavior_type {
           return {

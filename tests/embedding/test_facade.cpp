@@ -15,17 +15,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-engine_config config_for(const std::string& url, const std::string& ipc,
+client_config config_for(const std::string& url, const std::string& ipc,
                          const std::string& state_dir) {
-  std::map<std::string, std::string> env{{"AICO_URL", url},
-                                         {"AICO_STATE_DIR", state_dir},
-                                         {"AICO_REQUEST_TIMEOUT_MS", "3000"},
-                                         {"AICO_SHUTDOWN_TIMEOUT_MS", "2000"}};
-  if (!ipc.empty())
-    env["AICO_IPC"] = ipc;
-  auto cfg = load_config("", env);
-  EXPECT_TRUE(cfg) << describe(cfg.error());
-  return cfg ? *cfg : engine_config{};
+  client_config cfg;
+  cfg.url = url;
+  cfg.ipc = ipc;
+  cfg.state_dir = state_dir;
+  cfg.request_timeout = 3s;
+  cfg.shutdown_timeout = 2s;
+  return cfg;
 }
 
 template <class Pred>
@@ -144,4 +142,5 @@ TEST(Facade, DestructorTimeIsBounded) {
   }
   auto took = std::chrono::steady_clock::now() - t0;
   EXPECT_LT(took, cfg.shutdown_timeout + 3s);
+  EXPECT_EQ(cfg.shutdown_timeout, 2s);
 }
