@@ -89,30 +89,29 @@ inline bool valid_url_host(std::string_view host, bool bracketed,
   return true;
 }
 
-/// Checks the host of an absolute URL "scheme://[userinfo@]host[:port]/..."
-/// (the HTTP transport's base URL before it reaches libcurl). The port, if
-/// any, must be 1-65535. On failure returns false and sets `why`.
-inline bool valid_url_authority(std::string_view url, std::string& why) {
-  auto sep = url.find("://");
-  if (sep == std::string_view::npos) {
-    why = "the URL has no scheme://";
-    return false;
-  }
-  auto rest = url.substr(sep + 3);
-  auto end = rest.find_first_of("/?#");
-  auto authority = rest.substr(0, end);
-  if (auto at = authority.rfind('@'); at != std::string_view::npos)
-    authority.remove_prefix(at + 1);
+/// The authority of a URL ("host", "host:port", "[v6]" or "[v6]:port",
+/// without user info), split and checked: the host by valid_url_host, the
+/// port (if any) a number from 1 to 65535 (`port` 0 = none given).
+struct url_authority {
+  std::string_view host;
+  bool bracketed = false; ///< the host came as an [IPv6] literal
+  unsigned port = 0;
+};
+
+/// Splits and checks `authority`; on failure returns false and sets `why`.
+inline bool split_url_authority(std::string_view authority,
+                                url_authority& out, std::string& why) {
+  url_authority res;
   std::string_view host = authority;
   std::string_view port;
-  bool bracketed = false;
+  bool has_port = false;
   if (!authority.empty() && authority.front() == '[') {
     auto close = authority.find(']');
     if (close == std::string_view::npos) {
       why = "the URL's IPv6 address has no closing bracket";
       return false;
     }
-    bracketed = true;
+    res.bracketed = true;
     host = authority.substr(1, close - 1);
     auto after = authority.substr(close + 1);
     if (!after.empty()) {
@@ -121,23 +120,21 @@ inline bool valid_url_authority(std::string_view url, std::string& why) {
         return false;
       }
       port = after.substr(1);
-      if (port.empty()) {
-        why = "the URL's port is empty";
-        return false;
-      }
+      has_port = true;
     }
   } else if (auto colon = authority.rfind(':');
              colon != std::string_view::npos) {
     host = authority.substr(0, colon);
     port = authority.substr(colon + 1);
-    if (port.empty()) {
-      why = "the URL's port is empty";
-      return false;
-    }
+    has_port = true;
   }
-  if (!valid_url_host(host, bracketed, why))
+  if (has_port && port.empty()) {
+    why = "the URL's port is empty";
     return false;
-  if (!port.empty()) {
+  }
+  if (!valid_url_host(host, res.bracketed, why))
+    return false;
+  if (has_port) {
     unsigned long p = 0;
     for (char c : port) {
       if (c < '0' || c > '9' || p > 65535) {
@@ -150,8 +147,28 @@ inline bool valid_url_authority(std::string_view url, std::string& why) {
       why = "the URL's port is not a number from 1 to 65535";
       return false;
     }
+    res.port = static_cast<unsigned>(p);
   }
+  res.host = host;
+  out = res;
   return true;
+}
+
+/// Checks the host of an absolute URL "scheme://[userinfo@]host[:port]/..."
+/// (the HTTP transport's base URL before it reaches libcurl). The port, if
+/// any, must be 1-65535. On failure returns false and sets `why`.
+inline bool valid_url_authority(std::string_view url, std::string& why) {
+  auto sep = url.find("://");
+  if (sep == std::string_view::npos) {
+    why = "the URL has no scheme://";
+    return false;
+  }
+  auto rest = url.substr(sep + 3);
+  auto authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (auto at = authority.rfind('@'); at != std::string_view::npos)
+    authority.remove_prefix(at + 1);
+  url_authority parts;
+  return split_url_authority(authority, parts, why);
 }
 
 } // namespace aico

@@ -104,70 +104,14 @@ bool parse_url(const std::string& url, ws_url& out, std::string& why) {
     why = "websocket url must not contain user info";
     return false;
   }
-  std::string port_text;
-  bool bracketed = false;
-  if (!authority.empty() && authority.front() == '[') {
-    bracketed = true;
-    auto close = authority.find(']');
-    if (close == std::string::npos) {
-      why = "websocket url: unterminated IPv6 literal";
-      return false;
-    }
-    res.host = authority.substr(1, close - 1);
-    auto rest = authority.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') {
-        why = "websocket url: garbage after IPv6 literal";
-        return false;
-      }
-      port_text = rest.substr(1);
-      if (port_text.empty()) {
-        why = "websocket url: empty port";
-        return false;
-      }
-    }
-  } else {
-    auto colon = authority.rfind(':');
-    if (colon != std::string::npos) {
-      res.host = authority.substr(0, colon);
-      port_text = authority.substr(colon + 1);
-      if (port_text.empty()) {
-        why = "websocket url: empty port";
-        return false;
-      }
-    } else {
-      res.host = authority;
-    }
-  }
-  if (res.host.empty()) {
-    why = "websocket url has no host";
-    return false;
-  }
-  if (!valid_url_host(res.host, bracketed, why)) {
+  url_authority parts;
+  if (!split_url_authority(authority, parts, why)) {
     why = "websocket url: " + why;
     return false;
   }
-  if (!port_text.empty()) {
-    if (port_text.size() > 5) {
-      why = "websocket url: bad port";
-      return false;
-    }
-    unsigned long p = 0;
-    for (char c : port_text) {
-      if (c < '0' || c > '9') {
-        why = "websocket url: bad port";
-        return false;
-      }
-      p = p * 10 + static_cast<unsigned long>(c - '0');
-    }
-    if (p == 0 || p > 65535) {
-      why = "websocket url: port out of range";
-      return false;
-    }
-    res.port = static_cast<uint16_t>(p);
-  } else {
-    res.port = res.tls ? 443 : 80;
-  }
+  res.host = std::string{parts.host};
+  res.port = parts.port != 0 ? static_cast<uint16_t>(parts.port)
+                             : static_cast<uint16_t>(res.tls ? 443 : 80);
   std::string path = end_auth == std::string::npos ? std::string{}
                                                    : url.substr(end_auth);
   auto hash = path.find('#');
