@@ -226,4 +226,12 @@ test_pki make_test_pki(const std::string& dir) {
   return p;
 }
 
+std::vector<std::string> gateway_tls_args(const test_pki& pki, bool mutual) {
+  std::vector<std::string> args{"--tls-cert", pki.server_cert, "--tls-key",
+                                pki.server_key};
+  if (mutual)
+    args.insert(args.end(), {"--client-ca", pki.device_ca_cert});
+  return args;
+}
+
 } // namespace aico::test

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace aico::test {
 
@@ -37,6 +38,10 @@ struct test_pki {
 /// Creates the PKI under `dir` (which must exist). Throws
 /// std::runtime_error if OpenSSL fails.
 test_pki make_test_pki(const std::string& dir);
+
+/// The gateway's arguments to serve TLS with this PKI's server certificate
+/// and, with `mutual`, to require client certificates of its device CA.
+std::vector<std::string> gateway_tls_args(const test_pki& pki, bool mutual);
 
 /// The OpenSSL hashed-directory file name of a CA certificate ("%08lx.0"
 /// of its subject name hash), for a CA directory (c_rehash layout).

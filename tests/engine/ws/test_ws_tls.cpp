@@ -83,11 +83,7 @@ protected:
     pki_ = aico::test::make_test_pki(pki_dir_->path());
     gateway_options o;
     o.bot = false;
-    o.extra_args = {"--tls-cert", pki_.server_cert, "--tls-key",
-                    pki_.server_key};
-    if (mutual)
-      o.extra_args.insert(o.extra_args.end(),
-                          {"--client-ca", pki_.device_ca_cert});
+    o.extra_args = aico::test::gateway_tls_args(pki_, mutual);
     gw_ = std::make_unique<gateway_process>(o);
     ASSERT_TRUE(gw_->start()) << gw_->last_error();
     std::string why;
