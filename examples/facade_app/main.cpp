@@ -2,8 +2,14 @@
 // callbacks for the chat stream and the connection state.
 //
 //   facade_app [--config FILE] [--url URL] [--ipc ENDPOINT]
-//              [--state-dir DIR] --user NAME --password PW [--text TEXT]
+//              [--state-dir DIR] --user NAME
+//              (--password-file FILE | --password PW) [--text TEXT]
+//
+// --password-file reads the password from the first line of FILE; --password
+// works too, but a password on the command line is readable by every local
+// user (/proc/PID/cmdline), so it prints a warning.
 #include <condition_variable>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -28,9 +34,18 @@ int main(int argc, char** argv) {
       state_dir = v;
     else if (a == "--user")
       user = v;
-    else if (a == "--password")
+    else if (a == "--password") {
       password = v;
-    else if (a == "--text")
+      std::cerr << "facade_app: warning: a password on the command line is "
+                   "readable by other local users; use --password-file\n";
+    } else if (a == "--password-file") {
+      std::ifstream in{v};
+      if (!in || !std::getline(in, password)) {
+        std::cerr << "facade_app: cannot read the password from '" << v
+                  << "'\n";
+        return 2;
+      }
+    } else if (a == "--text")
       text = v;
     else {
       std::cerr << "facade_app: bad argument '" << a << "'\n";

@@ -3,7 +3,12 @@
 // chat stream, sends one message, prints the bot's streamed reply and quits.
 //
 //   host_app [--config FILE] [--url URL] [--ipc ENDPOINT] [--state-dir DIR]
-//            --user NAME --password PW [--text TEXT]
+//            --user NAME (--password-file FILE | --password PW) [--text TEXT]
+//
+// --password-file reads the password from the first line of FILE; --password
+// works too, but a password on the command line is readable by every local
+// user (/proc/PID/cmdline), so it prints a warning.
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -25,6 +30,7 @@ struct options {
 };
 
 bool parse(int argc, char** argv, options& o) {
+  std::string password_file;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&](std::string& out) {
@@ -39,10 +45,22 @@ bool parse(int argc, char** argv, options& o) {
               : a == "--state-dir" ? next(o.state_dir)
               : a == "--user"      ? next(o.user)
               : a == "--password"  ? next(o.password)
+              : a == "--password-file" ? next(password_file)
               : a == "--text"      ? next(o.text)
                                    : false;
     if (!ok) {
       std::cerr << "host_app: bad argument '" << a << "'\n";
+      return false;
+    }
+    if (a == "--password")
+      std::cerr << "host_app: warning: a password on the command line is "
+                   "readable by other local users; use --password-file\n";
+  }
+  if (!password_file.empty()) {
+    std::ifstream in{password_file};
+    if (!in || !std::getline(in, o.password)) {
+      std::cerr << "host_app: cannot read the password from '"
+                << password_file << "'\n";
       return false;
     }
   }
@@ -103,7 +121,7 @@ int main(int argc, char** argv) {
   options o;
   if (!parse(argc, argv, o)) {
     std::cerr << "usage: host_app [--config FILE] [--url URL] [--ipc EP] "
-                 "[--state-dir DIR] --user NAME --password PW\n";
+                 "[--state-dir DIR] --user NAME (--password-file FILE | --password PW)\n";
     return 2;
   }
   // file + AICO_* environment, then the command line on top

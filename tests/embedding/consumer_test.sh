@@ -149,10 +149,13 @@ check() { # file pattern...
   done
 }
 
+printf 'secret\n' > "$tmp/alice.pw"
+chmod 600 "$tmp/alice.pw"
+
 run_host_app() { # binary tag
   step "run host_app ($2)"
   timeout -k 5 60 "$1" --url "$url" --ipc "$ipc" \
-    --state-dir "$tmp/state-host-$2" --user alice --password secret \
+    --state-dir "$tmp/state-host-$2" --user alice --password-file "$tmp/alice.pw" \
     > "$tmp/host_app-$2.out" 2>&1
   local rc=$?
   [ $rc -eq 0 ] || fail "host_app ($2) exited with $rc"
@@ -174,7 +177,7 @@ JSON
 run_facade_app() { # binary tag
   step "run facade_app ($2: config file + command line)"
   timeout -k 5 60 "$1" --config "$tmp/facade.json" --ipc "$ipc" \
-    --state-dir "$tmp/state-facade-$2" --user alice --password secret \
+    --state-dir "$tmp/state-facade-$2" --user alice --password-file "$tmp/alice.pw" \
     > "$tmp/facade_app-$2.out" 2>&1
   local rc=$?
   [ $rc -eq 0 ] || fail "facade_app ($2) exited with $rc"
@@ -191,7 +194,7 @@ timeout -k 5 20 "$tmp/pc-facade_app/facade_app" --config "$tmp/bad.json" \
   --user alice --password secret > "$tmp/bad.out" 2>&1
 rc=$?
 [ $rc -eq 2 ] || fail "bad config: exit $rc, expected 2"
-check "$tmp/bad.out" "queue.limt"
+check "$tmp/bad.out" "queue.limt" "password on the command line"
 
 step "ok"
 cat "$tmp/headers.out" "$tmp/exports.out"
