@@ -185,6 +185,15 @@ std::optional<identity> identity_from_seed(std::string_view seed) {
   return id;
 }
 
+identity random_identity() {
+  std::string seed(crypto_sign_SEEDBYTES, '\0');
+  if (sodium_ready())
+    randombytes_buf(seed.data(), seed.size());
+  auto id = identity_from_seed(seed);
+  sodium_memzero(seed.data(), seed.size());
+  return id ? *id : identity{};
+}
+
 std::optional<identity> load_or_create_identity(const std::string& dir,
                                                 std::string& err) {
   if (!sodium_ready()) {

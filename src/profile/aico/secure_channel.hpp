@@ -52,6 +52,8 @@ struct identity {
 
 /// An identity from a 32-byte seed (tests); nullopt if the size is wrong.
 std::optional<identity> identity_from_seed(std::string_view seed);
+/// A fresh random identity (not stored anywhere).
+identity random_identity();
 
 /// Loads `dir`/identity.key (the base64 Ed25519 seed), or creates it on first
 /// use (directory 0700, file 0600). Refuses a file that is not a regular
