@@ -290,6 +290,91 @@ TEST_F(AicoSession, ErrorShapesOfThePeer) {
   EXPECT_TRUE(jtrue(parse_json(r.answer.body), "/data/is_healthy"));
 }
 
+TEST_F(AicoSession, DroppedConnectionsAndClearAnswers) {
+  auto s = session();
+  auto [access, refresh] = tokens(*s);
+  // a read whose connection is dropped: a network error, retryable. (Two
+  // drops: libcurl itself retries once on a fresh connection when a reused
+  // one dies before answering.)
+  add_fault({{"fault", "drop"}, {"path", "/api/v1/conversation/messages"},
+             {"method", "GET"}, {"count", 2}});
+  auto r = s->call_blocking({"GET", "/conversations/current/messages", "", access});
+  debug("DELETE", "/_peer/faults");
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.cls, error_class::network) << r.error.message;
+  EXPECT_TRUE(r.error.retryable);
+  EXPECT_FALSE(r.error.outcome_unknown);
+  // a send whose connection is dropped after the request: outcome unknown
+  add_fault({{"fault", "drop"}, {"path", "/api/v1/conversation/messages"},
+             {"method", "POST"}, {"count", 2}});
+  r = s->call_blocking(send_call("d-1", "x", access));
+  debug("DELETE", "/_peer/faults");
+  ASSERT_FALSE(r.ok);
+  EXPECT_TRUE(r.error.outcome_unknown) << r.error.message;
+  EXPECT_FALSE(r.error.retryable);
+  // the backend sends the answer in clear when encrypting fails: still read
+  add_fault({{"fault", "encrypt_fail"}, {"path", "/api/v1/users/authenticate"}});
+  r = login(*s);
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_FALSE(jstr(parse_json(r.answer.body), "/data/access_token").empty());
+  // and everything works afterwards on the same channel
+  r = s->call_blocking(send_call("d-2", "still here", access));
+  ASSERT_TRUE(r.ok) << r.error.message;
+  // a network failure may be a restart: the channel is renewed after each
+  EXPECT_EQ(s->counters().handshakes, 3u);
+  EXPECT_EQ(s->counters().rehandshakes_401, 0u);
+}
+
+TEST_F(AicoSession, HandshakeRefusedForASkewedClock) {
+  ap::session_options o;
+  o.wall = [] {
+    return std::chrono::duration<double>(
+             std::chrono::system_clock::now().time_since_epoch())
+             .count()
+           + 120; // beyond the backend's 30 s window
+  };
+  auto s = session(o);
+  auto r = login(*s);
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.code, "handshake_failed");
+  EXPECT_EQ(r.error.status, 500);
+  EXPECT_NE(r.error.message.find("clock"), std::string::npos);
+  EXPECT_EQ(stat("logins_ok") + stat("logins_failed"), 0);
+  // the server key was not pinned by a failed handshake
+  EXPECT_FALSE(std::filesystem::exists(s->pin_file()));
+}
+
+class AicoSessionShortTokens : public AicoSession {
+protected:
+  peer_options options() override {
+    auto o = AicoSession::options();
+    o.extra_args.insert(o.extra_args.end(), {"--access-ttl", "1"});
+    return o;
+  }
+};
+
+TEST_F(AicoSessionShortTokens, ExpiredAccessTokenIsTokenExpired) {
+  auto s = session();
+  auto [access, refresh] = tokens(*s);
+  std::this_thread::sleep_for(2100ms);
+  auto r = s->call_blocking({"GET", "/conversations/current/messages", "", access});
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.code, "token_expired");
+  EXPECT_EQ(r.error.status, 401);
+  EXPECT_EQ(r.error.cls, error_class::authentication);
+  EXPECT_FALSE(r.error.rehandshake);
+  // the refresh (no Bearer) gives a working token; the refresh token stays
+  r = s->call_blocking({"POST", "/users/refresh",
+                        to_text(json::object{{"refresh_token", refresh}}), ""});
+  ASSERT_TRUE(r.ok) << r.error.message;
+  auto v = parse_json(r.answer.body);
+  EXPECT_EQ(jstr(v, "/data/refresh_token"), refresh);
+  EXPECT_EQ(jint(v, "/data/expires_in"), 1);
+  r = s->call_blocking({"GET", "/conversations/current/messages", "",
+                        jstr(v, "/data/access_token")});
+  EXPECT_TRUE(r.ok) << r.error.message;
+}
+
 TEST_F(AicoSession, LostChannelMeansOneRehandshakeAndOneResend) {
   auto s = session();
   auto [access, refresh] = tokens(*s);
