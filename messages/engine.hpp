@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "caf/all.hpp"
@@ -24,7 +25,39 @@
 
 namespace aico {
 
+/// How the engine's logical calls are put on the wire (docs/profiles.md).
+enum class wire_profile : uint8_t {
+  /// The reference gateway's wire (docs/protocol.md): the default.
+  gateway = 0,
+  /// The real AICO backend's wire (issue 14): app-level encryption, UUID +
+  /// PIN login, NDJSON streaming; transports ws and http only. The wire
+  /// layer is src/profile/aico; the transports do not use it yet.
+  aico,
+};
+
+/// "gateway" or "aico".
+inline const char* to_string(wire_profile p) {
+  return p == wire_profile::aico ? "aico" : "gateway";
+}
+
+/// Parses "gateway" or "aico"; false for anything else.
+inline bool from_string(const std::string& s, wire_profile& out) {
+  if (s == "gateway") {
+    out = wire_profile::gateway;
+    return true;
+  }
+  if (s == "aico") {
+    out = wire_profile::aico;
+    return true;
+  }
+  return false;
+}
+
 struct engine_config {
+  /// The wire profile (config "profile", AICO_PROFILE, --profile). The
+  /// profile builder applies its transport rules; the transports will read
+  /// it to pick their wire driver.
+  wire_profile profile = wire_profile::gateway;
   /// Directory for tokens.json, the offline queue and the response cache
   /// (created 0700). Empty = a private temporary directory removed when the
   /// engine stops: nothing survives a restart.

@@ -45,6 +45,7 @@ void add_connection_options(CLI::App& app, connection_options& o) {
                  "JSON config file (default $AICO_CONFIG; see "
                  "docs/configuration.md)");
   auto& f = o.flags;
+  add_profile_option(app, f);
   opt_string(app, "--url", f.url,
              "Gateway base URL, http:// or https:// (REST and WebSocket; "
              "default http://127.0.0.1:8771)");
@@ -63,6 +64,13 @@ void add_connection_options(CLI::App& app, connection_options& o) {
     ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
     ->check(CLI::Range(0.1, 3600.0));
   add_security_options(app, f);
+}
+
+void add_profile_option(CLI::App& app, client_flags& f) {
+  opt_string(app, "--profile", f.profile,
+             "Wire profile: gateway (the reference gateway, default) or aico "
+             "(the real AICO backend: UUID + PIN login, transports ws,http; "
+             "docs/profiles.md)");
 }
 
 void add_security_options(CLI::App& app, client_flags& f) {

@@ -29,9 +29,12 @@ struct connection_options {
   double timeout_s = 10; ///< per request
 };
 
-/// Adds --config, --url, --ipc, --transports, --state-dir, --timeout (and
+/// Adds --config, --profile, --url, --ipc, --transports, --state-dir, --timeout (and
 /// the TLS and CURVE options) to `app`.
 void add_connection_options(CLI::App& app, connection_options& o);
+
+/// Adds --profile (the wire profile; also used by aico-stress).
+void add_profile_option(CLI::App& app, client_flags& f);
 
 /// Adds the TLS (--tls-*) and CURVE (--ipc-server-key*, --ipc-client-key-file)
 /// options to `app` (also used by aico-stress).

@@ -134,6 +134,22 @@ setter backoff_of(backoff_options& b) {
   };
 }
 
+caf::error parse_profile(const std::string& name, const std::string& k,
+                         wire_profile& out) {
+  if (!from_string(name, out))
+    return bad(k, "unknown profile '" + name
+                    + "' (use gateway, the default, or aico)");
+  return {};
+}
+
+setter profile(wire_profile& out) {
+  return [&out](const json::value& v, const std::string& k) -> caf::error {
+    if (!v.is_string())
+      return bad(k, "expected \"gateway\" or \"aico\"");
+    return parse_profile(std::string{v.as_string()}, k, out);
+  };
+}
+
 caf::error parse_transports(const std::vector<std::string>& names,
                             const std::string& k,
                             std::vector<transport_mode>& out) {
@@ -478,6 +494,7 @@ caf::error apply_config_json(const std::string& text, engine_config& cfg) {
     };
   };
   table top{
+    {"profile", profile(cfg.profile)},
     {"url", url_setter},
     {"ipc", str(c.ipc.endpoint)},
     {"transports", transports(c.order)},
@@ -539,6 +556,9 @@ caf::error apply_config_env(const std::map<std::string, std::string>& env,
     out = std::chrono::milliseconds{x};
     return {};
   };
+  if (auto s = get("AICO_PROFILE"))
+    if (auto err = parse_profile(*s, "AICO_PROFILE", cfg.profile))
+      return err;
   if (auto s = get("AICO_URL"))
     if (auto err = set_url(cfg, *s, "AICO_URL"))
       return err;
@@ -585,6 +605,9 @@ namespace {
 
 caf::error apply_flags(const client_flags& f, engine_config& cfg) {
   auto& c = cfg.connection;
+  if (f.profile)
+    if (auto err = parse_profile(*f.profile, "--profile", cfg.profile))
+      return err;
   if (f.url)
     if (auto err = set_url(cfg, *f.url, "--url"))
       return err;
@@ -627,6 +650,54 @@ caf::error apply_flags(const client_flags& f, engine_config& cfg) {
         return err;
   if (f.tls_insecure_dev_only)
     sec.insecure(true);
+  return {};
+}
+
+/// The WebSocket URL set_url derives from a base URL.
+std::string derived_ws_url(const std::string& base) {
+  if (base.rfind("https://", 0) == 0)
+    return "wss://" + base.substr(8) + "/api/v1/ws";
+  if (base.rfind("http://", 0) == 0)
+    return "ws://" + base.substr(7) + "/api/v1/ws";
+  return {};
+}
+
+/// The wire profile's rules (build_client_profile's comment). `order_given`:
+/// the transports came from a layer, not from the defaults.
+caf::error apply_profile_rules(engine_config& cfg, bool order_given,
+                               const std::vector<transport_mode>& defaults,
+                               std::vector<std::string>& warnings) {
+  auto& c = cfg.connection;
+  if (cfg.profile != wire_profile::aico) {
+    if (!order_given)
+      c.order = defaults;
+    return {};
+  }
+  if (!order_given) {
+    c.order = {transport_mode::ws, transport_mode::http};
+  } else if (std::find(c.order.begin(), c.order.end(), transport_mode::ipc)
+             != c.order.end()) {
+    return invalid("config: transports: the aico profile cannot use the ipc "
+                   "transport, because the AICO backend has no client-facing "
+                   "ZeroMQ; use ws and http (e.g. --transports ws,http)");
+  }
+  // remove when the transports' drivers use src/profile/aico (issue 11)
+  warnings.push_back("the aico profile is not wired into the transports yet: "
+                     "calls still use the reference gateway's wire "
+                     "(docs/profiles.md, \"Not wired yet\")");
+  if (!c.ipc.endpoint.empty() || !c.ipc.curve_server_key.empty())
+    warnings.push_back("the IPC settings are not used with the aico profile "
+                       "(the AICO backend has no client-facing ZeroMQ)");
+  c.ipc.endpoint.clear();
+  if (c.ws.url == derived_ws_url(c.http.base_url)) {
+    // the backend's WebSocket server listens on its own port, any path
+    auto base = c.http.base_url;
+    bool tls = base.rfind("https://", 0) == 0;
+    auto host = url_host(base);
+    if (host.find(':') != std::string::npos)
+      host = "[" + host + "]";
+    c.ws.url = std::string{tls ? "wss://" : "ws://"} + host + ":8772";
+  }
   return {};
 }
 
@@ -756,6 +827,9 @@ build_client_profile(const client_profile_inputs& in) {
   client_profile res;
   auto& cfg = res.config;
   cfg = in.defaults;
+  // the transports' default depends on the profile: empty = not given
+  auto default_order = cfg.connection.order;
+  cfg.connection.order.clear();
   auto file = in.config_file;
   if (file.empty())
     if (auto i = in.env.find("AICO_CONFIG"); i != in.env.end())
@@ -774,6 +848,9 @@ build_client_profile(const client_profile_inputs& in) {
   if (auto err = apply_config_env(in.env, cfg))
     return err;
   if (auto err = apply_flags(in.flags, cfg))
+    return err;
+  if (auto err = apply_profile_rules(cfg, !cfg.connection.order.empty(),
+                                     default_order, res.warnings))
     return err;
   if (auto err = finalize(cfg, res.warnings))
     return err;

@@ -4,6 +4,7 @@
 // durations in milliseconds; see docs/configuration.md for the full list):
 //
 //   {
+//     "profile": "gateway",             // wire profile: gateway or aico
 //     "url": "http://127.0.0.1:8771",   // gateway base URL (HTTP + WS)
 //     "ipc": "ipc:///run/aico/gateway.ipc",
 //     "transports": ["ipc", "ws", "http"],   // or "ipc,ws,http"
@@ -22,7 +23,7 @@
 //                "client_key_file": "..." }
 //
 // Environment variables override the file: AICO_CONFIG (the file itself,
-// when none is given), AICO_URL, AICO_IPC, AICO_TRANSPORTS, AICO_STATE_DIR,
+// when none is given), AICO_PROFILE, AICO_URL, AICO_IPC, AICO_TRANSPORTS, AICO_STATE_DIR,
 // AICO_REQUEST_TIMEOUT_MS, AICO_SHUTDOWN_TIMEOUT_MS, AICO_TLS_CA_FILE,
 // AICO_TLS_CA_DIR, AICO_TLS_PIN, AICO_TLS_CLIENT_CERT, AICO_TLS_CLIENT_KEY,
 // AICO_TLS_INSECURE_DEV_ONLY (1/true), AICO_IPC_SERVER_KEY,
@@ -69,6 +70,7 @@ load_config(const std::string& file,
 /// Values given on a program's command line (aico, aico-chat, aico-stress);
 /// unset = not given, the lower layers decide.
 struct client_flags {
+  std::optional<std::string> profile;    ///< --profile (gateway, aico)
   std::optional<std::string> url;        ///< --url
   std::optional<std::string> ipc;        ///< --ipc
   std::optional<std::string> transports; ///< --transports
@@ -109,6 +111,14 @@ struct client_profile {
 /// (WebSocket URL from the base URL, state dirs, timeouts bounded by the
 /// request timeout) and validates. Errors are validation errors whose
 /// message names the key, flag or variable and says what is wrong.
+///
+/// The wire profile (`profile` / AICO_PROFILE / --profile: "gateway", the
+/// default, or "aico") is kept in engine_config::profile. With "aico": the
+/// transports default to ws,http and an `ipc` transport is refused (the
+/// AICO backend has no client-facing ZeroMQ); the WebSocket URL, unless
+/// given (connection.ws_url), is ws(s)://HOST:8772 (the backend's WebSocket
+/// server has its own port); an IPC endpoint or CURVE key given anyway is
+/// warned about and not used.
 caf::expected<client_profile>
 build_client_profile(const client_profile_inputs& in);
 

@@ -261,6 +261,7 @@ int main(int argc, char** argv) {
                  "users can read it, prefer --admin-file)");
   app.add_option("--admin-file", o.admin_file,
                  "read USER:PASSWORD of --admin from this file's first line");
+  aico::cli::add_profile_option(app, o.client);
   aico::cli::add_security_options(app, o.client);
   app.add_option("--drain-timeout", o.drain_timeout,
                  "max seconds to wait for the queues after the load");
@@ -308,6 +309,14 @@ int main(int argc, char** argv) {
   if (auto why = read_secrets(app, o); !why.empty()) {
     std::cerr << "aico-stress: " << why << std::endl;
     return 2;
+  }
+  if (app.count("--transports") == 0) {
+    // the aico profile has no IPC: its default transports are ws,http
+    const char* env_profile = std::getenv("AICO_PROFILE");
+    auto profile = o.client.profile ? *o.client.profile
+                                    : std::string{env_profile ? env_profile : ""};
+    if (profile == "aico")
+      o.transports = "ws,http";
   }
   if (o.messages > 0 && o.duration == 20 && app.count("--duration") == 0)
     o.duration = 600; // --messages alone: still bounded

@@ -475,3 +475,130 @@ TEST(ClientProfile, CurveForIpc) {
                                        "endpoint"),
             std::string::npos);
 }
+
+// -- wire profiles (issue 14, docs/profiles.md) --------------------------------------
+
+TEST(ClientProfile, WireProfileFromFileEnvironmentAndFlag) {
+  client_profile_inputs in;
+  auto p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.profile, wire_profile::gateway);
+  temp_file f{R"({"profile": "aico"})"};
+  in.config_file = f.path;
+  p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.profile, wire_profile::aico);
+  // the environment overrides the file, the flag the environment
+  in.env = {{"AICO_PROFILE", "gateway"}};
+  p = profile(in);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->config.profile, wire_profile::gateway);
+  in.flags.profile = "aico";
+  p = profile(in);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->config.profile, wire_profile::aico);
+  client_profile_inputs by_env;
+  by_env.env = {{"AICO_PROFILE", "aico"}};
+  p = profile(by_env);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->config.profile, wire_profile::aico);
+}
+
+TEST(ClientProfile, UnknownProfileIsAClearError) {
+  client_profile_inputs in;
+  in.flags.profile = "flutter";
+  auto p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_EQ(message_of(p.error()),
+            "config: --profile: unknown profile 'flutter' (use gateway, the "
+            "default, or aico)");
+  in = {};
+  in.env = {{"AICO_PROFILE", "Aico"}};
+  p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("AICO_PROFILE: unknown profile 'Aico'"),
+            std::string::npos);
+  temp_file f{R"({"profile": 1})"};
+  in = {};
+  in.config_file = f.path;
+  p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("profile: expected \"gateway\" or "
+                                       "\"aico\""),
+            std::string::npos)
+    << message_of(p.error());
+}
+
+TEST(ClientProfile, AicoProfileTransportsAndWebSocketPort) {
+  client_profile_inputs in;
+  in.flags.profile = "aico";
+  in.flags.url = "http://127.0.0.1:8771";
+  auto p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  auto& c = p->config.connection;
+  EXPECT_EQ(c.order, (std::vector<transport_mode>{transport_mode::ws,
+                                                  transport_mode::http}));
+  // the backend's WebSocket server has its own port
+  EXPECT_EQ(c.ws.url, "ws://127.0.0.1:8772");
+  // until the transports use the profile, it says so on every run
+  ASSERT_EQ(p->warnings.size(), 1u);
+  EXPECT_NE(p->warnings[0].find("not wired into the transports yet"),
+            std::string::npos);
+  // an explicit ws_url is kept (a later --url derives the URL anew, as
+  // with the gateway profile)
+  temp_file f{R"({"url": "http://127.0.0.1:8771",
+                  "connection": {"ws_url": "ws://127.0.0.1:9999/x"}})"};
+  in.config_file = f.path;
+  in.flags.url.reset();
+  p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.connection.ws.url, "ws://127.0.0.1:9999/x");
+  in.config_file.clear();
+  // https gives wss on the same host
+  in.flags.url = "https://[::1]:8771";
+  p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.connection.ws.url, "wss://[::1]:8772");
+  // explicit transports without ipc are kept in their order
+  in.flags.url = "http://127.0.0.1:8771";
+  in.flags.transports = "http,ws";
+  p = profile(in);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->config.connection.order,
+            (std::vector<transport_mode>{transport_mode::http,
+                                         transport_mode::ws}));
+  // the gateway profile's defaults are unchanged (ipc kept with an endpoint)
+  client_profile_inputs gw;
+  gw.flags.ipc = "ipc:///tmp/x.ipc";
+  p = profile(gw);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->config.connection.order.front(), transport_mode::ipc);
+  EXPECT_EQ(p->config.connection.ws.url, "ws://127.0.0.1:8771/api/v1/ws");
+}
+
+TEST(ClientProfile, AicoProfileRefusesIpc) {
+  client_profile_inputs in;
+  in.flags.profile = "aico";
+  in.flags.transports = "ipc,ws,http";
+  auto p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_EQ(message_of(p.error()),
+            "config: transports: the aico profile cannot use the ipc "
+            "transport, because the AICO backend has no client-facing "
+            "ZeroMQ; use ws and http (e.g. --transports ws,http)");
+  // the same from the environment
+  in = {};
+  in.env = {{"AICO_PROFILE", "aico"}, {"AICO_TRANSPORTS", "ipc"}};
+  p = profile(in);
+  ASSERT_FALSE(p);
+  // an IPC endpoint is warned about and dropped
+  in = {};
+  in.flags.profile = "aico";
+  in.flags.ipc = "ipc:///tmp/x.ipc";
+  p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_TRUE(p->config.connection.ipc.endpoint.empty());
+  ASSERT_EQ(p->warnings.size(), 2u);
+  EXPECT_NE(p->warnings[1].find("not used with the aico profile"),
+            std::string::npos);
+}

@@ -1,5 +1,7 @@
 #include "support/peer_client.hpp"
 
+#include "src/profile/aico/secure_channel.hpp"
+
 #include <cctype>
 #include <chrono>
 #include <future>
@@ -10,7 +12,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
-#include <sodium.h>
 
 namespace aico::test {
 
@@ -23,18 +24,6 @@ using error_code = boost::system::error_code;
 using steady = std::chrono::steady_clock;
 
 namespace {
-
-const unsigned char* u8(std::string_view s) {
-  return reinterpret_cast<const unsigned char*>(s.data());
-}
-unsigned char* u8w(std::string& s) {
-  return reinterpret_cast<unsigned char*>(s.data());
-}
-
-void ensure_sodium() {
-  if (sodium_init() < 0)
-    throw std::runtime_error("libsodium could not be initialised");
-}
 
 std::string lower(std::string s) {
   for (auto& c : s)
@@ -63,48 +52,24 @@ bool run_until(net::io_context& ioc, const bool& done, steady::time_point dl) {
 
 } // namespace
 
+// The cryptography is the engine's own aico profile (src/profile/aico):
+// base64, the identity, the handshake and the envelope.
+
 std::string b64(std::string_view bytes) {
-  ensure_sodium();
-  std::string out(
-    sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL),
-    '\0');
-  sodium_bin2base64(out.data(), out.size(), u8(bytes), bytes.size(),
-                    sodium_base64_VARIANT_ORIGINAL);
-  out.resize(out.size() - 1);
-  return out;
+  return ::aico::aico_profile::b64_encode(bytes);
 }
 
 std::optional<std::string> unb64(std::string_view text) {
-  ensure_sodium();
-  std::string out(text.size(), '\0');
-  std::size_t len = 0;
-  const char* end = nullptr;
-  if (sodium_base642bin(u8w(out), out.size(), text.data(), text.size(), nullptr,
-                        &len, &end, sodium_base64_VARIANT_ORIGINAL)
-        != 0
-      || end != text.data() + text.size())
-    return std::nullopt;
-  out.resize(len);
-  return out;
+  return ::aico::aico_profile::b64_decode(text);
 }
 
 std::string to_hex(std::string_view bytes) {
-  std::string out(bytes.size() * 2 + 1, '\0');
-  sodium_bin2hex(out.data(), out.size(), u8(bytes), bytes.size());
-  out.resize(bytes.size() * 2);
-  return out;
+  return ::aico::aico_profile::hex(bytes);
 }
 
 std::string unb64url(std::string_view text) {
-  ensure_sodium();
-  std::string out(text.size(), '\0');
-  std::size_t len = 0;
-  if (sodium_base642bin(u8w(out), out.size(), text.data(), text.size(), nullptr,
-                        &len, nullptr, sodium_base64_VARIANT_URLSAFE_NO_PADDING)
-      != 0)
-    return {};
-  out.resize(len);
-  return out;
+  auto out = ::aico::aico_profile::b64url_decode(text);
+  return out ? *out : std::string{};
 }
 
 std::string jwt_payload_text(const std::string& token) {
@@ -137,39 +102,54 @@ aico_client::aico_client(std::string host, uint16_t port, ms timeout)
 aico_client::aico_client(std::string host, uint16_t port, std::string seed,
                          ms timeout)
   : host_(std::move(host)), port_(port), timeout_(timeout) {
-  ensure_sodium();
+  ::aico::aico_profile::identity id;
   if (seed.empty()) {
-    seed.resize(crypto_sign_SEEDBYTES);
-    randombytes_buf(seed.data(), seed.size());
+    id = ::aico::aico_profile::random_identity();
+  } else {
+    auto from_seed = ::aico::aico_profile::identity_from_seed(seed);
+    if (!from_seed)
+      throw std::invalid_argument("the identity seed must be 32 bytes");
+    id = *from_seed;
   }
-  if (seed.size() != crypto_sign_SEEDBYTES)
-    throw std::invalid_argument("the identity seed must be 32 bytes");
-  sign_pk_.resize(crypto_sign_PUBLICKEYBYTES);
-  sign_sk_.resize(crypto_sign_SECRETKEYBYTES);
-  crypto_sign_seed_keypair(u8w(sign_pk_), u8w(sign_sk_), u8(seed));
-  client_id_ = to_hex(sign_pk_).substr(0, 16);
+  if (id.public_key.empty())
+    throw std::runtime_error("libsodium could not be initialised");
+  channel_ = std::make_unique<::aico::aico_profile::secure_channel>(
+    std::move(id), ::aico::aico_profile::channel_options{},
+    ::aico::aico_profile::secure_channel::clock_fn{},
+    [offset = timestamp_offset_] { return unix_now() + *offset; });
+  client_id_ = channel_->client_id();
+}
+
+aico_client::~aico_client() = default;
+aico_client::aico_client(aico_client&&) noexcept = default;
+aico_client& aico_client::operator=(aico_client&&) noexcept = default;
+
+aico_client::aico_client(const aico_client& other)
+  : host_(other.host_), port_(other.port_), timeout_(other.timeout_),
+    channel_(std::make_unique<::aico::aico_profile::secure_channel>(
+      *other.channel_)),
+    timestamp_offset_(other.timestamp_offset_), client_id_(other.client_id_),
+    pinned_(other.pinned_), has_channel_(other.has_channel_),
+    last_handshake_(other.last_handshake_) {}
+
+aico_client& aico_client::operator=(const aico_client& other) {
+  if (this != &other) {
+    aico_client copy(other);
+    *this = std::move(copy);
+  }
+  return *this;
 }
 
 std::string aico_client::identity_key_b64() const {
-  return b64(sign_pk_);
+  return b64(channel_->id().public_key);
 }
 
 json::object aico_client::handshake_request(double timestamp_offset_s) {
-  eph_pk_.assign(crypto_box_PUBLICKEYBYTES, '\0');
-  eph_sk_.assign(crypto_box_SECRETKEYBYTES, '\0');
-  crypto_box_keypair(u8w(eph_pk_), u8w(eph_sk_));
-  std::string challenge(32, '\0');
-  randombytes_buf(challenge.data(), challenge.size());
-  std::string sig(crypto_sign_BYTES, '\0');
-  crypto_sign_detached(u8w(sig), nullptr, u8(challenge), challenge.size(),
-                       u8(sign_sk_));
-  json::object hr{{"component", "flutter_client"},
-                  {"identity_key", b64(sign_pk_)},
-                  {"public_key", b64(eph_pk_)},
-                  {"timestamp", unix_now() + timestamp_offset_s},
-                  {"challenge", b64(challenge)},
-                  {"signature", b64(sig)}};
-  return json::object{{"handshake_request", std::move(hr)}};
+  *timestamp_offset_ = timestamp_offset_s;
+  auto text = channel_->begin_handshake();
+  *timestamp_offset_ = 0;
+  auto v = parse_json(text);
+  return v.is_object() ? v.as_object() : json::object{};
 }
 
 bool aico_client::handshake(std::string* why) {
@@ -186,59 +166,26 @@ bool aico_client::handshake(std::string* why) {
   if (h.status != 200)
     return fail("handshake answered " + std::to_string(h.status) + " " + h.raw
                 + h.error);
-  if (h.str("/status") != "session_established")
-    return fail("no session_established in " + h.raw);
-  auto pk = unb64(h.str("/handshake_response/public_key"));
-  auto idk = unb64(h.str("/handshake_response/identity_key"));
-  auto chal = unb64(h.str("/handshake_response/challenge"));
-  auto sig = unb64(h.str("/handshake_response/signature"));
-  if (!pk || !idk || !chal || !sig || pk->size() != crypto_box_PUBLICKEYBYTES
-      || idk->size() != crypto_sign_PUBLICKEYBYTES
-      || sig->size() != crypto_sign_BYTES)
-    return fail("malformed handshake_response " + h.raw);
-  if (crypto_sign_verify_detached(u8(*sig), u8(*chal), chal->size(), u8(*idk))
-      != 0)
-    return fail("the server's signature over its challenge does not verify");
-  auto idk_b64 = b64(*idk);
-  if (!pinned_.empty() && pinned_ != idk_b64)
-    return fail("the server identity key changed (pinned " + pinned_ + ", got "
-                + idk_b64 + ")");
-  pinned_ = idk_b64;
-  shared_.assign(crypto_box_BEFORENMBYTES, '\0');
-  if (crypto_box_beforenm(u8w(shared_), u8(*pk), u8(eph_sk_)) != 0)
-    return fail("degenerate server key");
+  auto res = channel_->accept(h.status, h.raw, pinned_);
+  if (!res.ok) {
+    has_channel_ = false;
+    return fail(res.error + " (" + h.raw + ")");
+  }
+  pinned_ = res.server_identity;
   has_channel_ = true;
   return true;
 }
 
 std::string aico_client::seal(std::string_view plain) const {
-  std::string out(crypto_box_NONCEBYTES + crypto_box_MACBYTES + plain.size(),
-                  '\0');
-  auto* nonce = u8w(out);
-  randombytes_buf(nonce, crypto_box_NONCEBYTES);
-  crypto_box_easy_afternm(nonce + crypto_box_NONCEBYTES, u8(plain),
-                          plain.size(), nonce, u8(shared_));
-  return b64(out);
+  return channel_->seal(plain);
 }
 
 std::optional<std::string> aico_client::open(std::string_view payload) const {
-  auto raw = unb64(payload);
-  if (!raw || raw->size() < crypto_box_NONCEBYTES + crypto_box_MACBYTES
-      || shared_.empty())
-    return std::nullopt;
-  std::string_view ct = std::string_view(*raw).substr(crypto_box_NONCEBYTES);
-  std::string out(ct.size() - crypto_box_MACBYTES, '\0');
-  if (crypto_box_open_easy_afternm(u8w(out), u8(ct), ct.size(), u8(*raw),
-                                   u8(shared_))
-      != 0)
-    return std::nullopt;
-  return out;
+  return channel_->open(payload);
 }
 
 std::string aico_client::envelope(const json::value& v) const {
-  return to_text(json::object{{"encrypted", true},
-                              {"payload", seal(to_text(v))},
-                              {"client_id", client_id_}});
+  return channel_->envelope(to_text(v));
 }
 
 aico_reply aico_client::decode(http_response r) const {
@@ -248,19 +195,10 @@ aico_reply aico_client::decode(http_response r) const {
   out.headers = std::move(r.headers);
   out.raw = std::move(r.raw);
   out.elapsed = r.elapsed;
-  out.plain = out.raw;
-  auto v = parse_json(out.raw);
-  if (v.is_object() && jtrue(v, "/encrypted")) {
-    auto p = jptr(v, "/payload");
-    if (p && p->is_string()) {
-      if (auto plain = open(p->get_string())) {
-        out.encrypted = true;
-        out.plain = *plain;
-        v = parse_json(out.plain);
-      }
-    }
-  }
-  out.json = std::move(v);
+  auto u = channel_->unwrap(out.raw);
+  out.encrypted = u.kind == ::aico::aico_profile::body_kind::decrypted;
+  out.plain = out.encrypted ? std::move(u.text) : out.raw;
+  out.json = parse_json(out.plain);
   return out;
 }
 

@@ -1,6 +1,8 @@
-// Test support: a client of the real AICO backend's wire, written from the
-// wire document alone (../shared/design/aico-backend-wire.md, sections 2.1
-// and 3.1) with libsodium, independent of the peer's own code:
+// Test support: a client of the real AICO backend's wire
+// (../shared/design/aico-backend-wire.md, sections 2.1 and 3.1), independent
+// of the peer's own code. Its cryptography is the engine's aico profile
+// (src/profile/aico/secure_channel.hpp), so the peer's conformance tests
+// also check the engine's channel against the peer's own crypto:
 //   - handshake: Ed25519 identity key + ephemeral X25519 key, a signed random
 //     challenge, the server's signature over its own challenge verified and
 //     its identity key pinned on first use;
@@ -29,6 +31,10 @@
 #include <boost/json.hpp>
 
 #include "support/clients.hpp"
+
+namespace aico::aico_profile {
+class secure_channel;
+}
 
 namespace aico::test {
 
@@ -81,6 +87,12 @@ public:
   /// With a fixed Ed25519 seed (32 bytes), so client_id is stable.
   aico_client(std::string host, uint16_t port, std::string seed,
               ms timeout = default_timeout);
+  ~aico_client();
+  aico_client(aico_client&&) noexcept;
+  aico_client& operator=(aico_client&&) noexcept;
+  /// A copy has the same identity and the same (current) session key.
+  aico_client(const aico_client& other);
+  aico_client& operator=(const aico_client& other);
 
   const std::string& client_id() const { return client_id_; }
   std::string identity_key_b64() const;
@@ -128,9 +140,10 @@ private:
   std::string host_;
   uint16_t port_;
   ms timeout_;
-  std::string sign_pk_, sign_sk_;
-  std::string eph_pk_, eph_sk_;
-  std::string shared_; ///< crypto_box_beforenm key
+  std::unique_ptr<::aico::aico_profile::secure_channel> channel_;
+  /// Added to the handshake's timestamp (shared with the channel's clock,
+  /// so a moved client keeps working).
+  std::shared_ptr<double> timestamp_offset_ = std::make_shared<double>(0);
   std::string client_id_;
   std::string pinned_;
   bool has_channel_ = false;

@@ -1,0 +1,598 @@
+#include "src/profile/aico/http_session.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "src/core/url_host.hpp"
+#include "src/transport/curl/http_loop.hpp"
+
+namespace aico::aico_profile {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string header_of(const std::map<std::string, std::string>& h,
+                      std::string_view name) {
+  for (auto& [k, v] : h) {
+    if (k.size() == name.size()
+        && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a))
+                    == std::tolower(static_cast<unsigned char>(b));
+           }))
+      return v;
+  }
+  return {};
+}
+
+/// A conversation id the backend reuses (wire document 2.3).
+bool reusable(const std::string& cid) {
+  return !cid.empty() && cid != "default" && cid != "current"
+         && cid.find('_') != std::string::npos;
+}
+
+constexpr std::size_t max_raw_kept = 64 * 1024;
+
+} // namespace
+
+struct aico_http_session::impl : std::enable_shared_from_this<impl> {
+  http::loop& loop;
+  session_options opts;
+  std::string authority; ///< host:port, the key of the pin
+  pin_store pins;
+
+  mutable std::mutex mtx;
+  secure_channel channel;
+  uint64_t generation = 0; ///< bumped by every completed handshake
+  bool handshaking = false;
+  bool proactive_pending = false;
+  std::deque<std::function<void(std::optional<wire_error>)>> waiters;
+  std::string current_conversation;
+  session_counters counts;
+
+  impl(http::loop& l, session_options o, std::string auth, identity id)
+    : loop(l), opts(std::move(o)), authority(std::move(auth)),
+      pins(opts.state_dir + "/known_servers"),
+      channel(std::move(id), opts.channel, opts.clock, opts.wall) {}
+
+  // -- the channel ----------------------------------------------------------------
+
+  /// Runs `next` once a channel is open (or with the error that prevents it).
+  void with_channel(std::function<void(std::optional<wire_error>)> next) {
+    bool start = false;
+    {
+      std::lock_guard<std::mutex> g{mtx};
+      if (!channel.needs_handshake() && !handshaking) {
+        // fall through: run next outside the lock
+      } else {
+        if (channel.is_open() && !handshaking)
+          proactive_pending = true;
+        waiters.push_back(std::move(next));
+        if (!handshaking) {
+          handshaking = true;
+          start = true;
+        }
+        next = nullptr;
+      }
+    }
+    if (next) {
+      next(std::nullopt);
+      return;
+    }
+    if (start)
+      start_handshake();
+  }
+
+  void start_handshake() {
+    std::string body;
+    {
+      std::lock_guard<std::mutex> g{mtx};
+      body = channel.begin_handshake();
+    }
+    http::request rq;
+    rq.method = "POST";
+    rq.url = opts.base_url + "/api/v1/handshake";
+    rq.body = std::move(body);
+    rq.headers = {"Content-Type: application/json"};
+    rq.timeout = opts.request_timeout;
+    auto self = shared_from_this();
+    loop.submit(std::move(rq),
+                [self](http::response r) { self->handshake_done(std::move(r)); });
+  }
+
+  void handshake_done(http::response r) {
+    std::optional<wire_error> err;
+    if (r.fail != http::failure::none) {
+      err = transport_error(r.fail == http::failure::timeout, r.error, false);
+      err->message = "the encryption handshake with the AICO server failed: "
+                     + err->message;
+    } else {
+      std::string perr;
+      auto pinned = pins.pinned(authority, perr);
+      if (!perr.empty()) {
+        err = wire_error{};
+        err->cls = error_class::validation;
+        err->code = "pin_file";
+        err->message = perr;
+      } else {
+        std::lock_guard<std::mutex> g{mtx};
+        auto res = channel.accept(r.status, r.body, pinned);
+        if (!res.ok) {
+          err = wire_error{};
+          if (res.identity_changed) {
+            err->cls = error_class::authentication;
+            err->code = "server_identity_changed";
+            err->message = res.error + " (" + pins.file() + ", server "
+                           + authority + ")";
+          } else if (r.status != 200) {
+            auto d = decode_error(r.status, header_of(r.headers, "Content-Type"),
+                                  r.body, false);
+            if (d)
+              err = *d;
+            else
+              err->message = res.error;
+            if (err->message.empty())
+              err->message = res.error;
+          } else {
+            err->cls = error_class::unknown;
+            err->code = "handshake_rejected";
+            err->message = res.error;
+          }
+          err->status = r.status;
+        } else {
+          ++generation;
+          ++counts.handshakes;
+          if (proactive_pending)
+            ++counts.proactive;
+          if (pinned.empty()) {
+            std::string werr;
+            if (!pins.pin(authority, res.server_identity, werr)) {
+              channel.invalidate();
+              err = wire_error{};
+              err->cls = error_class::validation;
+              err->code = "pin_file";
+              err->message = werr;
+            }
+          }
+        }
+      }
+    }
+    std::deque<std::function<void(std::optional<wire_error>)>> run;
+    {
+      std::lock_guard<std::mutex> g{mtx};
+      handshaking = false;
+      proactive_pending = false;
+      run.swap(waiters);
+    }
+    for (auto& w : run)
+      w(err);
+  }
+
+  // -- one logical call ------------------------------------------------------------
+
+  struct pending_call {
+    wire_request rq;
+    chunk_fn on_chunk;
+    done_fn done;
+    int attempt = 0;
+    // stream state
+    int status = 0;
+    std::map<std::string, std::string> headers;
+    ndjson_reader reader;
+    reply_stream stream;
+    uint64_t seq_no = 0;
+    bool recognised = false;
+    std::optional<wire_error> line_error;
+    std::string raw;
+    explicit pending_call(std::size_t max_line) : reader(max_line) {}
+  };
+
+  void finish(const std::shared_ptr<pending_call>& pc, call_result res) {
+    res.kind = pc->rq.kind;
+    if (pc->done)
+      pc->done(std::move(res));
+  }
+
+  void fail(const std::shared_ptr<pending_call>& pc, wire_error e) {
+    call_result res;
+    res.ok = false;
+    res.error = std::move(e);
+    finish(pc, std::move(res));
+  }
+
+  void start(std::shared_ptr<pending_call> pc) {
+    if (!pc->rq.encrypted) {
+      send(pc, 0);
+      return;
+    }
+    auto self = shared_from_this();
+    with_channel([self, pc](std::optional<wire_error> err) {
+      if (err) {
+        self->fail(pc, std::move(*err));
+        return;
+      }
+      uint64_t gen;
+      {
+        std::lock_guard<std::mutex> g{self->mtx};
+        gen = self->generation;
+      }
+      self->send(pc, gen);
+    });
+  }
+
+  http::request build(const wire_request& w) {
+    http::request rq;
+    rq.method = w.method;
+    rq.url = opts.base_url + w.path;
+    rq.timeout = opts.request_timeout;
+    std::lock_guard<std::mutex> g{mtx};
+    ++counts.wire_calls;
+    if (w.encrypted) {
+      rq.body = channel.envelope(w.body);
+      rq.headers.push_back("Content-Type: application/json");
+      if (w.method == "GET")
+        rq.headers.push_back("X-Client-ID: " + channel.client_id());
+    }
+    if (!w.token.empty())
+      rq.headers.push_back("Authorization: Bearer " + w.token);
+    return rq;
+  }
+
+  /// The channel may be stale (clear 401): forget it unless a newer one
+  /// was made meanwhile.
+  void drop_channel(uint64_t gen) {
+    std::lock_guard<std::mutex> g{mtx};
+    if (generation == gen)
+      channel.invalidate();
+  }
+
+  /// A network failure: the server may have restarted; handshake first next.
+  void network_failed(http::failure f) {
+    if (f == http::failure::network) {
+      std::lock_guard<std::mutex> g{mtx};
+      channel.invalidate();
+    }
+  }
+
+  /// Unwraps and decodes a complete answer; the retry on a clear 401.
+  /// Returns true when it restarted the call.
+  bool retry_or_error(const std::shared_ptr<pending_call>& pc, uint64_t gen,
+                      int status, const std::map<std::string, std::string>& h,
+                      const std::string& body, std::optional<wire_error>& out,
+                      std::string& plain) {
+    unwrapped u;
+    {
+      std::lock_guard<std::mutex> g{mtx};
+      u = channel.unwrap(body);
+    }
+    plain = u.text;
+    out = decode_error(status, header_of(h, "Content-Type"), u.text,
+                       u.kind == body_kind::decrypted,
+                       u.kind == body_kind::undecryptable);
+    if (out && out->rehandshake && pc->rq.encrypted && pc->attempt == 0) {
+      pc->attempt = 1;
+      {
+        std::lock_guard<std::mutex> g{mtx};
+        ++counts.rehandshakes_401;
+      }
+      drop_channel(gen);
+      start(pc);
+      return true;
+    }
+    return false;
+  }
+
+  void send(std::shared_ptr<pending_call> pc, uint64_t gen) {
+    auto self = shared_from_this();
+    auto rq = build(pc->rq);
+    if (!pc->rq.stream) {
+      loop.submit(std::move(rq), [self, pc, gen](http::response r) {
+        if (r.fail != http::failure::none) {
+          self->network_failed(r.fail);
+          self->fail(pc, transport_error(r.fail == http::failure::timeout,
+                                         r.error, false));
+          return;
+        }
+        std::optional<wire_error> err;
+        std::string plain;
+        if (self->retry_or_error(pc, gen, r.status, r.headers, r.body, err,
+                                 plain))
+          return;
+        if (err) {
+          self->fail(pc, std::move(*err));
+          return;
+        }
+        auto m = map_reply(pc->rq, r.status, plain);
+        if (auto* e = std::get_if<wire_error>(&m)) {
+          self->fail(pc, std::move(*e));
+          return;
+        }
+        call_result res;
+        res.ok = true;
+        res.answer = std::move(std::get<engine_answer>(m));
+        res.answer.headers = r.headers;
+        self->finish(pc, std::move(res));
+      });
+      return;
+    }
+    // -- a streamed send ---------------------------------------------------------
+    pc->status = 0;
+    pc->headers.clear();
+    pc->reader = ndjson_reader(opts.max_line);
+    pc->stream = reply_stream{};
+    pc->seq_no = 0;
+    pc->recognised = false;
+    pc->line_error.reset();
+    pc->raw.clear();
+    http::stream_options so;
+    so.open_timeout = opts.stream_open_timeout;
+    so.idle_timeout = opts.stream_idle_timeout;
+    http::stream_handlers h;
+    h.on_open = [pc](int status, const std::map<std::string, std::string>& hd) {
+      pc->status = status;
+      pc->headers = hd;
+    };
+    h.on_data = [self, pc](std::string_view bytes) {
+      if (pc->raw.size() < max_raw_kept)
+        pc->raw.append(bytes.substr(0, max_raw_kept - pc->raw.size()));
+      return pc->reader.feed(bytes, [&](std::string_view line) {
+        self->on_line(pc, line);
+      }) && !pc->line_error;
+    };
+    h.on_close = [self, pc, gen](http::response r) {
+      self->stream_closed(pc, gen, std::move(r));
+    };
+    loop.open_stream(std::move(rq), so, std::move(h));
+  }
+
+  void on_line(const std::shared_ptr<pending_call>& pc, std::string_view line) {
+    if (pc->line_error)
+      return;
+    unwrapped u;
+    {
+      std::lock_guard<std::mutex> g{mtx};
+      u = channel.unwrap(line);
+    }
+    if (u.kind == body_kind::undecryptable) {
+      wire_error e;
+      e.cls = error_class::unknown;
+      e.status = pc->status;
+      e.code = "undecryptable";
+      e.message = "a line of the AICO server's reply stream could not be "
+                  "decrypted; the message itself was received";
+      e.outcome_unknown = true;
+      pc->line_error = e;
+      return;
+    }
+    auto& s = pc->stream.add(u.text);
+    if (s.kind != line_kind::other)
+      pc->recognised = true;
+    if (s.kind == line_kind::metadata && pc->stream.conversation_id().empty())
+      return;
+    bool content = s.kind == line_kind::thinking || s.kind == line_kind::response
+                   || s.kind == line_kind::final;
+    if (!content || !pc->on_chunk)
+      return;
+    stream_piece p;
+    p.thinking = s.kind == line_kind::thinking;
+    p.chunk = to_stream_chunk(pc->rq, pc->stream, s, pc->seq_no++);
+    if (p.chunk.conversation_id.empty())
+      p.chunk.conversation_id = header_of(pc->headers, "X-Conversation-ID");
+    try {
+      pc->on_chunk(p);
+    } catch (...) {
+    }
+  }
+
+  void stream_closed(const std::shared_ptr<pending_call>& pc, uint64_t gen,
+                     http::response r) {
+    if (pc->line_error) {
+      fail(pc, *pc->line_error);
+      return;
+    }
+    if (r.fail != http::failure::none && !pc->stream.done()) {
+      network_failed(r.fail);
+      if (pc->status == 0 && r.status == 0 && r.fail == http::failure::network
+          && r.error.find("onnect") != std::string::npos) {
+        // never connected: nothing was sent
+        fail(pc, transport_error(false, r.error, false));
+        return;
+      }
+      auto e = transport_error(r.fail == http::failure::timeout, r.error, true);
+      if (r.fail == http::failure::unknown && pc->reader.failed())
+        e.message = "a line of the AICO server's reply stream is longer than "
+                    + std::to_string(opts.max_line) + " bytes";
+      e.message += "; the message may have been received";
+      fail(pc, std::move(e));
+      return;
+    }
+    int status = r.status ? r.status : pc->status;
+    auto& headers = r.headers.empty() ? pc->headers : r.headers;
+    if (status < 200 || status >= 300 || !pc->recognised) {
+      // not a stream: an error answer (or a 2xx that is no NDJSON)
+      std::optional<wire_error> err;
+      std::string plain;
+      auto body = status >= 200 && status < 300 ? pc->raw : r.body;
+      if (retry_or_error(pc, gen, status, headers, body, err, plain))
+        return;
+      if (!err) {
+        err = wire_error{};
+        err->cls = error_class::unknown;
+        err->status = status;
+        err->code = "bad_reply";
+        err->message = "the AICO server's answer to a send is not a reply "
+                       "stream; the message may have been received";
+        err->outcome_unknown = true;
+      }
+      fail(pc, std::move(*err));
+      return;
+    }
+    pc->reader.finish([&](std::string_view line) { on_line(pc, line); });
+    if (pc->line_error) {
+      fail(pc, *pc->line_error);
+      return;
+    }
+    auto m = map_send(pc->rq, pc->stream,
+                      header_of(headers, "X-Conversation-ID"));
+    if (auto* e = std::get_if<wire_error>(&m)) {
+      fail(pc, std::move(*e));
+      return;
+    }
+    auto& o = std::get<send_outcome>(m);
+    {
+      std::lock_guard<std::mutex> g{mtx};
+      if (reusable(o.sent.conversation_id))
+        current_conversation = o.sent.conversation_id;
+    }
+    call_result res;
+    res.ok = true;
+    res.answer = send_answer(o);
+    res.answer.headers = headers;
+    res.send = std::move(o);
+    finish(pc, std::move(res));
+  }
+
+  /// "current" or no conversation → the one the last send got.
+  logical_call with_conversation(logical_call c) {
+    std::string cur;
+    {
+      std::lock_guard<std::mutex> g{mtx};
+      cur = current_conversation;
+    }
+    if (cur.empty())
+      return c;
+    if (c.method == "POST" && c.path == "/conversations/messages") {
+      json::error_code ec;
+      auto v = json::parse(c.body, ec);
+      if (!ec && v.is_object()) {
+        auto& o = v.get_object();
+        auto* cid = o.if_contains("conversation_id");
+        bool unset = !cid || cid->is_null()
+                     || (cid->is_string()
+                         && (cid->get_string().empty()
+                             || cid->get_string() == "current"));
+        if (unset) {
+          o["conversation_id"] = cur;
+          c.body = json::serialize(o);
+        }
+      }
+    } else if (c.method == "GET"
+               && c.path.rfind("/conversations/current/messages", 0) == 0) {
+      c.path = "/conversations/" + cur
+               + c.path.substr(std::string("/conversations/current").size());
+    }
+    return c;
+  }
+};
+
+std::shared_ptr<aico_http_session>
+aico_http_session::create(http::loop& loop, session_options opts,
+                          std::string& err) {
+  auto& url = opts.base_url;
+  while (!url.empty() && url.back() == '/')
+    url.pop_back();
+  std::string rest;
+  if (url.rfind("http://", 0) == 0)
+    rest = url.substr(7);
+  else if (url.rfind("https://", 0) == 0)
+    rest = url.substr(8);
+  else {
+    err = "the AICO server URL must start with http:// or https:// (got '"
+          + url + "')";
+    return nullptr;
+  }
+  if (rest.find('/') != std::string::npos) {
+    err = "the AICO server URL must not have a path (the profile adds "
+          "/api/v1/...)";
+    return nullptr;
+  }
+  url_authority parts;
+  std::string why;
+  if (!split_url_authority(rest, parts, why)) {
+    err = "the AICO server URL is not valid: " + why;
+    return nullptr;
+  }
+  auto id = load_or_create_identity(opts.state_dir, err);
+  if (!id)
+    return nullptr;
+  auto p = std::make_shared<impl>(loop, std::move(opts), rest, std::move(*id));
+  return std::shared_ptr<aico_http_session>(new aico_http_session(std::move(p)));
+}
+
+aico_http_session::~aico_http_session() = default;
+
+void aico_http_session::call(const logical_call& c, chunk_fn on_chunk,
+                             done_fn done) {
+  auto mapped = map_call(impl_->with_conversation(c));
+  if (auto* la = std::get_if<local_answer>(&mapped)) {
+    call_result res;
+    res.ok = true;
+    res.local = true;
+    res.answer.status = la->status;
+    res.answer.body = std::move(la->body);
+    if (done)
+      done(std::move(res));
+    return;
+  }
+  if (auto* e = std::get_if<wire_error>(&mapped)) {
+    call_result res;
+    res.ok = false;
+    res.local = true;
+    res.error = std::move(*e);
+    if (done)
+      done(std::move(res));
+    return;
+  }
+  auto pc = std::make_shared<impl::pending_call>(impl_->opts.max_line);
+  pc->rq = std::move(std::get<wire_request>(mapped));
+  pc->on_chunk = std::move(on_chunk);
+  pc->done = std::move(done);
+  impl_->start(std::move(pc));
+}
+
+call_result aico_http_session::call_blocking(const logical_call& c,
+                                             chunk_fn on_chunk,
+                                             std::chrono::milliseconds wait) {
+  auto prom = std::make_shared<std::promise<call_result>>();
+  auto fut = prom->get_future();
+  call(c, std::move(on_chunk),
+       [prom](call_result r) { prom->set_value(std::move(r)); });
+  if (fut.wait_for(wait) != std::future_status::ready) {
+    call_result r;
+    r.ok = false;
+    r.error = transport_error(true, "no result in time", false);
+    return r;
+  }
+  return fut.get();
+}
+
+void aico_http_session::reconnected() {
+  std::lock_guard<std::mutex> g{impl_->mtx};
+  impl_->channel.invalidate();
+}
+
+std::string aico_http_session::client_id() const {
+  return impl_->channel.client_id();
+}
+
+std::string aico_http_session::conversation() const {
+  std::lock_guard<std::mutex> g{impl_->mtx};
+  return impl_->current_conversation;
+}
+
+session_counters aico_http_session::counters() const {
+  std::lock_guard<std::mutex> g{impl_->mtx};
+  return impl_->counts;
+}
+
+std::string aico_http_session::pin_file() const {
+  return impl_->pins.file();
+}
+
+} // namespace aico::aico_profile
