@@ -475,9 +475,10 @@ struct grpc_server::impl : std::enable_shared_from_this<grpc_server::impl> {
     lock.unlock();
     if (srv) {
       // Streams end at once (UNAVAILABLE); unary calls in flight get up to
-      // 1 s, then they are cancelled.
+      // 250 ms, then they are cancelled (as `ipc: down` loses pending
+      // replies).
       srv->Shutdown(std::chrono::system_clock::now()
-                    + std::chrono::seconds(1));
+                    + std::chrono::milliseconds(250));
       srv->Wait();
     }
     srv.reset();

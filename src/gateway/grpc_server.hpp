@@ -46,7 +46,7 @@ public:
   uint16_t port() const;
 
   /// Ends every stream (UNAVAILABLE), shuts the server down (in-flight
-  /// calls get up to 1 s) and joins. Idempotent.
+  /// calls get up to 250 ms) and joins. Idempotent.
   void stop();
 
 private:

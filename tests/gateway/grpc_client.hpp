@@ -74,6 +74,7 @@ public:
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+    args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 100);
     args.SetMaxReceiveMessageSize(8 * 1024 * 1024);
     args.SetMaxSendMessageSize(8 * 1024 * 1024);
     channel_ = grpc::CreateCustomChannel(target, creds, args);
