@@ -487,20 +487,24 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
   }
 
   void stop() {
-    to_cancel tc;
     {
       std::lock_guard<std::mutex> lock(m);
       if (stopping)
         return;
       stopping = true;
-      drop_current(tc);
-      cv.notify_all();
     }
-    tc.run();
+    // Close the gate first: the cancellations below report nothing.
     {
       std::unique_lock<std::shared_mutex> lock(gate);
       stopped = true;
     }
+    to_cancel tc;
+    {
+      std::lock_guard<std::mutex> lock(m);
+      drop_current(tc);
+      cv.notify_all();
+    }
+    tc.run();
     if (watcher.joinable())
       watcher.join();
     // Cancelled calls complete quickly; their memory is ours until then.
