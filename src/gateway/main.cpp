@@ -431,8 +431,6 @@ int main(int argc, char** argv) {
     if (h.find(':') != std::string::npos && h.front() != '[')
       h = "[" + h + "]";
     std::cout << " grpc=" << h << ":" << grpc_srv->port();
-  } else {
-    std::cout << " grpc=none";
   }
   std::cout << std::endl;
 

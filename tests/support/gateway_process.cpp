@@ -80,7 +80,7 @@ std::string gateway_process::reported_ipc() const {
 std::string gateway_process::reported_grpc() const {
   std::smatch m;
   static const std::regex grpc_re{R"( grpc=(\S+))"};
-  if (std::regex_search(ready_line_, m, grpc_re) && m[1] != "none")
+  if (std::regex_search(ready_line_, m, grpc_re))
     return m[1];
   return {};
 }
