@@ -377,6 +377,31 @@ TEST_F(Grpc, FaultDownEndsStreamsAndRefusesCallsUpRestores) {
   st2.finish();
 }
 
+TEST_F(Grpc, FaultSwitchIsValidatedAndReported) {
+  auto root = this->root();
+  auto bad = faults(root.access, {{"grpc", "sideways"}});
+  EXPECT_ERROR(bad, 400, "validation_error");
+  EXPECT_EQ(jstr(bad.body, "/details/field"), "grpc") << bad.raw;
+  auto state = http().get("/api/v1/admin/faults", root.access);
+  EXPECT_EQ(jstr(state.body, "/data/grpc"), "up") << state.raw;
+  auto mb = faults(root.access, {{"misbehave", {{"door", "grpcx"},
+                                                {"path", "/users/me"},
+                                                {"mode", "hang"}}}});
+  EXPECT_ERROR(mb, 400, "validation_error");
+  EXPECT_EQ(jstr(mb.body, "/details/field"), "misbehave.door") << mb.raw;
+  // reset brings a switched-off door back
+  EXPECT_OK(faults(root.access, {{"grpc", "down"}}), 200);
+  auto r = faults(root.access, {{"reset", true}});
+  EXPECT_EQ(jstr(r.body, "/data/grpc"), "up") << r.raw;
+  auto c = client();
+  grpc_response h;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    h = c->call("GET", "/health", "", "", ms(2000));
+  } while (h.status != 200 && std::chrono::steady_clock::now() < deadline);
+  EXPECT_OK(h, 200);
+}
+
 TEST_F(Grpc, DownOverTheGrpcDoorItself) {
   // The fault request may come through the door it switches off.
   auto c = client();
