@@ -1,6 +1,7 @@
 // aico-bench-transport: what the raw-library baselines and the engine runs
-// share. This header names no C library type (no zmq, lws or curl): each raw
-// baseline lives in its own file (raw_zmq.cpp, raw_lws.cpp, raw_curl.cpp).
+// share. This header names no C library type (no zmq, lws, curl or grpc): each
+// raw baseline lives in its own file (raw_zmq.cpp, raw_lws.cpp, raw_curl.cpp,
+// raw_grpc.cpp).
 #pragma once
 
 #include <chrono>
@@ -62,6 +63,12 @@ run_result raw_lws_run(const std::string& ws_url, const call_spec& call,
 /// handle for round trips, a multi handle with kept-alive connections for
 /// throughput.
 run_result raw_curl_run(const std::string& http_url, const call_spec& call,
+                        const run_params& p);
+
+/// grpc++ against the gateway's gRPC door at `target` (127.0.0.1:PORT):
+/// the synchronous stub for round trips, the asynchronous one with `window`
+/// calls in flight for throughput.
+run_result raw_grpc_run(const std::string& target, const call_spec& call,
                         const run_params& p);
 
 } // namespace aico::bench

@@ -3,6 +3,9 @@
 // libwebsockets, libcurl), through the engine's transport actor alone, and
 // through the whole engine (supervisor + token manager, one transport), all
 // against one reference gateway started on loopback for this run.
+// `grpc` in --transports measures the raw grpc++ baseline of the gateway's
+// gRPC door (raw_grpc.cpp); its engine row follows once the gRPC driver is
+// in the engine's transport registry.
 //
 // Figures are reported as ratios against the raw baseline measured in the
 // same run (machines are noisy). This is a benchmark, not a test: it exits 0
@@ -80,6 +83,16 @@ struct combined {
   }
 };
 
+/// The gRPC door: raw grpc++ only (engine row pending).
+struct grpc_report {
+  bool wanted = false;
+  combined raw;
+};
+
+constexpr const char* grpc_pending =
+  "engine row pending: the gRPC driver is not in the engine's transport "
+  "registry yet";
+
 struct transport_report {
   transport_mode mode;
   combined raw, actor, eng;
@@ -104,7 +117,8 @@ json::object variant_json(const combined& c) {
 }
 
 void print_table(const options& o, const run_params& p,
-                 const std::vector<transport_report>& reps) {
+                 const std::vector<transport_report>& reps,
+                 const grpc_report& g) {
   std::printf("aico-bench-transport: %s %s, %d round trips (after %d "
               "warm-up), %d pipelined with %d in flight, %d round(s), CAF "
               "sharing scheduler with %d threads, %u CPUs\n\n",
@@ -121,6 +135,10 @@ void print_table(const options& o, const run_params& p,
                 to_string(r.mode), r.raw.p(50), r.actor.p(50), r.eng.p(50),
                 r.p50_ratio(), r.raw.median_rps(), r.actor.median_rps(),
                 r.eng.median_rps(), 100 * r.rps_ratio());
+  if (g.wanted)
+    std::printf("%-9s %8.1f %9s %10s %10s | %8.0f %9s %10s %10s  (%s)\n",
+                "grpc", g.raw.p(50), "-", "-", "-", g.raw.median_rps(), "-",
+                "-", "-", grpc_pending);
   std::printf("\nround trip percentiles (microseconds: p50 / p90 / p99)\n");
   for (auto& r : reps) {
     auto line = [](const combined& c) {
@@ -131,6 +149,9 @@ void print_table(const options& o, const run_params& p,
                 line(r.raw).c_str(), line(r.actor).c_str(),
                 line(r.eng).c_str());
   }
+  if (g.wanted)
+    std::printf("%-9s raw %.1f / %.1f / %.1f\n", "grpc", g.raw.p(50),
+                g.raw.p(90), g.raw.p(99));
   std::printf("\ntargets: engine p50 <= %.1fx raw, engine throughput >= "
               "%.0f%% of raw\n",
               target_p50_ratio, 100 * target_rps_ratio);
@@ -147,7 +168,8 @@ void print_table(const options& o, const run_params& p,
 }
 
 void print_json(const options& o, const run_params& p,
-                const std::vector<transport_report>& reps) {
+                const std::vector<transport_report>& reps,
+                const grpc_report& g) {
   json::array ts;
   bool all = true;
   for (auto& r : reps) {
@@ -165,6 +187,12 @@ void print_json(const options& o, const run_params& p,
       {"targets_met",
        json::object{{"p50", r.p50_met()}, {"rps", r.rps_met()}}}});
   }
+  if (g.wanted)
+    ts.push_back(json::object{{"transport", "grpc"},
+                              {"raw", variant_json(g.raw)},
+                              {"actor", nullptr},
+                              {"engine", nullptr},
+                              {"pending", grpc_pending}});
   json::object out{
     {"config",
      json::object{{"path", o.path},
@@ -203,21 +231,26 @@ int run(const options& o) {
   p.window = o.window;
   p.pipe_warmup = std::min(o.total, std::max(o.window * 4, o.total / 10));
   std::vector<transport_mode> modes;
+  grpc_report g;
   {
     std::stringstream ss{o.transports};
     std::string item;
     while (std::getline(ss, item, ',')) {
       transport_mode m;
+      if (item == "grpc") {
+        g.wanted = true;
+        continue;
+      }
       if (!from_string(item, m)) {
         std::cerr << "aico-bench-transport: unknown transport '" << item
-                  << "' (use ipc, ws, http)" << std::endl;
+                  << "' (use ipc, ws, http, grpc)" << std::endl;
         return usage;
       }
       if (std::find(modes.begin(), modes.end(), m) == modes.end())
         modes.push_back(m);
     }
   }
-  if (modes.empty()) {
+  if (modes.empty() && !g.wanted) {
     std::cerr << "aico-bench-transport: no transport given" << std::endl;
     return usage;
   }
@@ -225,6 +258,8 @@ int run(const options& o) {
   test::gateway_options gopts;
   gopts.bot = false;
   gopts.enable_faults = false;
+  if (g.wanted)
+    gopts.extra_args = {"--grpc", "127.0.0.1:0"};
   test::gateway_process gw{gopts};
   if (!gw.start()) {
     std::cerr << "aico-bench-transport: the gateway did not start: "
@@ -304,6 +339,18 @@ int run(const options& o) {
       reps.push_back(std::move(rep));
     }
   }
+  if (g.wanted && error.empty()) {
+    for (int round = 0; round < o.rounds && error.empty(); ++round) {
+      if (!o.json_out)
+        std::fprintf(stderr, "[grpc round %d] raw... (%s)\n", round + 1,
+                     grpc_pending);
+      auto raw = raw_grpc_run(gw.reported_grpc(), call, p);
+      if (!raw.ok())
+        error = "grpc raw: " + raw.error;
+      else
+        g.raw.add(raw);
+    }
+  }
   int rc = gw.stop();
   if (!error.empty()) {
     if (!o.json_out)
@@ -315,9 +362,9 @@ int run(const options& o) {
     std::cerr << "aico-bench-transport: note: the gateway exited with " << rc
               << std::endl;
   if (o.json_out)
-    print_json(o, p, reps);
+    print_json(o, p, reps, g);
   else
-    print_table(o, p, reps);
+    print_table(o, p, reps, g);
   return ok;
 }
 
@@ -329,7 +376,9 @@ int main(int argc, char** argv) {
                "transport (figures as ratios; always exits 0 unless "
                "something failed)"};
   app.add_option("--transports", o.transports,
-                 "Comma-separated list of ipc, ws, http")
+                 "Comma-separated list of ipc, ws, http, grpc (grpc: the raw "
+                 "grpc++ baseline only, until the gRPC driver is in the "
+                 "engine's registry)")
     ->capture_default_str();
   app.add_option("--requests", o.requests, "Sequential round trips measured")
     ->check(CLI::Range(1, 10000000))

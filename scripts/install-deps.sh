@@ -10,6 +10,7 @@ PACKAGES=(
   libwebsockets-dev libev-dev libcurl4-openssl-dev
   libzmq3-dev cppzmq-dev
   libprotobuf-dev protobuf-compiler
+  libgrpc++-dev protobuf-compiler-grpc   # gRPC door and link (1.51, protobuf 3.21)
   libgtest-dev libgmock-dev
   libsqlite3-dev libssl-dev libsodium-dev
   libcli11-dev libncurses-dev

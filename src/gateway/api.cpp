@@ -30,6 +30,8 @@ const char* to_string(front_door door) {
       return "ws";
     case front_door::ipc:
       return "ipc";
+    case front_door::grpc:
+      return "grpc";
   }
   return "unknown";
 }
@@ -163,6 +165,7 @@ json::value faults_json(const fault_state& f) {
   json::object o;
   o["ipc"] = f.ipc_up ? "up" : "down";
   o["ws"] = f.ws_up ? "up" : "down";
+  o["grpc"] = f.grpc_up ? "up" : "down";
   o["latency_ms"] = f.latency_ms;
   o["fail_ratio"] = f.fail_ratio;
   o["fail_status"] = f.fail_status;
@@ -438,8 +441,8 @@ struct api::impl {
   std::vector<fault_listener> listeners;
 
   // Doors.
-  std::atomic<bool> door_up[3] = {false, false, false};
-  std::atomic<int64_t> connections[3] = {0, 0, 0};
+  std::atomic<bool> door_up[4] = {false, false, false, false};
+  std::atomic<int64_t> connections[4] = {0, 0, 0, 0};
 
   // Rate limiting.
   std::mutex rl_mutex;
@@ -769,7 +772,8 @@ struct api::impl {
     std::vector<std::pair<std::string, std::string>> retry{{"Retry-After",
                                                             "1"}};
     if ((door == front_door::ws && !f.ws_up)
-        || (door == front_door::ipc && !f.ipc_up))
+        || (door == front_door::ipc && !f.ipc_up)
+        || (door == front_door::grpc && !f.grpc_up))
       return api_error{503, "unavailable",
                        std::string("the ") + to_string(door)
                          + " door is switched off",
@@ -1302,9 +1306,9 @@ struct api::impl {
     misbehave_rule m;
     m.door = str("door").value_or("any");
     if (m.door != "http" && m.door != "ws" && m.door != "ipc"
-        && m.door != "any")
-      throw validation("misbehave.door",
-                       "must be \"http\", \"ws\", \"ipc\" or \"any\"");
+        && m.door != "grpc" && m.door != "any")
+      throw validation("misbehave.door", "must be \"http\", \"ws\", "
+                                         "\"ipc\", \"grpc\" or \"any\"");
     if (auto meth = str("method")) {
       for (auto& c : *meth)
         c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -1386,6 +1390,7 @@ struct api::impl {
     auto drop_ws = get_bool("drop_ws");
     auto ipc = get_up("ipc");
     auto ws = get_up("ws");
+    auto grpc = get_up("grpc");
     auto latency = get_int("latency_ms", 0, 60000);
     auto status = get_int("fail_status", 500, 599);
     std::optional<double> ratio;
@@ -1415,6 +1420,8 @@ struct api::impl {
         faults.ipc_up = *ipc;
       if (ws)
         faults.ws_up = *ws;
+      if (grpc)
+        faults.grpc_up = *grpc;
       if (latency)
         faults.latency_ms = *latency;
       if (ratio) {
@@ -1452,6 +1459,7 @@ struct api::impl {
     services["http"] = door_up[0].load() ? "up" : "down";
     services["websocket"] = door_up[1].load() && f.ws_up ? "up" : "down";
     services["ipc"] = door_up[2].load() && f.ipc_up ? "up" : "down";
+    services["grpc"] = door_up[3].load() && f.grpc_up ? "up" : "down";
     json::object o;
     o["is_healthy"] = db_up;
     o["version"] = cfg.version;
@@ -1463,6 +1471,7 @@ struct api::impl {
       conns["http"] = connections[0].load();
       conns["ws"] = connections[1].load();
       conns["ipc"] = connections[2].load();
+      conns["grpc"] = connections[3].load();
       o["connections"] = std::move(conns);
       json::object counts;
       counts["users"] = db_up ? db->count_users() : 0;

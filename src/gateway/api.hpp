@@ -20,9 +20,9 @@
 namespace aico::gateway {
 
 /// Which front door a request came through (for health, faults and logs).
-enum class front_door { http, ws, ipc };
+enum class front_door { http, ws, ipc, grpc };
 
-/// "http", "ws" or "ipc".
+/// "http", "ws", "ipc" or "grpc".
 const char* to_string(front_door door);
 
 /// A request as every front door hands it to the core.
@@ -64,7 +64,7 @@ const char* to_string(misbehave_mode m);
 
 /// Which calls misbehave and how.
 struct misbehave_rule {
-  std::string door = "any"; ///< "http", "ws", "ipc" or "any"
+  std::string door = "any"; ///< "http", "ws", "ipc", "grpc" or "any"
   std::string method;       ///< upper case; empty = any
   std::string path;         ///< "/conversations/messages" (no /api/v1, no query)
   misbehave_mode mode = misbehave_mode::none;
@@ -118,6 +118,7 @@ struct replay_info {
 struct fault_state {
   bool ipc_up = true;
   bool ws_up = true;
+  bool grpc_up = true;
   int latency_ms = 0;     ///< added to every API request
   double fail_ratio = 0;  ///< fraction of API requests failed with fail_status
   int fail_status = 503;

@@ -1,4 +1,4 @@
-// aico-gateway: the reference gateway (REST + WebSocket + ZeroMQ IPC).
+// aico-gateway: the reference gateway (REST + WebSocket + ZeroMQ IPC + gRPC).
 // Contract: docs/protocol.md.
 #include <csignal>
 #include <cstdio>
@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 
 #include "gateway/api.hpp"
+#include "gateway/grpc_server.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/ipc_curve.hpp"
 #include "gateway/ipc_server.hpp"
@@ -114,10 +115,10 @@ bool is_loopback_host(const std::string& host) {
 }
 
 bool parse_listen(const std::string& s, std::string& host, uint16_t& port,
-                  std::string& err) {
+                  std::string& err, const std::string& option = "--listen") {
   auto c = s.rfind(':');
   if (c == std::string::npos || c == 0 || c + 1 == s.size()) {
-    err = "--listen expects HOST:PORT, got '" + s + "'";
+    err = option + " expects HOST:PORT, got '" + s + "'";
     return false;
   }
   host = s.substr(0, c);
@@ -128,7 +129,7 @@ bool parse_listen(const std::string& s, std::string& host, uint16_t& port,
       throw std::out_of_range("port");
     port = static_cast<uint16_t>(p);
   } catch (...) {
-    err = "--listen: invalid port in '" + s + "'";
+    err = option + ": invalid port in '" + s + "'";
     return false;
   }
   return true;
@@ -138,7 +139,7 @@ bool parse_listen(const std::string& s, std::string& host, uint16_t& port,
 
 int main(int argc, char** argv) {
   CLI::App app{"aico-gateway: reference gateway (REST + WebSocket + ZeroMQ "
-               "IPC) for the aico client engine"};
+               "IPC + gRPC) for the aico client engine"};
   std::string data_dir;
   std::string listen = "127.0.0.1:8771";
   std::string ipc;
@@ -149,6 +150,8 @@ int main(int argc, char** argv) {
   gateway_config cfg;
   http_server_config http_cfg;
   ipc_server_config ipc_cfg;
+  grpc_server_config grpc_cfg;
+  std::string grpc_listen;
   app.add_option("--data-dir", data_dir,
                  "Directory for the database and JWT secret (created)")
     ->required();
@@ -157,6 +160,14 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   app.add_option("--ipc", ipc, "ZeroMQ endpoint for IPC (default "
                                "ipc://DATA_DIR/gateway.ipc; 'none' disables)");
+  app.add_option("--grpc", grpc_listen,
+                 "HOST:PORT for the gRPC door (off unless given; port 0 "
+                 "picks a free one); TLS as for --listen");
+  app.add_option("--grpc-max-out-bytes", grpc_cfg.max_out_bytes,
+                 "Events queued for one gRPC Events stream before it is "
+                 "ended (RESOURCE_EXHAUSTED, slow consumer)")
+    ->capture_default_str()
+    ->check(CLI::Range(std::size_t{64 * 1024}, std::size_t{1} << 32));
   app.add_option("--user", users, "NAME:PASSWORD[:ROLE] (role user|admin), "
                                   "repeatable; created or updated at start. "
                                   "For tests: other local users can read "
@@ -290,6 +301,30 @@ int main(int argc, char** argv) {
     std::cerr << "aico-gateway: " << err << "\n";
     return 2;
   }
+  bool grpc_enabled = !grpc_listen.empty();
+  if (grpc_enabled
+      && !parse_listen(grpc_listen, grpc_cfg.host, grpc_cfg.port, err,
+                       "--grpc")) {
+    std::cerr << "aico-gateway: " << err << "\n";
+    return 2;
+  }
+  if (grpc_enabled && !http_cfg.tls.enabled()
+      && !is_loopback_host(grpc_cfg.host)) {
+    if (!insecure_plaintext) {
+      std::cerr << "aico-gateway: refusing to serve plaintext gRPC on "
+                << grpc_listen
+                << ", which is not a loopback address: passwords and tokens "
+                   "would cross the network in clear text. Give --tls-cert "
+                   "FILE --tls-key FILE, use 127.0.0.1, or pass "
+                   "--insecure-plaintext if that is really intended.\n";
+      return 2;
+    }
+    std::cerr << "aico-gateway: WARNING: serving plaintext gRPC on "
+              << grpc_listen
+              << " (--insecure-plaintext): passwords and tokens cross the "
+                 "network in clear text\n";
+  }
+  grpc_cfg.tls = http_cfg.tls;
   if (http_cfg.tls.enabled() != !http_cfg.tls.key_file.empty()) {
     std::cerr << "aico-gateway: --tls-cert and --tls-key go together\n";
     return 2;
@@ -356,6 +391,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<api> core;
   std::unique_ptr<http_server> http;
   std::unique_ptr<ipc_server> ipc_srv;
+  std::unique_ptr<grpc_server> grpc_srv;
   try {
     core = std::make_unique<api>(cfg);
     http = std::make_unique<http_server>(*core, http_cfg);
@@ -364,8 +400,14 @@ int main(int argc, char** argv) {
       ipc_srv = std::make_unique<ipc_server>(*core, ipc_cfg);
       ipc_srv->start();
     }
+    if (grpc_enabled) {
+      grpc_srv = std::make_unique<grpc_server>(*core, grpc_cfg);
+      grpc_srv->start();
+    }
   } catch (const std::exception& e) {
     std::cerr << "aico-gateway: " << e.what() << "\n";
+    if (ipc_srv)
+      ipc_srv->stop();
     if (http)
       http->stop();
     if (core)
@@ -384,6 +426,12 @@ int main(int argc, char** argv) {
             << " ipc=" << (ipc_srv ? ipc_srv->endpoint() : "none");
   if (!ipc_public_key.empty() && ipc_srv)
     std::cout << " ipc_key=" << ipc_public_key;
+  if (grpc_srv) {
+    std::string h = grpc_cfg.host;
+    if (h.find(':') != std::string::npos && h.front() != '[')
+      h = "[" + h + "]";
+    std::cout << " grpc=" << h << ":" << grpc_srv->port();
+  }
   std::cout << std::endl;
 
   int sig = 0;
@@ -393,6 +441,8 @@ int main(int argc, char** argv) {
   http->stop();
   if (ipc_srv)
     ipc_srv->stop();
+  if (grpc_srv)
+    grpc_srv->stop();
   core->stop();
   return 0;
 }

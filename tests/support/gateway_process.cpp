@@ -77,6 +77,14 @@ std::string gateway_process::reported_ipc() const {
   return ipc_;
 }
 
+std::string gateway_process::reported_grpc() const {
+  std::smatch m;
+  static const std::regex grpc_re{R"( grpc=(\S+))"};
+  if (std::regex_search(ready_line_, m, grpc_re))
+    return m[1];
+  return {};
+}
+
 std::string gateway_process::ws_url() const {
   return "ws://127.0.0.1:" + std::to_string(port_) + "/api/v1/ws";
 }

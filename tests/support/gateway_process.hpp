@@ -74,6 +74,9 @@ public:
   /// The endpoint the gateway reported in its ready line (a tcp:// port 0
   /// becomes the real port), or the configured one before start.
   std::string reported_ipc() const;
+  /// HOST:PORT of the gRPC door from the ready line ("" when the gateway
+  /// runs without --grpc).
+  std::string reported_grpc() const;
   const std::string& ipc_endpoint() const { return ipc_; }
   const std::string& data_dir() const { return data_dir_; }
   const std::string& ready_line() const { return ready_line_; }
