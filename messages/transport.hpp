@@ -1,6 +1,8 @@
 // aico engine: the interface every transport actor (HTTP, WebSocket, IPC)
-// offers, and their factories. Behaviour lives in actors/<x>_transport.cpp,
-// the library wrappers in src/transport/<lib>/.
+// offers, and their factories. One generic actor (actors/transport_actor.cpp)
+// implements it for every protocol, hosting the protocol's driver
+// (src/transport/driver.hpp, src/transport/<lib>/<x>_driver); the spawn
+// functions below and the registry (actors/transport_registry.cpp) pair them.
 //
 //   supervisor ──connect/disconnect/token/request──▶ transport actor ──▶ I/O thread
 //        ▲                                                │
