@@ -331,12 +331,19 @@ bool id_in_use(const transport_state& st, const std::string& id) {
   return st.link.has_wire_id(id) || (st.driver && st.driver->reserved_id(id));
 }
 
-/// The id a call travels with: its own id unless that is empty or taken.
+/// The id a call travels with: its own id unless that is empty or taken
+/// (in flight, or reserved by the driver for its own frames).
 std::string wire_id_for(const transport_state& st, const std::string& id,
                         uint64_t key) {
   if (!id.empty() && !id_in_use(st, id))
     return id;
-  std::string candidate = id + "#" + st.proto + std::to_string(key);
+  auto tag = "#" + st.proto + std::to_string(key);
+  std::string candidate = id + tag;
+  // a reserved prefix stays reserved with a suffix: put the tag first
+  // (drivers never reserve ids starting with '#'), so that only the calls
+  // in flight can be in the way (finitely many)
+  if (st.driver && st.driver->reserved_id(candidate))
+    candidate = tag + "#" + id;
   while (id_in_use(st, candidate))
     candidate += "_";
   return candidate;

@@ -356,7 +356,8 @@ public:
   virtual void ping(uint64_t gen) { (void)gen; }
 
   /// True if `id` is one the driver uses for its own frames (the owner
-  /// never gives a call that wire id).
+  /// never gives a call that wire id). Never true for an id starting with
+  /// '#' (the owner's fallback for call ids that are taken).
   virtual bool reserved_id(const std::string& id) const {
     (void)id;
     return false;
