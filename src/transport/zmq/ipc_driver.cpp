@@ -241,13 +241,11 @@ public:
   void open(uint64_t gen, const std::string&) override {
     if (!loop_)
       return;
-    gen_ = gen;
     loop_->open(gen, cfg_.endpoint);
     ping(gen); // its Pong (or anything else) makes the link up
   }
 
   void close() override {
-    gen_ = 0;
     if (loop_)
       loop_->close();
   }
@@ -326,7 +324,6 @@ public:
 private:
   ipc_transport_config cfg_;
   std::string setup_error_; ///< the CURVE key file could not be used
-  uint64_t gen_ = 0;
   uint64_t next_nonce_ = 1;
   uint64_t next_control_ = 1;
   /// Last member: destroyed first (stops and joins the socket thread).
