@@ -48,6 +48,7 @@
 #include "src/core/call_router.hpp"
 #include "src/core/event_cursor.hpp"
 #include "src/core/link_policy.hpp"
+#include "actors/transport_registry.hpp"
 #include "src/model/codec.hpp"
 
 namespace aico {
@@ -652,21 +653,10 @@ transport_actor make_transport(self_ptr self, transport_mode m) {
   auto& st = self->state;
   auto listener = caf::actor_cast<transport_listener_actor>(self);
   transport_actor res;
-  if (st.cfg.factory) {
+  if (st.cfg.factory)
     res = st.cfg.factory(self->system(), m, listener);
-  } else {
-    switch (m) {
-      case transport_mode::ipc:
-        res = spawn_ipc_transport(self->system(), st.cfg.ipc, listener);
-        break;
-      case transport_mode::ws:
-        res = spawn_ws_transport(self->system(), st.cfg.ws, listener);
-        break;
-      case transport_mode::http:
-        res = spawn_http_transport(self->system(), st.cfg.http, listener);
-        break;
-    }
-  }
+  else if (auto entry = find_transport(m))
+    res = entry->spawn(self->system(), st.cfg, listener);
   if (res) {
     self->monitor(res);
     st.children->push_back(caf::actor_cast<caf::actor>(res));
@@ -725,8 +715,15 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
   st.cfg = std::move(cfg);
   if (st.cfg.order.empty())
     st.offline_reason = "no transport enabled";
+  // each slot's capabilities (degraded, pushes events) from the registry
+  std::vector<transport_caps> caps;
+  for (auto m : st.cfg.order) {
+    auto entry = find_transport(m);
+    caps.push_back(entry ? entry->caps : capabilities_of(m));
+  }
   st.policy = std::make_unique<link_policy>(st.cfg.order, st.cfg.backoff,
-                                            st.cfg.failback_probes);
+                                            st.cfg.failback_probes, 0,
+                                            std::move(caps));
   st.slots.resize(st.cfg.order.size());
   for (std::size_t i = 0; i < st.slots.size(); ++i)
     st.slots[i].actor = make_transport(self, st.cfg.order[i]);

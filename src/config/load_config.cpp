@@ -14,6 +14,7 @@
 
 #include <boost/json.hpp>
 
+#include "actors/transport_registry.hpp"
 #include "messages/errors.hpp"
 #include "src/core/log_line.hpp"
 #include "src/transport/tls_options.hpp"
@@ -155,11 +156,13 @@ caf::error parse_transports(const std::vector<std::string>& names,
                             std::vector<transport_mode>& out) {
   std::vector<transport_mode> res;
   for (auto& n : names) {
-    transport_mode m;
-    if (!from_string(n, m))
-      return bad(k, "unknown transport '" + n + "' (use ipc, ws, http)");
-    if (std::find(res.begin(), res.end(), m) == res.end())
-      res.push_back(m);
+    // the names are the transport registry's (actors/transport_registry)
+    auto entry = find_transport(n);
+    if (!entry)
+      return bad(k, "unknown transport '" + n + "' (known transports: "
+                      + known_transport_names() + ")");
+    if (std::find(res.begin(), res.end(), entry->mode) == res.end())
+      res.push_back(entry->mode);
   }
   if (res.empty())
     return bad(k, "expected at least one transport");

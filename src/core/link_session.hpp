@@ -1,7 +1,7 @@
 // aico engine: one transport link as pure logic (sans-I/O; no actors, no
 // sockets, no clock: every event carries `now`).
 //
-// A transport actor (actors/{http,ws,ipc}_transport.cpp) owns one
+// The transport actor (actors/transport_actor.cpp) owns one
 // link_session. It feeds it what happens (connect asked, link established,
 // something received, connection lost / back, closed, a call sent / answered,
 // the timer fired) and executes what it says (report a status, send a ping,

@@ -250,6 +250,13 @@ TEST(ClientProfile, LayersDefaultsFileEnvironmentFlags) {
   p = profile(bad);
   ASSERT_FALSE(p);
   EXPECT_NE(message_of(p.error()).find("--transports:"), std::string::npos);
+  // an unknown name is refused with the registry's names
+  EXPECT_NE(message_of(p.error()).find("unknown transport 'pigeon'"),
+            std::string::npos)
+    << message_of(p.error());
+  EXPECT_NE(message_of(p.error()).find("known transports: ipc, ws, http"),
+            std::string::npos)
+    << message_of(p.error());
   bad = {};
   bad.flags.url = "ftp://x";
   p = profile(bad);

@@ -1,4 +1,4 @@
-// The WebSocket and HTTP transport actors on CAF's test coordinator: their
+// The transport actor with the real WebSocket and HTTP drivers on CAF's test coordinator: their
 // connect deadline comes from the link session and the actor clock, so
 // virtual time decides when a silent peer is given up (no sleeps, no
 // gateway). The peer is a listening TCP socket that never answers; the I/O
@@ -20,6 +20,8 @@
 #include "caf/all.hpp"
 
 #include "messages/transport.hpp"
+#include "support/caf_fixture.hpp"
+#include "support/recorder.hpp"
 
 using namespace aico;
 using namespace std::chrono_literals;
@@ -57,32 +59,11 @@ private:
   int port_ = 0;
 };
 
-struct status_log {
-  std::vector<std::pair<transport_status, std::string>> states;
-};
-
-caf::behavior recorder(caf::event_based_actor*,
-                       std::shared_ptr<status_log> log) {
-  return {
-    [=](tstate_atom, transport_mode, transport_status s,
-        const std::string& reason) { log->states.emplace_back(s, reason); },
-    [=](event_atom, const server_event&) {},
-  };
-}
-
-struct link_virtual_time_test : ::testing::Test {
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    return cfg;
-  }
-
-  caf::actor_system_config cfg;
-  caf::actor_system sys{init(cfg)};
-  caf::scheduler::test_coordinator& sched{
-    dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())};
-  std::shared_ptr<status_log> log = std::make_shared<status_log>();
-  transport_listener_actor listener{caf::actor_cast<transport_listener_actor>(
-    sys.spawn(recorder, log))};
+struct link_virtual_time_test : aico::test::caf_fixture {
+  std::shared_ptr<aico::test::transport_log> log
+    = std::make_shared<aico::test::transport_log>();
+  transport_listener_actor listener
+    = aico::test::spawn_transport_recorder(sys, log);
   silent_tcp_peer peer;
   transport_actor transport;
 
@@ -93,15 +74,7 @@ struct link_virtual_time_test : ::testing::Test {
     sched.run();
   }
 
-  transport_status last() const {
-    return log->states.empty() ? transport_status::idle
-                               : log->states.back().first;
-  }
-
-  void advance(caf::timespan d) {
-    sched.advance_time(d);
-    sched.run();
-  }
+  transport_status last() const { return log->last(); }
 };
 
 } // namespace

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "support/caf_fixture.hpp"
 #include "caf/all.hpp"
 
 #include "messages/errors.hpp"
@@ -111,16 +112,7 @@ fake_downstream(caf::stateful_actor<fake_downstream_state>* self,
   };
 }
 
-struct actor_fixture : ::testing::Test {
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    return cfg;
-  }
-
-  caf::actor_system_config cfg;
-  caf::actor_system sys{init(cfg)};
-  caf::scheduler::test_coordinator& sched{
-    dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())};
+struct actor_fixture : aico::test::caf_fixture {
   caf::scoped_actor self{sys};
   std::shared_ptr<fake_downstream_log> net
     = std::make_shared<fake_downstream_log>();

@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "support/caf_fixture.hpp"
 #include "messages/resilience.hpp"
 
 using namespace aico;
@@ -112,16 +113,7 @@ struct result_box {
 };
 using box_ptr = std::shared_ptr<result_box>;
 
-struct resilience_test : ::testing::Test {
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    return cfg;
-  }
-
-  caf::actor_system_config cfg;
-  caf::actor_system sys{init(cfg)};
-  caf::scheduler::test_coordinator& sched{
-    dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())};
+struct resilience_test : aico::test::caf_fixture {
   caf::scoped_actor self{sys};
   std::shared_ptr<fake_gateway> gw = std::make_shared<fake_gateway>();
   std::shared_ptr<std::vector<breaker_snapshot>> seen

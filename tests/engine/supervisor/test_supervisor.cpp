@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "support/caf_fixture.hpp"
 #include "messages/supervisor.hpp"
 #include "src/core/event_cursor.hpp"
 
@@ -175,16 +176,7 @@ caf::behavior fake_tokens(caf::stateful_actor<fake_tokens_state>* self,
   };
 }
 
-struct supervisor_test : ::testing::Test {
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    return cfg;
-  }
-
-  caf::actor_system_config cfg;
-  caf::actor_system sys{init(cfg)};
-  caf::scheduler::test_coordinator& sched{
-    dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())};
+struct supervisor_test : aico::test::caf_fixture {
   caf::scoped_actor self{sys};
   std::shared_ptr<fake_net> net = std::make_shared<fake_net>();
   supervisor_actor sup;

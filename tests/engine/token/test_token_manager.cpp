@@ -20,6 +20,7 @@
 
 #include <boost/json.hpp>
 
+#include "support/caf_fixture.hpp"
 #include "messages/token_manager.hpp"
 #include "src/core/jwt_claims.hpp"
 #include "src/core/token_store.hpp"
@@ -208,16 +209,7 @@ struct outcome {
   bool ok() const { return done && !err; }
 };
 
-struct token_manager_test : ::testing::Test {
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    return cfg;
-  }
-
-  caf::actor_system_config cfg;
-  caf::actor_system sys{init(cfg)};
-  caf::scheduler::test_coordinator& sched{
-    dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())};
+struct token_manager_test : aico::test::caf_fixture {
   world_ptr world = std::make_shared<fake_gateway_state>();
   caf::actor gw;
   std::vector<caf::actor> to_stop;

@@ -1,0 +1,833 @@
+// aico engine: the generic transport actor (see transport_actor.hpp).
+//
+// States (messages/transport.hpp): idle -> connecting -> up | down.
+// * connect: the driver opens connection `gen` (a new number per attempt);
+//   link_up within the connect timeout = up, link_lost / security_failure /
+//   the connect deadline = down. A driver that is unusable (bad URL, no
+//   endpoint, no I/O thread) is down at once with its reason.
+// * request: only while up; sent with the owner's key, a wire id (the call
+//   id unless taken or reserved by the driver) and the time left until the
+//   call's one absolute deadline. The link session's deadline sweep answers
+//   a call that is still open at its deadline with error_class::timeout
+//   (plus the driver's own-timeout grace); with reset_on_timeout the
+//   connection is then replaced and everything else in flight on it fails
+//   with network (Lazy Pirate). A reply whatever its status is delivered;
+//   send_failed is an error of its class (with link_down: down too).
+// * heartbeat (drivers with it): a ping every ping interval, down after the
+//   dead-peer timeout of silence; every event of the connection counts.
+// * peer_lost (drivers that reconnect by themselves): the calls in flight
+//   fail with network at once, the subscription is gone; peer_back
+//   subscribes again; not back within the reconnect grace = down.
+// * token / resume / events: see "subscription" below.
+// * disconnect: the connection closed, calls fail with network, idle.
+// No exception leaves a handler; the state destructor stops the driver
+// (no driver callback runs afterwards).
+#include "actors/transport_actor.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <utility>
+
+#include "messages/errors.hpp"
+#include "src/core/event_cursor.hpp"
+#include "src/core/jwt_claims.hpp"
+#include "src/core/link_session.hpp"
+#include "src/core/timer_delay.hpp"
+
+namespace aico {
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace tp = aico::transport;
+
+/// Reopen delay of a separate event stream that ended (times the attempt).
+constexpr caf::timespan stream_retry_delay = 500ms;
+/// Consecutive reopen attempts before the transport gives up (down).
+constexpr int stream_max_tries = 4;
+/// A stream that stayed open this long resets the attempt counter.
+constexpr auto stream_stable_after = std::chrono::seconds(5);
+
+/// Messages the actor gets from its driver (one type per event) and itself.
+using transport_internal = caf::typed_actor<
+  caf::reacts_to<tp::link_up>, caf::reacts_to<tp::link_lost>,
+  caf::reacts_to<tp::peer_lost>, caf::reacts_to<tp::peer_back>,
+  caf::reacts_to<tp::reply>, caf::reacts_to<tp::send_failed>,
+  caf::reacts_to<tp::event_frame>, caf::reacts_to<tp::subscribed>,
+  caf::reacts_to<tp::subscription_lost>, caf::reacts_to<tp::pong>,
+  caf::reacts_to<tp::security_failure>,
+  /// The link's one timer: a deadline may have passed.
+  caf::reacts_to<timeout_atom>,
+  /// Reopen the event stream of subscription `sub` (after a delay).
+  caf::reacts_to<probe_atom, uint64_t>>;
+
+using transport_impl = transport_actor::extend_with<transport_internal>;
+
+/// A call in flight; its key, wire id, deadline and connection are kept by
+/// the link session.
+struct pending_call {
+  caf::typed_response_promise<api_reply> rp;
+  std::string call_id; ///< api_call id (the reply carries it)
+  uint64_t handle = 0; ///< the driver's (send_result::handle)
+};
+
+enum class sub_phase : uint8_t {
+  off,     ///< no subscription on the current connection
+  opening, ///< asked for, not answered yet
+  open,    ///< accepted
+  waiting, ///< a separate stream ended; a reopen is scheduled
+};
+
+struct transport_state {
+  transport_host_config cfg;
+  transport_listener_actor listener;
+  tp::driver_caps caps;
+  std::string proto = "transport"; ///< the driver's name ("ipc", "ws", ...)
+  link_session<pending_call> link{link_timing{}};
+
+  uint64_t gen = 0;      ///< the current connection (0 = none)
+  uint64_t next_gen = 1; ///< connections and closes are numbered from here
+  uint64_t next_key = 1;
+
+  // -- subscription -----------------------------------------------------------
+  std::string token;      ///< set with token_atom; empty = no events
+  std::string open_token; ///< the token the connection was opened with
+  sub_phase sub = sub_phase::off;
+  uint64_t sub_id = 0;    ///< the current subscription's number
+  uint64_t next_sub = 1;
+  std::string sub_token;  ///< its token
+  uint64_t sub_since = 0; ///< the seq it resumes after
+  /// Live events of the connection's own subscription (subscribes_on_open)
+  /// are dropped until the resuming subscription is answered: they are
+  /// replayed after `since` anyway, and forwarding them first would move
+  /// the engine past a gap a gateway without replay leaves.
+  bool holding = false;
+  int stream_tries = 0;   ///< consecutive reopens of a separate stream
+  caf::actor_clock::time_point sub_opened_at{};
+  /// Events up to this seq were delivered: subscriptions resume from it.
+  uint64_t resume_seq = 0;
+
+  /// Last member: destroyed first; stopped in the destructor, so no driver
+  /// callback reaches this actor afterwards.
+  std::unique_ptr<tp::driver> driver;
+
+  transport_state() = default;
+  transport_state(const transport_state&) = delete;
+  transport_state& operator=(const transport_state&) = delete;
+
+  ~transport_state() {
+    try {
+      if (driver) {
+        driver->stop();
+        driver.reset();
+      }
+    } catch (...) {
+      // never throw from a destructor
+    }
+  }
+
+  static constexpr const char* name = "aico.transport";
+};
+
+using self_ptr = transport_impl::stateful_pointer<transport_state>;
+
+/// Sends to the actor from the driver's I/O thread through its weak
+/// address (nothing if the actor is gone).
+template <class T>
+void post_back(const caf::actor_addr& addr, T&& x) {
+  if (auto hdl = caf::actor_cast<transport_impl>(addr))
+    caf::anon_send(hdl, std::forward<T>(x));
+}
+
+/// The bridge: every driver event becomes one message of its own type.
+tp::driver_events make_events(const caf::actor_addr& addr) {
+  tp::driver_events ev;
+  ev.on_link_up = [addr](tp::link_up&& x) { post_back(addr, std::move(x)); };
+  ev.on_link_lost = [addr](tp::link_lost&& x) {
+    post_back(addr, std::move(x));
+  };
+  ev.on_peer_lost = [addr](tp::peer_lost&& x) {
+    post_back(addr, std::move(x));
+  };
+  ev.on_peer_back = [addr](tp::peer_back&& x) {
+    post_back(addr, std::move(x));
+  };
+  ev.on_reply = [addr](tp::reply&& x) { post_back(addr, std::move(x)); };
+  ev.on_send_failed = [addr](tp::send_failed&& x) {
+    post_back(addr, std::move(x));
+  };
+  ev.on_event = [addr](tp::event_frame&& x) { post_back(addr, std::move(x)); };
+  ev.on_subscribed = [addr](tp::subscribed&& x) {
+    post_back(addr, std::move(x));
+  };
+  ev.on_subscription_lost = [addr](tp::subscription_lost&& x) {
+    post_back(addr, std::move(x));
+  };
+  ev.on_pong = [addr](tp::pong&& x) { post_back(addr, std::move(x)); };
+  ev.on_security_failure = [addr](tp::security_failure&& x) {
+    post_back(addr, std::move(x));
+  };
+  return ev;
+}
+
+link_timing timing_of(const transport_host_config& cfg,
+                      const tp::driver_caps& caps) {
+  link_timing t;
+  // a driver that answers its own connect timeout: this is the safety net
+  t.connect_timeout = cfg.timing.connect_timeout + caps.own_timeout_grace;
+  if (caps.heartbeat) {
+    t.ping_interval = cfg.timing.ping_interval;
+    t.dead_peer_timeout = cfg.timing.dead_peer_timeout;
+  }
+  if (caps.reconnects_itself)
+    t.reconnect_grace = cfg.reconnect_grace;
+  return t;
+}
+
+error_class class_of(tp::call_failure f) {
+  switch (f) {
+    case tp::call_failure::network:
+      return error_class::network;
+    case tp::call_failure::timeout:
+      return error_class::timeout;
+    case tp::call_failure::unknown:
+      break;
+  }
+  return error_class::unknown;
+}
+
+/// Schedules the link's one timer if its next deadline needs it.
+void arm_timer(self_ptr self) {
+  if (auto d = self->state.link.arm(self->clock().now()))
+    self->delayed_send(self, *d, timeout_atom_v);
+}
+
+void report(self_ptr self, transport_status s, std::string reason = {}) {
+  auto& st = self->state;
+  if (st.listener)
+    self->send(st.listener, tstate_atom_v, st.cfg.mode, s, std::move(reason));
+}
+
+void send_event(self_ptr self, server_event ev) {
+  auto& st = self->state;
+  if (st.listener)
+    self->send(st.listener, event_atom_v, std::move(ev));
+}
+
+/// Fails these calls with `err`.
+template <class Entries>
+void fail_all(Entries&& entries, const caf::error& err) {
+  for (auto& e : entries)
+    e.payload.rp.deliver(err);
+}
+
+caf::error network_error(const transport_state& st, const std::string& what) {
+  return make_engine_error(error_class::network, st.proto + " " + what);
+}
+
+// -- connection --------------------------------------------------------------------
+
+void forget_subscription(transport_state& st) {
+  st.sub = sub_phase::off;
+  st.holding = false;
+}
+
+/// Closes the current connection: whatever still comes from it is stale.
+void close_connection(self_ptr self) {
+  auto& st = self->state;
+  st.gen = 0;
+  ++st.next_gen;
+  forget_subscription(st);
+  if (st.driver)
+    st.driver->close();
+}
+
+/// The link is dead: down until the supervisor connects again.
+void go_down(self_ptr self, const std::string& reason) {
+  auto& st = self->state;
+  auto failed = st.link.go_down();
+  if (!failed)
+    return; // not live: down was reported already
+  close_connection(self);
+  fail_all(*failed, network_error(st, "transport down: " + reason));
+  report(self, transport_status::down, reason);
+}
+
+/// Subscribes with the current token, resuming after resume_seq.
+void subscribe(self_ptr self) {
+  auto& st = self->state;
+  if (!st.driver || st.gen == 0 || st.token.empty())
+    return;
+  st.sub_id = st.next_sub++;
+  st.sub_token = st.token;
+  st.sub_since = st.resume_seq;
+  st.sub = sub_phase::opening;
+  st.driver->subscribe(st.gen, st.sub_id, st.token, st.resume_seq);
+}
+
+/// Opens a new connection numbered `gen` (replacing the current one).
+void open_connection(self_ptr self) {
+  auto& st = self->state;
+  st.gen = st.next_gen++;
+  st.open_token = st.token;
+  forget_subscription(st);
+  st.driver->open(st.gen, st.open_token);
+}
+
+/// Lazy Pirate: a reply was lost, so the connection may be wedged. Replace
+/// it; everything still in flight on it fails with network. False if there
+/// was nothing to reset (not up).
+bool reset_connection(self_ptr self) {
+  auto& st = self->state;
+  if (!st.link.up() || !st.driver)
+    return false;
+  fail_all(st.link.drop_calls(),
+           network_error(st, "socket reset after a lost reply; re-send"));
+  open_connection(self);
+  if (!st.token.empty())
+    subscribe(self);
+  return true;
+}
+
+/// Something arrived on the current connection.
+void on_alive(self_ptr self) {
+  self->state.link.received(self->clock().now());
+}
+
+/// The connection is usable: up (if connecting) and subscribed.
+void on_link_up(self_ptr self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  st.link.received(now);
+  if (!st.link.established(now))
+    return; // a replaced connection of an up link (already subscribed)
+  report(self, transport_status::up);
+  st.stream_tries = 0;
+  if (!st.token.empty()) {
+    if (st.caps.subscribes_on_open && !st.open_token.empty()) {
+      // the connection subscribed (live) with the token it was opened with
+      st.sub = sub_phase::open;
+      st.sub_id = st.next_sub++;
+      st.sub_token = st.open_token;
+      st.sub_since = 0;
+      if (st.token != st.open_token || st.resume_seq > 0) {
+        bool resume = st.resume_seq > 0;
+        subscribe(self); // changed, or resume
+        st.holding = resume;
+      }
+    } else {
+      subscribe(self);
+    }
+  }
+  arm_timer(self); // heartbeat and dead-peer deadlines
+}
+
+// -- calls -------------------------------------------------------------------------
+
+bool id_in_use(const transport_state& st, const std::string& id) {
+  return st.link.has_wire_id(id) || (st.driver && st.driver->reserved_id(id));
+}
+
+/// The id a call travels with: its own id unless that is empty or taken
+/// (in flight, or reserved by the driver for its own frames).
+std::string wire_id_for(const transport_state& st, const std::string& id,
+                        uint64_t key) {
+  if (!id.empty() && !id_in_use(st, id))
+    return id;
+  auto tag = "#" + st.proto + std::to_string(key);
+  std::string candidate = id + tag;
+  // a reserved prefix stays reserved with a suffix: put the tag first
+  // (drivers never reserve ids starting with '#'), so that only the calls
+  // in flight can be in the way (finitely many)
+  if (st.driver && st.driver->reserved_id(candidate))
+    candidate = tag + "#" + id;
+  while (id_in_use(st, candidate))
+    candidate += "_";
+  return candidate;
+}
+
+api_reply make_reply(const transport_state& st, std::string id,
+                     int32_t status, std::string body,
+                     std::map<std::string, std::string> headers = {}) {
+  api_reply r;
+  r.id = std::move(id);
+  r.status = status;
+  r.body = std::move(body);
+  r.headers = std::move(headers);
+  r.via = st.cfg.mode;
+  return r;
+}
+
+caf::result<api_reply> on_request(self_ptr self, api_call& call,
+                                  caf::timespan left) {
+  auto& st = self->state;
+  if (!st.link.up() || !st.driver || st.gen == 0)
+    return network_error(st, "transport not connected");
+  if (left <= caf::timespan{0})
+    return make_engine_error(error_class::timeout,
+                             "no time left for the " + st.proto + " request");
+  auto key = st.next_key++;
+  auto now = self->clock().now();
+  auto deadline = deadline_of(call, now, clamp_delay(left));
+  tp::outgoing_call oc;
+  oc.key = key;
+  if (st.caps.uses_wire_ids)
+    oc.wire_id = wire_id_for(st, call.id, key);
+  oc.method = std::move(call.method);
+  oc.path = std::move(call.path);
+  oc.body = std::move(call.body);
+  oc.token = std::move(call.token);
+  oc.time_left = deadline - now;
+  auto wire_id = oc.wire_id;
+  auto res = st.driver->send(st.gen, std::move(oc));
+  switch (res.what) {
+    case tp::send_result::kind::local_reply:
+      return make_reply(st, std::move(call.id), res.status,
+                        std::move(res.body));
+    case tp::send_result::kind::failed:
+      return make_engine_error(class_of(res.failure), res.reason);
+    case tp::send_result::kind::queued:
+      break;
+  }
+  auto rp = self->make_response_promise<api_reply>();
+  if (!st.link.add_call(key, deadline + st.caps.own_timeout_grace,
+                        pending_call{rp, std::move(call.id), res.handle},
+                        std::move(wire_id), st.gen)) {
+    st.driver->cancel(res.handle);
+    rp.deliver(make_engine_error(error_class::unknown,
+                                 st.proto + " transport: request id in use"));
+    return rp;
+  }
+  arm_timer(self);
+  return rp;
+}
+
+/// The call an answer is for: by key if the driver gave one, else by id.
+std::optional<link_session<pending_call>::entry>
+take_call(transport_state& st, uint64_t key, const std::string& wire_id) {
+  if (key != 0)
+    return st.link.answer(key);
+  if (wire_id.empty())
+    return std::nullopt;
+  return st.link.answer_wire_id(wire_id);
+}
+
+// -- subscription --------------------------------------------------------------------
+
+/// Whether two access tokens belong to the same user (their JWT `sub`).
+bool same_user(const std::string& a, const std::string& b) {
+  auto x = decode_jwt_claims(a);
+  auto y = decode_jwt_claims(b);
+  return x && y && !x->sub.empty() && x->sub == y->sub;
+}
+
+bool subscription_live(const transport_state& st) {
+  return st.sub == sub_phase::opening || st.sub == sub_phase::open;
+}
+
+void on_token(self_ptr self, std::string& tok) {
+  auto& st = self->state;
+  if (tok.empty()) {
+    st.token.clear();
+    st.resume_seq = 0; // logged out: the next session starts afresh
+    if (st.sub != sub_phase::off && st.driver && st.gen != 0)
+      st.driver->unsubscribe(st.gen);
+    forget_subscription(st);
+    return;
+  }
+  st.token = std::move(tok);
+  if (!st.link.up())
+    return; // subscribed once up
+  if (subscription_live(st)
+      && (st.sub_token == st.token
+          || (st.caps.refresh_keeps_subscription
+              && same_user(st.sub_token, st.token)))) {
+    // subscribed with it already (or in flight); a refreshed token of the
+    // same user does not end a separate stream (a reopen is a switch-over):
+    // the next (re)open uses the new token
+    return;
+  }
+  st.stream_tries = 0;
+  subscribe(self); // also replaces an earlier subscription
+}
+
+void on_resume(self_ptr self, uint64_t seq, bool now) {
+  auto& st = self->state;
+  if (!now) {
+    st.resume_seq = std::max(st.resume_seq, seq);
+    return;
+  }
+  st.resume_seq = seq;
+  if (st.link.up() && !st.token.empty() && subscription_live(st)) {
+    st.stream_tries = 0;
+    subscribe(self); // replaces the subscription, replaying from seq
+  }
+}
+
+void on_subscribed(self_ptr self, const tp::subscribed& s) {
+  auto& st = self->state;
+  if (s.sub != st.sub_id || st.sub != sub_phase::opening)
+    return; // an older subscription's answer
+  bool held = st.holding;
+  st.holding = false;
+  if (s.ok) {
+    st.sub = sub_phase::open;
+    st.sub_opened_at = self->clock().now();
+    // the replayed events follow this answer: the outcome goes first
+    if (st.sub_since > 0 && st.link.up() && !st.token.empty())
+      send_event(self, replay_outcome_event(st.sub_since, s.replay_complete,
+                                            st.cfg.mode));
+    return;
+  }
+  // Refused: no events with it (until a new token). A connection that
+  // subscribed when it was opened stays as it was.
+  st.sub = st.caps.subscribes_on_open && !st.open_token.empty()
+             ? sub_phase::open
+             : sub_phase::off;
+  if (held && st.sub_since > 0 && !st.token.empty())
+    // not resumed: what was dropped meanwhile is a gap
+    send_event(self, replay_outcome_event(st.sub_since, false, st.cfg.mode));
+}
+
+void on_subscription_lost(self_ptr self, const tp::subscription_lost& l) {
+  auto& st = self->state;
+  if (l.sub != st.sub_id || !subscription_live(st))
+    return; // an older stream
+  st.sub = sub_phase::off;
+  st.holding = false;
+  if (!st.link.up() || st.token.empty())
+    return;
+  if (l.was_open
+      && self->clock().now() - st.sub_opened_at >= stream_stable_after)
+    st.stream_tries = 0;
+  auto network = l.kind == static_cast<uint8_t>(tp::call_failure::network)
+                 || l.kind == static_cast<uint8_t>(tp::call_failure::timeout);
+  if (!l.was_open && network) {
+    // could not (re)open the stream: the gateway is unreachable
+    go_down(self, "event stream: " + l.reason);
+    return;
+  }
+  if (l.kind == 0 && (l.status == 401 || l.status == 403))
+    return; // the token was rejected: no events until a new token arrives
+  if (++st.stream_tries > stream_max_tries) {
+    go_down(self, "event stream keeps failing: "
+                    + (l.kind == 0 ? "status " + std::to_string(l.status)
+                                   : l.reason));
+    return;
+  }
+  st.sub = sub_phase::waiting;
+  self->delayed_send(self, stream_retry_delay * st.stream_tries, probe_atom_v,
+                     st.sub_id);
+}
+
+void on_event(self_ptr self, tp::event_frame& e) {
+  auto& st = self->state;
+  if (!st.link.up() || st.token.empty() || st.sub == sub_phase::off
+      || st.sub == sub_phase::waiting || st.holding)
+    return; // "empty token = no events"; before a resumed subscription
+  if (e.sub != 0 && e.sub != st.sub_id)
+    return; // an older stream's
+  server_event ev;
+  ev.topic = std::move(e.topic);
+  ev.data = std::move(e.data);
+  ev.seq = e.seq;
+  ev.via = st.cfg.mode;
+  st.resume_seq = std::max(st.resume_seq, ev.seq);
+  send_event(self, std::move(ev));
+}
+
+// -- timer ---------------------------------------------------------------------------
+
+void on_timer(self_ptr self) {
+  auto& st = self->state;
+  auto r = st.link.on_timer(self->clock().now());
+  // Earliest deadline first, as separate timers would have fired.
+  bool was_reset = false;
+  for (auto& e : r.expired) {
+    try {
+      if (was_reset) {
+        // the reset failed everything still in flight on the old
+        // connection, these included
+        e.payload.rp.deliver(
+          network_error(st, "socket reset after a lost reply; re-send"));
+        continue;
+      }
+      if (st.driver)
+        st.driver->cancel(e.payload.handle);
+      e.payload.rp.deliver(make_engine_error(error_class::timeout,
+                                             st.proto + " request timed out"));
+      if (st.caps.reset_on_timeout && e.generation == st.gen)
+        was_reset = reset_connection(self);
+    } catch (...) {
+    }
+  }
+  auto limit = caf::timespan{0};
+  tp::timing_cause cause{};
+  switch (r.down) {
+    case link_down_cause::connect_timeout:
+      cause = tp::timing_cause::connect_timeout;
+      limit = st.cfg.timing.connect_timeout;
+      break;
+    case link_down_cause::dead_peer:
+      cause = tp::timing_cause::dead_peer;
+      limit = st.cfg.timing.dead_peer_timeout;
+      break;
+    case link_down_cause::reconnect_grace:
+      cause = tp::timing_cause::reconnect_grace;
+      limit = st.cfg.reconnect_grace;
+      break;
+    case link_down_cause::none:
+      if (r.send_ping && st.driver && st.gen != 0)
+        st.driver->ping(st.gen);
+      return;
+  }
+  go_down(self, st.driver ? st.driver->describe(cause, r.silence, limit)
+                          : st.proto + " link timed out");
+}
+
+/// Runs `f`, keeping every exception inside the handler.
+template <class F>
+void guarded(self_ptr self, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    try {
+      go_down(self, self->state.proto + " transport: " + e.what());
+    } catch (...) {
+    }
+  } catch (...) {
+    try {
+      go_down(self, self->state.proto + " transport: internal error");
+    } catch (...) {
+    }
+  }
+}
+
+// -- behavior ------------------------------------------------------------------------
+
+transport_impl::behavior_type
+transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
+              transport_listener_actor listener) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.listener = std::move(listener);
+  try {
+    if (make)
+      st.driver = make(make_events(self->address()));
+  } catch (...) {
+    st.driver.reset(); // connect reports down
+  }
+  if (st.driver) {
+    st.caps = st.driver->capabilities();
+    st.proto = st.driver->name();
+  }
+  st.link = link_session<pending_call>{timing_of(st.cfg, st.caps)};
+  // Fail what is in flight before going away (the default handler would
+  // quit without delivering the promises).
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    if (!em.reason)
+      return; // like the default handler: a normal exit of a link is ignored
+    try {
+      auto& st = self->state;
+      fail_all(st.link.stop(), network_error(st, "transport stopped"));
+      if (st.driver)
+        st.driver->close();
+    } catch (...) {
+      // quitting anyway
+    }
+    self->quit(em.reason);
+  });
+  return {
+    // -- public interface ------------------------------------------------------
+    [self](connect_atom) {
+      auto& st = self->state;
+      if (st.link.status() == transport_status::connecting)
+        return; // up or down follows
+      if (st.link.up()) {
+        report(self, transport_status::up); // tell the caller again
+        return;
+      }
+      guarded(self, [&] {
+        auto why = st.driver ? st.driver->unusable()
+                             : st.proto + " transport: no driver";
+        if (!why.empty()) {
+          report(self, transport_status::down, std::move(why));
+          return;
+        }
+        st.link.connect(self->clock().now());
+        report(self, transport_status::connecting);
+        open_connection(self);
+        arm_timer(self); // the connect deadline
+      });
+    },
+    [self](disconnect_atom) {
+      auto& st = self->state;
+      try {
+        auto failed = st.link.stop();
+        close_connection(self);
+        fail_all(failed, network_error(st, "transport disconnected"));
+        report(self, transport_status::idle);
+      } catch (...) {
+        // idle already (the link session moved first)
+      }
+    },
+    [self](token_atom, std::string& tok) {
+      try {
+        on_token(self, tok);
+      } catch (...) {
+        // no events; the next token or reconnect tries again
+        forget_subscription(self->state);
+      }
+    },
+    [self](resume_atom, uint64_t seq, bool now) {
+      try {
+        on_resume(self, seq, now);
+      } catch (...) {
+        forget_subscription(self->state);
+      }
+    },
+    [self](request_atom, api_call& call,
+           caf::timespan left) -> caf::result<api_reply> {
+      auto& st = self->state;
+      try {
+        return on_request(self, call, left);
+      } catch (const std::exception& e) {
+        return make_engine_error(error_class::unknown,
+                                 st.proto + " transport: " + e.what());
+      } catch (...) {
+        return make_engine_error(error_class::unknown,
+                                 st.proto + " transport: internal error");
+      }
+    },
+    // -- from the driver -------------------------------------------------------
+    [self](tp::link_up& x) {
+      if (x.gen != self->state.gen)
+        return;
+      guarded(self, [&] { on_link_up(self); });
+    },
+    [self](tp::link_lost& x) {
+      if (x.gen != self->state.gen)
+        return;
+      guarded(self, [&] { go_down(self, x.reason); });
+    },
+    [self](tp::security_failure& x) {
+      if (x.gen != self->state.gen)
+        return;
+      guarded(self, [&] { go_down(self, x.reason); });
+    },
+    [self](tp::peer_lost& x) {
+      auto& st = self->state;
+      if (x.gen != st.gen || !st.link.up())
+        return; // while connecting, link_up or the deadline decides
+      guarded(self, [&] {
+        // What was on the lost connection is gone: its replies and the
+        // gateway's subscription. Without a reconnect within the grace the
+        // link is down.
+        fail_all(st.link.drop_calls(), network_error(st, "connection lost"));
+        forget_subscription(st);
+        st.link.lose_peer(self->clock().now());
+        arm_timer(self); // the reconnect grace
+      });
+    },
+    [self](tp::peer_back& x) {
+      auto& st = self->state;
+      if (x.gen != st.gen || !st.link.up())
+        return;
+      guarded(self, [&] {
+        st.link.peer_back();
+        if (!st.token.empty() && st.sub == sub_phase::off)
+          subscribe(self); // the gateway forgot the lost peer's
+        if (st.caps.heartbeat)
+          st.driver->ping(st.gen);
+      });
+    },
+    [self](tp::reply& x) {
+      auto& st = self->state;
+      if (x.gen != st.gen)
+        return;
+      try {
+        on_alive(self);
+        auto e = take_call(st, x.key, x.wire_id);
+        if (!e)
+          return; // timed out already, failed, or unknown
+        auto& p = e->payload;
+        p.rp.deliver(make_reply(st, std::move(p.call_id), x.status,
+                                std::move(x.body), std::move(x.headers)));
+      } catch (...) {
+        // the call's deadline answers it
+      }
+    },
+    [self](tp::send_failed& x) {
+      auto& st = self->state;
+      if (x.gen != st.gen)
+        return;
+      guarded(self, [&] {
+        if (auto e = take_call(st, x.key, x.wire_id))
+          e->payload.rp.deliver(make_engine_error(class_of(x.kind), x.reason));
+        if (x.link_down)
+          go_down(self, x.reason);
+      });
+    },
+    [self](tp::event_frame& x) {
+      if (x.gen != self->state.gen)
+        return;
+      try {
+        on_alive(self);
+        on_event(self, x);
+      } catch (...) {
+      }
+    },
+    [self](tp::subscribed& x) {
+      if (x.gen != self->state.gen)
+        return;
+      try {
+        on_alive(self);
+        on_subscribed(self, x);
+      } catch (...) {
+      }
+    },
+    [self](tp::subscription_lost& x) {
+      if (x.gen != self->state.gen)
+        return;
+      guarded(self, [&] { on_subscription_lost(self, x); });
+    },
+    [self](tp::pong& x) {
+      if (x.gen != self->state.gen)
+        return;
+      try {
+        on_alive(self);
+      } catch (...) {
+      }
+    },
+    // -- timers ----------------------------------------------------------------
+    [self](timeout_atom) {
+      guarded(self, [&] { on_timer(self); });
+      try {
+        arm_timer(self); // for the next deadline
+      } catch (...) {
+      }
+    },
+    [self](probe_atom, uint64_t sub) {
+      auto& st = self->state;
+      if (sub != st.sub_id || st.sub != sub_phase::waiting || !st.link.up())
+        return;
+      guarded(self, [&] { subscribe(self); });
+    },
+  };
+}
+
+} // namespace
+
+transport_actor spawn_transport_actor(caf::actor_system& sys,
+                                      transport_host_config cfg,
+                                      driver_factory make,
+                                      transport_listener_actor listener) {
+  auto hdl = sys.spawn(transport_fun, std::move(cfg), std::move(make),
+                       std::move(listener));
+  return caf::actor_cast<transport_actor>(hdl);
+}
+
+} // namespace aico

@@ -1,0 +1,116 @@
+// aico engine: the transport registry (see transport_registry.hpp) and the
+// spawn functions of the built-in transports (messages/transport.hpp).
+#include "actors/transport_registry.hpp"
+
+#include <utility>
+
+#include "actors/transport_actor.hpp"
+#include "src/transport/curl/http_driver.hpp"
+#include "src/transport/lws/ws_driver.hpp"
+#include "src/transport/zmq/ipc_driver.hpp"
+
+namespace aico {
+
+namespace {
+
+transport_host_config host_config(transport_mode m, const transport_config& c,
+                                  transport_duration reconnect_grace = {}) {
+  transport_host_config h;
+  h.mode = m;
+  h.timing = c;
+  h.reconnect_grace = reconnect_grace;
+  return h;
+}
+
+transport_caps caps(bool pushes_events, bool degraded) {
+  transport_caps c;
+  c.pushes_events = pushes_events;
+  c.degraded = degraded;
+  return c;
+}
+
+} // namespace
+
+transport_actor spawn_ipc_transport(caf::actor_system& sys,
+                                    ipc_transport_config cfg,
+                                    transport_listener_actor listener) {
+  auto h = host_config(transport_mode::ipc, cfg, cfg.reconnect_grace);
+  return spawn_transport_actor(
+    sys, std::move(h),
+    [cfg](transport::driver_events ev) {
+      return ipc_link::make_ipc_driver(cfg, std::move(ev));
+    },
+    std::move(listener));
+}
+
+transport_actor spawn_ws_transport(caf::actor_system& sys,
+                                   ws_transport_config cfg,
+                                   transport_listener_actor listener) {
+  auto h = host_config(transport_mode::ws, cfg);
+  return spawn_transport_actor(
+    sys, std::move(h),
+    [cfg](transport::driver_events ev) {
+      return ws_link::make_ws_driver(cfg, std::move(ev));
+    },
+    std::move(listener));
+}
+
+transport_actor spawn_http_transport(caf::actor_system& sys,
+                                     http_transport_config cfg,
+                                     transport_listener_actor listener) {
+  auto h = host_config(transport_mode::http, cfg);
+  return spawn_transport_actor(
+    sys, std::move(h),
+    [cfg](transport::driver_events ev) {
+      return http::make_http_driver(cfg, std::move(ev));
+    },
+    std::move(listener));
+}
+
+const std::vector<transport_entry>& transport_registry() {
+  static const std::vector<transport_entry> entries{
+    {"ipc", transport_mode::ipc, caps(true, false), true,
+     [](caf::actor_system& sys, const supervisor_config& cfg,
+        transport_listener_actor l) {
+       return spawn_ipc_transport(sys, cfg.ipc, std::move(l));
+     }},
+    {"ws", transport_mode::ws, caps(true, false), true,
+     [](caf::actor_system& sys, const supervisor_config& cfg,
+        transport_listener_actor l) {
+       return spawn_ws_transport(sys, cfg.ws, std::move(l));
+     }},
+    // requests on pooled connections, events on a separate SSE stream
+    {"http", transport_mode::http, caps(false, true), false,
+     [](caf::actor_system& sys, const supervisor_config& cfg,
+        transport_listener_actor l) {
+       return spawn_http_transport(sys, cfg.http, std::move(l));
+     }},
+  };
+  return entries;
+}
+
+const transport_entry* find_transport(const std::string& name) {
+  for (auto& e : transport_registry())
+    if (name == e.name)
+      return &e;
+  return nullptr;
+}
+
+const transport_entry* find_transport(transport_mode mode) {
+  for (auto& e : transport_registry())
+    if (e.mode == mode)
+      return &e;
+  return nullptr;
+}
+
+std::string known_transport_names() {
+  std::string res;
+  for (auto& e : transport_registry()) {
+    if (!res.empty())
+      res += ", ";
+    res += e.name;
+  }
+  return res;
+}
+
+} // namespace aico
