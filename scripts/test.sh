@@ -32,12 +32,18 @@ bash scripts/install-deps.sh
 cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 timeout=300
 exclude=()
+# Sanitizer builds: -O1 (what the sanitizers' documentation recommends) and
+# -g1 (line tables: enough for file:line in every report). The same GCC 12
+# ASan+UBSan compile of src/model/codec.cpp took 13.8 s of CPU against
+# 33.6 s with RelWithDebInfo's -O2 -g (docs/security.md "Sanitizers").
+san_flags=(-DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG"
+           -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG")
 case "$SANITIZE" in
   "")
     BUILD_DIR=${AICO_BUILD_DIR:-build} ;;
   address,undefined|undefined,address|address|undefined)
     BUILD_DIR=${AICO_BUILD_DIR:-build-asan}
-    cmake_args+=(-DAICO_SANITIZE="$SANITIZE" -DAICO_ENABLE_BENCH=OFF)
+    cmake_args+=(-DAICO_SANITIZE="$SANITIZE" -DAICO_ENABLE_BENCH=OFF "${san_flags[@]}")
     supp="$PWD/scripts/sanitizers"
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0:suppressions=$supp/asan.supp}
     export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$supp/lsan.supp:print_suppressions=0}
@@ -46,7 +52,7 @@ case "$SANITIZE" in
     exclude=(-LE no_asan) ;;
   thread)
     BUILD_DIR=${AICO_BUILD_DIR:-build-tsan}
-    cmake_args+=(-DAICO_SANITIZE=thread -DAICO_ENABLE_BENCH=OFF)
+    cmake_args+=(-DAICO_SANITIZE=thread -DAICO_ENABLE_BENCH=OFF "${san_flags[@]}")
     supp="$PWD/scripts/sanitizers"
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1:history_size=4:suppressions=$supp/tsan.supp:report_signal_unsafe=0}
     timeout=900
