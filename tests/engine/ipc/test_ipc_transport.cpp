@@ -803,11 +803,11 @@ private:
       if (in.has_ping()) {
         out.mutable_pong()->set_nonce(in.ping().nonce());
       } else if (in.has_request() && in.request().path() == "/big") {
+        ++big_sent_; // before: the engine may react before send() returns
         sock_.send(parts.front(), zmq::send_flags::sndmore);
         zmq::message_t big{big_.data(), big_.size(),
                            [](void*, void*) {}, nullptr}; // no copy
         sock_.send(big, zmq::send_flags::none);
-        ++big_sent_;
         continue;
       } else if (in.has_request()) {
         out.mutable_response()->set_id(in.request().id());
