@@ -32,6 +32,14 @@ namespace {
 constexpr int max_recv_per_round = 256;
 /// Upper bound of one zmq::poll (the eventfd wakes it up earlier).
 constexpr std::chrono::milliseconds poll_bound{500};
+/// After an established connection drops, libzmq announces its reconnect
+/// (ZMQ_EVENT_CONNECT_RETRIED, tens of microseconds later); a drop for a
+/// protocol error (an oversized message: ZMQ_MAXMSGSIZE) gets no reconnect
+/// and no such event. Nothing within this window: the connection is gone
+/// for good.
+constexpr std::chrono::milliseconds no_reconnect_window{200};
+
+using steady_clock = std::chrono::steady_clock;
 
 int clamp_ms(std::chrono::milliseconds d) {
   auto v = d.count();
@@ -75,6 +83,12 @@ struct dealer_loop::impl {
   bool handshaking = false;     ///< TCP/IPC connected, handshake not done
   bool link_up = false;         ///< on_link(true) reported
   bool security_reported = false;
+  /// The ZMTP handshake of the current connection completed.
+  bool established = false;
+  /// An established connection dropped and libzmq has not (yet) announced
+  /// a reconnect (no_reconnect_window).
+  bool drop_pending = false;
+  steady_clock::time_point dropped_at;
 
   std::thread thread; // last: starts after everything above exists
 
@@ -209,7 +223,7 @@ struct dealer_loop::impl {
   void open_monitor(zmq::socket_t& s, uint64_t g) {
     auto addr = "inproc://aico-ipc-monitor-" + std::to_string(g);
     int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED
-                 | ZMQ_EVENT_CONNECT_RETRIED;
+                 | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
     if (curve())
       events |= ZMQ_EVENT_HANDSHAKE_SUCCEEDED
                 | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -252,6 +266,7 @@ struct dealer_loop::impl {
         std::memcpy(&value, static_cast<const char*>(parts[0].data())
                               + sizeof ev,
                     sizeof value);
+      track_reconnect(ev);
       if (curve() && on_curve_event(ev, value))
         continue;
       if (ev == ZMQ_EVENT_CONNECTED)
@@ -264,6 +279,60 @@ struct dealer_loop::impl {
         } catch (...) {
         }
     }
+  }
+
+  /// Watches for an established connection that libzmq drops without
+  /// reconnecting (check_dropped_for_good).
+  void track_reconnect(uint16_t ev) {
+    switch (ev) {
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        established = true;
+        drop_pending = false;
+        break;
+      case ZMQ_EVENT_DISCONNECTED:
+        if (established) {
+          drop_pending = true;
+          dropped_at = steady_clock::now();
+        }
+        established = false;
+        break;
+      case ZMQ_EVENT_CONNECT_RETRIED:
+      case ZMQ_EVENT_CONNECTED:
+        drop_pending = false; // libzmq is reconnecting
+        break;
+      default:
+        break;
+    }
+  }
+
+  /// An established connection dropped without a reconnect announced within
+  /// no_reconnect_window: libzmq ended it for a protocol error (in practice
+  /// a message over max_message) and will not reconnect this socket.
+  /// Reported as a socket error; the socket is closed.
+  void check_dropped_for_good() {
+    if (!drop_pending || !sock
+        || steady_clock::now() - dropped_at < no_reconnect_window)
+      return;
+    drop_pending = false;
+    auto g = gen;
+    close_socket();
+    report_socket_error(g, "the gateway's connection was dropped: it sent a "
+                           "message larger than "
+                             + std::to_string(opts.max_message)
+                             + " bytes (the engine's IPC message limit) or "
+                               "broke the ZeroMQ protocol");
+  }
+
+  /// The time zmq::poll may wait: poll_bound, or less while a drop is
+  /// waiting for its reconnect announcement.
+  std::chrono::milliseconds poll_timeout() const {
+    if (!drop_pending)
+      return poll_bound;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      dropped_at + no_reconnect_window - steady_clock::now());
+    if (left < std::chrono::milliseconds{1})
+      return std::chrono::milliseconds{1};
+    return std::min(left + std::chrono::milliseconds{1}, poll_bound);
   }
 
   /// With CURVE the link is up once the handshake completed. True if `ev`
@@ -316,6 +385,8 @@ struct dealer_loop::impl {
     handshaking = false;
     link_up = false;
     security_reported = false;
+    established = false;
+    drop_pending = false;
     close_monitor();
     if (!sock)
       return;
@@ -342,6 +413,10 @@ struct dealer_loop::impl {
              clamp_ms(opts.reconnect_ivl_max));
       s->set(zmq::sockopt::sndhwm, opts.sndhwm);
       s->set(zmq::sockopt::rcvhwm, opts.rcvhwm);
+      if (opts.max_message > 0)
+        s->set(zmq::sockopt::maxmsgsize,
+               static_cast<int64_t>(std::min<std::size_t>(
+                 opts.max_message, static_cast<std::size_t>(INT64_MAX))));
       if (curve()) {
         auto problem = curve_problem();
         if (!problem.empty()) {
@@ -498,7 +573,7 @@ struct dealer_loop::impl {
           {mon ? mon->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
         std::size_t n = sock ? (mon ? 3 : 2) : 1;
         try {
-          zmq::poll(items, n, poll_bound);
+          zmq::poll(items, n, poll_timeout());
         } catch (const zmq::error_t& e) {
           if (e.num() == ETERM)
             break;
@@ -522,6 +597,7 @@ struct dealer_loop::impl {
           receive();
         if (n == 3 && mon && (items[2].revents & ZMQ_POLLIN))
           read_monitor();
+        check_dropped_for_good();
         for (auto& c : batch)
           apply(c);
         flush();

@@ -39,6 +39,14 @@ struct socket_options {
   /// Messages waiting in the loop for a connected peer (ZMQ_IMMEDIATE) per
   /// socket; beyond this, sends fail at once.
   std::size_t max_queued = 10000;
+  /// ZMQ_MAXMSGSIZE: the largest message accepted from the peer. libzmq
+  /// reads a message's size before its body and drops the connection when
+  /// it is larger, so an oversized message is never allocated; libzmq then
+  /// does not reconnect (a protocol error), and the loop reports the drop
+  /// (on_socket_error) and closes the socket. 16 MiB, like the engine's
+  /// WebSocket message and HTTP body limits (docs/configuration.md): the
+  /// gateway's answers (history pages) may exceed the 1 MiB it accepts.
+  std::size_t max_message = 16u * 1024u * 1024u;
   /// CurveZMQ (docs/security.md): the gateway's public key (Z85, 40
   /// characters; DATA_DIR/ipc-curve.pub) -- only a server holding its secret
   /// key completes the handshake. Empty = no CURVE (plain ipc://).
@@ -71,7 +79,9 @@ struct loop_handlers {
   /// The send tagged `tag` on socket `gen` could not be queued/sent.
   std::function<void(uint64_t gen, uint64_t tag, const std::string& why)>
     on_send_failed;
-  /// Socket `gen` could not be opened or failed for good.
+  /// Socket `gen` could not be opened or failed for good (including an
+  /// established connection that libzmq dropped without reconnecting: an
+  /// oversized message, socket_options::max_message; the socket is closed).
   std::function<void(uint64_t gen, const std::string& why)> on_socket_error;
   /// Socket `gen` connected to (true) or lost (false) its peer (from a
   /// socket monitor). libzmq reconnects by itself after a loss; messages

@@ -24,6 +24,7 @@
 #include <zmq_addon.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <iterator>
 #include <thread>
 
@@ -741,4 +742,132 @@ TEST_F(ipc_transport_test, the_same_token_again_sends_no_second_subscribe) {
   self->send(t, token_atom_v, std::string{"tok-2"});
   std::this_thread::sleep_for(200ms);
   EXPECT_EQ(peer.subscribes(), 2);
+}
+
+// -- ZMQ_MAXMSGSIZE: an oversized message from the peer (issue 12) -------------
+
+namespace {
+
+/// Peak resident set of this process (VmHWM), in KiB; 0 if unknown.
+long peak_rss_kib() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f)
+    return 0;
+  char line[256];
+  long kib = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+      break;
+  std::fclose(f);
+  return kib;
+}
+
+/// A raw IPC peer: answers Ping with Pong and every request with 200,
+/// except a request for /big, which it answers with one message of
+/// `big_size` bytes (not even a Frame: libzmq refuses it by its size). The
+/// big message is sent zero-copy from one buffer made before the test
+/// measures anything, so only a receiver that takes it in grows.
+class oversized_ipc_peer {
+public:
+  oversized_ipc_peer(std::string endpoint, std::size_t big_size)
+    : big_(big_size, 'x') {
+    sock_.set(zmq::sockopt::linger, 0);
+    sock_.bind(endpoint);
+    thread_ = std::thread{[this] { run(); }};
+  }
+
+  ~oversized_ipc_peer() {
+    stop_ = true;
+    thread_.join();
+    sock_.close();
+    ctx_.close();
+  }
+
+  int big_sent() const { return big_sent_.load(); }
+
+private:
+  void run() {
+    while (!stop_) {
+      zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 1, std::chrono::milliseconds{10});
+      if (!(items[0].revents & ZMQ_POLLIN))
+        continue;
+      std::vector<zmq::message_t> parts;
+      (void) zmq::recv_multipart(sock_, std::back_inserter(parts));
+      if (parts.size() < 2)
+        continue;
+      aico::ipc::Frame in, out;
+      if (!in.ParseFromArray(parts.back().data(),
+                             static_cast<int>(parts.back().size())))
+        continue;
+      if (in.has_ping()) {
+        out.mutable_pong()->set_nonce(in.ping().nonce());
+      } else if (in.has_request() && in.request().path() == "/big") {
+        ++big_sent_; // before: the engine may react before send() returns
+        sock_.send(parts.front(), zmq::send_flags::sndmore);
+        zmq::message_t big{big_.data(), big_.size(),
+                           [](void*, void*) {}, nullptr}; // no copy
+        sock_.send(big, zmq::send_flags::none);
+        continue;
+      } else if (in.has_request()) {
+        out.mutable_response()->set_id(in.request().id());
+        out.mutable_response()->set_status(200);
+        out.mutable_response()->set_body(R"({"success":true,"data":{}})");
+      } else {
+        continue;
+      }
+      std::string bytes;
+      out.SerializeToString(&bytes);
+      sock_.send(parts.front(), zmq::send_flags::sndmore);
+      sock_.send(zmq::buffer(bytes), zmq::send_flags::none);
+    }
+  }
+
+  std::string big_;
+  zmq::context_t ctx_;
+  zmq::socket_t sock_{ctx_, zmq::socket_type::router};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> big_sent_{0};
+  std::thread thread_;
+};
+
+} // namespace
+
+TEST_F(ipc_transport_test, an_oversized_message_drops_the_connection_and_the_next_one_works) {
+  constexpr std::size_t limit = 16u * 1024u * 1024u; // socket_options
+  aico::test::temp_dir dir{"aico-ipc-big"};
+  auto c = config();
+  c.endpoint = "ipc://" + dir.path() + "/big.ipc";
+  c.ping_interval = 5s;
+  oversized_ipc_peer peer{c.endpoint, limit + 1};
+  auto t = spawn(c);
+  ASSERT_TRUE(connect(t));
+  auto ok = call(t, make_call("small-0", "GET", "/small"), 3s);
+  ASSERT_TRUE(ok) << to_string(ok.error());
+  auto baseline = peak_rss_kib();
+  for (int round = 1; round <= 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    auto from = log->state_count();
+    // the answer is over the limit: libzmq drops the connection unread
+    auto r = call(t, make_call("big", "GET", "/big"), 3s);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(class_of(r.error()), error_class::network);
+    EXPECT_EQ(peer.big_sent(), round);
+    // ... and the transport says why it went down
+    auto down = log->wait_status(transport_status::down, from, 3000ms);
+    ASSERT_TRUE(down);
+    EXPECT_NE(down->reason.find("larger than 16777216 bytes"),
+              std::string::npos)
+      << down->reason;
+    // the next connection works
+    ASSERT_TRUE(connect(t));
+    auto next = call(t, make_call("small", "GET", "/small"), 3s);
+    ASSERT_TRUE(next) << to_string(next.error());
+    EXPECT_EQ(next->status, 200);
+  }
+  // Nothing grew: a received 16 MiB message would have raised the peak
+  // resident set by at least its size (a lower bound that holds under the
+  // sanitizers too).
+  ASSERT_GT(baseline, 0) << "no VmHWM in /proc/self/status";
+  EXPECT_LT(peak_rss_kib() - baseline, static_cast<long>(limit / 1024 / 2));
 }
