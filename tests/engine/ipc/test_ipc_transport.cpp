@@ -658,25 +658,29 @@ TEST_F(ipc_transport_test, shutdown_is_prompt_with_requests_in_flight) {
 
 namespace {
 
-/// A minimal IPC gateway for counting: answers Ping with Pong and
-/// Subscribe with 200, and counts the Subscribes.
-class counting_ipc_peer {
+/// A raw IPC gateway (ROUTER) on its own thread: answers Ping with Pong
+/// and hands every other frame to `answer`, which fills `out` and returns
+/// true to send it, or sends on the socket itself (after `route`) and
+/// returns false.
+class raw_ipc_peer {
 public:
-  explicit counting_ipc_peer(std::string endpoint)
-    : endpoint_(std::move(endpoint)) {
+  using answer_fn =
+    std::function<bool(const aico::ipc::Frame& in, aico::ipc::Frame& out,
+                       zmq::socket_t& sock, zmq::message_t& route)>;
+
+  raw_ipc_peer(const std::string& endpoint, answer_fn answer)
+    : answer_(std::move(answer)) {
     sock_.set(zmq::sockopt::linger, 0);
-    sock_.bind(endpoint_);
+    sock_.bind(endpoint);
     thread_ = std::thread{[this] { run(); }};
   }
 
-  ~counting_ipc_peer() {
+  ~raw_ipc_peer() {
     stop_ = true;
     thread_.join();
     sock_.close();
     ctx_.close();
   }
-
-  int subscribes() const { return subscribes_.load(); }
 
 private:
   void run() {
@@ -693,17 +697,10 @@ private:
       if (!in.ParseFromArray(parts.back().data(),
                              static_cast<int>(parts.back().size())))
         continue;
-      if (in.has_ping()) {
+      if (in.has_ping())
         out.mutable_pong()->set_nonce(in.ping().nonce());
-      } else if (in.has_subscribe()) {
-        ++subscribes_;
-        out.mutable_response()->set_id(in.subscribe().id());
-        out.mutable_response()->set_status(200);
-        out.mutable_response()->set_body(
-          R"({"success":true,"data":{"subscribed":true}})");
-      } else {
+      else if (!answer_(in, out, sock_, parts.front()))
         continue;
-      }
       std::string bytes;
       out.SerializeToString(&bytes);
       sock_.send(parts.front(), zmq::send_flags::sndmore);
@@ -711,12 +708,37 @@ private:
     }
   }
 
-  std::string endpoint_;
+  answer_fn answer_;
   zmq::context_t ctx_;
   zmq::socket_t sock_{ctx_, zmq::socket_type::router};
   std::atomic<bool> stop_{false};
-  std::atomic<int> subscribes_{0};
   std::thread thread_;
+};
+
+/// A minimal IPC gateway for counting: answers Ping with Pong and
+/// Subscribe with 200, and counts the Subscribes.
+class counting_ipc_peer {
+public:
+  explicit counting_ipc_peer(const std::string& endpoint)
+    : peer_(endpoint, [this](const aico::ipc::Frame& in,
+                             aico::ipc::Frame& out, zmq::socket_t&,
+                             zmq::message_t&) {
+        if (!in.has_subscribe())
+          return false;
+        ++subscribes_;
+        out.mutable_response()->set_id(in.subscribe().id());
+        out.mutable_response()->set_status(200);
+        out.mutable_response()->set_body(
+          R"({"success":true,"data":{"subscribed":true}})");
+        return true;
+      }) {
+  }
+
+  int subscribes() const { return subscribes_.load(); }
+
+private:
+  std::atomic<int> subscribes_{0}; // before peer_: its thread uses it
+  raw_ipc_peer peer_;
 };
 
 } // namespace
@@ -769,66 +791,34 @@ long peak_rss_kib() {
 /// measures anything, so only a receiver that takes it in grows.
 class oversized_ipc_peer {
 public:
-  oversized_ipc_peer(std::string endpoint, std::size_t big_size)
-    : big_(big_size, 'x') {
-    sock_.set(zmq::sockopt::linger, 0);
-    sock_.bind(endpoint);
-    thread_ = std::thread{[this] { run(); }};
-  }
-
-  ~oversized_ipc_peer() {
-    stop_ = true;
-    thread_.join();
-    sock_.close();
-    ctx_.close();
+  oversized_ipc_peer(const std::string& endpoint, std::size_t big_size)
+    : big_(big_size, 'x'),
+      peer_(endpoint, [this](const aico::ipc::Frame& in,
+                             aico::ipc::Frame& out, zmq::socket_t& sock,
+                             zmq::message_t& route) {
+        if (!in.has_request())
+          return false;
+        if (in.request().path() == "/big") {
+          ++big_sent_; // before: the engine may react before send() returns
+          sock.send(route, zmq::send_flags::sndmore);
+          zmq::message_t big{big_.data(), big_.size(),
+                             [](void*, void*) {}, nullptr}; // no copy
+          sock.send(big, zmq::send_flags::none);
+          return false;
+        }
+        out.mutable_response()->set_id(in.request().id());
+        out.mutable_response()->set_status(200);
+        out.mutable_response()->set_body(R"({"success":true,"data":{}})");
+        return true;
+      }) {
   }
 
   int big_sent() const { return big_sent_.load(); }
 
 private:
-  void run() {
-    while (!stop_) {
-      zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 1, std::chrono::milliseconds{10});
-      if (!(items[0].revents & ZMQ_POLLIN))
-        continue;
-      std::vector<zmq::message_t> parts;
-      (void) zmq::recv_multipart(sock_, std::back_inserter(parts));
-      if (parts.size() < 2)
-        continue;
-      aico::ipc::Frame in, out;
-      if (!in.ParseFromArray(parts.back().data(),
-                             static_cast<int>(parts.back().size())))
-        continue;
-      if (in.has_ping()) {
-        out.mutable_pong()->set_nonce(in.ping().nonce());
-      } else if (in.has_request() && in.request().path() == "/big") {
-        ++big_sent_; // before: the engine may react before send() returns
-        sock_.send(parts.front(), zmq::send_flags::sndmore);
-        zmq::message_t big{big_.data(), big_.size(),
-                           [](void*, void*) {}, nullptr}; // no copy
-        sock_.send(big, zmq::send_flags::none);
-        continue;
-      } else if (in.has_request()) {
-        out.mutable_response()->set_id(in.request().id());
-        out.mutable_response()->set_status(200);
-        out.mutable_response()->set_body(R"({"success":true,"data":{}})");
-      } else {
-        continue;
-      }
-      std::string bytes;
-      out.SerializeToString(&bytes);
-      sock_.send(parts.front(), zmq::send_flags::sndmore);
-      sock_.send(zmq::buffer(bytes), zmq::send_flags::none);
-    }
-  }
-
-  std::string big_;
-  zmq::context_t ctx_;
-  zmq::socket_t sock_{ctx_, zmq::socket_type::router};
-  std::atomic<bool> stop_{false};
+  std::string big_;                // before peer_: its thread uses them
   std::atomic<int> big_sent_{0};
-  std::thread thread_;
+  raw_ipc_peer peer_;
 };
 
 } // namespace
