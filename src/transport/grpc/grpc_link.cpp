@@ -86,6 +86,52 @@ to_system(std::chrono::steady_clock::time_point d) {
            left);
 }
 
+/// grpc++'s callback API runs, on this platform's iomgr, on one
+/// process-global completion queue with a thread pool
+/// (CallbackAlternativeCQ): a channel takes a reference on its first
+/// callback call and drops it when destroyed, and at zero the queue is shut
+/// down, its threads joined and the queue deleted. Channels die here all
+/// the time (every reconnect is a new channel), often in one of those very
+/// threads (a call's completion drops the last reference to its channel),
+/// and that teardown races: "assertion failed: prior > 0" in
+/// grpc_cq_internal_unref, seen in about 1 of 40 runs of the failover test
+/// (grpc/grpc#32584 describes the join of a thread by itself). So one
+/// channel that has made a callback call lives as long as the process: the
+/// count never reaches zero and the queue is never torn down. It points at
+/// a Unix socket path that does not exist (no traffic, nothing resolved);
+/// its one call has a deadline that has passed already.
+void keep_callback_queue() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct keeper {
+      std::shared_ptr<grpc::Channel> channel;
+      std::unique_ptr<aico::rpc::Gateway::Stub> stub;
+      grpc::ClientContext ctx;
+      aico::rpc::CallRequest req;
+      aico::rpc::CallReply rep;
+      std::mutex m;
+      std::condition_variable cv;
+      bool done = false;
+    };
+    // never destroyed: reachable from this static until exit
+    static keeper* k = new keeper;
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    k->channel = grpc::CreateCustomChannel(
+      "unix:/nonexistent/aico-grpc-callback-queue-keeper",
+      grpc::InsecureChannelCredentials(), args);
+    k->stub = aico::rpc::Gateway::NewStub(k->channel);
+    k->ctx.set_deadline(std::chrono::system_clock::now());
+    k->stub->async()->Call(&k->ctx, &k->req, &k->rep, [](grpc::Status) {
+      std::lock_guard<std::mutex> lock(k->m);
+      k->done = true;
+      k->cv.notify_all();
+    });
+    std::unique_lock<std::mutex> lock(k->m);
+    k->cv.wait_for(lock, std::chrono::seconds(5), [] { return k->done; });
+  });
+}
+
 } // namespace
 
 struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
@@ -580,6 +626,7 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
 
 grpc_link::grpc_link(link_options opts, link_handlers handlers)
     : impl_(std::make_shared<impl>(std::move(opts), std::move(handlers))) {
+  keep_callback_queue();
   impl_->start();
 }
 
