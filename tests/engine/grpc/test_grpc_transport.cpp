@@ -22,6 +22,7 @@
 #include "src/transport/grpc/grpc_driver.hpp"
 #include "support/clients.hpp"
 #include "support/gateway_process.hpp"
+#include "support/test_pki.hpp"
 
 using namespace aico;
 using namespace std::chrono_literals;
@@ -155,9 +156,14 @@ protected:
     return c;
   }
 
+  /// More gateway arguments (TLS).
+  virtual std::vector<std::string> extra_args() { return {}; }
+
   void SetUp() override {
     gateway_options o;
     o.extra_args = {"--grpc", "127.0.0.1:0"};
+    auto more = extra_args();
+    o.extra_args.insert(o.extra_args.end(), more.begin(), more.end());
     gw = std::make_unique<gateway_process>(o);
     ASSERT_TRUE(gw->start()) << gw->last_error();
     target = gw->reported_grpc();
@@ -507,6 +513,65 @@ TEST_F(grpc_transport_test, refused_and_bad_endpoints_are_down) {
   ASSERT_TRUE(down);
   EXPECT_NE(down->reason.find("HOST:PORT"), std::string::npos)
     << down->reason;
+}
+
+// -- TLS (grpcs://) ------------------------------------------------------------------
+
+class grpc_transport_tls_test : public grpc_transport_test {
+protected:
+  void SetUp() override {
+    pki_dir = std::make_unique<aico::test::temp_dir>("aico-pki");
+    pki = aico::test::make_test_pki(pki_dir->path());
+    grpc_transport_test::SetUp();
+  }
+  std::vector<std::string> extra_args() override {
+    return aico::test::gateway_tls_args(pki, true); // mutual TLS
+  }
+  grpc_transport_config tls_config() {
+    auto c = config();
+    c.endpoint = "grpcs://" + target;
+    c.tls.ca_file = pki.ca_cert;
+    c.tls.client_cert = pki.device_cert;
+    c.tls.client_key = pki.device_key;
+    return c;
+  }
+  std::unique_ptr<aico::test::temp_dir> pki_dir;
+  aico::test::test_pki pki;
+};
+
+TEST_F(grpc_transport_tls_test, mutual_tls_works_and_failures_are_down) {
+  auto t = spawn(tls_config());
+  ASSERT_TRUE(connect(t));
+  auto r = call(t, make_call("tls-h", "GET", "/health"));
+  ASSERT_TRUE(r) << to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  // without the client certificate the door refuses the handshake: down
+  // before the connect timeout
+  auto c = tls_config();
+  c.tls.client_cert.clear();
+  c.tls.client_key.clear();
+  auto bare = spawn(c);
+  auto from = log->state_count();
+  auto t0 = steady::now();
+  self->send(bare, connect_atom_v);
+  auto down = log->wait_status(transport_status::down, from, 4000ms);
+  ASSERT_TRUE(down);
+  EXPECT_LT(down->at - t0, 2500ms) << down->reason;
+  // plaintext to the TLS door: down too
+  c = config();
+  auto plain = spawn(c);
+  from = log->state_count();
+  self->send(plain, connect_atom_v);
+  ASSERT_TRUE(log->wait_status(transport_status::down, from, 4000ms));
+  // a pin cannot be checked by grpc++: refused with a sentence, not ignored
+  c = tls_config();
+  c.tls.pinned_public_key = pki.server_pin;
+  auto pinned = spawn(c);
+  from = log->state_count();
+  self->send(pinned, connect_atom_v);
+  down = log->wait_status(transport_status::down, from, 4000ms);
+  ASSERT_TRUE(down);
+  EXPECT_NE(down->reason.find("pinning"), std::string::npos) << down->reason;
 }
 
 } // namespace
