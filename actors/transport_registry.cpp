@@ -6,6 +6,7 @@
 
 #include "actors/transport_actor.hpp"
 #include "src/transport/curl/http_driver.hpp"
+#include "src/transport/grpc/grpc_driver.hpp"
 #include "src/transport/lws/ws_driver.hpp"
 #include "src/transport/zmq/ipc_driver.hpp"
 
@@ -67,6 +68,18 @@ transport_actor spawn_http_transport(caf::actor_system& sys,
     std::move(listener));
 }
 
+transport_actor spawn_grpc_transport(caf::actor_system& sys,
+                                     grpc_transport_config cfg,
+                                     transport_listener_actor listener) {
+  auto h = host_config(transport_mode::grpc, cfg);
+  return spawn_transport_actor(
+    sys, std::move(h),
+    [cfg](transport::driver_events ev) {
+      return grpc_link::make_grpc_driver(cfg, std::move(ev));
+    },
+    std::move(listener));
+}
+
 const std::vector<transport_entry>& transport_registry() {
   static const std::vector<transport_entry> entries{
     {"ipc", transport_mode::ipc, caps(true, false), true,
@@ -84,6 +97,13 @@ const std::vector<transport_entry>& transport_registry() {
      [](caf::actor_system& sys, const supervisor_config& cfg,
         transport_listener_actor l) {
        return spawn_http_transport(sys, cfg.http, std::move(l));
+     }},
+    // not in the default order; calls and an Events stream on one HTTP/2
+    // connection, HTTP/2 keepalive pings instead of the owner's heartbeat
+    {"grpc", transport_mode::grpc, caps(true, false), false,
+     [](caf::actor_system& sys, const supervisor_config& cfg,
+        transport_listener_actor l) {
+       return spawn_grpc_transport(sys, cfg.grpc, std::move(l));
      }},
   };
   return entries;

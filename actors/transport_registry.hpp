@@ -45,7 +45,8 @@ struct transport_entry {
                            transport_listener_actor listener);
 };
 
-/// Every known transport, in the default failover order.
+/// Every known transport; the default failover order is ipc, ws, http
+/// (supervisor_config::order), grpc only where an order names it.
 const std::vector<transport_entry>& transport_registry();
 
 /// The entry of a name / mode (nullptr if unknown).

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Chaos soak (docs/performance.md, "Chaos soak"): 100,000 messages through
 # aico-stress (full engine sessions) against a self-started gateway on
-# loopback under the fault schedule
-#   every 5s: ws down 2s; every 11s: ipc down 3s; 5% 503
+# loopback (with its gRPC door) under the fault schedule
+#   every 5s: ws down 2s; every 7s: grpc down 2s; every 11s: ipc down 3s;
+#   5% 503
+# with the engines' transports grpc,ipc,ws,http (gRPC first: it carries most
+# of the traffic and fails over to IPC, WebSocket and HTTP)
 # bounded by 10 minutes; the integrity check against the gateway's store must
 # be exact (0 lost, 0 duplicated, per-conversation order kept).
 #
@@ -12,7 +15,8 @@
 #
 # Usage: bench/chaos_soak.sh [BUILD_DIR]   (default: build)
 # Environment: MESSAGES (100000), USERS (50), CONVERSATIONS (4), RATE (220),
-#   LIMIT_S (600), BASELINE_S (60), FAULTS (the schedule above), OUT (a
+#   LIMIT_S (600), BASELINE_S (60), FAULTS (the schedule above),
+#   TRANSPORTS (grpc,ipc,ws,http; the baseline uses them too), OUT (a
 #   directory for the JSON reports; default a temp dir).
 # Exit code: 0 when the soak's integrity is exact, 1 otherwise.
 set -euo pipefail
@@ -26,13 +30,15 @@ CONVERSATIONS=${CONVERSATIONS:-4}
 RATE=${RATE:-220}
 LIMIT_S=${LIMIT_S:-600}
 BASELINE_S=${BASELINE_S:-60}
-FAULTS=${FAULTS:-"every 5s: ws down 2s; every 11s: ipc down 3s; 5% 503"}
+FAULTS=${FAULTS:-"every 5s: ws down 2s; every 7s: grpc down 2s; every 11s: ipc down 3s; 5% 503"}
+TRANSPORTS=${TRANSPORTS:-grpc,ipc,ws,http}
 OUT=${OUT:-$(mktemp -d /tmp/aico-soak-XXXXXX)}
 mkdir -p "$OUT"
 common=(--users "$USERS" --conversations "$CONVERSATIONS" --rate "$RATE"
-        --ramp 3 --mix send=100 --drain-timeout 120 --json)
+        --ramp 3 --mix send=100 --drain-timeout 120 --transports "$TRANSPORTS"
+        --json)
 
-echo "== baseline: ${BASELINE_S} s without faults ($USERS users, $RATE msg/s)" >&2
+echo "== baseline: ${BASELINE_S} s without faults ($USERS users, $RATE msg/s, transports $TRANSPORTS)" >&2
 "$STRESS" "${common[@]}" --duration "$BASELINE_S" > "$OUT/baseline.json" || true
 echo "== soak: $MESSAGES messages, at most ${LIMIT_S} s, faults: $FAULTS" >&2
 rc=0

@@ -14,6 +14,7 @@
 
 #include "messages/engine.hpp"
 #include "messages/errors.hpp"
+#include "actors/transport_registry.hpp"
 #include "messages/transport.hpp"
 
 namespace aico::bench {
@@ -217,28 +218,19 @@ run_result transport_actor_run(caf::actor_system& sys, const engine_target& t,
   // the scoped actor is the listener: it only gets tstate reports (no token
   // is set, so no event subscription)
   auto listener = caf::actor_cast<transport_listener_actor>(self);
-  transport_actor tr;
-  switch (t.mode) {
-    case transport_mode::ipc: {
-      ipc_transport_config c;
-      c.endpoint = t.ipc_endpoint;
-      tr = spawn_ipc_transport(sys, c, listener);
-      break;
-    }
-    case transport_mode::ws: {
-      ws_transport_config c;
-      c.url = t.ws_url;
-      tr = spawn_ws_transport(sys, c, listener);
-      break;
-    }
-    case transport_mode::http: {
-      http_transport_config c;
-      c.base_url = t.http_url;
-      c.max_connections = p.http_connections;
-      tr = spawn_http_transport(sys, c, listener);
-      break;
-    }
+  // the transport as the supervisor spawns it: from its registry entry
+  supervisor_config sc;
+  sc.ipc.endpoint = t.ipc_endpoint;
+  sc.ws.url = t.ws_url;
+  sc.http.base_url = t.http_url;
+  sc.http.max_connections = p.http_connections;
+  sc.grpc.endpoint = t.grpc_endpoint;
+  auto* entry = find_transport(t.mode);
+  if (!entry) {
+    res.error = "no transport registered for this mode";
+    return res;
   }
+  transport_actor tr = entry->spawn(sys, sc, listener);
   self->send(tr, connect_atom_v);
   auto deadline = steady::now() + p.timeout;
   bool up = false;
@@ -276,6 +268,7 @@ run_result engine_run(caf::actor_system& sys, const engine_target& t,
   c.http.max_connections = p.http_connections;
   c.ws.url = t.ws_url;
   c.ipc.endpoint = t.ipc_endpoint;
+  c.grpc.endpoint = t.grpc_endpoint;
   cfg.request_timeout = p.timeout;
   cfg.tokens.state_dir.clear(); // tokens in memory only
   cfg.shutdown_timeout = 5s;

@@ -1,5 +1,6 @@
 // aico-bench-transport: the same call through the engine, at two depths:
-// the transport actor alone (spawn_*_transport) and the full engine (the
+// the transport actor alone (spawned from its transport registry entry) and
+// the full engine (the
 // supervisor with only that transport in `order`, plus the token manager).
 #pragma once
 
@@ -17,6 +18,7 @@ struct engine_target {
   std::string http_url;     ///< http://127.0.0.1:PORT
   std::string ws_url;       ///< ws://127.0.0.1:PORT/api/v1/ws
   std::string ipc_endpoint; ///< ipc://DIR/gateway.ipc
+  std::string grpc_endpoint; ///< 127.0.0.1:PORT ("" = no gRPC door)
   /// For authenticated calls through the full engine: the token manager
   /// logs in with these (call_spec::token is used by the other variants).
   std::string username;

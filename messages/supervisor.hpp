@@ -79,6 +79,8 @@ struct supervisor_config {
   http_transport_config http;
   ws_transport_config ws;
   ipc_transport_config ipc;
+  /// Used only where `order` names grpc.
+  grpc_transport_config grpc;
   /// Reconnect / probe backoff (gRPC-style, jitter after the cap).
   backoff_options backoff;
   /// Health check of the active transport (GET /health).

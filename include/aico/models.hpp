@@ -401,13 +401,14 @@ inline bool operator!=(const system_update_event& a,
 
 // -- connection and session ------------------------------------------------------
 
-/// The three transports, in the default preference order.
-enum class transport_mode : uint8_t { ipc = 0, ws = 1, http = 2 };
+/// The transports (the default failover order is ipc, ws, http; grpc is
+/// used only where the order names it).
+enum class transport_mode : uint8_t { ipc = 0, ws = 1, http = 2, grpc = 3 };
 
-/// "ipc", "ws" or "http".
+/// "ipc", "ws", "http" or "grpc".
 AICO_API const char* to_string(transport_mode m);
 
-/// Parses "ipc", "ws" or "http"; false on anything else.
+/// Parses "ipc", "ws", "http" or "grpc"; false on anything else.
 AICO_API bool from_string(const std::string& s, transport_mode& out);
 
 /// The engine's observable connection state.

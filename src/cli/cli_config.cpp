@@ -52,6 +52,9 @@ void add_connection_options(CLI::App& app, connection_options& o) {
   opt_string(app, "--ipc", f.ipc,
              "Gateway IPC endpoint (ipc://PATH, or tcp://HOST:PORT with "
              "--ipc-server-key); IPC is skipped without it");
+  opt_string(app, "--grpc", f.grpc,
+             "Gateway gRPC door, HOST:PORT (or grpcs://HOST:PORT for TLS); "
+             "used where --transports names grpc");
   opt_string(app, "--transports", f.transports,
              "Transports to use, best first (default ipc,ws,http)");
   opt_string(app, "--state-dir", f.state_dir,

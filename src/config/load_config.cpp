@@ -306,39 +306,43 @@ struct security_setters {
   caf::error ca_file(const std::string& v, const std::string& k) {
     if (auto err = check_readable_file(v, k, "a CA certificate file (PEM)"))
       return err;
-    cfg.connection.http.tls.ca_file = cfg.connection.ws.tls.ca_file = v;
+    cfg.connection.http.tls.ca_file = cfg.connection.ws.tls.ca_file
+      = cfg.connection.grpc.tls.ca_file = v;
     return {};
   }
   caf::error ca_dir(const std::string& v, const std::string& k) {
     if (auto err = check_dir(v, k))
       return err;
-    cfg.connection.http.tls.ca_dir = cfg.connection.ws.tls.ca_dir = v;
+    cfg.connection.http.tls.ca_dir = cfg.connection.ws.tls.ca_dir
+      = cfg.connection.grpc.tls.ca_dir = v;
     return {};
   }
   caf::error pin(const std::string& v, const std::string& k) {
     if (auto err = check_pin(v, k))
       return err;
     cfg.connection.http.tls.pinned_public_key
-      = cfg.connection.ws.tls.pinned_public_key = v;
+      = cfg.connection.ws.tls.pinned_public_key
+      = cfg.connection.grpc.tls.pinned_public_key = v;
     return {};
   }
   caf::error client_cert(const std::string& v, const std::string& k) {
     if (auto err = check_readable_file(v, k, "a client certificate (PEM)"))
       return err;
     cfg.connection.http.tls.client_cert = cfg.connection.ws.tls.client_cert
-      = v;
+      = cfg.connection.grpc.tls.client_cert = v;
     return {};
   }
   caf::error client_key(const std::string& v, const std::string& k) {
     if (auto err = check_readable_file(v, k, "a client private key (PEM)"))
       return err;
     cfg.connection.http.tls.client_key = cfg.connection.ws.tls.client_key
-      = v;
+      = cfg.connection.grpc.tls.client_key = v;
     return {};
   }
   caf::error insecure(bool v) {
     cfg.connection.http.tls.insecure_skip_verify
-      = cfg.connection.ws.tls.insecure_skip_verify = v;
+      = cfg.connection.ws.tls.insecure_skip_verify
+      = cfg.connection.grpc.tls.insecure_skip_verify = v;
     return {};
   }
   caf::error server_key(const std::string& v, const std::string& k) {
@@ -401,9 +405,11 @@ std::map<std::string, std::string> process_environment() {
 engine_config default_client_config() {
   engine_config cfg;
   auto& c = cfg.connection;
-  c.http.connect_timeout = c.ws.connect_timeout = c.ipc.connect_timeout = 3s;
-  c.ws.ping_interval = c.ipc.ping_interval = 5s;
-  c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = 15s;
+  c.http.connect_timeout = c.ws.connect_timeout = c.ipc.connect_timeout
+    = c.grpc.connect_timeout = 3s;
+  c.ws.ping_interval = c.ipc.ping_interval = c.grpc.ping_interval = 5s;
+  c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = c.grpc.dead_peer_timeout
+    = 15s;
   c.health_interval = 10s;
   c.backoff = {std::chrono::milliseconds{250}, 1.6, 0.2,
                std::chrono::milliseconds{5000}};
@@ -500,6 +506,7 @@ caf::error apply_config_json(const std::string& text, engine_config& cfg) {
     {"profile", profile(cfg.profile)},
     {"url", url_setter},
     {"ipc", str(c.ipc.endpoint)},
+    {"grpc", str(c.grpc.endpoint)},
     {"transports", transports(c.order)},
     {"state_dir", str(cfg.state_dir)},
     {"request_timeout_ms", millis(cfg.request_timeout)},
@@ -528,11 +535,13 @@ caf::error apply_config_json(const std::string& text, engine_config& cfg) {
   }
   if (connect_timeout.count() > 0)
     c.http.connect_timeout = c.ws.connect_timeout = c.ipc.connect_timeout
-      = connect_timeout;
+      = c.grpc.connect_timeout = connect_timeout;
   if (ping_interval.count() > 0)
-    c.ws.ping_interval = c.ipc.ping_interval = ping_interval;
+    c.ws.ping_interval = c.ipc.ping_interval = c.grpc.ping_interval
+      = ping_interval;
   if (dead_peer.count() > 0)
-    c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = dead_peer;
+    c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = c.grpc.dead_peer_timeout
+      = dead_peer;
   return {};
 }
 
@@ -567,6 +576,8 @@ caf::error apply_config_env(const std::map<std::string, std::string>& env,
       return err;
   if (auto s = get("AICO_IPC"))
     cfg.connection.ipc.endpoint = *s;
+  if (auto s = get("AICO_GRPC"))
+    cfg.connection.grpc.endpoint = *s;
   if (auto s = get("AICO_TRANSPORTS"))
     if (auto err = parse_transports(split_list(*s), "AICO_TRANSPORTS",
                                     cfg.connection.order))
@@ -616,6 +627,8 @@ caf::error apply_flags(const client_flags& f, engine_config& cfg) {
       return err;
   if (f.ipc)
     c.ipc.endpoint = *f.ipc;
+  if (f.grpc)
+    c.grpc.endpoint = *f.grpc;
   if (f.transports)
     if (auto err = parse_transports(split_list(*f.transports), "--transports",
                                     c.order))
@@ -725,8 +738,10 @@ caf::error finalize(engine_config& cfg, std::vector<std::string>& warnings) {
   }
   bool https = c.http.base_url.rfind("https://", 0) == 0;
   bool wss = c.ws.url.rfind("wss://", 0) == 0;
+  bool grpcs = c.grpc.endpoint.rfind("grpcs://", 0) == 0;
   bool tls_used = (https && uses(transport_mode::http))
-                  || (wss && uses(transport_mode::ws));
+                  || (wss && uses(transport_mode::ws))
+                  || (grpcs && uses(transport_mode::grpc));
   if (tls.insecure_skip_verify)
     warnings.push_back("TLS certificate verification is OFF "
                        "(--tls-insecure-dev-only): anyone on the path can "
@@ -764,9 +779,38 @@ caf::error finalize(engine_config& cfg, std::vector<std::string>& warnings) {
       return invalid("config: ipc: expected an ipc:// or tcp:// endpoint, "
                      "got '" + ipc.endpoint + "'");
   }
+  // -- gRPC -------------------------------------------------------------------
+  auto& grpc = c.grpc;
+  if (!grpc.endpoint.empty() && uses(transport_mode::grpc)) {
+    if (cfg.profile == wire_profile::aico)
+      return invalid("config: transports: the aico profile cannot use the "
+                     "grpc transport (the AICO backend has no gRPC door); "
+                     "use ws and http");
+    auto scheme = grpc.endpoint.find("://");
+    if (scheme != std::string::npos && !grpcs
+        && grpc.endpoint.rfind("grpc://", 0) != 0)
+      return invalid("config: grpc: expected HOST:PORT, grpc://HOST:PORT or "
+                     "grpcs://HOST:PORT (TLS), got '" + grpc.endpoint + "'");
+    auto as_url = scheme == std::string::npos ? "grpc://" + grpc.endpoint
+                                              : grpc.endpoint;
+    if (!grpcs && !is_loopback_url(as_url))
+      return invalid("config: grpc: the gRPC endpoint " + grpc.endpoint
+                     + " is not on this machine and not encrypted: "
+                       "passwords, tokens and messages would cross the "
+                       "network in clear text; use grpcs://HOST:PORT (TLS, "
+                       "the gateway's --tls-cert)");
+  }
   if (!ipc.curve_server_key.empty() && ipc.curve_key_file.empty()
       && ipc.curve_public_key.empty() && !cfg.state_dir.empty())
     ipc.curve_key_file = cfg.state_dir + "/ipc-client.key";
+  if (c.grpc.endpoint.empty()) {
+    order.erase(std::remove(order.begin(), order.end(), transport_mode::grpc),
+                order.end());
+    if (order.empty())
+      return bad("transports",
+                 "no transport left to use: gRPC needs an endpoint (--grpc "
+                 "HOST:PORT, AICO_GRPC or \"grpc\" in the config file)");
+  }
   if (c.ipc.endpoint.empty()) {
     order.erase(std::remove(order.begin(), order.end(), transport_mode::ipc),
                 order.end());
@@ -782,6 +826,7 @@ caf::error finalize(engine_config& cfg, std::vector<std::string>& warnings) {
   c.http.connect_timeout = std::min(c.http.connect_timeout, t);
   c.ws.connect_timeout = std::min(c.ws.connect_timeout, t);
   c.ipc.connect_timeout = std::min(c.ipc.connect_timeout, t);
+  c.grpc.connect_timeout = std::min(c.grpc.connect_timeout, t);
   return {};
 }
 

@@ -7,7 +7,8 @@
 //     "profile": "gateway",             // wire profile: gateway or aico
 //     "url": "http://127.0.0.1:8771",   // gateway base URL (HTTP + WS)
 //     "ipc": "ipc:///run/aico/gateway.ipc",
-//     "transports": ["ipc", "ws", "http"],   // or "ipc,ws,http"
+//     "grpc": "127.0.0.1:50051",        // gRPC door (grpcs://HOST:PORT = TLS)
+//     "transports": ["ipc", "ws", "http"],   // or "ipc,ws,http"; also "grpc"
 //     "state_dir": "/home/me/.local/state/aico",
 //     "request_timeout_ms": 10000,
 //     "shutdown_timeout_ms": 3000,
@@ -23,7 +24,7 @@
 //                "client_key_file": "..." }
 //
 // Environment variables override the file: AICO_CONFIG (the file itself,
-// when none is given), AICO_PROFILE, AICO_URL, AICO_IPC, AICO_TRANSPORTS, AICO_STATE_DIR,
+// when none is given), AICO_PROFILE, AICO_URL, AICO_IPC, AICO_GRPC, AICO_TRANSPORTS, AICO_STATE_DIR,
 // AICO_REQUEST_TIMEOUT_MS, AICO_SHUTDOWN_TIMEOUT_MS, AICO_TLS_CA_FILE,
 // AICO_TLS_CA_DIR, AICO_TLS_PIN, AICO_TLS_CLIENT_CERT, AICO_TLS_CLIENT_KEY,
 // AICO_TLS_INSECURE_DEV_ONLY (1/true), AICO_IPC_SERVER_KEY,
@@ -61,7 +62,7 @@ caf::error apply_config_env(const std::map<std::string, std::string>& env,
 /// default_client_config(), then `file` (skipped if empty; a missing or
 /// unreadable file is an error), then `env`. Also derives the sub-configs
 /// from the top-level keys (ws URL from url, state_dir, timeouts) and drops
-/// IPC from the transports when no IPC endpoint is set.
+/// IPC (gRPC) from the transports when no IPC (gRPC) endpoint is set.
 caf::expected<engine_config>
 load_config(const std::string& file,
             const std::map<std::string, std::string>& env
@@ -73,6 +74,7 @@ struct client_flags {
   std::optional<std::string> profile;    ///< --profile (gateway, aico)
   std::optional<std::string> url;        ///< --url
   std::optional<std::string> ipc;        ///< --ipc
+  std::optional<std::string> grpc;       ///< --grpc
   std::optional<std::string> transports; ///< --transports
   std::optional<std::string> state_dir;  ///< --state-dir
   std::optional<double> timeout_s;       ///< --timeout (seconds per request)

@@ -10,6 +10,8 @@ const char* to_string(transport_mode m) {
       return "ws";
     case transport_mode::http:
       return "http";
+    case transport_mode::grpc:
+      return "grpc";
   }
   return "?";
 }
@@ -21,6 +23,8 @@ bool from_string(const std::string& s, transport_mode& out) {
     out = transport_mode::ws;
   else if (s == "http")
     out = transport_mode::http;
+  else if (s == "grpc")
+    out = transport_mode::grpc;
   else
     return false;
   return true;

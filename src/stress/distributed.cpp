@@ -361,6 +361,7 @@ int run_controller(options& o) {
         j.drain_timeout = o.drain_timeout;
         j.url = g.url;
         j.ipc = g.ipc;
+        j.grpc = g.grpc;
         j.password = o.password;
         j.transports = o.transports;
         j.mix = o.mix;
@@ -598,6 +599,7 @@ int run_worker(const options& o) {
   load_params p;
   p.url = job.url;
   p.ipc = job.ipc;
+  p.grpc = job.grpc;
   p.flags = o.client; // the worker's own TLS / CURVE options
   p.password = job.password;
   p.transports = job.transports;

@@ -15,6 +15,8 @@ const char* to_string(fault_kind k) {
       return "ipc down";
     case fault_kind::drop_ws:
       return "drop ws";
+    case fault_kind::grpc_down:
+      return "grpc down";
     default:
       return "kill";
   }
@@ -23,6 +25,13 @@ const char* to_string(fault_kind k) {
 bool fault_schedule::has_kill() const {
   for (auto& p : periodic)
     if (p.kind == fault_kind::kill)
+      return true;
+  return false;
+}
+
+bool fault_schedule::has_grpc() const {
+  for (auto& p : periodic)
+    if (p.kind == fault_kind::grpc_down)
       return true;
   return false;
 }
@@ -142,15 +151,17 @@ bool parse_fault_schedule(const std::string& text, fault_schedule& out,
       } else if (act.size() == 2 && act[0] == "drop" && act[1] == "ws") {
         f.kind = fault_kind::drop_ws;
       } else if (act.size() == 3 && act[1] == "down"
-                 && (act[0] == "ws" || act[0] == "ipc")) {
-        f.kind = act[0] == "ws" ? fault_kind::ws_down : fault_kind::ipc_down;
+                 && (act[0] == "ws" || act[0] == "ipc" || act[0] == "grpc")) {
+        f.kind = act[0] == "ws"    ? fault_kind::ws_down
+                 : act[0] == "ipc" ? fault_kind::ipc_down
+                                   : fault_kind::grpc_down;
         if (!parse_duration(act[2], f.duration) || f.duration.count() <= 0)
           return bad("bad down time '" + act[2] + "' (use e.g. 2s)");
         if (f.duration >= f.period)
           return bad("down time must be shorter than the period");
       } else {
         return bad("unknown action (use 'ws down D', 'ipc down D', "
-                   "'drop ws' or 'kill')");
+                   "'grpc down D', 'drop ws' or 'kill')");
       }
       out.periodic.push_back(f);
       continue;
@@ -202,7 +213,8 @@ std::string describe(const fault_schedule& s) {
   for (auto& p : s.periodic) {
     sep();
     out << "every " << p.period.count() << "ms: " << to_string(p.kind);
-    if (p.kind == fault_kind::ws_down || p.kind == fault_kind::ipc_down)
+    if (p.kind == fault_kind::ws_down || p.kind == fault_kind::ipc_down
+        || p.kind == fault_kind::grpc_down)
       out << " " << p.duration.count() << "ms";
   }
   if (s.fail_ratio > 0) {

@@ -3,7 +3,7 @@
 //   every 5s: ws down 2s; every 11s: ipc down 3s; 5% 503; kill every 30s
 //
 // Clauses are separated by ';' or new lines ('#' starts a comment):
-//   every P: (ws|ipc) down D     take the door down for D every P (D < P)
+//   every P: (ws|ipc|grpc) down D  take the door down for D every P (D < P)
 //   every P: drop ws             close every open WebSocket once every P
 //   every P: kill                kill -9 the gateway and restart it (only
 //   kill every P                 when aico-stress started the gateway)
@@ -18,14 +18,14 @@
 
 namespace aico::stress {
 
-enum class fault_kind { ws_down, ipc_down, drop_ws, kill };
+enum class fault_kind { ws_down, ipc_down, drop_ws, kill, grpc_down };
 
 const char* to_string(fault_kind k);
 
 struct periodic_fault {
   fault_kind kind = fault_kind::ws_down;
   std::chrono::milliseconds period{0};
-  std::chrono::milliseconds duration{0}; ///< down time (ws_down/ipc_down)
+  std::chrono::milliseconds duration{0}; ///< down time (ws/ipc/grpc down)
 };
 
 struct fault_schedule {
@@ -37,6 +37,8 @@ struct fault_schedule {
     return periodic.empty() && fail_ratio == 0 && latency_ms == 0;
   }
   bool has_kill() const;
+  /// Some clause switches the gRPC door.
+  bool has_grpc() const;
 };
 
 /// Parses a schedule; on error returns false and sets `err` to a message

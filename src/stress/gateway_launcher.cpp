@@ -49,6 +49,11 @@ bool gateway_launcher::start(std::chrono::milliseconds timeout) {
                                 "127.0.0.1:" + std::to_string(port_), "--ipc",
                                 ipc_};
   args.insert(args.end(), args_.begin(), args_.end());
+  // a restart keeps the gRPC door's port too
+  if (grpc_port_ != 0)
+    for (std::size_t i = 0; i + 1 < args.size(); ++i)
+      if (args[i] == "--grpc")
+        args[i + 1] = "127.0.0.1:" + std::to_string(grpc_port_);
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) {
     error_ = "pipe failed";
@@ -113,6 +118,9 @@ bool gateway_launcher::start(std::chrono::milliseconds timeout) {
   static const std::regex port_re{R"(http=http://127\.0\.0\.1:(\d+))"};
   if (std::regex_search(ready_line, m, port_re))
     port_ = static_cast<uint16_t>(std::stoi(m[1]));
+  static const std::regex grpc_re{R"(grpc=127\.0\.0\.1:(\d+))"};
+  if (std::regex_search(ready_line, m, grpc_re))
+    grpc_port_ = static_cast<uint16_t>(std::stoi(m[1]));
   return true;
 }
 

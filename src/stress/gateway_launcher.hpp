@@ -32,6 +32,12 @@ public:
     return "http://127.0.0.1:" + std::to_string(port_);
   }
   const std::string& ipc_endpoint() const { return ipc_; }
+  /// HOST:PORT of the gRPC door from the ready line ("" without --grpc in
+  /// the arguments); a restart keeps the port.
+  std::string grpc_endpoint() const {
+    return grpc_port_ == 0 ? std::string{}
+                           : "127.0.0.1:" + std::to_string(grpc_port_);
+  }
   const std::string& last_error() const { return error_; }
   std::string log_path() const { return data_dir_ + "/gateway.log"; }
 
@@ -41,6 +47,7 @@ private:
   std::vector<std::string> args_;
   std::string ipc_;
   uint16_t port_ = 0;
+  uint16_t grpc_port_ = 0;
   pid_t pid_ = -1;
   std::string error_;
 };

@@ -60,7 +60,7 @@ struct shared_state {
   std::map<std::string, std::vector<std::string>> sent;  // guarded by mx
   std::atomic<uint64_t> ops_ok{0}, ops_err{0}, sends{0}, outstanding{0};
   std::atomic<uint64_t> logged_in{0};
-  std::atomic<int64_t> mix[4] = {{0}, {0}, {0}, {0}}; // ipc ws http none
+  std::atomic<int64_t> mix[5] = {{0}, {0}, {0}, {0}, {0}}; // ipc ws http grpc none
   std::atomic<bool> stopping{false};
   bool limited = false;            // --messages given
   std::atomic<int64_t> budget{0};  // messages left if limited
@@ -95,10 +95,13 @@ struct shared_state {
   }
 };
 
+/// The mix slot of no transport (after the transport_mode values).
+constexpr int none_index = 4;
+
 int mode_index(const connection_state& cs) {
   if (cs.state == link_state::connected || cs.state == link_state::degraded)
     return static_cast<int>(cs.mode);
-  return 3;
+  return none_index;
 }
 
 // -- one simulated user ----------------------------------------------------------------
@@ -117,7 +120,7 @@ struct user_state {
   std::vector<std::string> convs;
   std::mt19937_64 rng;
   uint64_t next_id = 0;
-  int mode = 3;
+  int mode = none_index;
   int last_active_mode = -1;
   bool logged_in = false;
   bool was_logged_in = false;
@@ -126,7 +129,8 @@ struct user_state {
   std::unordered_map<std::string, steady::time_point> early; // sent before reply
   std::map<std::string, std::vector<std::string>> confirmed; // conv -> unread ids
   std::string transport() const {
-    return mode == 3 ? "none" : to_string(static_cast<transport_mode>(mode));
+    return mode == none_index ? "none"
+                              : to_string(static_cast<transport_mode>(mode));
   }
 };
 
@@ -327,7 +331,7 @@ caf::behavior user_behavior(user_actor* self, shared_state* sh, engine* eng,
              caf::actor_cast<queue_listener_actor>(self));
   self->send(eng->tokens(), watch_atom::value,
              caf::actor_cast<auth_listener_actor>(self));
-  sh->mix[3]++;
+  sh->mix[none_index]++;
   do_login(self);
   self->attach_functor([sh, self] { sh->mix[self->state.mode]--; });
   return {
@@ -348,7 +352,7 @@ caf::behavior user_behavior(user_actor* self, shared_state* sh, engine* eng,
         st.sh->mix[m]++;
         st.mode = m;
       }
-      if (m != 3) {
+      if (m != none_index) {
         if (st.last_active_mode >= 0 && st.last_active_mode != m) {
           std::lock_guard<std::mutex> g{st.sh->mx};
           st.sh->rep.failovers++;
@@ -469,6 +473,8 @@ engine_config make_engine_template(const load_params& p) {
   in.flags = p.flags;
   in.flags.url = p.url;
   in.flags.ipc = p.ipc;
+  if (!p.grpc.empty())
+    in.flags.grpc = p.grpc;
   in.flags.transports = p.transports;
   in.flags.state_dir = p.state_root;
   auto prof = build_client_profile(in);
@@ -601,7 +607,7 @@ progress_counters load_runner::counters() const {
   c.ops_err = sh.ops_err.load();
   c.sends = sh.sends.load();
   c.outstanding = sh.outstanding.load();
-  for (size_t i = 0; i < 4; ++i)
+  for (size_t i = 0; i < c.mix.size(); ++i)
     c.mix[i] = sh.mix[i].load();
   return c;
 }

@@ -35,6 +35,7 @@ int64_t rss_kb();
 struct load_params {
   std::string url; ///< gateway base URL (loopback)
   std::string ipc; ///< gateway IPC endpoint ("" = no IPC)
+  std::string grpc; ///< gateway gRPC door HOST:PORT ("" = no gRPC)
   std::string password;
   std::string transports = "ipc,ws,http";
   std::string mix = "send=70,history=20,read=5,health=5";

@@ -45,6 +45,7 @@ int run_single(options& o) {
   load_params p;
   p.url = g.url;
   p.ipc = g.ipc;
+  p.grpc = g.grpc;
   p.password = o.password;
   p.transports = o.transports;
   p.mix = o.mix;
@@ -148,7 +149,7 @@ std::string check_modes(const CLI::App& app, const options& o) {
     if (o.connect.empty())
       return "--worker needs --connect HOST:PORT (the controller's)";
     // the controller decides the load; a worker only connects
-    for (auto name : {"--url", "--ipc", "--start-gateway", "--gateway-bin",
+    for (auto name : {"--url", "--ipc", "--grpc", "--start-gateway", "--gateway-bin",
                       "--bot", "--access-ttl", "--users", "--rate",
                       "--duration", "--messages", "--ramp", "--transports",
                       "--mix", "--faults", "--conversations", "--password",
@@ -228,6 +229,9 @@ int main(int argc, char** argv) {
   app.add_option("--url", o.url,
                  "gateway base URL (loopback); default: start one");
   app.add_option("--ipc", o.ipc, "gateway IPC endpoint (with --url)");
+  app.add_option("--grpc", o.grpc,
+                 "gateway gRPC door HOST:PORT (with --url; a self-started "
+                 "gateway opens one when --transports or --faults name grpc)");
   app.add_flag("--start-gateway", o.start_gateway,
                "start the build's aico-gateway (default without --url)");
   app.add_option("--gateway-bin", o.gateway_bin, "aico-gateway binary");
@@ -244,7 +248,8 @@ int main(int argc, char** argv) {
                  "stop after this many messages (bounded by --duration)");
   app.add_option("--ramp", o.ramp, "seconds to start all users")
     ->check(CLI::NonNegativeNumber);
-  app.add_option("--transports", o.transports, "ipc,ws,http in order");
+  app.add_option("--transports", o.transports,
+                 "ipc,ws,http in order (grpc may be put anywhere)");
   app.add_option("--mix", o.mix, "operation weights");
   app.add_option("--faults", o.faults, "fault schedule or @file");
   app.add_option("--conversations", o.conversations,

@@ -20,6 +20,14 @@ void progress_counters::add(const progress_counters& o) {
 
 namespace {
 
+/// " grpc N" when some user is on gRPC (the lines stay as they were
+/// without it).
+std::string grpc_part(const progress_counters& c) {
+  if (c.mix[3] == 0)
+    return {};
+  return " grpc " + std::to_string(c.mix[3]);
+}
+
 unsigned long long ull(uint64_t v) {
   return static_cast<unsigned long long>(v);
 }
@@ -36,10 +44,10 @@ std::string format_progress_line(double elapsed_s, const progress_counters& c,
   std::snprintf(
     buf, sizeof buf,
     "[%6.1fs] users %llu/%llu (%llu in)  ops %llu (%.0f/s)  sent %llu  "
-    "errors %llu  queued %llu  mix ipc %lld ws %lld http %lld none %lld",
+    "errors %llu  queued %llu  mix ipc %lld ws %lld http %lld%s none %lld",
     elapsed_s, ull(c.created), ull(c.users), ull(c.logged_in), ull(c.ops_ok),
     ops_rate, ull(c.sends), ull(c.ops_err), ull(c.outstanding), ll(c.mix[0]),
-    ll(c.mix[1]), ll(c.mix[2]), ll(c.mix[3]));
+    ll(c.mix[1]), ll(c.mix[2]), grpc_part(c).c_str(), ll(c.mix[4]));
   return buf;
 }
 
@@ -62,12 +70,13 @@ std::string format_progress_bar(double elapsed_s, double duration_s,
   char buf[320];
   std::snprintf(buf, sizeof buf,
                 " %3d%%  %.1f/%.0fs  users %llu/%llu  ops %llu (%.0f/s)  "
-                "sent %llu  err %llu  queued %llu  ipc %lld ws %lld http %lld "
+                "sent %llu  err %llu  queued %llu  ipc %lld ws %lld http %lld%s "
                 "none %lld",
                 static_cast<int>(std::floor(frac * 100)), elapsed_s,
                 duration_s, ull(c.logged_in), ull(c.users), ull(c.ops_ok),
                 ops_rate, ull(c.sends), ull(c.ops_err), ull(c.outstanding),
-                ll(c.mix[0]), ll(c.mix[1]), ll(c.mix[2]), ll(c.mix[3]));
+                ll(c.mix[0]), ll(c.mix[1]), ll(c.mix[2]), grpc_part(c).c_str(),
+                ll(c.mix[4]));
   out += buf;
   if (max_width > 0 && out.size() > max_width)
     out.resize(max_width);

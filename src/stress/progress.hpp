@@ -19,8 +19,9 @@ struct progress_counters {
   uint64_t ops_err = 0;
   uint64_t sends = 0;       ///< messages enqueued
   uint64_t outstanding = 0; ///< operations waiting for completion
-  /// Users by active transport: ipc, ws, http, none.
-  std::array<int64_t, 4> mix{{0, 0, 0, 0}};
+  /// Users by active transport: ipc, ws, http, grpc, none (the
+  /// transport_mode values, then none).
+  std::array<int64_t, 5> mix{{0, 0, 0, 0, 0}};
 
   void add(const progress_counters& other);
 };

@@ -143,6 +143,15 @@ bool temp_root::create() {
   return true;
 }
 
+namespace {
+
+/// A self-started gateway opens its gRPC door when the run uses it.
+bool uses_grpc(const options& o, const gateway_setup& g) {
+  return o.transports.find("grpc") != std::string::npos || g.faults.has_grpc();
+}
+
+} // namespace
+
 int validate_gateway_options(options& o, gateway_setup& g) {
   std::string err;
   if (!o.faults.empty()) {
@@ -183,6 +192,10 @@ int validate_gateway_options(options& o, gateway_setup& g) {
       in.flags.url = o.url;
     if (!o.ipc.empty())
       in.flags.ipc = o.ipc;
+    if (!o.grpc.empty())
+      in.flags.grpc = o.grpc;
+    else if (self_started && uses_grpc(o, g))
+      in.flags.grpc = "127.0.0.1:1"; // the self-started gateway's, later
     in.flags.transports = o.transports;
     auto prof = build_client_profile(in);
     if (!prof) {
@@ -212,6 +225,7 @@ int validate_gateway_options(options& o, gateway_setup& g) {
   }
   g.url = o.url;
   g.ipc = o.ipc;
+  g.grpc = o.grpc;
   return 0;
 }
 
@@ -252,6 +266,11 @@ int start_gateway(const options& o, const temp_root& root, gateway_setup& g) {
     args.push_back("--access-ttl");
     args.push_back(std::to_string(o.access_ttl));
   }
+  if (uses_grpc(o, g)) {
+    // its port is kept for restarts ('kill' in --faults)
+    args.push_back("--grpc");
+    args.push_back("127.0.0.1:0");
+  }
   fs::create_directories(root.path + "/gateway");
   auto bin = o.gateway_bin.empty() ? find_gateway_binary() : o.gateway_bin;
   g.gw = std::make_unique<gateway_launcher>(bin, root.path + "/gateway", args);
@@ -261,6 +280,7 @@ int start_gateway(const options& o, const temp_root& root, gateway_setup& g) {
   }
   g.url = g.gw->http_url();
   g.ipc = g.gw->ipc_endpoint();
+  g.grpc = g.gw->grpc_endpoint();
   return 0;
 }
 
@@ -383,6 +403,11 @@ void fault_driver::run() {
         case fault_kind::ws_down:
           post(json::object{{"ws", "down"}});
           restores.emplace_back(now + t.f.duration, json::object{{"ws", "up"}});
+          break;
+        case fault_kind::grpc_down:
+          post(json::object{{"grpc", "down"}});
+          restores.emplace_back(now + t.f.duration,
+                                json::object{{"grpc", "up"}});
           break;
         case fault_kind::ipc_down:
           post(json::object{{"ipc", "down"}});

@@ -26,6 +26,7 @@ namespace aico::stress {
 struct options {
   std::string url;
   std::string ipc;
+  std::string grpc; ///< --grpc HOST:PORT (with --url)
   bool start_gateway = false;
   bool bot = false;
   int users = 10;
@@ -87,6 +88,7 @@ struct gateway_setup {
   fault_schedule faults;
   std::string url;
   std::string ipc;
+  std::string grpc; ///< HOST:PORT of the gRPC door ("" = none)
   std::string admin_user = "stress-admin";
   std::string admin_pw;
   std::unique_ptr<gateway_launcher> gw;

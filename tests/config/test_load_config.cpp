@@ -609,3 +609,90 @@ TEST(ClientProfile, AicoProfileRefusesIpc) {
   EXPECT_NE(p->warnings[1].find("not used with the aico profile"),
             std::string::npos);
 }
+
+TEST(ClientProfile, GrpcEndpointFromFileEnvironmentAndFlag) {
+  // without an endpoint grpc is dropped from the order (as ipc), and the
+  // default order does not name it
+  client_profile_inputs in;
+  in.flags.transports = "grpc,http";
+  auto p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.connection.order,
+            (std::vector<transport_mode>{transport_mode::http}));
+  in.flags.transports = "grpc";
+  p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("gRPC needs an endpoint (--grpc"),
+            std::string::npos)
+    << message_of(p.error());
+  // the file key, AICO_GRPC, --grpc: each layer over the one below
+  temp_file f{R"({"grpc": "127.0.0.1:7001", "transports": ["grpc", "http"],
+                  "connection": {"connect_timeout_ms": 1500,
+                                 "ping_interval_ms": 700,
+                                 "dead_peer_timeout_ms": 2100}})"};
+  in = {};
+  in.config_file = f.path;
+  p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  auto& g = p->config.connection.grpc;
+  EXPECT_EQ(g.endpoint, "127.0.0.1:7001");
+  EXPECT_EQ(p->config.connection.order,
+            (std::vector<transport_mode>{transport_mode::grpc,
+                                         transport_mode::http}));
+  EXPECT_EQ(g.connect_timeout, caf::timespan{1500ms});
+  EXPECT_EQ(g.ping_interval, caf::timespan{700ms});
+  EXPECT_EQ(g.dead_peer_timeout, caf::timespan{2100ms});
+  in.env = {{"AICO_GRPC", "localhost:7002"}};
+  p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.connection.grpc.endpoint, "localhost:7002");
+  in.flags.grpc = "grpc://[::1]:7003";
+  p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.connection.grpc.endpoint, "grpc://[::1]:7003");
+  EXPECT_TRUE(p->warnings.empty()) << p->warnings.front();
+  // grpc anywhere in the order
+  in.flags.transports = "ws,grpc,http";
+  p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_EQ(p->config.connection.order,
+            (std::vector<transport_mode>{transport_mode::ws,
+                                         transport_mode::grpc,
+                                         transport_mode::http}));
+  // plaintext gRPC off this machine is refused; grpcs:// is fine
+  in = {};
+  in.flags.transports = "grpc";
+  in.flags.grpc = "gw.example:443";
+  p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("not on this machine and not "
+                                       "encrypted"),
+            std::string::npos)
+    << message_of(p.error());
+  in.flags.grpc = "grpcs://gw.example:443";
+  p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  // a wrong scheme names the forms
+  in.flags.grpc = "http://127.0.0.1:7001";
+  p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("grpcs://HOST:PORT"),
+            std::string::npos)
+    << message_of(p.error());
+  // the aico profile has no gRPC door
+  in.flags.grpc = "127.0.0.1:7001";
+  in.flags.profile = "aico";
+  in.flags.transports = "grpc,http";
+  p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("cannot use the grpc transport"),
+            std::string::npos)
+    << message_of(p.error());
+}
+
+TEST(LoadConfig, GrpcTransportName) {
+  transport_mode m{};
+  ASSERT_TRUE(from_string("grpc", m));
+  EXPECT_EQ(m, transport_mode::grpc);
+  EXPECT_STREQ(to_string(transport_mode::grpc), "grpc");
+}

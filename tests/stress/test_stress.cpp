@@ -113,6 +113,38 @@ TEST(FaultSchedule, ParsesTheIssueExample) {
   EXPECT_FALSE(s.has_kill());
 }
 
+TEST(FaultSchedule, GrpcDoorDown) {
+  fault_schedule s;
+  std::string err;
+  ASSERT_TRUE(parse_fault_schedule("every 7s: grpc down 2s; every 5s: ws down 1s",
+                                   s, err))
+    << err;
+  ASSERT_EQ(s.periodic.size(), 2u);
+  EXPECT_EQ(s.periodic[0].kind, fault_kind::grpc_down);
+  EXPECT_EQ(s.periodic[0].period, 7000ms);
+  EXPECT_EQ(s.periodic[0].duration, 2000ms);
+  EXPECT_TRUE(s.has_grpc());
+  EXPECT_EQ(describe(s), "every 7000ms: grpc down 2000ms; every 5000ms: ws "
+                         "down 1000ms");
+  fault_schedule none;
+  ASSERT_TRUE(parse_fault_schedule("every 5s: ws down 1s", none, err));
+  EXPECT_FALSE(none.has_grpc());
+  EXPECT_FALSE(parse_fault_schedule("every 5s: grpc down 6s", none, err));
+  EXPECT_NE(err.find("shorter than the period"), std::string::npos) << err;
+}
+
+TEST(Progress, GrpcColumnOnlyWhenUsed) {
+  progress_counters c;
+  c.mix = {{1, 2, 3, 4, 5}};
+  auto line = format_progress_line(1.0, c, 0);
+  EXPECT_NE(line.find("mix ipc 1 ws 2 http 3 grpc 4 none 5"), std::string::npos)
+    << line;
+  c.mix[3] = 0;
+  line = format_progress_line(1.0, c, 0);
+  EXPECT_NE(line.find("mix ipc 1 ws 2 http 3 none 5"), std::string::npos)
+    << line;
+}
+
 TEST(FaultSchedule, KillDropLatencyFileSyntax) {
   fault_schedule s;
   std::string err;

@@ -86,6 +86,52 @@ to_system(std::chrono::steady_clock::time_point d) {
            left);
 }
 
+/// grpc++'s callback API runs, on this platform's iomgr, on one
+/// process-global completion queue with a thread pool
+/// (CallbackAlternativeCQ): a channel takes a reference on its first
+/// callback call and drops it when destroyed, and at zero the queue is shut
+/// down, its threads joined and the queue deleted. Channels die here all
+/// the time (every reconnect is a new channel), often in one of those very
+/// threads (a call's completion drops the last reference to its channel),
+/// and that teardown races: "assertion failed: prior > 0" in
+/// grpc_cq_internal_unref, seen in about 1 of 40 runs of the failover test
+/// (grpc/grpc#32584 describes the join of a thread by itself). So one
+/// channel that has made a callback call lives as long as the process: the
+/// count never reaches zero and the queue is never torn down. It points at
+/// a Unix socket path that does not exist (no traffic, nothing resolved);
+/// its one call has a deadline that has passed already.
+void keep_callback_queue() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct keeper {
+      std::shared_ptr<grpc::Channel> channel;
+      std::unique_ptr<aico::rpc::Gateway::Stub> stub;
+      grpc::ClientContext ctx;
+      aico::rpc::CallRequest req;
+      aico::rpc::CallReply rep;
+      std::mutex m;
+      std::condition_variable cv;
+      bool done = false;
+    };
+    // never destroyed: reachable from this static until exit
+    static keeper* k = new keeper;
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    k->channel = grpc::CreateCustomChannel(
+      "unix:/nonexistent/aico-grpc-callback-queue-keeper",
+      grpc::InsecureChannelCredentials(), args);
+    k->stub = aico::rpc::Gateway::NewStub(k->channel);
+    k->ctx.set_deadline(std::chrono::system_clock::now());
+    k->stub->async()->Call(&k->ctx, &k->req, &k->rep, [](grpc::Status) {
+      std::lock_guard<std::mutex> lock(k->m);
+      k->done = true;
+      k->cv.notify_all();
+    });
+    std::unique_lock<std::mutex> lock(k->m);
+    k->cv.wait_for(lock, std::chrono::seconds(5), [] { return k->done; });
+  });
+}
+
 } // namespace
 
 struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
@@ -119,6 +165,9 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
     std::unordered_map<call_ctx*, std::shared_ptr<call_ctx>> calls;
     std::shared_ptr<stream_reactor> stream; ///< under impl::m
     bool up = false;                           ///< last reported (watcher)
+    bool ever_up = false;                      ///< watcher
+    bool failure_reported = false;             ///< on_connect_failed (watcher)
+    std::string target;
     bool closed = false;
   };
 
@@ -156,6 +205,8 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
     aico::rpc::EventsRequest req;
     aico::rpc::EventsMessage msg;
     std::atomic<bool> replaced{false}; ///< ended by the owner: no report
+    uint64_t tag = 0;                  ///< the owner's (subscribe)
+    bool was_open = false;             ///< `Subscribed` arrived (reader only)
 
     stream_reactor(impl* o, std::shared_ptr<channel_state> c)
         : owner(o), ch(std::move(c)) {}
@@ -173,6 +224,8 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
           out.since = s.since();
           out.complete = s.complete();
           out.replayed = s.replayed();
+          out.stream = tag;
+          was_open = true;
           owner->report([&] {
             if (owner->h.on_subscribed)
               owner->h.on_subscribed(gen, std::move(out));
@@ -182,6 +235,7 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
           e.seq = msg.event().seq();
           e.topic = msg.event().topic();
           e.data = msg.event().data();
+          e.stream = tag;
           owner->report([&] {
             if (owner->h.on_event)
               owner->h.on_event(gen, std::move(e));
@@ -202,16 +256,36 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
       }
       if (!replaced.load() && !closed) {
         std::string code;
+        int32_t status = 0;
         auto& md = ctx.GetServerTrailingMetadata();
         if (auto it = md.find("aico-code"); it != md.end())
           code.assign(it->second.data(), it->second.size());
+        if (auto it = md.find("aico-status"); it != md.end()) {
+          std::string v(it->second.data(), it->second.size());
+          try {
+            status = static_cast<int32_t>(std::stoi(v));
+          } catch (...) {
+            status = 0;
+          }
+        }
         uint64_t gen = ch->gen;
         auto f = s.ok() ? failure::other : classify(s.error_code());
         auto why = s.ok() ? std::string("the gateway ended the event stream")
                           : status_text(s);
         o->report([&] {
-          if (o->h.on_stream_end)
+          if (o->h.on_stream_ended) {
+            stream_end e;
+            e.stream = tag;
+            e.was_open = was_open;
+            e.ok = s.ok();
+            e.f = f;
+            e.status = status;
+            e.code = code;
+            e.why = why;
+            o->h.on_stream_ended(gen, std::move(e));
+          } else if (o->h.on_stream_end) {
             o->h.on_stream_end(gen, f, code, why);
+          }
         });
       }
       auto keep = std::move(self); // may be the last reference
@@ -318,6 +392,7 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
     args.SetMaxReceiveMessageSize(static_cast<int>(opts.max_message_bytes));
     auto ch = std::make_shared<channel_state>();
     ch->gen = gen;
+    ch->target = target;
     ch->channel = grpc::CreateCustomChannel(target, creds, args);
     ch->stub = aico::rpc::Gateway::NewStub(ch->channel);
     ch->channel->GetState(true); // connect now
@@ -403,7 +478,8 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
     done_one();
   }
 
-  void subscribe(uint64_t gen, std::string token, uint64_t since) {
+  void subscribe(uint64_t gen, std::string token, uint64_t since,
+                 uint64_t tag) {
     std::shared_ptr<stream_reactor> r;
     std::shared_ptr<stream_reactor> old;
     {
@@ -414,6 +490,7 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
           old = cur->stream;
         }
         r = std::make_shared<stream_reactor>(this, cur);
+        r->tag = tag;
         r->self = r;
         cur->stream = r;
         ++outstanding;
@@ -422,11 +499,17 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
     if (old)
       old->ctx.TryCancel();
     if (!r) {
+      auto why = "channel " + std::to_string(gen) + " is not the current one";
       report([&] {
-        if (h.on_stream_end)
-          h.on_stream_end(gen, failure::stale_generation, "",
-                          "channel " + std::to_string(gen)
-                            + " is not the current one");
+        if (h.on_stream_ended) {
+          stream_end e;
+          e.stream = tag;
+          e.f = failure::stale_generation;
+          e.why = why;
+          h.on_stream_ended(gen, std::move(e));
+        } else if (h.on_stream_end) {
+          h.on_stream_end(gen, failure::stale_generation, "", why);
+        }
       });
       return;
     }
@@ -436,6 +519,22 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
     r->ch->stub->async()->Events(&r->ctx, &r->req, r.get());
     r->StartRead(&r->msg);
     r->StartCall();
+  }
+
+  void cancel(uint64_t id) {
+    std::shared_ptr<call_ctx> c;
+    {
+      std::lock_guard<std::mutex> lock(m);
+      if (!cur)
+        return;
+      for (auto& [_, x] : cur->calls)
+        if (x->id == id) {
+          c = x;
+          break;
+        }
+    }
+    if (c)
+      c->ctx.TryCancel();
   }
 
   void unsubscribe() {
@@ -464,6 +563,18 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
       lock.unlock();
       auto state = ch->channel->GetState(true);
       bool up = state == GRPC_CHANNEL_READY;
+      if (up)
+        ch->ever_up = true;
+      if (state == GRPC_CHANNEL_TRANSIENT_FAILURE && !ch->ever_up
+          && !ch->failure_reported && !ch->closed) {
+        ch->failure_reported = true;
+        uint64_t gen = ch->gen;
+        auto why = "cannot connect to the grpc door at " + ch->target;
+        report([&] {
+          if (h.on_connect_failed)
+            h.on_connect_failed(gen, why);
+        });
+      }
       if (up != ch->up) {
         ch->up = up;
         if (!ch->closed) {
@@ -515,6 +626,7 @@ struct grpc_link::impl : std::enable_shared_from_this<grpc_link::impl> {
 
 grpc_link::grpc_link(link_options opts, link_handlers handlers)
     : impl_(std::make_shared<impl>(std::move(opts), std::move(handlers))) {
+  keep_callback_queue();
   impl_->start();
 }
 
@@ -531,9 +643,12 @@ void grpc_link::send(uint64_t gen, uint64_t id, request req,
   impl_->send(gen, id, std::move(req), deadline);
 }
 
-void grpc_link::subscribe(uint64_t gen, std::string token, uint64_t since) {
-  impl_->subscribe(gen, std::move(token), since);
+void grpc_link::subscribe(uint64_t gen, std::string token, uint64_t since,
+                          uint64_t stream) {
+  impl_->subscribe(gen, std::move(token), since, stream);
 }
+
+void grpc_link::cancel(uint64_t id) { impl_->cancel(id); }
 
 void grpc_link::unsubscribe() { impl_->unsubscribe(); }
 

@@ -103,6 +103,7 @@ struct event {
   uint64_t seq = 0;
   std::string topic;
   std::string data; ///< JSON text
+  uint64_t stream = 0; ///< the owner's tag of its stream (subscribe)
 };
 
 /// The acknowledgement of a subscription (docs/protocol.md, gRPC door).
@@ -112,6 +113,18 @@ struct subscribed {
   uint64_t since = 0;
   bool complete = true;
   uint64_t replayed = 0;
+  uint64_t stream = 0; ///< the owner's tag of its stream (subscribe)
+};
+
+/// How an event stream ended (on_stream_ended).
+struct stream_end {
+  uint64_t stream = 0;   ///< the owner's tag of the stream (subscribe)
+  bool was_open = false; ///< its `Subscribed` had arrived
+  bool ok = false;       ///< ended with gRPC status OK (by the gateway)
+  failure f = failure::other; ///< how it failed (unless ok)
+  int32_t status = 0;    ///< the gateway's `aico-status` (HTTP status), 0 = none
+  std::string code;      ///< the gateway's `aico-code`, "" = none
+  std::string why;       ///< gRPC's text
 };
 
 struct link_handlers {
@@ -135,6 +148,14 @@ struct link_handlers {
   /// Channel `gen` could not be created (bad target, unsupported or
   /// unreadable TLS settings).
   std::function<void(uint64_t gen, const std::string& why)> on_open_failed;
+  /// If set, called instead of on_stream_end, with everything known about
+  /// the end (the stream's tag, whether it had been accepted, aico-status).
+  std::function<void(uint64_t gen, stream_end&&)> on_stream_ended;
+  /// Channel `gen` failed to connect before it was ever up (its state went
+  /// TRANSIENT_FAILURE: refused, unreachable, TLS handshake failed); once
+  /// per channel. gRPC keeps retrying with its bounded backoff, so a door
+  /// that comes up is still found (on_link up follows).
+  std::function<void(uint64_t gen, const std::string& why)> on_connect_failed;
 };
 
 class grpc_link {
@@ -161,7 +182,14 @@ public:
 
   /// Opens the event stream of channel `gen` with `token`, replaying after
   /// `since` (0 = live only); replaces the stream open on it, if any.
-  void subscribe(uint64_t gen, std::string token, uint64_t since);
+  /// `stream` is the owner's tag of it, given back with its events,
+  /// its acknowledgement and its end.
+  void subscribe(uint64_t gen, std::string token, uint64_t since,
+                 uint64_t stream = 0);
+
+  /// Cancels call `id` of the current channel (its deadline passed for the
+  /// owner): it ends with on_send_failed `cancelled`, if it was still open.
+  void cancel(uint64_t id);
 
   /// Ends the event stream of the current channel, if any (no on_stream_end).
   void unsubscribe();

@@ -240,6 +240,88 @@ TEST_F(engine_integration, events_keep_flowing_on_every_transport) {
   expect_event_via("ev-http", transport_mode::http);
 }
 
+// -- gRPC: grpc -> http and back (transports grpc,http) ---------------------------
+
+namespace {
+
+/// The engine with `transports grpc,http` against a gateway with its gRPC
+/// door on 127.0.0.1:0.
+class engine_integration_grpc : public engine_harness {
+protected:
+  void start_with_grpc() {
+    gateway_options o;
+    o.extra_args = {"--grpc", "127.0.0.1:0"};
+    start_gateway(o);
+    ASSERT_FALSE(gw_->reported_grpc().empty()) << gw_->ready_line();
+  }
+
+  void tune(engine_config& cfg) override {
+    auto& c = cfg.connection;
+    c.order = {transport_mode::grpc, transport_mode::http};
+    c.grpc.endpoint = gw_->reported_grpc();
+    c.grpc.connect_timeout = 2s;
+    c.grpc.ping_interval = 1s;
+    c.grpc.dead_peer_timeout = 3s;
+  }
+};
+
+} // namespace
+
+TEST_F(engine_integration_grpc, fails_over_grpc_to_http_and_back_without_loss) {
+  start_with_grpc();
+  start_engine();
+  ASSERT_TRUE(log_->wait_state(is_connected(transport_mode::grpc), 10s))
+    << log_->history();
+  ASSERT_TRUE(login("alice", "alice-pw"));
+  auto expect_event_via = [&](const std::string& id, transport_mode m) {
+    auto from = log_->event_count();
+    std::optional<server_event> ev;
+    for (int attempt = 0; attempt < 3 && !ev; ++attempt) {
+      auto msg_id = id + "-" + std::to_string(attempt);
+      auto r = send_message("grpc-events", msg_id);
+      ASSERT_TRUE(r) << describe(r.error());
+      ev = log_->wait_event(
+        [&](const server_event& e) {
+          return e.topic == "message"
+                 && jstr(parse_json(e.data), "/id") == msg_id;
+        },
+        3s, from);
+    }
+    ASSERT_TRUE(ev) << "no message event for " << id;
+    EXPECT_EQ(ev->via, m);
+  };
+  expect_event_via("ev-grpc", transport_mode::grpc);
+  const std::string conv = "grpc-failover";
+  sender s{[&](const std::string& id) { return send_message(conv, id); },
+           "gfo-"};
+  ASSERT_TRUE(s.wait_more(20, 10s));
+
+  // the gRPC door down: traffic continues on HTTP (degraded)
+  auto mark = log_->state_count();
+  ASSERT_TRUE(fault({{"grpc", "down"}}));
+  auto st = log_->wait_state(is_connected(transport_mode::http), 10s, mark);
+  ASSERT_TRUE(st) << log_->history();
+  EXPECT_EQ(st->state, link_state::degraded);
+  ASSERT_TRUE(s.wait_more(20, 10s));
+
+  // back: the engine fails back to gRPC by itself
+  mark = log_->state_count();
+  ASSERT_TRUE(fault({{"grpc", "up"}}));
+  st = log_->wait_state(is_connected(transport_mode::grpc), 15s, mark);
+  ASSERT_TRUE(st) << log_->history();
+  EXPECT_EQ(st->state, link_state::connected);
+  ASSERT_TRUE(s.wait_more(20, 10s));
+  s.stop();
+
+  EXPECT_TRUE(s.failures().empty())
+    << s.failures().size() << " failed, first: " << s.failures().front();
+  auto via = s.via_counts();
+  EXPECT_GT(via[static_cast<int>(transport_mode::grpc)], 0);
+  EXPECT_GT(via[static_cast<int>(transport_mode::http)], 0);
+  expect_stored_exactly(conv, s.confirmed());
+  expect_event_via("ev-grpc-back", transport_mode::grpc);
+}
+
 // -- gateway crash ----------------------------------------------------------------
 
 TEST_F(engine_integration, reconnects_by_itself_after_sigkill_and_restart) {
