@@ -9,6 +9,7 @@
 #include "support/caf_fixture.hpp"
 #include "messages/supervisor.hpp"
 #include "src/core/event_cursor.hpp"
+#include "src/model/codec.hpp"
 
 using namespace aico;
 using namespace std::chrono_literals;
@@ -31,6 +32,8 @@ struct fake_net {
   std::map<transport_mode, int> spawned;
   /// call ids received per transport, in order
   std::map<transport_mode, std::vector<std::string>> received;
+  /// calls that came on the one-hop path (routed), per transport
+  std::map<transport_mode, int> routed;
   /// and the deadlines those calls carried (api_call::deadline)
   std::map<transport_mode, std::vector<caf::actor_clock::time_point>>
     deadlines;
@@ -46,22 +49,121 @@ struct fake_net {
   std::map<std::string, std::string> history;
 };
 
+/// How a routed call (the supervisor's one-hop path) is answered; a null
+/// `back` = a plain request.
+struct fake_route {
+  caf::actor back;
+  uint64_t slot = 0;
+  bool auth = false;
+};
+
 struct fake_transport_state {
   bool up = false;
   bool hold = false; ///< keep requests unanswered
   std::vector<caf::response_promise> held;
   std::vector<api_call> held_calls; ///< their calls (same order)
+  std::vector<fake_route> held_routes; ///< and their routes
+  std::vector<uint64_t> held_keys;     ///< and their numbers
+  uint64_t next_key = 1;
+
+  fake_transport_state() = default;
+  fake_transport_state(const fake_transport_state&) = delete;
+  fake_transport_state& operator=(const fake_transport_state&) = delete;
+  /// Like the real transport actor's state: killed outright (no exit
+  /// handler), it still hands its routed calls back (plain requests are the
+  /// supervisor's orphans).
+  ~fake_transport_state();
 };
+
+/// The routed-call contract of the real transport actor
+/// (messages/transport.hpp): a network error goes back to the return
+/// address, so does a 401 of an authenticated call; anything else is
+/// answered, checked, to the caller.
+void answer_network(caf::response_promise& rp, const api_call& call,
+                    const fake_route& rt, const std::string& why) {
+  auto err = make_engine_error(error_class::network, why);
+  if (rt.back)
+    rp.delegate(rt.back, request_atom::value, call, rt.slot, rt.auth,
+                std::move(err));
+  else
+    rp.deliver(std::move(err));
+}
+
+fake_transport_state::~fake_transport_state() {
+  for (std::size_t i = 0; i < held.size(); ++i)
+    if (held_routes[i].back)
+      answer_network(held[i], held_calls[i], held_routes[i],
+                     "transport stopped");
+}
+
+void answer_reply(caf::response_promise& rp, const api_call& call,
+                  const fake_route& rt, api_reply r) {
+  if (!rt.back) {
+    rp.deliver(std::move(r));
+  } else if (rt.auth && r.status == 401) {
+    rp.delegate(rt.back, request_atom::value, call, rt.slot, rt.auth,
+                std::move(r));
+  } else if (auto checked = check_reply(std::move(r))) {
+    rp.deliver(std::move(*checked));
+  } else {
+    rp.deliver(std::move(checked.error()));
+  }
+}
 
 caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
                              std::shared_ptr<fake_net> net, transport_mode m,
                              transport_listener_actor listener) {
   auto go_down = [=](const std::string& why) {
     self->state.up = false;
-    for (auto& rp : self->state.held)
-      rp.deliver(make_engine_error(error_class::network, why));
-    self->state.held.clear();
+    auto& st = self->state;
+    for (std::size_t i = 0; i < st.held.size(); ++i)
+      answer_network(st.held[i], st.held_calls[i], st.held_routes[i], why);
+    st.held.clear();
+    st.held_calls.clear();
+    st.held_routes.clear();
+    st.held_keys.clear();
     self->send(listener, tstate_atom::value, m, transport_status::down, why);
+  };
+  auto on_call = [=](caf::response_promise& rp, const api_call& call,
+                     const fake_route& rt) {
+    if (!self->state.up) {
+      answer_network(rp, call, rt, "not connected");
+      return;
+    }
+    net->received[m].push_back(call.id);
+    net->deadlines[m].push_back(call.deadline);
+    if (self->state.hold) {
+      auto key = self->state.next_key++;
+      self->state.held.push_back(rp);
+      self->state.held_calls.push_back(call);
+      self->state.held_routes.push_back(rt);
+      self->state.held_keys.push_back(key);
+      if (rt.back) {
+        // the real transport's deadline sweep answers a routed call at
+        // its deadline (the supervisor has no entry for it)
+        auto now = self->clock().now();
+        auto left = call.deadline > now ? call.deadline - now
+                                        : caf::actor_clock::duration_type{0};
+        self->delayed_send(self,
+                           std::chrono::duration_cast<caf::timespan>(left),
+                           timeout_atom::value, key);
+      }
+      return;
+    }
+    api_reply r;
+    r.id = call.id;
+    r.via = m;
+    if (auto h = net->history.find(call.path); h != net->history.end()) {
+      r.status = 200;
+      r.body = h->second;
+    } else if (call.path == "/users/me" && call.token != net->valid_token) {
+      r.status = 401;
+      r.body = R"({"success":false,"message":"expired","code":"token_expired"})";
+    } else {
+      r.status = 200;
+      r.body = R"({"success":true,"data":{}})";
+    }
+    answer_reply(rp, call, rt, std::move(r));
   };
   return {
     [=](connect_atom) {
@@ -87,31 +189,14 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
     [=](request_atom, const api_call& call,
         caf::timespan) -> caf::response_promise {
       auto rp = self->make_response_promise();
-      if (!self->state.up) {
-        rp.deliver(make_engine_error(error_class::network, "not connected"));
-        return rp;
-      }
-      net->received[m].push_back(call.id);
-      net->deadlines[m].push_back(call.deadline);
-      if (self->state.hold) {
-        self->state.held.push_back(rp);
-        self->state.held_calls.push_back(call);
-        return rp;
-      }
-      api_reply r;
-      r.id = call.id;
-      r.via = m;
-      if (auto h = net->history.find(call.path); h != net->history.end()) {
-        r.status = 200;
-        r.body = h->second;
-      } else if (call.path == "/users/me" && call.token != net->valid_token) {
-        r.status = 401;
-        r.body = R"({"success":false,"message":"expired","code":"token_expired"})";
-      } else {
-        r.status = 200;
-        r.body = R"({"success":true,"data":{}})";
-      }
-      rp.deliver(std::move(r));
+      on_call(rp, call, fake_route{});
+      return rp;
+    },
+    [=](request_atom, const api_call& call, const caf::actor& back,
+        uint64_t slot, bool auth) -> caf::response_promise {
+      auto rp = self->make_response_promise();
+      ++net->routed[m];
+      on_call(rp, call, fake_route{back, slot, auth});
       return rp;
     },
     [=](kill_atom) { // the link dies (detected by the transport)
@@ -119,11 +204,28 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
       go_down("connection lost");
     },
     [=](hold_atom, bool on) { self->state.hold = on; },
+    [=](timeout_atom, uint64_t key) {
+      auto& st = self->state;
+      for (std::size_t i = 0; i < st.held_keys.size(); ++i) {
+        if (st.held_keys[i] != key)
+          continue;
+        st.held[i].deliver(make_engine_error(error_class::timeout,
+                                             "no answer before the deadline"));
+        st.held.erase(st.held.begin() + i);
+        st.held_calls.erase(st.held_calls.begin() + i);
+        st.held_routes.erase(st.held_routes.begin() + i);
+        st.held_keys.erase(st.held_keys.begin() + i);
+        return;
+      }
+    },
     [=](caf::ok_atom) { // answers the held requests (history pages)
       auto held = std::move(self->state.held);
       auto calls = std::move(self->state.held_calls);
+      auto routes = std::move(self->state.held_routes);
       self->state.held.clear();
       self->state.held_calls.clear();
+      self->state.held_routes.clear();
+      self->state.held_keys.clear();
       self->state.hold = false;
       for (std::size_t i = 0; i < held.size(); ++i) {
         api_reply r;
@@ -133,7 +235,7 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
         auto h = net->history.find(calls[i].path);
         r.body = h != net->history.end() ? h->second
                                          : R"({"success":true,"data":{}})";
-        held[i].deliver(std::move(r));
+        answer_reply(held[i], calls[i], routes[i], std::move(r));
       }
     },
     [=](emit_atom, server_event ev) {
@@ -141,9 +243,14 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
       self->send(listener, event_atom::value, std::move(ev));
     },
     [=](lose_atom) { // held requests fail with network, the link stays up
-      for (auto& rp : self->state.held)
-        rp.deliver(make_engine_error(error_class::network, "reply lost"));
-      self->state.held.clear();
+      auto& st = self->state;
+      for (std::size_t i = 0; i < st.held.size(); ++i)
+        answer_network(st.held[i], st.held_calls[i], st.held_routes[i],
+                       "reply lost");
+      st.held.clear();
+      st.held_calls.clear();
+      st.held_routes.clear();
+      st.held_keys.clear();
     },
   };
 }
