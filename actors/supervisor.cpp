@@ -571,6 +571,8 @@ void dispatch(self_ptr self, uint64_t key) {
 /// call a published token. Everything else takes the router's path.
 std::optional<std::size_t> fast_route(self_ptr self, bool auth) {
   auto& st = self->state;
+  if (!st.cfg.one_hop)
+    return std::nullopt;
   if (!st.policy->running() || st.calls.has_waiting())
     return std::nullopt;
   if (auth && (!st.tokens || st.token.empty()))

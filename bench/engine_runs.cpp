@@ -279,6 +279,7 @@ run_result engine_run(caf::actor_system& sys, const engine_target& t,
   c.http.max_connections = p.http_connections;
   c.ws.url = t.ws_url;
   c.ipc.endpoint = t.ipc_endpoint;
+  c.one_hop = p.one_hop;
   cfg.request_timeout = p.timeout;
   cfg.tokens.state_dir.clear(); // tokens in memory only
   cfg.shutdown_timeout = 5s;

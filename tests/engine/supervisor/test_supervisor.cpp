@@ -283,7 +283,11 @@ caf::behavior fake_tokens(caf::stateful_actor<fake_tokens_state>* self,
   };
 }
 
-struct supervisor_test : aico::test::caf_fixture {
+/// Every test runs twice: with the one-hop path (param true: fresh calls are
+/// delegated to the fake transport, which implements the routed-call
+/// contract) and without it (every call through the call router).
+struct supervisor_test : aico::test::caf_fixture,
+                         ::testing::WithParamInterface<bool> {
   caf::scoped_actor self{sys};
   std::shared_ptr<fake_net> net = std::make_shared<fake_net>();
   supervisor_actor sup;
@@ -296,6 +300,7 @@ struct supervisor_test : aico::test::caf_fixture {
     sc.health_interval = 30s;
     sc.health_timeout = 2s;
     sc.failback_probes = 2;
+    sc.one_hop = GetParam();
     auto n = net;
     sc.factory = [n](caf::actor_system& sys, transport_mode m,
                      transport_listener_actor l) {
@@ -357,7 +362,7 @@ struct supervisor_test : aico::test::caf_fixture {
 
 } // namespace
 
-TEST_F(supervisor_test, starts_offline_and_connects_ipc_first) {
+TEST_P(supervisor_test, starts_offline_and_connects_ipc_first) {
   sup = spawn_supervisor(sys, make_config());
   self->send(sup, watch_atom::value,
              caf::actor_cast<engine_listener_actor>(self));
@@ -374,7 +379,7 @@ TEST_F(supervisor_test, starts_offline_and_connects_ipc_first) {
   EXPECT_EQ(r->via, transport_mode::ipc);
 }
 
-TEST_F(supervisor_test, fails_over_ipc_to_ws_to_http_and_reports_degraded) {
+TEST_P(supervisor_test, fails_over_ipc_to_ws_to_http_and_reports_degraded) {
   start();
   self->send(net->actors[transport_mode::ipc], kill_atom::value);
   sched.run();
@@ -390,7 +395,7 @@ TEST_F(supervisor_test, fails_over_ipc_to_ws_to_http_and_reports_degraded) {
   EXPECT_EQ(call("c3")->via, transport_mode::http);
 }
 
-TEST_F(supervisor_test, fails_back_to_ipc_after_probes_pass) {
+TEST_P(supervisor_test, fails_back_to_ipc_after_probes_pass) {
   start();
   self->send(net->actors[transport_mode::ipc], kill_atom::value);
   sched.run();
@@ -410,7 +415,7 @@ TEST_F(supervisor_test, fails_back_to_ipc_after_probes_pass) {
   EXPECT_EQ(call("c4")->via, transport_mode::ipc);
 }
 
-TEST_F(supervisor_test, resends_in_flight_calls_with_the_same_id) {
+TEST_P(supervisor_test, resends_in_flight_calls_with_the_same_id) {
   start();
   self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
   sched.run();
@@ -431,7 +436,7 @@ TEST_F(supervisor_test, resends_in_flight_calls_with_the_same_id) {
   EXPECT_EQ(net->received[transport_mode::ws][0], "keep-my-id");
 }
 
-TEST_F(supervisor_test, a_resent_call_carries_the_one_deadline_it_got) {
+TEST_P(supervisor_test, a_resent_call_carries_the_one_deadline_it_got) {
   start();
   self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
   sched.run();
@@ -455,7 +460,7 @@ TEST_F(supervisor_test, a_resent_call_carries_the_one_deadline_it_got) {
   EXPECT_EQ(net->deadlines[transport_mode::ws][0], t0 + 5s);
 }
 
-TEST_F(supervisor_test, reconnecting_when_everything_is_down_then_recovers) {
+TEST_P(supervisor_test, reconnecting_when_everything_is_down_then_recovers) {
   net->reachable[transport_mode::ipc] = false;
   net->reachable[transport_mode::ws] = false;
   net->reachable[transport_mode::http] = false;
@@ -480,7 +485,7 @@ TEST_F(supervisor_test, reconnecting_when_everything_is_down_then_recovers) {
   EXPECT_EQ(res->via, transport_mode::ws);
 }
 
-TEST_F(supervisor_test, a_call_without_any_transport_fails_at_its_deadline) {
+TEST_P(supervisor_test, a_call_without_any_transport_fails_at_its_deadline) {
   net->reachable[transport_mode::ipc] = false;
   net->reachable[transport_mode::ws] = false;
   net->reachable[transport_mode::http] = false;
@@ -499,7 +504,7 @@ TEST_F(supervisor_test, a_call_without_any_transport_fails_at_its_deadline) {
   EXPECT_TRUE(classify(err).retryable);
 }
 
-TEST_F(supervisor_test, restarts_a_crashed_transport) {
+TEST_P(supervisor_test, restarts_a_crashed_transport) {
   start();
   ASSERT_EQ(net->spawned[transport_mode::ipc], 1);
   self->send_exit(net->actors[transport_mode::ipc],
@@ -511,7 +516,7 @@ TEST_F(supervisor_test, restarts_a_crashed_transport) {
   EXPECT_EQ(last_state().mode, transport_mode::ipc);
 }
 
-TEST_F(supervisor_test, refreshes_once_on_401_and_retries) {
+TEST_P(supervisor_test, refreshes_once_on_401_and_retries) {
   start();
   auto tm = sys.spawn(fake_tokens, net);
   self->send(sup, auth_atom::value,
@@ -530,7 +535,7 @@ TEST_F(supervisor_test, refreshes_once_on_401_and_retries) {
   self->send_exit(tm, caf::exit_reason::user_shutdown);
 }
 
-TEST_F(supervisor_test, non_2xx_replies_become_classified_errors) {
+TEST_P(supervisor_test, non_2xx_replies_become_classified_errors) {
   start();
   auto tm = sys.spawn(fake_tokens, net);
   net->refresh_gives = "t-still-bad"; // refresh does not help either
@@ -546,7 +551,7 @@ TEST_F(supervisor_test, non_2xx_replies_become_classified_errors) {
   self->send_exit(tm, caf::exit_reason::user_shutdown);
 }
 
-TEST_F(supervisor_test, disconnect_goes_offline) {
+TEST_P(supervisor_test, disconnect_goes_offline) {
   start();
   self->send(sup, disconnect_atom::value);
   sched.run();
@@ -558,7 +563,7 @@ TEST_F(supervisor_test, disconnect_goes_offline) {
   EXPECT_EQ(classify(r.error()).cls, error_class::network);
 }
 
-TEST_F(supervisor_test, a_network_error_on_a_live_link_resets_that_transport) {
+TEST_P(supervisor_test, a_network_error_on_a_live_link_resets_that_transport) {
   // The transport still believes it is up (a lost reply, a reset socket):
   // the supervisor fails over, closes that transport so the next probe
   // really reconnects it, and fails back once it passes its probes.
@@ -586,7 +591,7 @@ TEST_F(supervisor_test, a_network_error_on_a_live_link_resets_that_transport) {
   EXPECT_EQ(net->connects[transport_mode::ipc], 2);
 }
 
-TEST_F(supervisor_test, calls_in_flight_on_a_killed_transport_are_resent) {
+TEST_P(supervisor_test, calls_in_flight_on_a_killed_transport_are_resent) {
   // exit_reason::kill skips a transport's exit handler, so its pending
   // requests are never answered (no CAF request timeout on them either):
   // the down message makes the supervisor send them again elsewhere.
@@ -610,7 +615,7 @@ TEST_F(supervisor_test, calls_in_flight_on_a_killed_transport_are_resent) {
   EXPECT_EQ(net->spawned[transport_mode::ipc], 2);
 }
 
-TEST_F(supervisor_test, calls_time_out_at_their_own_deadlines) {
+TEST_P(supervisor_test, calls_time_out_at_their_own_deadlines) {
   // one timer serves every call: each still fails at its own deadline
   start();
   self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
@@ -639,7 +644,7 @@ TEST_F(supervisor_test, calls_time_out_at_their_own_deadlines) {
   EXPECT_EQ(l.cls, error_class::timeout);
 }
 
-TEST_F(supervisor_test, authenticated_calls_use_the_published_token) {
+TEST_P(supervisor_test, authenticated_calls_use_the_published_token) {
   start();
   auto tm = sys.spawn(fake_tokens, net);
   net->valid_token = "t-old";
@@ -665,7 +670,7 @@ TEST_F(supervisor_test, authenticated_calls_use_the_published_token) {
   self->send_exit(tm, caf::exit_reason::user_shutdown);
 }
 
-TEST_F(supervisor_test, health_on_demand_checks_the_active_transport_now) {
+TEST_P(supervisor_test, health_on_demand_checks_the_active_transport_now) {
   start();
   auto before = net->received[transport_mode::ipc].size();
   self->send(sup, health_atom::value);
@@ -735,7 +740,7 @@ struct supervisor_events_test : supervisor_test {
   }
 };
 
-TEST_F(supervisor_events_test, repeats_are_dropped_by_seq) {
+TEST_P(supervisor_events_test, repeats_are_dropped_by_seq) {
   start();
   for (uint64_t seq : {1001, 1002, 1002, 1001, 1003})
     emit(transport_mode::ipc, make_event(seq));
@@ -747,7 +752,7 @@ TEST_F(supervisor_events_test, repeats_are_dropped_by_seq) {
   EXPECT_EQ(st.last_seq, 1003u);
 }
 
-TEST_F(supervisor_events_test, a_message_whose_data_is_not_an_object_is_dropped) {
+TEST_P(supervisor_events_test, a_message_whose_data_is_not_an_object_is_dropped) {
   start();
   emit(transport_mode::ipc, make_event(1001, "message", R"("not-an-object")"));
   emit(transport_mode::ipc, make_event(1002, "message", "[1,2]"));
@@ -760,7 +765,7 @@ TEST_F(supervisor_events_test, a_message_whose_data_is_not_an_object_is_dropped)
   EXPECT_EQ(stats().malformed, 3u);
 }
 
-TEST_F(supervisor_events_test, a_transport_resumes_from_the_last_delivered_seq) {
+TEST_P(supervisor_events_test, a_transport_resumes_from_the_last_delivered_seq) {
   start();
   emit(transport_mode::ipc, make_event(1001));
   emit(transport_mode::ipc, make_event(1002));
@@ -781,7 +786,7 @@ TEST_F(supervisor_events_test, a_transport_resumes_from_the_last_delivered_seq) 
   EXPECT_EQ(stats().resumes, 1u);
 }
 
-TEST_F(supervisor_events_test, a_failback_candidate_resubscribes_if_it_got_ahead) {
+TEST_P(supervisor_events_test, a_failback_candidate_resubscribes_if_it_got_ahead) {
   start();
   emit(transport_mode::ipc, make_event(1001));
   self->send(net->actors[transport_mode::ipc], kill_atom::value);
@@ -811,7 +816,7 @@ TEST_F(supervisor_events_test, a_failback_candidate_resubscribes_if_it_got_ahead
   EXPECT_EQ(seqs_of(events), (std::vector<uint64_t>{1001, 1002, 1003}));
 }
 
-TEST_F(supervisor_events_test, a_gap_the_gateway_cannot_fill_is_read_from_history) {
+TEST_P(supervisor_events_test, a_gap_the_gateway_cannot_fill_is_read_from_history) {
   start();
   login();
   // seen: message seq 5 of conversation c1
@@ -857,7 +862,7 @@ TEST_F(supervisor_events_test, a_gap_the_gateway_cannot_fill_is_read_from_histor
   EXPECT_EQ(st.recovered, 2u);
 }
 
-TEST_F(supervisor_events_test, a_transport_without_replay_counts_as_a_gap) {
+TEST_P(supervisor_events_test, a_transport_without_replay_counts_as_a_gap) {
   start();
   login();
   emit(transport_mode::ipc,
@@ -875,3 +880,6 @@ TEST_F(supervisor_events_test, a_transport_without_replay_counts_as_a_gap) {
   ASSERT_EQ(events.size(), 2u);
   EXPECT_NE(events[1].data.find("\"m2\""), std::string::npos);
 }
+
+INSTANTIATE_TEST_SUITE_P(one_hop, supervisor_test, ::testing::Bool());
+INSTANTIATE_TEST_SUITE_P(one_hop, supervisor_events_test, ::testing::Bool());
