@@ -65,7 +65,14 @@ using supervisor_impl = supervisor_actor::extend_with<
     /// periodic health check of the active transport (generation)
     caf::reacts_to<health_atom, uint64_t>,
     /// the one call timer: the earliest call deadline may have passed
-    caf::reacts_to<timeout_atom>>>;
+    caf::reacts_to<timeout_atom>,
+    /// a routed call handed back by its transport (from the original
+    /// requester, with its request id): a network error, or a reply the
+    /// router decides on (401); (call, slot, auth, outcome)
+    caf::replies_to<request_atom, api_call, uint64_t, bool,
+                    caf::error>::with<api_reply>,
+    caf::replies_to<request_atom, api_call, uint64_t, bool,
+                    api_reply>::with<api_reply>>>;
 
 using time_point = caf::actor_clock::time_point;
 
@@ -134,6 +141,22 @@ struct supervisor_state {
   std::vector<server_event> held;
   std::unordered_set<std::string> live_ids;
   std::vector<recovered_message> recovered;
+
+  supervisor_state() = default;
+  supervisor_state(const supervisor_state&) = delete;
+  supervisor_state& operator=(const supervisor_state&) = delete;
+
+  /// Whatever ends the supervisor (even exit_reason::kill), every call it
+  /// still holds is answered: callers may wait without a CAF timeout.
+  ~supervisor_state() {
+    try {
+      auto err = make_engine_error(error_class::network, "engine stopped");
+      for (auto& e : calls.expire(call_routing::time_point::max()))
+        e.payload.payload.deliver(err);
+    } catch (...) {
+      // never throw from a destructor
+    }
+  }
 };
 
 using self_ptr = supervisor_impl::stateful_pointer<supervisor_state>;
@@ -542,6 +565,48 @@ void dispatch(self_ptr self, uint64_t key) {
           });
 }
 
+/// The slot of the one-hop path for a new call, if it can take it: a
+/// running engine with an active transport whose actor is alive, no calls
+/// waiting for a link (they go first, in order), and for an authenticated
+/// call a published token. Everything else takes the router's path.
+std::optional<std::size_t> fast_route(self_ptr self, bool auth) {
+  auto& st = self->state;
+  if (!st.cfg.one_hop)
+    return std::nullopt;
+  if (!st.policy->running() || st.calls.has_waiting())
+    return std::nullopt;
+  if (auth && (!st.tokens || st.token.empty()))
+    return std::nullopt;
+  auto a = st.policy->active();
+  if (!a || *a >= st.slots.size() || !st.slots[*a].actor)
+    return std::nullopt;
+  return a;
+}
+
+/// A routed call its transport handed back enters the router as if its
+/// first send (on `slot`) had just been answered; returns its key, or
+/// nothing for a slot that does not exist.
+std::optional<uint64_t> readmit(self_ptr self, api_call call, uint64_t slot,
+                                bool auth,
+                                caf::typed_response_promise<api_reply> rp) {
+  auto& st = self->state;
+  if (slot >= st.slots.size()) {
+    rp.deliver(make_engine_error(error_class::unknown,
+                                 "a call came back from an unknown transport"));
+    return std::nullopt;
+  }
+  auto key = st.next_key++;
+  auto now = self->clock().now();
+  auto left = call.deadline > now ? call.deadline - now
+                                  : call_routing::duration{0};
+  st.calls.admit(key, std::move(call), auth, std::move(rp), now, left);
+  auto r = st.calls.find(key);
+  r->attempts = 1;
+  r->in_flight = static_cast<std::size_t>(slot);
+  arm_timer(self);
+  return key;
+}
+
 void flush_waiting(self_ptr self) {
   for (auto key : self->state.calls.take_waiting())
     dispatch(self, key);
@@ -743,6 +808,22 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
       auto& st = self->state;
       if (call.id.empty())
         call.id = "call-" + std::to_string(st.next_key);
+      if (auto slot = fast_route(self, auth)) {
+        // The one-hop path: the transport actor answers the caller itself
+        // (its I/O thread on the happy path) by the call's deadline, and
+        // hands back to this actor what the router decides (network error,
+        // link down, 401); no entry, timer or response promise here.
+        ++st.next_key;
+        auto now = self->clock().now();
+        if (call.deadline == time_point{} || call.deadline > now + timeout)
+          call.deadline = now + timeout;
+        if (auth)
+          call.token = st.token;
+        return self->delegate(st.slots[*slot].actor, request_atom::value,
+                              std::move(call),
+                              caf::actor_cast<caf::actor>(self),
+                              static_cast<uint64_t>(*slot), auth);
+      }
       auto key = st.next_key++;
       auto rp = self->make_response_promise<api_reply>();
       // the call's one deadline, unless it comes with one already
@@ -784,6 +865,20 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
       } else {
         dispatch(self, key);
       }
+      return rp;
+    },
+    [=](request_atom, api_call& call, uint64_t slot, bool auth,
+        caf::error& err) -> caf::result<api_reply> {
+      auto rp = self->make_response_promise<api_reply>();
+      if (auto key = readmit(self, std::move(call), slot, auth, rp))
+        on_call_error(self, *key, slot, 1, std::move(err));
+      return rp;
+    },
+    [=](request_atom, api_call& call, uint64_t slot, bool auth,
+        api_reply& r) -> caf::result<api_reply> {
+      auto rp = self->make_response_promise<api_reply>();
+      if (auto key = readmit(self, std::move(call), slot, auth, rp))
+        on_reply(self, *key, 1, std::move(r));
       return rp;
     },
     [=](state_atom) { return self->state.current; },

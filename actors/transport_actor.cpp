@@ -25,17 +25,22 @@
 #include "actors/transport_actor.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "messages/errors.hpp"
 #include "src/core/event_cursor.hpp"
 #include "src/core/jwt_claims.hpp"
 #include "src/core/link_session.hpp"
 #include "src/core/timer_delay.hpp"
+#include "src/model/codec.hpp"
 
 namespace aico {
 
@@ -66,13 +71,172 @@ using transport_internal = caf::typed_actor<
 
 using transport_impl = transport_actor::extend_with<transport_internal>;
 
+/// How one call is answered, shared by the actor (pending table, deadline
+/// sweep, fail-all, exit) and the driver's reply handler on the I/O thread:
+/// whoever claims it first answers, exactly once. The answer is enqueued to
+/// the requester with its request's response id from whichever thread wins
+/// (no execution unit: CAF schedules the requester through the scheduler's
+/// thread-safe external queue), so a reply on the happy path crosses one
+/// thread hand-off: I/O thread -> requester.
+struct call_completion {
+  std::atomic<bool> claimed{false};
+  caf::strong_actor_ptr source; ///< the requester (null: nobody waits)
+  caf::message_id mid;          ///< its request id
+  std::string call_id;          ///< api_call id (the reply carries it)
+  transport_mode via = transport_mode::http;
+  uint64_t gen = 0; ///< the connection the call was sent on
+  uint64_t key = 0;
+  std::string wire_id;
+  // -- routed calls (the supervisor's one-hop path) ---------------------------
+  caf::actor back;  ///< return address for what the router decides (or null)
+  api_call call;    ///< the call, for a re-send after a hand-back
+  uint64_t slot = 0;
+  bool auth = false;
+
+  bool routed() const { return static_cast<bool>(back); }
+
+  /// True for the one caller that may answer.
+  bool claim() { return !claimed.exchange(true, std::memory_order_acq_rel); }
+
+  /// The final answer, to the requester.
+  void respond(caf::message msg) {
+    if (source)
+      source->enqueue(nullptr, mid.response_id(), std::move(msg), nullptr);
+  }
+
+  /// A non-final outcome of a routed call, to the return address, as if
+  /// the requester had sent it (same request id): the return address
+  /// answers the requester.
+  template <class T>
+  void hand_back(T outcome) {
+    auto msg = caf::make_message(request_atom_v, std::move(call), slot, auth,
+                                 std::move(outcome));
+    // the request id without the "answered" mark the promise set, so that
+    // the return address can answer it
+    auto id = caf::make_message_id(mid.integer_value()
+                                   & ~caf::message_id::answered_flag_mask);
+    auto dst = caf::actor_cast<caf::abstract_actor*>(back);
+    dst->enqueue(caf::make_mailbox_element(source, id, {}, std::move(msg)),
+                 nullptr);
+  }
+};
+
+using completion_ptr = std::shared_ptr<call_completion>;
+
+/// Whether a reply with `status` is the final answer of `c` (a 401 of a
+/// routed authenticated call goes back: the router refreshes once).
+bool final_reply(const call_completion& c, int32_t status) {
+  return !(c.routed() && c.auth && status == 401);
+}
+
+/// The message a final reply becomes: the gateway's answer as it is for a
+/// plain request, the checked reply (or its classified error) for a routed
+/// call (what the supervisor delivers on its own path).
+caf::message final_message(const call_completion& c, api_reply r) {
+  if (!c.routed())
+    return caf::make_message(std::move(r));
+  auto checked = check_reply(std::move(r));
+  if (!checked)
+    return caf::make_message(std::move(checked.error()));
+  return caf::make_message(std::move(*checked));
+}
+
+/// The calls the I/O thread may answer itself (by key and by wire id), and
+/// the keys it answered, which the actor then drops from its own table
+/// (on the next request or timer: no message per call).
+struct direct_table {
+  std::mutex mtx;
+  std::unordered_map<uint64_t, completion_ptr> by_key;
+  std::unordered_map<std::string, completion_ptr> by_wire;
+  std::vector<uint64_t> done;
+  /// Something arrived since the actor last looked (replies answered on
+  /// the I/O thread count as signs of life for the dead-peer timer).
+  std::atomic<bool> rx{false};
+
+  void add(const completion_ptr& c) {
+    std::lock_guard<std::mutex> guard{mtx};
+    by_key.emplace(c->key, c);
+    if (!c->wire_id.empty())
+      by_wire.emplace(c->wire_id, c);
+  }
+
+  void erase(const call_completion& c) {
+    std::lock_guard<std::mutex> guard{mtx};
+    erase_locked(c);
+  }
+
+  /// The call a reply of connection `gen` answers (taken out), if any.
+  completion_ptr take(uint64_t gen, uint64_t key, const std::string& wire) {
+    std::lock_guard<std::mutex> guard{mtx};
+    completion_ptr c;
+    if (key != 0) {
+      if (auto i = by_key.find(key); i != by_key.end())
+        c = i->second;
+    } else if (!wire.empty()) {
+      if (auto i = by_wire.find(wire); i != by_wire.end())
+        c = i->second;
+    }
+    if (!c || c->gen != gen)
+      return nullptr;
+    erase_locked(*c);
+    return c;
+  }
+
+  void answered(uint64_t key) {
+    std::lock_guard<std::mutex> guard{mtx};
+    done.push_back(key);
+  }
+
+  std::vector<uint64_t> take_done() {
+    std::lock_guard<std::mutex> guard{mtx};
+    std::vector<uint64_t> res;
+    res.swap(done);
+    return res;
+  }
+
+private:
+  void erase_locked(const call_completion& c) {
+    if (auto i = by_key.find(c.key); i != by_key.end() && i->second.get() == &c)
+      by_key.erase(i);
+    if (!c.wire_id.empty())
+      if (auto i = by_wire.find(c.wire_id);
+          i != by_wire.end() && i->second.get() == &c)
+        by_wire.erase(i);
+  }
+};
+
 /// A call in flight; its key, wire id, deadline and connection are kept by
 /// the link session.
 struct pending_call {
-  caf::typed_response_promise<api_reply> rp;
-  std::string call_id; ///< api_call id (the reply carries it)
+  completion_ptr c;
   uint64_t handle = 0; ///< the driver's (send_result::handle)
 };
+
+/// Answers `c` with an error unless someone did: a network error of a
+/// routed call goes back to its return address (the router fails over),
+/// anything else to the requester. True if this call answered.
+bool answer_error(direct_table& tab, call_completion& c, caf::error err) {
+  tab.erase(c);
+  if (!c.claim())
+    return false;
+  if (c.routed() && classify(err).cls == error_class::network)
+    c.hand_back(std::move(err));
+  else
+    c.respond(caf::make_message(std::move(err)));
+  return true;
+}
+
+/// Answers `c` with a reply unless someone did (see final_reply).
+bool answer_reply(direct_table& tab, call_completion& c, api_reply r) {
+  tab.erase(c);
+  if (!c.claim())
+    return false;
+  if (!final_reply(c, r.status))
+    c.hand_back(std::move(r));
+  else
+    c.respond(final_message(c, std::move(r)));
+  return true;
+}
 
 enum class sub_phase : uint8_t {
   off,     ///< no subscription on the current connection
@@ -87,6 +251,8 @@ struct transport_state {
   tp::driver_caps caps;
   std::string proto = "transport"; ///< the driver's name ("ipc", "ws", ...)
   link_session<pending_call> link{link_timing{}};
+  /// Shared with the driver's reply handler (I/O thread).
+  std::shared_ptr<direct_table> tab = std::make_shared<direct_table>();
 
   uint64_t gen = 0;      ///< the current connection (0 = none)
   uint64_t next_gen = 1; ///< connections and closes are numbered from here
@@ -124,6 +290,13 @@ struct transport_state {
         driver->stop();
         driver.reset();
       }
+      // An actor killed outright (exit_reason::kill skips the exit
+      // handler) still answers what is in flight: routed calls go back to
+      // their return address (failed over), the others fail.
+      auto err = make_engine_error(error_class::network,
+                                   proto + " transport stopped");
+      for (auto& e : link.stop())
+        answer_error(*tab, *e.payload.c, err);
     } catch (...) {
       // never throw from a destructor
     }
@@ -142,8 +315,11 @@ void post_back(const caf::actor_addr& addr, T&& x) {
     caf::anon_send(hdl, std::forward<T>(x));
 }
 
-/// The bridge: every driver event becomes one message of its own type.
-tp::driver_events make_events(const caf::actor_addr& addr) {
+/// The bridge: every driver event becomes one message of its own type,
+/// except the final reply of a call in the direct table, which the I/O
+/// thread delivers to the requester itself (see call_completion).
+tp::driver_events make_events(const caf::actor_addr& addr,
+                              std::shared_ptr<direct_table> tab) {
   tp::driver_events ev;
   ev.on_link_up = [addr](tp::link_up&& x) { post_back(addr, std::move(x)); };
   ev.on_link_lost = [addr](tp::link_lost&& x) {
@@ -155,7 +331,28 @@ tp::driver_events make_events(const caf::actor_addr& addr) {
   ev.on_peer_back = [addr](tp::peer_back&& x) {
     post_back(addr, std::move(x));
   };
-  ev.on_reply = [addr](tp::reply&& x) { post_back(addr, std::move(x)); };
+  ev.on_reply = [addr, tab](tp::reply&& x) {
+    try {
+      tab->rx.store(true, std::memory_order_relaxed);
+      if (auto c = tab->take(x.gen, x.key, x.wire_id);
+          c && final_reply(*c, x.status)) {
+        if (c->claim()) {
+          api_reply r;
+          r.id = c->call_id;
+          r.status = x.status;
+          r.body = std::move(x.body);
+          r.headers = std::move(x.headers);
+          r.via = c->via;
+          c->respond(final_message(*c, std::move(r)));
+          tab->answered(c->key);
+        }
+        return; // answered (by this thread or, already, by the actor)
+      }
+    } catch (...) {
+      // the actor's path below answers it (or the deadline does)
+    }
+    post_back(addr, std::move(x));
+  };
   ev.on_send_failed = [addr](tp::send_failed&& x) {
     post_back(addr, std::move(x));
   };
@@ -219,9 +416,15 @@ void send_event(self_ptr self, server_event ev) {
 
 /// Fails these calls with `err`.
 template <class Entries>
-void fail_all(Entries&& entries, const caf::error& err) {
+void fail_all(direct_table& tab, Entries&& entries, const caf::error& err) {
   for (auto& e : entries)
-    e.payload.rp.deliver(err);
+    answer_error(tab, *e.payload.c, err);
+}
+
+/// Drops the calls the I/O thread answered from the link session.
+void drain_answered(transport_state& st) {
+  for (auto key : st.tab->take_done())
+    st.link.answer(key);
 }
 
 caf::error network_error(const transport_state& st, const std::string& what) {
@@ -252,7 +455,7 @@ void go_down(self_ptr self, const std::string& reason) {
   if (!failed)
     return; // not live: down was reported already
   close_connection(self);
-  fail_all(*failed, network_error(st, "transport down: " + reason));
+  fail_all(*st.tab, *failed, network_error(st, "transport down: " + reason));
   report(self, transport_status::down, reason);
 }
 
@@ -284,7 +487,7 @@ bool reset_connection(self_ptr self) {
   auto& st = self->state;
   if (!st.link.up() || !st.driver)
     return false;
-  fail_all(st.link.drop_calls(),
+  fail_all(*st.tab, st.link.drop_calls(),
            network_error(st, "socket reset after a lost reply; re-send"));
   open_connection(self);
   if (!st.token.empty())
@@ -361,17 +564,30 @@ api_reply make_reply(const transport_state& st, std::string id,
   return r;
 }
 
-caf::result<api_reply> on_request(self_ptr self, api_call& call,
-                                  caf::timespan left) {
+/// Sends a call (plain or routed) and keeps it until it is answered; every
+/// outcome goes through its completion `c` (also the early ones).
+void start_call(self_ptr self, api_call& call, caf::timespan left,
+                const completion_ptr& c) {
   auto& st = self->state;
-  if (!st.link.up() || !st.driver || st.gen == 0)
-    return network_error(st, "transport not connected");
-  if (left <= caf::timespan{0})
-    return make_engine_error(error_class::timeout,
-                             "no time left for the " + st.proto + " request");
+  drain_answered(st);
+  c->call_id = call.id;
+  c->via = st.cfg.mode;
+  if (!st.link.up() || !st.driver || st.gen == 0) {
+    answer_error(*st.tab, *c, network_error(st, "transport not connected"));
+    return;
+  }
+  if (left <= caf::timespan{0}) {
+    answer_error(*st.tab, *c,
+                 make_engine_error(error_class::timeout,
+                                   "no time left for the " + st.proto
+                                     + " request"));
+    return;
+  }
   auto key = st.next_key++;
   auto now = self->clock().now();
   auto deadline = deadline_of(call, now, clamp_delay(left));
+  if (c->routed())
+    c->call = call; // kept for a re-send after a hand-back
   tp::outgoing_call oc;
   oc.key = key;
   if (st.caps.uses_wire_ids)
@@ -381,28 +597,64 @@ caf::result<api_reply> on_request(self_ptr self, api_call& call,
   oc.body = std::move(call.body);
   oc.token = std::move(call.token);
   oc.time_left = deadline - now;
-  auto wire_id = oc.wire_id;
+  c->gen = st.gen;
+  c->key = key;
+  c->wire_id = oc.wire_id;
+  // before the send: the reply may arrive before send() returns
+  st.tab->add(c);
   auto res = st.driver->send(st.gen, std::move(oc));
   switch (res.what) {
     case tp::send_result::kind::local_reply:
-      return make_reply(st, std::move(call.id), res.status,
-                        std::move(res.body));
+      answer_reply(*st.tab, *c,
+                   make_reply(st, c->call_id, res.status, std::move(res.body)));
+      return;
     case tp::send_result::kind::failed:
-      return make_engine_error(class_of(res.failure), res.reason);
+      answer_error(*st.tab, *c,
+                   make_engine_error(class_of(res.failure), res.reason));
+      return;
     case tp::send_result::kind::queued:
       break;
   }
-  auto rp = self->make_response_promise<api_reply>();
-  if (!st.link.add_call(key, deadline + st.caps.own_timeout_grace,
-                        pending_call{rp, std::move(call.id), res.handle},
-                        std::move(wire_id), st.gen)) {
+  // A routed call's caller waits for exactly its deadline (the supervisor
+  // used to answer it then); a plain request leaves the driver its grace
+  // to report its own timeout first.
+  auto grace = c->routed() ? caf::timespan{0} : st.caps.own_timeout_grace;
+  if (!st.link.add_call(key, deadline + grace, pending_call{c, res.handle},
+                        c->wire_id, st.gen)) {
     st.driver->cancel(res.handle);
-    rp.deliver(make_engine_error(error_class::unknown,
-                                 st.proto + " transport: request id in use"));
-    return rp;
+    answer_error(*st.tab, *c,
+                 make_engine_error(error_class::unknown,
+                                   st.proto
+                                     + " transport: request id in use"));
+    return;
   }
   arm_timer(self);
-  return rp;
+}
+
+/// The completion of the request being handled (the promise's requester
+/// and request id); the handler returns the promise (answered later).
+completion_ptr completion_of(const caf::response_promise& rp) {
+  auto c = std::make_shared<call_completion>();
+  c->source = rp.source(); // (no forwarding stages in the engine)
+  c->mid = rp.id();
+  return c;
+}
+
+/// Runs start_call, keeping every exception inside the handler.
+void guarded_call(self_ptr self, api_call& call, caf::timespan left,
+                  const completion_ptr& c) {
+  auto& st = self->state;
+  try {
+    start_call(self, call, left, c);
+  } catch (const std::exception& e) {
+    answer_error(*st.tab, *c,
+                 make_engine_error(error_class::unknown,
+                                   st.proto + " transport: " + e.what()));
+  } catch (...) {
+    answer_error(*st.tab, *c,
+                 make_engine_error(error_class::unknown,
+                                   st.proto + " transport: internal error"));
+  }
 }
 
 /// The call an answer is for: by key if the driver gave one, else by id.
@@ -543,7 +795,11 @@ void on_event(self_ptr self, tp::event_frame& e) {
 
 void on_timer(self_ptr self) {
   auto& st = self->state;
-  auto r = st.link.on_timer(self->clock().now());
+  drain_answered(st);
+  auto now = self->clock().now();
+  if (st.tab->rx.exchange(false, std::memory_order_relaxed) && st.link.up())
+    st.link.received(now); // replies answered on the I/O thread
+  auto r = st.link.on_timer(now);
   // Earliest deadline first, as separate timers would have fired.
   bool was_reset = false;
   for (auto& e : r.expired) {
@@ -551,14 +807,21 @@ void on_timer(self_ptr self) {
       if (was_reset) {
         // the reset failed everything still in flight on the old
         // connection, these included
-        e.payload.rp.deliver(
-          network_error(st, "socket reset after a lost reply; re-send"));
+        answer_error(*st.tab, *e.payload.c,
+                     network_error(st,
+                                   "socket reset after a lost reply; re-send"));
         continue;
       }
+      // the sweep and the I/O thread race for the call: the winner answers
+      // (a routed call's caller gets the words the supervisor used)
+      auto& c = *e.payload.c;
+      auto what = c.routed() ? std::string{"no answer before the deadline"}
+                             : st.proto + " request timed out";
+      if (!answer_error(*st.tab, c,
+                        make_engine_error(error_class::timeout, what)))
+        continue; // the reply won (answered on the I/O thread)
       if (st.driver)
         st.driver->cancel(e.payload.handle);
-      e.payload.rp.deliver(make_engine_error(error_class::timeout,
-                                             st.proto + " request timed out"));
       if (st.caps.reset_on_timeout && e.generation == st.gen)
         was_reset = reset_connection(self);
     } catch (...) {
@@ -616,7 +879,7 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
   st.listener = std::move(listener);
   try {
     if (make)
-      st.driver = make(make_events(self->address()));
+      st.driver = make(make_events(self->address(), st.tab));
   } catch (...) {
     st.driver.reset(); // connect reports down
   }
@@ -632,7 +895,7 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
       return; // like the default handler: a normal exit of a link is ignored
     try {
       auto& st = self->state;
-      fail_all(st.link.stop(), network_error(st, "transport stopped"));
+      fail_all(*st.tab, st.link.stop(), network_error(st, "transport stopped"));
       if (st.driver)
         st.driver->close();
     } catch (...) {
@@ -668,7 +931,7 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
       try {
         auto failed = st.link.stop();
         close_connection(self);
-        fail_all(failed, network_error(st, "transport disconnected"));
+        fail_all(*st.tab, failed, network_error(st, "transport disconnected"));
         report(self, transport_status::idle);
       } catch (...) {
         // idle already (the link session moved first)
@@ -691,16 +954,23 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
     },
     [self](request_atom, api_call& call,
            caf::timespan left) -> caf::result<api_reply> {
-      auto& st = self->state;
-      try {
-        return on_request(self, call, left);
-      } catch (const std::exception& e) {
-        return make_engine_error(error_class::unknown,
-                                 st.proto + " transport: " + e.what());
-      } catch (...) {
-        return make_engine_error(error_class::unknown,
-                                 st.proto + " transport: internal error");
-      }
+      auto rp = self->make_response_promise();
+      guarded_call(self, call, left, completion_of(rp));
+      return rp;
+    },
+    [self](request_atom, api_call& call, caf::actor& back, uint64_t slot,
+           bool auth) -> caf::result<api_reply> {
+      auto rp = self->make_response_promise();
+      auto c = completion_of(rp);
+      c->back = std::move(back);
+      c->slot = slot;
+      c->auth = auth;
+      auto left = caf::timespan::max();
+      if (call.deadline != std::chrono::steady_clock::time_point{})
+        left = std::chrono::duration_cast<caf::timespan>(
+          call.deadline - self->clock().now());
+      guarded_call(self, call, left, c);
+      return rp;
     },
     // -- from the driver -------------------------------------------------------
     [self](tp::link_up& x) {
@@ -726,7 +996,8 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
         // What was on the lost connection is gone: its replies and the
         // gateway's subscription. Without a reconnect within the grace the
         // link is down.
-        fail_all(st.link.drop_calls(), network_error(st, "connection lost"));
+        fail_all(*st.tab, st.link.drop_calls(),
+                 network_error(st, "connection lost"));
         forget_subscription(st);
         st.link.lose_peer(self->clock().now());
         arm_timer(self); // the reconnect grace
@@ -753,9 +1024,10 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
         auto e = take_call(st, x.key, x.wire_id);
         if (!e)
           return; // timed out already, failed, or unknown
-        auto& p = e->payload;
-        p.rp.deliver(make_reply(st, std::move(p.call_id), x.status,
-                                std::move(x.body), std::move(x.headers)));
+        auto& c = *e->payload.c;
+        answer_reply(*st.tab, c,
+                     make_reply(st, c.call_id, x.status, std::move(x.body),
+                                std::move(x.headers)));
       } catch (...) {
         // the call's deadline answers it
       }
@@ -766,7 +1038,8 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
         return;
       guarded(self, [&] {
         if (auto e = take_call(st, x.key, x.wire_id))
-          e->payload.rp.deliver(make_engine_error(class_of(x.kind), x.reason));
+          answer_error(*st.tab, *e->payload.c,
+                       make_engine_error(class_of(x.kind), x.reason));
         if (x.link_down)
           go_down(self, x.reason);
       });

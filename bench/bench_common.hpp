@@ -28,6 +28,8 @@ struct run_params {
   std::chrono::milliseconds timeout{10000}; ///< per request (sequential)
   /// HTTP only: connections per host (the engine's default is 8).
   int http_connections = 8;
+  /// The engine's one-hop call path (supervisor_config::one_hop).
+  bool one_hop = false;
 };
 
 /// The outcome of one variant (raw, transport actor or engine) on one

@@ -73,6 +73,7 @@ struct options {
   int window = 64;
   int rounds = 1;
   int caf_threads = 2;
+  bool one_hop = false;
   std::string path = "/health";
   bool auth = false;
   bool json_out = false;
@@ -118,10 +119,11 @@ void print_table(const options& o, const run_params& p,
                  const std::vector<transport_report>& reps) {
   std::printf("aico-bench-transport: %s %s, %d round trips (after %d "
               "warm-up), %d pipelined with %d in flight, %d round(s), CAF "
-              "sharing scheduler with %d threads, %u CPUs\n\n",
+              "sharing scheduler with %d threads, %u CPUs%s\n\n",
               o.auth ? "authenticated" : "unauthenticated", o.path.c_str(),
               p.requests, p.warmup, p.total, p.window, o.rounds,
-              o.caf_threads, std::thread::hardware_concurrency());
+              o.caf_threads, std::thread::hardware_concurrency(),
+              o.one_hop ? ", engine one-hop path" : "");
   std::printf("round trip (microseconds, p50)        | pipelined throughput "
               "(requests/s)\n");
   std::printf("%-9s %8s %9s %10s %10s | %8s %9s %10s %10s\n", "transport",
@@ -216,6 +218,7 @@ int run(const options& o) {
   p.requests = o.requests;
   p.total = o.total;
   p.window = o.window;
+  p.one_hop = o.one_hop;
   p.pipe_warmup = std::min(o.total, std::max(o.window * 4, o.total / 10));
   std::vector<transport_mode> modes;
   {
@@ -373,6 +376,8 @@ int main(int argc, char** argv) {
                  "throughput median)")
     ->check(CLI::Range(1, 100))
     ->capture_default_str();
+  app.add_flag("--one-hop", o.one_hop,
+               "the engine's one-hop call path (supervisor_config::one_hop)");
   app.add_option("--caf-threads", o.caf_threads,
                  "scheduler.max-threads of the engine's actor system")
     ->check(CLI::Range(1, 64))

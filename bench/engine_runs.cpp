@@ -26,6 +26,9 @@ using steady = std::chrono::steady_clock;
 
 /// Extra time a requester allows on top of the engine's own deadline (the
 /// engine answers with a timeout error itself before that).
+// Calls are requested without a CAF timeout (no timer-thread wake-up to
+// set and cancel one per call): the engine and the transport actor answer
+// every call by its deadline (`timeout`), as an application relies on.
 constexpr caf::timespan grace = std::chrono::seconds(2);
 
 std::string render(const caf::error& e) {
@@ -102,12 +105,12 @@ void issue(pipe_ptr self) {
   auto fail = [self](caf::error& e) { finish(self, std::move(e)); };
   if (st.via_supervisor)
     self
-      ->request(st.target, st.timeout + grace, request_atom_v, std::move(c),
+      ->request(st.target, caf::infinite, request_atom_v, std::move(c),
                 st.timeout, st.auth)
       .then(ok, fail);
   else
     self
-      ->request(st.target, st.timeout + grace, request_atom_v, std::move(c),
+      ->request(st.target, caf::infinite, request_atom_v, std::move(c),
                 st.timeout)
       .then(ok, fail);
 }
@@ -173,10 +176,10 @@ void measure(caf::scoped_actor& self, caf::actor target, bool via_supervisor,
     auto on_error = [&](caf::error& e) { err = render(e); };
     auto t0 = steady::now();
     if (via_supervisor)
-      self->request(target, to + grace, request_atom_v, std::move(c), to, auth)
+      self->request(target, caf::infinite, request_atom_v, std::move(c), to, auth)
         .receive(on_reply, on_error);
     else
-      self->request(target, to + grace, request_atom_v, std::move(c), to)
+      self->request(target, caf::infinite, request_atom_v, std::move(c), to)
         .receive(on_reply, on_error);
     auto t1 = steady::now();
     if (!err.empty()) {
@@ -269,6 +272,7 @@ run_result engine_run(caf::actor_system& sys, const engine_target& t,
   c.ws.url = t.ws_url;
   c.ipc.endpoint = t.ipc_endpoint;
   c.grpc.endpoint = t.grpc_endpoint;
+  c.one_hop = p.one_hop;
   cfg.request_timeout = p.timeout;
   cfg.tokens.state_dir.clear(); // tokens in memory only
   cfg.shutdown_timeout = 5s;

@@ -56,7 +56,19 @@ using transport_actor = caf::typed_actor<
   /// set by the supervisor) if it has one, else the time left given here
   /// (whichever is earlier). Replies with the gateway's answer whatever its
   /// status, or an error_class::network / timeout error.
-  caf::replies_to<request_atom, api_call, caf::timespan>::with<api_reply>>;
+  caf::replies_to<request_atom, api_call, caf::timespan>::with<api_reply>,
+  /// A routed call (the supervisor's one-hop path, delegated by it so the
+  /// answer goes straight to the original requester): (call with its
+  /// deadline set, return address, slot, auth). A final answer (a reply
+  /// passed through check_reply, a timeout, any non-network error) goes to
+  /// the requester directly, from the I/O thread on the happy path. What
+  /// the call router decides instead (a network error, link down, the
+  /// transport stopping, a 401 of an authenticated call) goes back to the
+  /// return address as (request_atom, call, slot, auth, caf::error) or
+  /// (request_atom, call, slot, auth, api_reply) from the original
+  /// requester with its request id, so that the return address answers it.
+  caf::replies_to<request_atom, api_call, caf::actor, uint64_t,
+                  bool>::with<api_reply>>;
 
 transport_actor spawn_http_transport(caf::actor_system& sys,
                                      http_transport_config cfg,

@@ -177,7 +177,9 @@ public:
     caf::expected<api_reply> res{caf::error{}};
     auto t = eng_.config().request_timeout;
     self_
-      ->request(eng_.connection(), t + 2s, request_atom::value, c, t, auth)
+      // no CAF timeout: the engine answers every call by its deadline `t`
+      ->request(eng_.connection(), caf::infinite, request_atom::value, c, t,
+                auth)
       .receive([&](api_reply& r) { res = std::move(r); },
                [&](caf::error& e) { res = std::move(e); });
     return res;

@@ -19,6 +19,7 @@
 
 #include "actors/transport_actor.hpp"
 #include "messages/errors.hpp"
+#include "src/model/codec.hpp"
 #include "support/caf_fixture.hpp"
 #include "support/recorder.hpp"
 
@@ -570,4 +571,272 @@ TEST_F(transport_actor_test, disconnect_and_exit_fail_what_is_in_flight) {
   EXPECT_EQ(class_of_box(b), error_class::network);
   t = nullptr;
   EXPECT_TRUE(drv->stopped); // the state's destructor stopped the driver
+}
+
+// -- routed calls: the one-hop path ------------------------------------------------
+//
+// The supervisor delegates a call to the transport with a return address
+// (request_atom, call, back, slot, auth). A final answer goes from the
+// driver's I/O thread (here: the test calling on_reply) straight to the
+// requester; what the call router decides (network error, link down, the
+// actor stopping, a 401 of an authenticated call) goes to the return
+// address, from the requester with its request id.
+
+namespace {
+
+/// What the fake return address (the supervisor's part) got.
+struct back_log {
+  std::vector<std::string> got; ///< "error <class>" / "reply <status>"
+  std::vector<api_call> calls;
+  std::vector<uint64_t> slots;
+};
+
+/// Answers every hand-back with a marker status (299 for an error, 298
+/// for a reply), so the test sees that the requester got its answer from
+/// there.
+caf::behavior fake_back(caf::event_based_actor*, std::shared_ptr<back_log> b) {
+  return {
+    [b](request_atom, api_call& c, uint64_t slot, bool,
+        caf::error& e) -> api_reply {
+      b->got.push_back("error " + std::string{to_string(classify(e).cls)});
+      b->slots.push_back(slot);
+      api_reply r;
+      r.id = c.id;
+      r.status = 299;
+      b->calls.push_back(std::move(c));
+      return r;
+    },
+    [b](request_atom, api_call& c, uint64_t slot, bool,
+        api_reply& x) -> api_reply {
+      b->got.push_back("reply " + std::to_string(x.status));
+      b->slots.push_back(slot);
+      api_reply r;
+      r.id = c.id;
+      r.status = 298;
+      b->calls.push_back(std::move(c));
+      return r;
+    },
+  };
+}
+
+struct routed_test : transport_actor_test {
+  std::shared_ptr<back_log> blog = std::make_shared<back_log>();
+  caf::actor back = sys.spawn(fake_back, blog);
+
+  ~routed_test() override {
+    caf::anon_send_exit(back, caf::exit_reason::user_shutdown);
+  }
+
+  /// A routed call with its deadline `left` from now (slot 7).
+  reply_box routed(std::string id, caf::timespan left = 10s,
+                   bool auth = false) {
+    api_call c;
+    c.id = std::move(id);
+    c.method = "GET";
+    c.path = auth ? "/users/me" : "/health";
+    c.token = auth ? "tok" : "";
+    c.deadline = sys.clock().now() + left;
+    auto box = aico::test::call_into<api_reply>(sys, t, request_atom_v,
+                                                std::move(c), back,
+                                                uint64_t{7}, auth);
+    run();
+    return box;
+  }
+
+  /// The driver's I/O thread delivers a reply (without running anything).
+  void io_reply(uint64_t g, std::string wire_id, int32_t status,
+                std::string body) {
+    tp::reply r;
+    r.gen = g;
+    r.wire_id = std::move(wire_id);
+    r.status = status;
+    r.body = std::move(body);
+    drv->ev.on_reply(std::move(r));
+  }
+
+  /// Whether the transport actor has a message to run.
+  bool transport_scheduled() const {
+    auto me = caf::actor_cast<caf::abstract_actor*>(t);
+    for (auto* job : sched.jobs)
+      if (dynamic_cast<caf::abstract_actor*>(job) == me)
+        return true;
+    return false;
+  }
+};
+
+constexpr const char* ok_body = R"({"success":true,"data":{}})";
+
+} // namespace
+
+TEST_F(routed_test, a_final_reply_goes_from_the_io_thread_to_the_requester) {
+  spawn();
+  bring_up();
+  auto box = routed("r1");
+  ASSERT_EQ(drv->count("send"), 1u);
+  io_reply(gen(), "r1", 200, ok_body);
+  // one hand-off: the requester is scheduled, the transport actor is not
+  EXPECT_FALSE(transport_scheduled());
+  run();
+  ASSERT_TRUE(box->done);
+  ASSERT_TRUE(box->res) << to_string(box->res.error());
+  EXPECT_EQ(box->res->id, "r1");
+  EXPECT_EQ(box->res->status, 200);
+  EXPECT_EQ(box->res->via, transport_mode::ws);
+  // the deadline passes: the sweep finds it answered (no cancel, nothing
+  // handed back)
+  advance(11s);
+  EXPECT_TRUE(drv->cancelled.empty());
+  EXPECT_TRUE(blog->got.empty());
+  // the actor's table was emptied: the same id travels unchanged again
+  auto again = routed("r1");
+  EXPECT_EQ(drv->calls.back(), "send " + std::to_string(gen()) + " k2 id r1");
+}
+
+TEST_F(routed_test, a_final_reply_is_checked_like_the_supervisor_did) {
+  spawn();
+  bring_up();
+  auto bad = routed("r1");
+  io_reply(gen(), "r1", 404,
+           R"({"success":false,"message":"no such thing","code":"not_found"})");
+  run();
+  ASSERT_TRUE(bad->done);
+  ASSERT_FALSE(bad->res);
+  EXPECT_NE(class_of_box(bad), error_class::network);
+  auto odd = routed("r2");
+  io_reply(gen(), "r2", 200, "not json");
+  run();
+  ASSERT_TRUE(odd->done);
+  ASSERT_FALSE(odd->res);
+  EXPECT_TRUE(is_bad_reply(odd->res.error()));
+  EXPECT_TRUE(blog->got.empty());
+}
+
+TEST_F(routed_test, the_sweep_wins_over_a_late_reply_and_no_caller_hangs) {
+  spawn();
+  bring_up();
+  // the requester waits without a CAF timeout (caf::infinite): the
+  // transport's one sweep answers at the call's deadline
+  auto box = routed("r1", 1s);
+  advance(999ms);
+  EXPECT_FALSE(box->done);
+  advance(1ms);
+  ASSERT_TRUE(box->done);
+  ASSERT_FALSE(box->res);
+  auto c = classify(box->res.error());
+  EXPECT_EQ(c.cls, error_class::timeout);
+  EXPECT_EQ(c.message, "no answer before the deadline");
+  EXPECT_EQ(drv->cancelled.size(), 1u);
+  // the reply comes late: nobody answers a second time, nothing goes back
+  io_reply(gen(), "r1", 200, ok_body);
+  run();
+  EXPECT_TRUE(blog->got.empty());
+  EXPECT_EQ(log->last(), transport_status::up);
+}
+
+TEST_F(routed_test, a_reply_of_a_stale_connection_answers_nothing) {
+  spawn();
+  caf::anon_send(t, connect_atom_v);
+  run();
+  auto first = gen();
+  drv->ev.on_link_lost(tp::link_lost{first, "refused"});
+  run();
+  caf::anon_send(t, connect_atom_v);
+  run();
+  auto second = gen();
+  drv->ev.on_link_up(tp::link_up{second});
+  run();
+  ASSERT_EQ(log->last(), transport_status::up);
+  auto box = routed("r1");
+  io_reply(first, "r1", 200, ok_body);
+  run();
+  EXPECT_FALSE(box->done);
+  io_reply(second, "r1", 200, ok_body);
+  run();
+  ASSERT_TRUE(box->done);
+  EXPECT_TRUE(box->res);
+}
+
+TEST_F(routed_test, link_down_in_flight_goes_back_with_the_call) {
+  spawn();
+  bring_up();
+  auto box = routed("r1", 10s, true);
+  drv->ev.on_link_lost(tp::link_lost{gen(), "closed by peer (1001)"});
+  run();
+  ASSERT_EQ(blog->got.size(), 1u);
+  EXPECT_EQ(blog->got[0], "error network");
+  EXPECT_EQ(blog->slots[0], 7u);
+  // the whole call, to be re-sent with the same id and deadline
+  EXPECT_EQ(blog->calls[0].id, "r1");
+  EXPECT_EQ(blog->calls[0].path, "/users/me");
+  EXPECT_EQ(blog->calls[0].token, "tok");
+  EXPECT_NE(blog->calls[0].deadline, std::chrono::steady_clock::time_point{});
+  // the return address answered the original requester
+  ASSERT_TRUE(box->done);
+  ASSERT_TRUE(box->res);
+  EXPECT_EQ(box->res->status, 299);
+  // a reply of the dead connection finds nothing
+  io_reply(gen(), "r1", 200, ok_body);
+  run();
+  EXPECT_EQ(blog->got.size(), 1u);
+}
+
+TEST_F(routed_test, a_401_goes_back_only_for_authenticated_calls) {
+  spawn();
+  bring_up();
+  auto authed = routed("a1", 10s, true);
+  io_reply(gen(), "a1", 401,
+           R"({"success":false,"message":"expired","code":"token_expired"})");
+  run();
+  ASSERT_EQ(blog->got.size(), 1u);
+  EXPECT_EQ(blog->got[0], "reply 401");
+  ASSERT_TRUE(authed->done);
+  ASSERT_TRUE(authed->res);
+  EXPECT_EQ(authed->res->status, 298);
+  auto plain = routed("p1");
+  io_reply(gen(), "p1", 401,
+           R"({"success":false,"message":"who?","code":"unauthorized"})");
+  run();
+  ASSERT_TRUE(plain->done);
+  ASSERT_FALSE(plain->res);
+  EXPECT_EQ(class_of_box(plain), error_class::authentication);
+  EXPECT_EQ(blog->got.size(), 1u);
+}
+
+TEST_F(routed_test, not_connected_and_failed_sends_go_back_at_once) {
+  spawn();
+  auto box = routed("r1");
+  ASSERT_EQ(blog->got.size(), 1u);
+  EXPECT_EQ(blog->got[0], "error network");
+  ASSERT_TRUE(box->done);
+  EXPECT_EQ(box->res->status, 299);
+  bring_up();
+  drv->next_send = tp::send_result::fail(tp::call_failure::network, "gone");
+  auto failed = routed("r2");
+  ASSERT_EQ(blog->got.size(), 2u);
+  EXPECT_EQ(blog->calls[1].id, "r2");
+}
+
+TEST_F(routed_test, a_killed_transport_still_hands_its_calls_back) {
+  spawn();
+  bring_up();
+  auto box = routed("r1");
+  caf::anon_send_exit(t, caf::exit_reason::kill);
+  run();
+  t = nullptr;
+  ASSERT_EQ(blog->got.size(), 1u);
+  EXPECT_EQ(blog->got[0], "error network");
+  ASSERT_TRUE(box->done);
+  EXPECT_EQ(box->res->status, 299);
+}
+
+TEST_F(routed_test, a_plain_request_is_answered_from_the_io_thread_too) {
+  spawn();
+  bring_up();
+  auto box = call("c1");
+  io_reply(gen(), "c1", 503, "{}");
+  EXPECT_FALSE(transport_scheduled());
+  run();
+  ASSERT_TRUE(box->done);
+  ASSERT_TRUE(box->res); // a plain request gets the gateway's answer as is
+  EXPECT_EQ(box->res->status, 503);
 }

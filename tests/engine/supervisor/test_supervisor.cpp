@@ -9,6 +9,7 @@
 #include "support/caf_fixture.hpp"
 #include "messages/supervisor.hpp"
 #include "src/core/event_cursor.hpp"
+#include "src/model/codec.hpp"
 
 using namespace aico;
 using namespace std::chrono_literals;
@@ -31,6 +32,8 @@ struct fake_net {
   std::map<transport_mode, int> spawned;
   /// call ids received per transport, in order
   std::map<transport_mode, std::vector<std::string>> received;
+  /// calls that came on the one-hop path (routed), per transport
+  std::map<transport_mode, int> routed;
   /// and the deadlines those calls carried (api_call::deadline)
   std::map<transport_mode, std::vector<caf::actor_clock::time_point>>
     deadlines;
@@ -46,22 +49,121 @@ struct fake_net {
   std::map<std::string, std::string> history;
 };
 
+/// How a routed call (the supervisor's one-hop path) is answered; a null
+/// `back` = a plain request.
+struct fake_route {
+  caf::actor back;
+  uint64_t slot = 0;
+  bool auth = false;
+};
+
 struct fake_transport_state {
   bool up = false;
   bool hold = false; ///< keep requests unanswered
   std::vector<caf::response_promise> held;
   std::vector<api_call> held_calls; ///< their calls (same order)
+  std::vector<fake_route> held_routes; ///< and their routes
+  std::vector<uint64_t> held_keys;     ///< and their numbers
+  uint64_t next_key = 1;
+
+  fake_transport_state() = default;
+  fake_transport_state(const fake_transport_state&) = delete;
+  fake_transport_state& operator=(const fake_transport_state&) = delete;
+  /// Like the real transport actor's state: killed outright (no exit
+  /// handler), it still hands its routed calls back (plain requests are the
+  /// supervisor's orphans).
+  ~fake_transport_state();
 };
+
+/// The routed-call contract of the real transport actor
+/// (messages/transport.hpp): a network error goes back to the return
+/// address, so does a 401 of an authenticated call; anything else is
+/// answered, checked, to the caller.
+void answer_network(caf::response_promise& rp, const api_call& call,
+                    const fake_route& rt, const std::string& why) {
+  auto err = make_engine_error(error_class::network, why);
+  if (rt.back)
+    rp.delegate(rt.back, request_atom::value, call, rt.slot, rt.auth,
+                std::move(err));
+  else
+    rp.deliver(std::move(err));
+}
+
+fake_transport_state::~fake_transport_state() {
+  for (std::size_t i = 0; i < held.size(); ++i)
+    if (held_routes[i].back)
+      answer_network(held[i], held_calls[i], held_routes[i],
+                     "transport stopped");
+}
+
+void answer_reply(caf::response_promise& rp, const api_call& call,
+                  const fake_route& rt, api_reply r) {
+  if (!rt.back) {
+    rp.deliver(std::move(r));
+  } else if (rt.auth && r.status == 401) {
+    rp.delegate(rt.back, request_atom::value, call, rt.slot, rt.auth,
+                std::move(r));
+  } else if (auto checked = check_reply(std::move(r))) {
+    rp.deliver(std::move(*checked));
+  } else {
+    rp.deliver(std::move(checked.error()));
+  }
+}
 
 caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
                              std::shared_ptr<fake_net> net, transport_mode m,
                              transport_listener_actor listener) {
   auto go_down = [=](const std::string& why) {
     self->state.up = false;
-    for (auto& rp : self->state.held)
-      rp.deliver(make_engine_error(error_class::network, why));
-    self->state.held.clear();
+    auto& st = self->state;
+    for (std::size_t i = 0; i < st.held.size(); ++i)
+      answer_network(st.held[i], st.held_calls[i], st.held_routes[i], why);
+    st.held.clear();
+    st.held_calls.clear();
+    st.held_routes.clear();
+    st.held_keys.clear();
     self->send(listener, tstate_atom::value, m, transport_status::down, why);
+  };
+  auto on_call = [=](caf::response_promise& rp, const api_call& call,
+                     const fake_route& rt) {
+    if (!self->state.up) {
+      answer_network(rp, call, rt, "not connected");
+      return;
+    }
+    net->received[m].push_back(call.id);
+    net->deadlines[m].push_back(call.deadline);
+    if (self->state.hold) {
+      auto key = self->state.next_key++;
+      self->state.held.push_back(rp);
+      self->state.held_calls.push_back(call);
+      self->state.held_routes.push_back(rt);
+      self->state.held_keys.push_back(key);
+      if (rt.back) {
+        // the real transport's deadline sweep answers a routed call at
+        // its deadline (the supervisor has no entry for it)
+        auto now = self->clock().now();
+        auto left = call.deadline > now ? call.deadline - now
+                                        : caf::actor_clock::duration_type{0};
+        self->delayed_send(self,
+                           std::chrono::duration_cast<caf::timespan>(left),
+                           timeout_atom::value, key);
+      }
+      return;
+    }
+    api_reply r;
+    r.id = call.id;
+    r.via = m;
+    if (auto h = net->history.find(call.path); h != net->history.end()) {
+      r.status = 200;
+      r.body = h->second;
+    } else if (call.path == "/users/me" && call.token != net->valid_token) {
+      r.status = 401;
+      r.body = R"({"success":false,"message":"expired","code":"token_expired"})";
+    } else {
+      r.status = 200;
+      r.body = R"({"success":true,"data":{}})";
+    }
+    answer_reply(rp, call, rt, std::move(r));
   };
   return {
     [=](connect_atom) {
@@ -87,31 +189,14 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
     [=](request_atom, const api_call& call,
         caf::timespan) -> caf::response_promise {
       auto rp = self->make_response_promise();
-      if (!self->state.up) {
-        rp.deliver(make_engine_error(error_class::network, "not connected"));
-        return rp;
-      }
-      net->received[m].push_back(call.id);
-      net->deadlines[m].push_back(call.deadline);
-      if (self->state.hold) {
-        self->state.held.push_back(rp);
-        self->state.held_calls.push_back(call);
-        return rp;
-      }
-      api_reply r;
-      r.id = call.id;
-      r.via = m;
-      if (auto h = net->history.find(call.path); h != net->history.end()) {
-        r.status = 200;
-        r.body = h->second;
-      } else if (call.path == "/users/me" && call.token != net->valid_token) {
-        r.status = 401;
-        r.body = R"({"success":false,"message":"expired","code":"token_expired"})";
-      } else {
-        r.status = 200;
-        r.body = R"({"success":true,"data":{}})";
-      }
-      rp.deliver(std::move(r));
+      on_call(rp, call, fake_route{});
+      return rp;
+    },
+    [=](request_atom, const api_call& call, const caf::actor& back,
+        uint64_t slot, bool auth) -> caf::response_promise {
+      auto rp = self->make_response_promise();
+      ++net->routed[m];
+      on_call(rp, call, fake_route{back, slot, auth});
       return rp;
     },
     [=](kill_atom) { // the link dies (detected by the transport)
@@ -119,11 +204,28 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
       go_down("connection lost");
     },
     [=](hold_atom, bool on) { self->state.hold = on; },
+    [=](timeout_atom, uint64_t key) {
+      auto& st = self->state;
+      for (std::size_t i = 0; i < st.held_keys.size(); ++i) {
+        if (st.held_keys[i] != key)
+          continue;
+        st.held[i].deliver(make_engine_error(error_class::timeout,
+                                             "no answer before the deadline"));
+        st.held.erase(st.held.begin() + i);
+        st.held_calls.erase(st.held_calls.begin() + i);
+        st.held_routes.erase(st.held_routes.begin() + i);
+        st.held_keys.erase(st.held_keys.begin() + i);
+        return;
+      }
+    },
     [=](caf::ok_atom) { // answers the held requests (history pages)
       auto held = std::move(self->state.held);
       auto calls = std::move(self->state.held_calls);
+      auto routes = std::move(self->state.held_routes);
       self->state.held.clear();
       self->state.held_calls.clear();
+      self->state.held_routes.clear();
+      self->state.held_keys.clear();
       self->state.hold = false;
       for (std::size_t i = 0; i < held.size(); ++i) {
         api_reply r;
@@ -133,7 +235,7 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
         auto h = net->history.find(calls[i].path);
         r.body = h != net->history.end() ? h->second
                                          : R"({"success":true,"data":{}})";
-        held[i].deliver(std::move(r));
+        answer_reply(held[i], calls[i], routes[i], std::move(r));
       }
     },
     [=](emit_atom, server_event ev) {
@@ -141,9 +243,14 @@ caf::behavior fake_transport(caf::stateful_actor<fake_transport_state>* self,
       self->send(listener, event_atom::value, std::move(ev));
     },
     [=](lose_atom) { // held requests fail with network, the link stays up
-      for (auto& rp : self->state.held)
-        rp.deliver(make_engine_error(error_class::network, "reply lost"));
-      self->state.held.clear();
+      auto& st = self->state;
+      for (std::size_t i = 0; i < st.held.size(); ++i)
+        answer_network(st.held[i], st.held_calls[i], st.held_routes[i],
+                       "reply lost");
+      st.held.clear();
+      st.held_calls.clear();
+      st.held_routes.clear();
+      st.held_keys.clear();
     },
   };
 }
@@ -176,7 +283,11 @@ caf::behavior fake_tokens(caf::stateful_actor<fake_tokens_state>* self,
   };
 }
 
-struct supervisor_test : aico::test::caf_fixture {
+/// Every test runs twice: with the one-hop path (param true: fresh calls are
+/// delegated to the fake transport, which implements the routed-call
+/// contract) and without it (every call through the call router).
+struct supervisor_test : aico::test::caf_fixture,
+                         ::testing::WithParamInterface<bool> {
   caf::scoped_actor self{sys};
   std::shared_ptr<fake_net> net = std::make_shared<fake_net>();
   supervisor_actor sup;
@@ -189,6 +300,7 @@ struct supervisor_test : aico::test::caf_fixture {
     sc.health_interval = 30s;
     sc.health_timeout = 2s;
     sc.failback_probes = 2;
+    sc.one_hop = GetParam();
     auto n = net;
     sc.factory = [n](caf::actor_system& sys, transport_mode m,
                      transport_listener_actor l) {
@@ -250,7 +362,7 @@ struct supervisor_test : aico::test::caf_fixture {
 
 } // namespace
 
-TEST_F(supervisor_test, starts_offline_and_connects_ipc_first) {
+TEST_P(supervisor_test, starts_offline_and_connects_ipc_first) {
   sup = spawn_supervisor(sys, make_config());
   self->send(sup, watch_atom::value,
              caf::actor_cast<engine_listener_actor>(self));
@@ -267,7 +379,7 @@ TEST_F(supervisor_test, starts_offline_and_connects_ipc_first) {
   EXPECT_EQ(r->via, transport_mode::ipc);
 }
 
-TEST_F(supervisor_test, fails_over_ipc_to_ws_to_http_and_reports_degraded) {
+TEST_P(supervisor_test, fails_over_ipc_to_ws_to_http_and_reports_degraded) {
   start();
   self->send(net->actors[transport_mode::ipc], kill_atom::value);
   sched.run();
@@ -283,7 +395,7 @@ TEST_F(supervisor_test, fails_over_ipc_to_ws_to_http_and_reports_degraded) {
   EXPECT_EQ(call("c3")->via, transport_mode::http);
 }
 
-TEST_F(supervisor_test, fails_back_to_ipc_after_probes_pass) {
+TEST_P(supervisor_test, fails_back_to_ipc_after_probes_pass) {
   start();
   self->send(net->actors[transport_mode::ipc], kill_atom::value);
   sched.run();
@@ -303,7 +415,7 @@ TEST_F(supervisor_test, fails_back_to_ipc_after_probes_pass) {
   EXPECT_EQ(call("c4")->via, transport_mode::ipc);
 }
 
-TEST_F(supervisor_test, resends_in_flight_calls_with_the_same_id) {
+TEST_P(supervisor_test, resends_in_flight_calls_with_the_same_id) {
   start();
   self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
   sched.run();
@@ -324,7 +436,7 @@ TEST_F(supervisor_test, resends_in_flight_calls_with_the_same_id) {
   EXPECT_EQ(net->received[transport_mode::ws][0], "keep-my-id");
 }
 
-TEST_F(supervisor_test, a_resent_call_carries_the_one_deadline_it_got) {
+TEST_P(supervisor_test, a_resent_call_carries_the_one_deadline_it_got) {
   start();
   self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
   sched.run();
@@ -348,7 +460,7 @@ TEST_F(supervisor_test, a_resent_call_carries_the_one_deadline_it_got) {
   EXPECT_EQ(net->deadlines[transport_mode::ws][0], t0 + 5s);
 }
 
-TEST_F(supervisor_test, reconnecting_when_everything_is_down_then_recovers) {
+TEST_P(supervisor_test, reconnecting_when_everything_is_down_then_recovers) {
   net->reachable[transport_mode::ipc] = false;
   net->reachable[transport_mode::ws] = false;
   net->reachable[transport_mode::http] = false;
@@ -373,7 +485,7 @@ TEST_F(supervisor_test, reconnecting_when_everything_is_down_then_recovers) {
   EXPECT_EQ(res->via, transport_mode::ws);
 }
 
-TEST_F(supervisor_test, a_call_without_any_transport_fails_at_its_deadline) {
+TEST_P(supervisor_test, a_call_without_any_transport_fails_at_its_deadline) {
   net->reachable[transport_mode::ipc] = false;
   net->reachable[transport_mode::ws] = false;
   net->reachable[transport_mode::http] = false;
@@ -392,7 +504,7 @@ TEST_F(supervisor_test, a_call_without_any_transport_fails_at_its_deadline) {
   EXPECT_TRUE(classify(err).retryable);
 }
 
-TEST_F(supervisor_test, restarts_a_crashed_transport) {
+TEST_P(supervisor_test, restarts_a_crashed_transport) {
   start();
   ASSERT_EQ(net->spawned[transport_mode::ipc], 1);
   self->send_exit(net->actors[transport_mode::ipc],
@@ -404,7 +516,7 @@ TEST_F(supervisor_test, restarts_a_crashed_transport) {
   EXPECT_EQ(last_state().mode, transport_mode::ipc);
 }
 
-TEST_F(supervisor_test, refreshes_once_on_401_and_retries) {
+TEST_P(supervisor_test, refreshes_once_on_401_and_retries) {
   start();
   auto tm = sys.spawn(fake_tokens, net);
   self->send(sup, auth_atom::value,
@@ -423,7 +535,7 @@ TEST_F(supervisor_test, refreshes_once_on_401_and_retries) {
   self->send_exit(tm, caf::exit_reason::user_shutdown);
 }
 
-TEST_F(supervisor_test, non_2xx_replies_become_classified_errors) {
+TEST_P(supervisor_test, non_2xx_replies_become_classified_errors) {
   start();
   auto tm = sys.spawn(fake_tokens, net);
   net->refresh_gives = "t-still-bad"; // refresh does not help either
@@ -439,7 +551,7 @@ TEST_F(supervisor_test, non_2xx_replies_become_classified_errors) {
   self->send_exit(tm, caf::exit_reason::user_shutdown);
 }
 
-TEST_F(supervisor_test, disconnect_goes_offline) {
+TEST_P(supervisor_test, disconnect_goes_offline) {
   start();
   self->send(sup, disconnect_atom::value);
   sched.run();
@@ -451,7 +563,7 @@ TEST_F(supervisor_test, disconnect_goes_offline) {
   EXPECT_EQ(classify(r.error()).cls, error_class::network);
 }
 
-TEST_F(supervisor_test, a_network_error_on_a_live_link_resets_that_transport) {
+TEST_P(supervisor_test, a_network_error_on_a_live_link_resets_that_transport) {
   // The transport still believes it is up (a lost reply, a reset socket):
   // the supervisor fails over, closes that transport so the next probe
   // really reconnects it, and fails back once it passes its probes.
@@ -479,7 +591,7 @@ TEST_F(supervisor_test, a_network_error_on_a_live_link_resets_that_transport) {
   EXPECT_EQ(net->connects[transport_mode::ipc], 2);
 }
 
-TEST_F(supervisor_test, calls_in_flight_on_a_killed_transport_are_resent) {
+TEST_P(supervisor_test, calls_in_flight_on_a_killed_transport_are_resent) {
   // exit_reason::kill skips a transport's exit handler, so its pending
   // requests are never answered (no CAF request timeout on them either):
   // the down message makes the supervisor send them again elsewhere.
@@ -503,7 +615,7 @@ TEST_F(supervisor_test, calls_in_flight_on_a_killed_transport_are_resent) {
   EXPECT_EQ(net->spawned[transport_mode::ipc], 2);
 }
 
-TEST_F(supervisor_test, calls_time_out_at_their_own_deadlines) {
+TEST_P(supervisor_test, calls_time_out_at_their_own_deadlines) {
   // one timer serves every call: each still fails at its own deadline
   start();
   self->send(net->actors[transport_mode::ipc], hold_atom::value, true);
@@ -532,7 +644,7 @@ TEST_F(supervisor_test, calls_time_out_at_their_own_deadlines) {
   EXPECT_EQ(l.cls, error_class::timeout);
 }
 
-TEST_F(supervisor_test, authenticated_calls_use_the_published_token) {
+TEST_P(supervisor_test, authenticated_calls_use_the_published_token) {
   start();
   auto tm = sys.spawn(fake_tokens, net);
   net->valid_token = "t-old";
@@ -558,7 +670,7 @@ TEST_F(supervisor_test, authenticated_calls_use_the_published_token) {
   self->send_exit(tm, caf::exit_reason::user_shutdown);
 }
 
-TEST_F(supervisor_test, health_on_demand_checks_the_active_transport_now) {
+TEST_P(supervisor_test, health_on_demand_checks_the_active_transport_now) {
   start();
   auto before = net->received[transport_mode::ipc].size();
   self->send(sup, health_atom::value);
@@ -628,7 +740,7 @@ struct supervisor_events_test : supervisor_test {
   }
 };
 
-TEST_F(supervisor_events_test, repeats_are_dropped_by_seq) {
+TEST_P(supervisor_events_test, repeats_are_dropped_by_seq) {
   start();
   for (uint64_t seq : {1001, 1002, 1002, 1001, 1003})
     emit(transport_mode::ipc, make_event(seq));
@@ -640,7 +752,7 @@ TEST_F(supervisor_events_test, repeats_are_dropped_by_seq) {
   EXPECT_EQ(st.last_seq, 1003u);
 }
 
-TEST_F(supervisor_events_test, a_message_whose_data_is_not_an_object_is_dropped) {
+TEST_P(supervisor_events_test, a_message_whose_data_is_not_an_object_is_dropped) {
   start();
   emit(transport_mode::ipc, make_event(1001, "message", R"("not-an-object")"));
   emit(transport_mode::ipc, make_event(1002, "message", "[1,2]"));
@@ -653,7 +765,7 @@ TEST_F(supervisor_events_test, a_message_whose_data_is_not_an_object_is_dropped)
   EXPECT_EQ(stats().malformed, 3u);
 }
 
-TEST_F(supervisor_events_test, a_transport_resumes_from_the_last_delivered_seq) {
+TEST_P(supervisor_events_test, a_transport_resumes_from_the_last_delivered_seq) {
   start();
   emit(transport_mode::ipc, make_event(1001));
   emit(transport_mode::ipc, make_event(1002));
@@ -674,7 +786,7 @@ TEST_F(supervisor_events_test, a_transport_resumes_from_the_last_delivered_seq) 
   EXPECT_EQ(stats().resumes, 1u);
 }
 
-TEST_F(supervisor_events_test, a_failback_candidate_resubscribes_if_it_got_ahead) {
+TEST_P(supervisor_events_test, a_failback_candidate_resubscribes_if_it_got_ahead) {
   start();
   emit(transport_mode::ipc, make_event(1001));
   self->send(net->actors[transport_mode::ipc], kill_atom::value);
@@ -704,7 +816,7 @@ TEST_F(supervisor_events_test, a_failback_candidate_resubscribes_if_it_got_ahead
   EXPECT_EQ(seqs_of(events), (std::vector<uint64_t>{1001, 1002, 1003}));
 }
 
-TEST_F(supervisor_events_test, a_gap_the_gateway_cannot_fill_is_read_from_history) {
+TEST_P(supervisor_events_test, a_gap_the_gateway_cannot_fill_is_read_from_history) {
   start();
   login();
   // seen: message seq 5 of conversation c1
@@ -750,7 +862,7 @@ TEST_F(supervisor_events_test, a_gap_the_gateway_cannot_fill_is_read_from_histor
   EXPECT_EQ(st.recovered, 2u);
 }
 
-TEST_F(supervisor_events_test, a_transport_without_replay_counts_as_a_gap) {
+TEST_P(supervisor_events_test, a_transport_without_replay_counts_as_a_gap) {
   start();
   login();
   emit(transport_mode::ipc,
@@ -768,3 +880,6 @@ TEST_F(supervisor_events_test, a_transport_without_replay_counts_as_a_gap) {
   ASSERT_EQ(events.size(), 2u);
   EXPECT_NE(events[1].data.find("\"m2\""), std::string::npos);
 }
+
+INSTANTIATE_TEST_SUITE_P(one_hop, supervisor_test, ::testing::Bool());
+INSTANTIATE_TEST_SUITE_P(one_hop, supervisor_events_test, ::testing::Bool());
