@@ -100,6 +100,9 @@ struct transport_state {
   uint64_t next_sub = 1;
   std::string sub_token;  ///< its token
   uint64_t sub_since = 0; ///< the seq it resumes after
+  /// token_per_connection: the connection whose refused subscription asked
+  /// for a fresh token already (once per connection).
+  uint64_t token_asked_gen = 0;
   /// Live events of the connection's own subscription (subscribes_on_open)
   /// are dropped until the resuming subscription is answered: they are
   /// replayed after `since` anyway, and forwarding them first would move
@@ -180,6 +183,10 @@ link_timing timing_of(const transport_host_config& cfg,
   t.connect_timeout = cfg.timing.connect_timeout + caps.own_timeout_grace;
   if (caps.heartbeat) {
     t.ping_interval = cfg.timing.ping_interval;
+    if (caps.max_ping_interval.count() > 0
+        && (t.ping_interval.count() <= 0
+            || t.ping_interval > caps.max_ping_interval))
+      t.ping_interval = caps.max_ping_interval; // the server needs it
     t.dead_peer_timeout = cfg.timing.dead_peer_timeout;
   }
   if (caps.reconnects_itself)
@@ -490,6 +497,17 @@ void on_subscribed(self_ptr self, const tp::subscribed& s) {
   if (held && st.sub_since > 0 && !st.token.empty())
     // not resumed: what was dropped meanwhile is a gap
     send_event(self, replay_outcome_event(st.sub_since, false, st.cfg.mode));
+  if (st.caps.token_per_connection && st.link.up() && !st.token.empty()
+      && st.token_asked_gen != st.gen) {
+    // the server spent this token on an earlier connection: ask for a
+    // fresh one (it comes back as token_atom and subscribes again)
+    st.token_asked_gen = st.gen;
+    server_event ev;
+    ev.topic = token_refused_topic;
+    ev.data = "{}";
+    ev.via = st.cfg.mode;
+    send_event(self, std::move(ev));
+  }
 }
 
 void on_subscription_lost(self_ptr self, const tp::subscription_lost& l) {
