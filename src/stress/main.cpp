@@ -45,6 +45,8 @@ int run_single(options& o) {
   load_params p;
   p.url = g.url;
   p.ipc = g.ipc;
+  p.aico = aico_profile(o);
+  p.ws_url = g.ws_url;
   p.password = o.password;
   p.transports = o.transports;
   p.mix = o.mix;
@@ -101,8 +103,10 @@ int run_single(options& o) {
       users.push_back(i);
     integrity_result integ;
     std::string ierr;
-    bool checked = check_store(g.url, o.password, o.conversations, users, sent,
-                               integ, ierr);
+    bool checked = p.aico ? check_peer_store(g.url, sent, lr.unknown_ids(),
+                                             integ, ierr)
+                          : check_store(g.url, o.password, o.conversations,
+                                        users, sent, integ, ierr);
     if (!checked)
       std::cerr << "aico-stress: integrity check failed: " << ierr
                 << std::endl;
@@ -230,7 +234,8 @@ int main(int argc, char** argv) {
   app.add_option("--ipc", o.ipc, "gateway IPC endpoint (with --url)");
   app.add_flag("--start-gateway", o.start_gateway,
                "start the build's aico-gateway (default without --url)");
-  app.add_option("--gateway-bin", o.gateway_bin, "aico-gateway binary");
+  app.add_option("--gateway-bin", o.gateway_bin,
+                 "aico-gateway binary (aico-backend-peer with --profile aico)");
   app.add_flag("--bot", o.bot, "enable the gateway's bot (self-started)");
   app.add_option("--access-ttl", o.access_ttl,
                  "access token TTL in s of the self-started gateway");
@@ -317,6 +322,14 @@ int main(int argc, char** argv) {
                                     : std::string{env_profile ? env_profile : ""};
     if (profile == "aico")
       o.transports = "ws,http";
+  }
+  if (aico_profile(o)) {
+    // the aico profile has no read receipts (refused by the profile); its
+    // users log in with a PIN
+    if (app.count("--mix") == 0)
+      o.mix = "send=80,history=15,health=5";
+    if (app.count("--password") == 0 && o.password_file.empty())
+      o.password = "1234";
   }
   if (o.messages > 0 && o.duration == 20 && app.count("--duration") == 0)
     o.duration = 600; // --messages alone: still bounded

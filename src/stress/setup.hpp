@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <thread>
@@ -62,6 +63,10 @@ struct options {
   double connect_timeout = 30;
 };
 
+/// The run uses the `aico` wire profile (--profile aico or AICO_PROFILE):
+/// the users' engines talk to a self-started aico-backend-peer.
+bool aico_profile(const options& o);
+
 /// SIGINT/SIGTERM seen (handlers installed by install_signal_handlers()).
 bool interrupted();
 void install_signal_handlers();
@@ -87,6 +92,7 @@ struct gateway_setup {
   fault_schedule faults;
   std::string url;
   std::string ipc;
+  std::string ws_url; ///< the aico peer's WebSocket ("" for the gateway)
   std::string admin_user = "stress-admin";
   std::string admin_pw;
   std::unique_ptr<gateway_launcher> gw;
@@ -141,6 +147,16 @@ bool check_store(const std::string& url, const std::string& password,
                  int conversations, const std::vector<int>& users,
                  const std::map<std::string, std::vector<std::string>>& sent,
                  integrity_result& out, std::string& err);
+
+/// The aico profile's integrity check: every message the peer stored
+/// (GET /_peer/messages, insertion order) whose content is a stress
+/// message, per conversation of its id, against `sent`; sends in `unknown`
+/// had an unknown outcome (counted separately). False + err if the peer
+/// could not be read.
+bool check_peer_store(const std::string& url,
+                      const std::map<std::string, std::vector<std::string>>& sent,
+                      const std::set<std::string>& unknown,
+                      integrity_result& out, std::string& err);
 
 /// The live progress on stderr: an updating bar on a terminal (every
 /// 250 ms), otherwise a plain line every 5 s.
