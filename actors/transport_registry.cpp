@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "actors/transport_actor.hpp"
+#include "src/profile/aico/http_driver.hpp"
 #include "src/transport/curl/http_driver.hpp"
 #include "src/transport/lws/ws_driver.hpp"
 #include "src/transport/zmq/ipc_driver.hpp"
@@ -62,6 +63,9 @@ transport_actor spawn_http_transport(caf::actor_system& sys,
   return spawn_transport_actor(
     sys, std::move(h),
     [cfg](transport::driver_events ev) {
+      // the wire profile picks the driver (docs/profiles.md)
+      if (cfg.profile == "aico")
+        return aico_profile::make_aico_http_driver(cfg, std::move(ev));
       return http::make_http_driver(cfg, std::move(ev));
     },
     std::move(listener));

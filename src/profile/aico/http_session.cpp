@@ -181,6 +181,8 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     chunk_fn on_chunk;
     done_fn done;
     int attempt = 0;
+    /// the call's end (logical_call::timeout), or none
+    std::optional<std::chrono::steady_clock::time_point> deadline;
     // stream state
     int status = 0;
     std::map<std::string, std::string> headers;
@@ -226,11 +228,22 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     });
   }
 
-  http::request build(const wire_request& w) {
+  /// `limit`, shortened to what is left of the call's time (at least 1 ms).
+  static std::chrono::milliseconds
+  bounded(std::chrono::milliseconds limit, const pending_call& pc) {
+    if (!pc.deadline)
+      return limit;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      *pc.deadline - std::chrono::steady_clock::now());
+    return std::max(std::chrono::milliseconds{1}, std::min(limit, left));
+  }
+
+  http::request build(const pending_call& pc) {
+    auto& w = pc.rq;
     http::request rq;
     rq.method = w.method;
     rq.url = opts.base_url + w.path;
-    rq.timeout = opts.request_timeout;
+    rq.timeout = bounded(opts.request_timeout, pc);
     std::lock_guard<std::mutex> g{mtx};
     ++counts.wire_calls;
     if (w.encrypted) {
@@ -290,7 +303,7 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
 
   void send(std::shared_ptr<pending_call> pc, uint64_t gen) {
     auto self = shared_from_this();
-    auto rq = build(pc->rq);
+    auto rq = build(*pc);
     if (!pc->rq.stream) {
       loop.submit(std::move(rq), [self, pc, gen](http::response r) {
         if (r.fail != http::failure::none) {
@@ -331,8 +344,14 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     pc->line_error.reset();
     pc->raw.clear();
     http::stream_options so;
-    so.open_timeout = opts.stream_open_timeout;
+    so.open_timeout = bounded(opts.stream_open_timeout, *pc);
     so.idle_timeout = opts.stream_idle_timeout;
+    if (pc->deadline)
+      so.total_timeout = bounded(opts.stream_idle_timeout * 100, *pc);
+    // never re-sent by libcurl on a dead reused connection: the backend has
+    // no idempotency keys (docs/profiles.md, "A send whose outcome is
+    // unknown")
+    so.fresh_connection = true;
     http::stream_handlers h;
     h.on_open = [pc](int status, const std::map<std::string, std::string>& hd) {
       pc->status = status;
@@ -553,6 +572,8 @@ void aico_http_session::call(const logical_call& c, chunk_fn on_chunk,
   pc->rq = std::move(std::get<wire_request>(mapped));
   pc->on_chunk = std::move(on_chunk);
   pc->done = std::move(done);
+  if (c.timeout.count() > 0)
+    pc->deadline = std::chrono::steady_clock::now() + c.timeout;
   impl_->start(std::move(pc));
 }
 
@@ -579,6 +600,13 @@ void aico_http_session::reconnected() {
 
 std::string aico_http_session::client_id() const {
   return impl_->channel.client_id();
+}
+
+void aico_http_session::set_conversation(const std::string& cid) {
+  if (!reusable(cid))
+    return;
+  std::lock_guard<std::mutex> g{impl_->mtx};
+  impl_->current_conversation = cid;
 }
 
 std::string aico_http_session::conversation() const {

@@ -105,6 +105,9 @@ public:
   std::string client_id() const;
   /// The conversation the last send got (used for "current").
   std::string conversation() const;
+  /// Sets it (a new session that replaces an older one keeps it); ignored
+  /// unless the backend would reuse it (non-empty, contains '_').
+  void set_conversation(const std::string& cid);
   session_counters counters() const;
   /// The server key file (pins).
   std::string pin_file() const;
