@@ -163,6 +163,8 @@ void publish(self_ptr self) {
   } else if (auto a = p.active()) {
     cs.mode = p.mode(*a);
     cs.state = p.degraded() ? link_state::degraded : link_state::connected;
+    if (cs.state == link_state::degraded)
+      cs.reason = st.last_failure; // why a better transport is not in use
   } else if (p.all_waiting()) {
     cs.state = link_state::reconnecting;
     auto now = self->clock().now();

@@ -72,6 +72,9 @@ struct pending_call {
   caf::typed_response_promise<api_reply> rp;
   std::string call_id; ///< api_call id (the reply carries it)
   uint64_t handle = 0; ///< the driver's (send_result::handle)
+  /// driver::resend_safe: false = failed as outcome_unknown, not network,
+  /// when the link goes away under it (a resend could apply it twice).
+  bool resend_safe = true;
 };
 
 enum class sub_phase : uint8_t {
@@ -224,15 +227,27 @@ void send_event(self_ptr self, server_event ev) {
     self->send(st.listener, event_atom_v, std::move(ev));
 }
 
-/// Fails these calls with `err`.
-template <class Entries>
-void fail_all(Entries&& entries, const caf::error& err) {
-  for (auto& e : entries)
-    e.payload.rp.deliver(err);
-}
-
 caf::error network_error(const transport_state& st, const std::string& what) {
   return make_engine_error(error_class::network, st.proto + " " + what);
+}
+
+/// Fails these calls with `err` (a network error: the supervisor re-sends
+/// them elsewhere), except those the driver called unsafe to resend: they
+/// may have reached the server, so their outcome is unknown (class unknown,
+/// code outcome_unknown, not retryable; docs/profiles.md).
+template <class Entries>
+void fail_all(Entries&& entries, const caf::error& err) {
+  for (auto& e : entries) {
+    if (e.payload.resend_safe) {
+      e.payload.rp.deliver(err);
+      continue;
+    }
+    auto c = classify(err);
+    e.payload.rp.deliver(make_engine_error(
+      error_class::unknown,
+      c.message + "; the call may have reached the server and is not re-sent",
+      0, "outcome_unknown"));
+  }
 }
 
 // -- connection --------------------------------------------------------------------
@@ -389,6 +404,7 @@ caf::result<api_reply> on_request(self_ptr self, api_call& call,
   oc.token = std::move(call.token);
   oc.time_left = deadline - now;
   auto wire_id = oc.wire_id;
+  bool resend_safe = st.driver->resend_safe(oc);
   auto res = st.driver->send(st.gen, std::move(oc));
   switch (res.what) {
     case tp::send_result::kind::local_reply:
@@ -401,7 +417,8 @@ caf::result<api_reply> on_request(self_ptr self, api_call& call,
   }
   auto rp = self->make_response_promise<api_reply>();
   if (!st.link.add_call(key, deadline + st.caps.own_timeout_grace,
-                        pending_call{rp, std::move(call.id), res.handle},
+                        pending_call{rp, std::move(call.id), res.handle,
+                                     resend_safe},
                         std::move(wire_id), st.gen)) {
     st.driver->cancel(res.handle);
     rp.deliver(make_engine_error(error_class::unknown,
@@ -474,10 +491,35 @@ void on_resume(self_ptr self, uint64_t seq, bool now) {
   }
 }
 
+/// token_per_connection: the server refused the token (it spent it on an
+/// earlier connection); ask the engine for a fresh one, once per connection
+/// (it comes back as token_atom and subscribes again).
+void ask_fresh_token(self_ptr self) {
+  auto& st = self->state;
+  if (!st.link.up() || st.token.empty() || st.token_asked_gen == st.gen)
+    return;
+  st.token_asked_gen = st.gen;
+  server_event ev;
+  ev.topic = token_refused_topic;
+  ev.data = "{}";
+  ev.via = st.cfg.mode;
+  send_event(self, std::move(ev));
+}
+
 void on_subscribed(self_ptr self, const tp::subscribed& s) {
   auto& st = self->state;
-  if (s.sub != st.sub_id || st.sub != sub_phase::opening)
+  if (s.sub != st.sub_id)
     return; // an older subscription's answer
+  if (!s.ok && st.caps.token_per_connection) {
+    // such a driver may accept a subscription at once (its events do not
+    // depend on the token) and report the server's refusal later: the
+    // subscription stays as it is, the token is renewed
+    ask_fresh_token(self);
+    if (st.sub == sub_phase::open)
+      return;
+  }
+  if (st.sub != sub_phase::opening)
+    return; // answered already
   bool held = st.holding;
   st.holding = false;
   if (s.ok) {
@@ -497,17 +539,6 @@ void on_subscribed(self_ptr self, const tp::subscribed& s) {
   if (held && st.sub_since > 0 && !st.token.empty())
     // not resumed: what was dropped meanwhile is a gap
     send_event(self, replay_outcome_event(st.sub_since, false, st.cfg.mode));
-  if (st.caps.token_per_connection && st.link.up() && !st.token.empty()
-      && st.token_asked_gen != st.gen) {
-    // the server spent this token on an earlier connection: ask for a
-    // fresh one (it comes back as token_atom and subscribes again)
-    st.token_asked_gen = st.gen;
-    server_event ev;
-    ev.topic = token_refused_topic;
-    ev.data = "{}";
-    ev.via = st.cfg.mode;
-    send_event(self, std::move(ev));
-  }
 }
 
 void on_subscription_lost(self_ptr self, const tp::subscription_lost& l) {

@@ -255,7 +255,7 @@ public:
             obj["state"] = state_json(cs);
             std::cout << json::serialize(obj) << std::endl;
           } else {
-            std::cout << "[state] " << to_string(cs) << std::endl;
+            std::cout << "[state] " << describe(cs) << std::endl;
           }
         },
         [&](event_atom, const server_event& ev) {

@@ -360,6 +360,15 @@ public:
   /// Ends the subscription (logged out).
   virtual void unsubscribe(uint64_t gen) = 0;
 
+  /// False if `call`, once sent, must not be sent again when the link goes
+  /// away under it (the server has no idempotency key for it, e.g. the AICO
+  /// backend's send): the owner then fails it as outcome_unknown instead of
+  /// network, so neither failover nor retry re-sends it.
+  virtual bool resend_safe(const outgoing_call& call) const {
+    (void)call;
+    return true;
+  }
+
   /// Sends a liveness ping on `gen` (only called with caps().heartbeat).
   virtual void ping(uint64_t gen) { (void)gen; }
 

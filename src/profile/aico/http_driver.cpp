@@ -274,6 +274,14 @@ public:
 
   void unsubscribe(uint64_t) override { sub_ = 0; }
 
+  bool resend_safe(const outgoing_call& call) const override {
+    // the backend has no idempotency keys: a send in flight when the link
+    // goes away (a fail-back disconnects this transport) may have been
+    // stored, so the owner fails it as outcome_unknown, not network
+    return !(call.method == "POST"
+             && call.path.rfind("/conversations/messages", 0) == 0);
+  }
+
   std::string describe(timing_cause, duration, duration) const override {
     return "the AICO server's health check timed out";
   }

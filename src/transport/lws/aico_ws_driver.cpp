@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -43,18 +45,90 @@ int64_t to_ms(duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
 
-/// What the I/O thread and the owner share: the auth frames in flight on
-/// the current connection (subscription numbers, in send order).
+/// What the I/O threads and the owner share: the auth frames in flight on
+/// the current connection (subscription numbers, in send order), the calls
+/// in flight on the call path, and a socket loss that waits for them.
 struct shared_state {
   std::mutex m;
   uint64_t gen = 0;
   std::deque<uint64_t> pending_auth;
+  /// Calls sent on `gen`, not answered yet: key -> the call driver's handle.
+  std::map<uint64_t, uint64_t> calls;
+  bool lost = false;        ///< the socket of `gen` is gone
+  bool lost_reported = false;
+  std::string lost_reason;
 
   void reset(uint64_t g) {
     std::lock_guard<std::mutex> g_(m);
     gen = g;
     pending_auth.clear();
+    calls.clear();
+    lost = lost_reported = false;
+    lost_reason.clear();
   }
+
+  /// The socket of `g` closed: report it now if no call is in flight, else
+  /// when the last one is answered (see aico_ws_driver::send). The reason
+  /// to report, or nullopt.
+  std::optional<std::string> socket_lost(uint64_t g, std::string reason) {
+    std::lock_guard<std::mutex> g_(m);
+    if (g != gen)
+      return reason; // stale: the owner ignores it
+    lost = true;
+    lost_reason = std::move(reason);
+    return take_loss();
+  }
+
+  /// Call `key` of `g` was answered (or given up): the deferred loss, if it
+  /// is due now.
+  std::optional<std::string> call_done(uint64_t g, uint64_t key) {
+    std::lock_guard<std::mutex> g_(m);
+    if (g != gen)
+      return std::nullopt;
+    calls.erase(key);
+    return take_loss();
+  }
+
+  uint64_t gen_now() {
+    std::lock_guard<std::mutex> g_(m);
+    return gen;
+  }
+
+  /// False if the socket is gone (a new call is refused).
+  bool add_call(uint64_t g, uint64_t key) {
+    std::lock_guard<std::mutex> g_(m);
+    if (g != gen || lost)
+      return false;
+    calls.emplace(key, 0);
+    return true;
+  }
+
+  void set_handle(uint64_t g, uint64_t key, uint64_t handle) {
+    std::lock_guard<std::mutex> g_(m);
+    if (g != gen)
+      return;
+    if (auto i = calls.find(key); i != calls.end())
+      i->second = handle;
+  }
+
+  /// The call driver's handle of call `key` if it is still in flight.
+  std::optional<uint64_t> handle_of(uint64_t key) {
+    std::lock_guard<std::mutex> g_(m);
+    auto i = calls.find(key);
+    if (i == calls.end())
+      return std::nullopt;
+    return i->second;
+  }
+
+private:
+  std::optional<std::string> take_loss() {
+    if (!lost || lost_reported || !calls.empty())
+      return std::nullopt;
+    lost_reported = true;
+    return lost_reason;
+  }
+
+public:
   void push(uint64_t g, uint64_t sub) {
     std::lock_guard<std::mutex> g_(m);
     if (g == gen)
@@ -93,10 +167,7 @@ void on_text(const driver_events& ev, shared_state& sh, uint64_t gen,
     return;
   }
   if (type == "auth_success") {
-    if (auto sub = sh.pop(gen)) {
-      ev.on_subscribed(subscribed{gen, sub, true, false});
-      return;
-    }
+    sh.pop(gen); // accepted when it was sent (see subscribe)
   } else if (type == "error") {
     auto err = str_of(o, "error");
     // "Authentication failed" (refused, no token) or "Authentication
@@ -220,12 +291,41 @@ public:
     if (!calls_)
       return send_result::fail(call_failure::network,
                                "aico ws transport: no call path");
-    return calls_->send(gen, std::move(call));
+    auto key = call.key;
+    if (!shared_->add_call(gen, key))
+      return send_result::fail(call_failure::network,
+                               "the backend's websocket is closed");
+    auto res = calls_->send(gen, std::move(call));
+    if (res.what != send_result::kind::queued) {
+      if (auto why = shared_->call_done(gen, key))
+        events_->on_link_lost(link_lost{gen, *why});
+      return res;
+    }
+    // the owner's handle is the key (the call driver's may be 0 for all)
+    shared_->set_handle(gen, key, res.handle);
+    return send_result::queued(key);
   }
 
-  void cancel(uint64_t handle) override {
-    if (calls_)
-      calls_->cancel(handle);
+  void cancel(uint64_t key) override {
+    if (!calls_)
+      return;
+    auto handle = shared_->handle_of(key);
+    if (!handle)
+      return; // answered already
+    calls_->cancel(*handle);
+    auto gen = shared_->gen_now();
+    if (auto why = shared_->call_done(gen, key))
+      events_->on_link_lost(link_lost{gen, *why});
+  }
+
+  bool resend_safe(const outgoing_call& call) const override {
+    // the backend has no idempotency keys: a send that may have reached it
+    // is never sent again (docs/profiles.md, "A send whose outcome is
+    // unknown")
+    if (call.method == "POST"
+        && call.path.rfind("/conversations/messages", 0) == 0)
+      return false;
+    return !calls_ || calls_->resend_safe(call);
   }
 
   void subscribe(uint64_t gen, uint64_t sub, const std::string& token,
@@ -234,6 +334,11 @@ public:
       return;
     shared_->push(gen, sub);
     loop_->send(gen, aico_ws::auth_frame(token));
+    // The events of this link are the call path's (the chunks of the
+    // user's own sends): they do not depend on the socket's auth, so the
+    // subscription is live at once. A refusal of the auth frame follows as
+    // subscribed{!ok} (token_per_connection: the owner renews the token).
+    events_->on_subscribed(subscribed{gen, sub, true, false});
   }
 
   void unsubscribe(uint64_t) override {
@@ -281,8 +386,12 @@ private:
     h.on_message = [ev, sh](uint64_t gen, std::string&& text) {
       on_text(*ev, *sh, gen, text);
     };
-    h.on_closed = [ev](uint64_t gen, const std::string& reason) {
-      ev->on_link_lost(link_lost{gen, reason});
+    h.on_closed = [ev, sh](uint64_t gen, const std::string& reason) {
+      // The calls in flight go over REST, not over this socket: they are
+      // answered first (a send failed as "network" would be re-sent on the
+      // next transport and could be stored twice), then the link is lost.
+      if (auto why = sh->socket_lost(gen, reason))
+        ev->on_link_lost(link_lost{gen, *why});
     };
     h.on_warning = [](uint64_t, const std::string& w) {
       log_line("aico: ws: " + w);
@@ -294,6 +403,7 @@ private:
   /// part of this link.
   driver_events call_events() {
     auto ev = events_;
+    auto sh = shared_;
     driver_events c;
     c.on_link_up = [](link_up&&) {};
     c.on_link_lost = [ev](link_lost&& x) {
@@ -302,9 +412,17 @@ private:
     };
     c.on_peer_lost = [](peer_lost&&) {};
     c.on_peer_back = [](peer_back&&) {};
-    c.on_reply = [ev](reply&& x) { ev->on_reply(std::move(x)); };
-    c.on_send_failed = [ev](send_failed&& x) {
+    c.on_reply = [ev, sh](reply&& x) {
+      auto gen = x.gen, key = x.key;
+      ev->on_reply(std::move(x));
+      if (auto why = sh->call_done(gen, key))
+        ev->on_link_lost(link_lost{gen, *why});
+    };
+    c.on_send_failed = [ev, sh](send_failed&& x) {
+      auto gen = x.gen, key = x.key;
       ev->on_send_failed(std::move(x));
+      if (auto why = sh->call_done(gen, key))
+        ev->on_link_lost(link_lost{gen, *why});
     };
     c.on_event = [ev](event_frame&& x) { ev->on_event(std::move(x)); };
     c.on_subscribed = [](subscribed&&) {};

@@ -13,9 +13,13 @@
 //   link_up (a server that upgrades but never welcomes runs into the
 //   owner's connect deadline).
 // * subscribe(gen, sub, token, since): the backend's `auth` frame
-//   {"type":"auth","token"}; `auth_success` is subscribed{ok}, the error
-//   "Authentication failed" subscribed{!ok} (answers come in the order the
-//   auth frames went out). `since` is ignored: the backend has no replay.
+//   {"type":"auth","token"}, and subscribed{ok} at once (reported from the
+//   owner's thread, an exception to driver.hpp's rule that only means an
+//   anon_send from there): this link's events are the call driver's (the
+//   chunks of the user's own sends) and do not depend on the socket's auth.
+//   The error "Authentication failed" for it is a later subscribed{!ok}
+//   (answers come in the order the auth frames went out). `since` is
+//   ignored: the backend has no replay.
 //   The backend ties the token to the connection and revokes its session
 //   when the connection ends, so a token authenticates ONE connection: a
 //   reconnect's auth with the previous token is refused, and the

@@ -444,6 +444,24 @@ TEST_F(transport_actor_test, token_per_connection_asks_for_a_fresh_token_once) {
   EXPECT_EQ(log->events.size(), 2u);
 }
 
+TEST_F(transport_actor_test, token_per_connection_refusal_after_acceptance) {
+  // the aico WS driver accepts at once (its events come from the call path)
+  // and reports the backend's refusal of the auth frame later
+  drv->caps.token_per_connection = true;
+  spawn();
+  caf::anon_send(t, token_atom_v, std::string{"spent"});
+  bring_up();
+  drv->ev.on_subscribed(tp::subscribed{gen(), drv->last_sub, true, false});
+  run();
+  drv->ev.on_subscribed(tp::subscribed{gen(), drv->last_sub, false, false});
+  run();
+  ASSERT_EQ(log->events.size(), 1u);
+  EXPECT_EQ(log->events[0].topic, "link.token_refused");
+  // the subscription stays open: events still flow
+  send_event(gen(), 0);
+  EXPECT_EQ(log->events.size(), 2u);
+}
+
 TEST_F(transport_actor_test, without_token_per_connection_a_refusal_asks_nothing) {
   spawn();
   caf::anon_send(t, token_atom_v, std::string{"tok"});
