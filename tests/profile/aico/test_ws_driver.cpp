@@ -7,6 +7,7 @@
 // and the API calls going to the call driver it owns.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -121,6 +122,8 @@ struct fake_calls final : tp::driver {
   void close() override { ++closes; }
   tp::send_result send(uint64_t gen, tp::outgoing_call c) override {
     sent.push_back(c.path);
+    if (hold)
+      return tp::send_result::queued(100 + c.key);
     tp::reply r;
     r.gen = gen;
     r.key = c.key;
@@ -144,6 +147,7 @@ struct fake_calls final : tp::driver {
   std::vector<std::string> sent;
   int closes = 0;
   int subscribes = 0;
+  bool hold = false; ///< answer nothing (the test answers through ev)
 };
 
 class AicoWsDriver : public PeerTest {
@@ -311,6 +315,65 @@ TEST_F(AicoWsDriver, CallsGoToTheCallDriverAndComeBackFromIt) {
   EXPECT_EQ(rec.wait("lost "), "lost 5 REST: connection refused");
   // its subscription is never used: auth is the WebSocket's
   EXPECT_EQ(calls->subscribes, 0);
+}
+
+TEST_F(AicoWsDriver, ASocketLossWaitsForTheCallsInFlight) {
+  auto d = make();
+  d->open(3, "");
+  ASSERT_EQ(rec.wait("up "), "up 3");
+  ASSERT_NE(calls, nullptr);
+  calls->hold = true;
+  tp::outgoing_call c;
+  c.key = 7;
+  c.method = "POST";
+  c.path = "/conversations/messages";
+  c.time_left = std::chrono::seconds(5);
+  EXPECT_FALSE(d->resend_safe(c)); // the backend has no idempotency keys
+  ASSERT_EQ(d->send(3, c).what, tp::send_result::kind::queued);
+  debug("POST", "/_peer/ws/drop");
+  // the send travels over REST: it is answered before the link is lost
+  EXPECT_EQ(rec.wait("lost ", 300ms), "");
+  tp::outgoing_call h;
+  h.key = 8;
+  h.path = "/health";
+  h.time_left = std::chrono::seconds(5);
+  EXPECT_TRUE(d->resend_safe(h));
+  auto r = d->send(3, h); // a new call is refused: it never left
+  EXPECT_EQ(r.what, tp::send_result::kind::failed);
+  EXPECT_EQ(r.failure, tp::call_failure::network);
+  tp::reply rep;
+  rep.gen = 3;
+  rep.key = 7;
+  rep.status = 201;
+  rep.body = "{}";
+  calls->ev.on_reply(std::move(rep));
+  EXPECT_EQ(rec.wait("reply "), "reply 3 7 201 {}");
+  EXPECT_NE(rec.wait("lost 3"), "");
+  auto lines = rec.lines();
+  auto reply_at = std::find_if(lines.begin(), lines.end(), [](auto& l) {
+    return l.rfind("reply ", 0) == 0;
+  });
+  auto lost_at = std::find_if(lines.begin(), lines.end(), [](auto& l) {
+    return l.rfind("lost ", 0) == 0;
+  });
+  EXPECT_LT(reply_at - lines.begin(), lost_at - lines.begin());
+}
+
+TEST_F(AicoWsDriver, ACancelledCallReleasesTheSocketLoss) {
+  auto d = make();
+  d->open(4, "");
+  ASSERT_EQ(rec.wait("up "), "up 4");
+  calls->hold = true;
+  tp::outgoing_call c;
+  c.key = 1;
+  c.path = "/health";
+  c.time_left = std::chrono::seconds(5);
+  auto r = d->send(4, c);
+  ASSERT_EQ(r.what, tp::send_result::kind::queued);
+  debug("POST", "/_peer/ws/drop");
+  EXPECT_EQ(rec.wait("lost ", 300ms), "");
+  d->cancel(r.handle); // its deadline passed
+  EXPECT_NE(rec.wait("lost 4"), "");
 }
 
 class AicoWsHeartbeat : public AicoWsDriver {
