@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -353,6 +354,8 @@ caf::behavior user_behavior(user_actor* self, shared_state* sh, engine* eng,
     [self](stop_a) { self->state.sh->stopping = true; },
     [self](state_atom, const connection_state& cs) {
       auto& st = self->state;
+      if (std::getenv("AICO_STRESS_DEBUG_STATES"))
+        std::cerr << st.username << ": " << describe(cs) << std::endl;
       auto m = mode_index(cs);
       if (m != st.mode) {
         st.sh->mix[st.mode]--;

@@ -13,6 +13,7 @@
 // 2 usage.
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -68,6 +69,7 @@ int run_single(options& o) {
   int rc = 1;
   uint64_t fault_actions = 0, kills = 0;
   std::unique_ptr<fault_driver> fd;
+  std::unique_ptr<ws_flapper> flap;
   {
     caf::actor_system sys{cfg};
     load_runner lr{sys, p};
@@ -79,6 +81,10 @@ int run_single(options& o) {
         return 1;
       }
     }
+    if (o.peer_ws_flap > 0) {
+      flap = std::make_unique<ws_flapper>(g.url, o.peer_ws_flap);
+      flap->start();
+    }
     progress_printer pp{o.duration, o.messages};
     load_hooks hooks;
     hooks.tick = [&](double e, const progress_counters& c) { pp.update(e, c); };
@@ -88,6 +94,10 @@ int run_single(options& o) {
         fd->stop();
         fault_actions = fd->actions();
         kills = fd->kills();
+      }
+      if (flap) {
+        flap->stop(); // the WebSocket is on again for the drain
+        fault_actions += flap->actions();
       }
       pp.end_line();
       std::cerr << "aico-stress: load stopped after " << load_s
@@ -118,6 +128,17 @@ int run_single(options& o) {
     rep.transports = o.transports;
     rep.mix = o.mix;
     rep.faults = o.faults.empty() ? "none" : describe(g.faults);
+    if (o.peer_ws_flap > 0) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "peer ws off %g s every %g s",
+                    o.peer_ws_flap, 2 * o.peer_ws_flap);
+      rep.faults = (rep.faults == "none" ? std::string{} : rep.faults + "; ")
+                   + buf;
+    }
+    for (auto& rule : o.peer_faults)
+      rep.faults = (rep.faults == "none" ? std::string{"peer "}
+                                         : rep.faults + "; peer ")
+                   + rule;
     rep.seed = o.seed;
     rep.fault_actions = fault_actions;
     rep.gateway_kills = kills;
@@ -155,7 +176,9 @@ std::string check_modes(const CLI::App& app, const options& o) {
     for (auto name : {"--url", "--ipc", "--start-gateway", "--gateway-bin",
                       "--bot", "--access-ttl", "--users", "--rate",
                       "--duration", "--messages", "--ramp", "--transports",
-                      "--mix", "--faults", "--conversations", "--password",
+                      "--mix", "--faults", "--peer-fault", "--peer-ws-flap",
+                      "--conversations",
+                      "--password",
                       "--admin", "--password-file", "--admin-file",
                       "--drain-timeout", "--seed", "--json",
                       "--plot", "--workers", "--listen", "--port-file",
@@ -252,6 +275,15 @@ int main(int argc, char** argv) {
   app.add_option("--transports", o.transports, "ipc,ws,http in order");
   app.add_option("--mix", o.mix, "operation weights");
   app.add_option("--faults", o.faults, "fault schedule or @file");
+  app.add_option("--peer-ws-flap", o.peer_ws_flap,
+                 "--profile aico: switch the peer's WebSocket off for S "
+                 "seconds every 2*S seconds during the load (failover WS <-> "
+                 "HTTP)");
+  app.add_option("--peer-fault", o.peer_faults,
+                 "--profile aico: a rule for the peer's /_peer/faults, e.g. "
+                 "'{\"fault\":\"stream_cut\",\"path\":\"/api/v1/"
+                 "conversation/messages\",\"after\":1,\"count\":3}' "
+                 "(repeatable)");
   app.add_option("--conversations", o.conversations,
                  "conversations per user")
     ->check(CLI::Range(1, 100));

@@ -153,6 +153,12 @@ bool aico_profile(const options& o) {
 
 int validate_gateway_options(options& o, gateway_setup& g) {
   std::string err;
+  if ((!o.peer_faults.empty() || o.peer_ws_flap > 0) && !aico_profile(o)) {
+    std::cerr << "aico-stress: --peer-fault and --peer-ws-flap need --profile "
+                 "aico (use --faults with the gateway)"
+              << std::endl;
+    return 2;
+  }
   if (aico_profile(o)) {
     // what the aico run supports today (docs/performance.md, Stress)
     const char* why = nullptr;
@@ -168,6 +174,21 @@ int validate_gateway_options(options& o, gateway_setup& g) {
     if (why) {
       std::cerr << "aico-stress: " << why << std::endl;
       return 2;
+    }
+    if (o.peer_ws_flap < 0) {
+      std::cerr << "aico-stress: --peer-ws-flap: seconds must be positive"
+                << std::endl;
+      return 2;
+    }
+    for (auto& rule : o.peer_faults) {
+      boost::system::error_code ec;
+      auto v = boost::json::parse(rule, ec);
+      if (ec || !v.is_object() || !v.as_object().contains("fault")) {
+        std::cerr << "aico-stress: --peer-fault: expected a JSON object with "
+                     "\"fault\" (docs/profiles.md, test-only routes), got '"
+                  << rule << "'" << std::endl;
+        return 2;
+      }
     }
     bool pin = o.password.size() >= 4 && o.password.size() <= 8;
     for (char c : o.password)
@@ -293,6 +314,15 @@ int start_aico_peer(const options& o, const temp_root& root,
   }
   g.url = g.gw->http_url();
   g.ws_url = g.gw->ws_url();
+  for (auto& rule : o.peer_faults) {
+    auto r = http_call("POST", g.url + "/_peer/faults", rule, "");
+    if (r.status != 200) {
+      std::cerr << "aico-stress: --peer-fault " << rule << ": the peer said "
+                << (r.status == 0 ? r.error : "HTTP " + std::to_string(r.status))
+                << std::endl;
+      return 2;
+    }
+  }
   return 0;
 }
 
@@ -568,6 +598,47 @@ bool check_peer_store(const std::string& url,
   }
   out = check_integrity(sent, stored, unknown);
   return true;
+}
+
+ws_flapper::ws_flapper(std::string base, double seconds)
+  : base_(std::move(base)), seconds_(seconds) {
+}
+
+ws_flapper::~ws_flapper() {
+  stop();
+}
+
+void ws_flapper::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void ws_flapper::stop() {
+  {
+    std::lock_guard<std::mutex> g{m_};
+    done_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable())
+    thread_.join();
+}
+
+void ws_flapper::run() {
+  auto period = std::chrono::duration_cast<std::chrono::milliseconds>(
+    std::chrono::duration<double>(seconds_));
+  bool down = false;
+  std::unique_lock<std::mutex> g{m_};
+  while (!cv_.wait_for(g, period, [this] { return done_; })) {
+    g.unlock();
+    down = !down;
+    auto r = http_call("POST", base_ + (down ? "/_peer/ws/down" : "/_peer/ws/up"),
+                       "", "");
+    if (r.status == 200)
+      actions_++;
+    g.lock();
+  }
+  g.unlock();
+  if (down)
+    http_call("POST", base_ + "/_peer/ws/up", "", "");
 }
 
 // -- progress ------------------------------------------------------------------------------

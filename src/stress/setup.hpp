@@ -11,6 +11,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <mutex>
+#include <condition_variable>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -37,6 +39,12 @@ struct options {
   std::string transports = "ipc,ws,http";
   std::string mix = "send=70,history=20,read=5,health=5";
   std::string faults;
+  /// --peer-fault JSON (aico profile): rules posted to the peer's
+  /// /_peer/faults before the load (docs/profiles.md, test-only routes).
+  std::vector<std::string> peer_faults;
+  /// --peer-ws-flap S (aico profile): the peer's WebSocket is switched off
+  /// for S seconds every 2*S seconds during the load (failover WS <-> HTTP).
+  double peer_ws_flap = 0;
   bool json_out = false;
   uint64_t seed = 1;
   int conversations = 1;
@@ -157,6 +165,28 @@ bool check_peer_store(const std::string& url,
                       const std::map<std::string, std::vector<std::string>>& sent,
                       const std::set<std::string>& unknown,
                       integrity_result& out, std::string& err);
+
+/// --peer-ws-flap: switches the aico peer's WebSocket off and on from a
+/// thread (POST /_peer/ws/down, /_peer/ws/up) until stop(), which leaves it
+/// on.
+class ws_flapper {
+public:
+  ws_flapper(std::string base, double seconds);
+  ~ws_flapper(); ///< stop()
+  void start();
+  void stop();
+  uint64_t actions() const { return actions_; }
+
+private:
+  void run();
+  std::string base_;
+  double seconds_;
+  std::thread thread_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::atomic<uint64_t> actions_{0};
+};
 
 /// The live progress on stderr: an updating bar on a terminal (every
 /// 250 ms), otherwise a plain line every 5 s.
