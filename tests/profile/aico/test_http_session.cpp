@@ -325,6 +325,31 @@ TEST_F(AicoSession, DroppedConnectionsAndClearAnswers) {
   EXPECT_EQ(s->counters().rehandshakes_401, 0u);
 }
 
+TEST_F(AicoSession, SendStoredThenDroppedIsNotResentByLibcurl) {
+  auto s = session();
+  auto [access, refresh] = tokens(*s);
+  // a read first: the connection it used stays in libcurl's cache, so a
+  // send could go out on a reused keep-alive connection
+  auto h = s->call_blocking({"GET", "/conversations/current/messages", "", access});
+  ASSERT_TRUE(h.ok) << h.error.message;
+  // the backend stores the message, then the connection dies before a byte
+  // of the answer: libcurl would re-send a request on a reused connection
+  // that died like this, and the backend would store it twice
+  add_fault({{"fault", "stored_drop"}, {"path", "/api/v1/conversation/messages"},
+             {"method", "POST"}, {"count", 1}});
+  auto r = s->call_blocking(send_call("sd-1", "only once please", access));
+  ASSERT_FALSE(r.ok);
+  EXPECT_TRUE(r.error.outcome_unknown) << r.error.message;
+  EXPECT_FALSE(r.error.retryable);
+  auto all = debug("GET", "/_peer/messages");
+  int copies = 0;
+  for (auto& m : all.at("messages").as_array())
+    if (jstr(m, "/content") == "only once please")
+      ++copies;
+  EXPECT_EQ(copies, 1) << to_text(all);
+  EXPECT_EQ(stat("sends"), 1);
+}
+
 TEST_F(AicoSession, HandshakeRefusedForASkewedClock) {
   ap::session_options o;
   o.wall = [] {
