@@ -190,6 +190,24 @@ protected:
     return res;
   }
 
+  std::vector<queue_entry> queue_list() {
+    caf::scoped_actor self{sys};
+    std::vector<queue_entry> res;
+    self->request(eng->queue(), 5s, list_atom_v)
+      .receive([&](std::vector<queue_entry>& x) { res = std::move(x); },
+               [&](caf::error& e) { ADD_FAILURE() << describe(e); });
+    return res;
+  }
+
+  caf::expected<queue_entry> queue_retry(int64_t seq) {
+    caf::scoped_actor self{sys};
+    caf::expected<queue_entry> res{caf::error{}};
+    self->request(eng->queue(), 5s, retry_atom_v, seq)
+      .receive([&](queue_entry& x) { res = std::move(x); },
+               [&](caf::error& e) { res = std::move(e); });
+    return res;
+  }
+
   std::string refresh_token_on_disk() {
     std::ifstream in(state.path() + "/tokens.json");
     std::stringstream ss;
@@ -412,29 +430,35 @@ TEST_F(AicoEngine, ErrorShapesReachTheCallerAsTheirClass) {
   c = failure_of(call(api_call{"p", "GET", "/users/me/preferences", "", ""}));
   EXPECT_EQ(c.cls, error_class::validation);
   EXPECT_NE(c.message.find("no equivalent"), std::string::npos) << c.message;
-  // a stream that ends with an error line: the message was stored, the
-  // outcome is unknown, nothing is resent
-  add_fault({{"fault", "model_error"}, {"path", "/api/v1/conversation/messages"},
-             {"after", 2}, {"detail", "model crashed"}});
-  c = failure_of(call(send_call("me-1", "model error please")));
+  // a send whose connection is dropped before the application stored it:
+  // the outcome is unknown to the engine (not retried, not failed over),
+  // and the history does not have it
+  add_fault({{"fault", "drop"}, {"path", "/api/v1/conversation/messages"},
+             {"method", "POST"}});
+  c = failure_of(call(send_call("d-1", "dropped before storing")));
   EXPECT_EQ(c.cls, error_class::unknown) << c.message;
   EXPECT_EQ(c.code, "outcome_unknown");
   EXPECT_FALSE(c.retryable);
-  EXPECT_EQ(stored_copies("model error please"), 1);
-  // the connection dies after the message was stored, before any byte of
-  // the answer: not resent (neither by libcurl nor by the engine)
-  add_fault({{"fault", "stored_drop"},
-             {"path", "/api/v1/conversation/messages"}, {"method", "POST"}});
-  c = failure_of(call(send_call("sd-1", "stored then dropped")));
-  EXPECT_EQ(c.cls, error_class::unknown) << c.message;
-  EXPECT_EQ(c.code, "outcome_unknown");
-  EXPECT_EQ(stored_copies("stored then dropped"), 1);
-  // a stream cut after a few lines: the same
-  add_fault({{"fault", "stream_cut"}, {"path", "/api/v1/conversation/messages"},
-             {"after", 2}});
-  c = failure_of(call(send_call("sc-1", "cut stream")));
-  EXPECT_EQ(c.code, "outcome_unknown") << c.message;
-  EXPECT_EQ(stored_copies("cut stream"), 1);
+  EXPECT_NE(c.message.find("not in the history"), std::string::npos)
+    << c.message;
+  EXPECT_EQ(stored_copies("dropped before storing"), 0);
+  // stored, then the stream ends with an error line / is cut / the
+  // connection dies before any byte: found in the history, stored once
+  // (neither libcurl nor the engine resent it)
+  int n = 0;
+  for (auto f : {json::object{{"fault", "model_error"}, {"after", 2}},
+                 json::object{{"fault", "stream_cut"}, {"after", 2}},
+                 json::object{{"fault", "stored_drop"}, {"method", "POST"}}}) {
+    auto name = std::string(f.at("fault").as_string());
+    f["path"] = "/api/v1/conversation/messages";
+    add_fault(f);
+    auto text = "stored then " + name;
+    auto r = call(send_call("st-" + std::to_string(n++), text));
+    ASSERT_TRUE(r) << name << ": " << describe(r.error());
+    EXPECT_EQ(r->status, 201) << name << ": " << r->body;
+    EXPECT_NE(r->body.find("found_in_history"), std::string::npos) << r->body;
+    EXPECT_EQ(stored_copies(text), 1) << name;
+  }
   // and the engine still works
   auto ok = call(send_call("ok-1", "fine again"));
   ASSERT_TRUE(ok) << describe(ok.error());
@@ -454,6 +478,73 @@ TEST_F(AicoEngine, ExpiredChannelIsRenewedWithoutTheCallerNoticing) {
   ASSERT_TRUE(h) << describe(h.error());
   EXPECT_EQ(stat("handshakes"), before + 1);
   EXPECT_GE(stat("encryption_required"), 1);
+}
+
+TEST_F(AicoEngine, UnknownOutcomeFoundInTheHistoryIsSentOnce) {
+  start_engine();
+  ASSERT_TRUE(login());
+  // the stream breaks after the message was stored: the engine does not
+  // resend it; the history shows it arrived, so it is sent
+  add_fault({{"fault", "stream_cut"}, {"path", "/api/v1/conversation/messages"},
+             {"after", 2}});
+  ASSERT_TRUE(chat_send("u-1", "cut after storing"));
+  auto m = settled("u-1");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, message_status::sent) << m->failure_reason;
+  EXPECT_NE(m->metadata.find("found_in_history"), std::string::npos)
+    << m->metadata;
+  // an error line after storing: the same
+  add_fault({{"fault", "model_error"}, {"path", "/api/v1/conversation/messages"},
+             {"after", 1}});
+  ASSERT_TRUE(chat_send("u-2", "model failed after storing"));
+  m = settled("u-2");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, message_status::sent) << m->failure_reason;
+  // the same text again, stored then dropped: the earlier copy is not
+  // taken as the proof of this one (it is claimed already)
+  add_fault({{"fault", "stored_drop"},
+             {"path", "/api/v1/conversation/messages"}, {"method", "POST"}});
+  ASSERT_TRUE(chat_send("u-3", "cut after storing"));
+  m = settled("u-3");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, message_status::sent) << m->failure_reason;
+  EXPECT_EQ(stored_copies("cut after storing"), 2);
+  EXPECT_EQ(stored_copies("model failed after storing"), 1);
+  EXPECT_EQ(stat("sends"), 3); // nothing was resent
+  for (auto& e : queue_list())
+    EXPECT_NE(e.status, "failed") << e.idempotency_key << " " << e.last_error;
+}
+
+TEST_F(AicoEngine, UnknownOutcomeNotInTheHistoryWaitsForQueueRetry) {
+  start_engine();
+  ASSERT_TRUE(login());
+  // the connection is dropped before the application stored anything: the
+  // outcome is unknown to the engine, the history does not have it, so it
+  // is left failed (not resent) until the user retries it
+  add_fault({{"fault", "drop"}, {"path", "/api/v1/conversation/messages"},
+             {"method", "POST"}});
+  ASSERT_TRUE(chat_send("n-1", "never arrived"));
+  auto m = settled("n-1");
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, message_status::failed);
+  EXPECT_NE(m->failure_reason.find("not in the history"), std::string::npos)
+    << m->failure_reason;
+  EXPECT_EQ(stored_copies("never arrived"), 0);
+  EXPECT_EQ(stat("sends"), 0);
+  std::optional<queue_entry> failed;
+  for (auto& e : queue_list())
+    if (e.idempotency_key == "n-1")
+      failed = e;
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->status, "failed");
+  // `aico queue retry N`
+  auto r = queue_retry(failed->seq);
+  ASSERT_TRUE(r) << describe(r.error());
+  ASSERT_TRUE(chat->wait([&] {
+    auto x = chat->last("n-1");
+    return x && x->status == message_status::sent;
+  })) << "not sent after the retry";
+  EXPECT_EQ(stored_copies("never arrived"), 1);
 }
 
 } // namespace
