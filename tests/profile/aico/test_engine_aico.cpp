@@ -45,6 +45,12 @@ struct chat_log {
   }
 };
 
+/// Stored on the backend: sent (the send's answer), or delivered (the
+/// stored message seen back as an event, which the aico driver pushes).
+bool stored(message_status s) {
+  return s == message_status::sent || s == message_status::delivered;
+}
+
 chat_listener_actor spawn_chat_listener(caf::actor_system& sys,
                                         std::shared_ptr<chat_log> log) {
   return sys.spawn([log]() -> chat_listener_actor::behavior_type {
@@ -241,7 +247,7 @@ TEST_F(AicoEngine, LoginStreamingSendAndHistory) {
   ASSERT_TRUE(q) << describe(q.error());
   auto m = settled("e-1");
   ASSERT_TRUE(m);
-  ASSERT_EQ(m->status, message_status::sent) << m->failure_reason;
+  ASSERT_TRUE(stored(m->status)) << m->failure_reason;
   EXPECT_FALSE(m->conversation_id.empty());
   EXPECT_NE(m->conversation_id.find('_'), std::string::npos);
   // the reply's chunks reached the chat stream in order, the last one done
@@ -251,16 +257,27 @@ TEST_F(AicoEngine, LoginStreamingSendAndHistory) {
         return true;
     return false;
   })) << "no final chunk";
-  std::string text;
-  uint64_t next = 0;
+  std::string text, thinking, reply_id;
+  uint64_t next = 0, next_thought = 0;
   {
     std::lock_guard<std::mutex> g{chat->mtx};
     for (auto& c : chat->chunks) {
       if (c.reply_to != "e-1")
         continue;
-      EXPECT_EQ(c.seq_no, next++);
       EXPECT_FALSE(c.message_id.empty());
       EXPECT_EQ(c.conversation_id, m->conversation_id);
+      auto suffix = std::string(":thinking");
+      if (c.message_id.size() > suffix.size()
+          && c.message_id.compare(c.message_id.size() - suffix.size(),
+                                  suffix.size(), suffix)
+               == 0) {
+        // the model's inner monologue: a message of its own
+        EXPECT_EQ(c.seq_no, next_thought++);
+        thinking += c.chunk;
+        continue;
+      }
+      EXPECT_EQ(c.seq_no, next++);
+      reply_id = c.message_id;
       text += c.chunk;
       if (c.done)
         break;
@@ -268,12 +285,24 @@ TEST_F(AicoEngine, LoginStreamingSendAndHistory) {
   }
   EXPECT_EQ(text, "You said: hello engine");
   EXPECT_GE(next, 3u); // "You", " said:", " hello", " engine", done
+  EXPECT_EQ(thinking, "thought-1 thought-2 thought-3");
+  // the stored reply follows as a message (it replaces the stream)
+  ASSERT_TRUE(chat->wait([&] {
+    auto r = chat->last(reply_id);
+    return r && r->content == "You said: hello engine";
+  })) << "no reply message";
+  EXPECT_EQ(chat->last(reply_id)->sender, "companion");
+  EXPECT_EQ(chat->last(reply_id)->reply_to, "e-1");
+  ASSERT_TRUE(chat->wait([&] {
+    auto r = chat->last(reply_id + ":thinking");
+    return r && r->content == "thought-1 thought-2 thought-3";
+  })) << "no thinking message";
 
   // a second send continues the same conversation
   ASSERT_TRUE(chat_send("e-2", "and again"));
   auto m2 = settled("e-2");
   ASSERT_TRUE(m2);
-  ASSERT_EQ(m2->status, message_status::sent) << m2->failure_reason;
+  ASSERT_TRUE(stored(m2->status)) << m2->failure_reason;
   EXPECT_EQ(m2->conversation_id, m->conversation_id);
 
   // history of the current conversation: both turns, ascending
@@ -297,7 +326,7 @@ TEST_F(AicoEngine, HistoryPaging) {
     auto id = "p-" + std::to_string(i);
     ASSERT_TRUE(chat_send(id, "page " + std::to_string(i)));
     auto m = settled(id);
-    ASSERT_TRUE(m && m->status == message_status::sent);
+    ASSERT_TRUE(m && stored(m->status));
   }
   // 6 messages. The latest page (since 0) is the newest `limit`, ascending
   auto h = history("", 0, 4);
@@ -363,7 +392,7 @@ TEST_F(AicoEngineShortTokens, RefreshDoesNotRotateTheRefreshToken) {
   ASSERT_TRUE(chat_send("r-1", "after expiry"));
   auto m = settled("r-1");
   ASSERT_TRUE(m);
-  EXPECT_EQ(m->status, message_status::sent) << m->failure_reason;
+  EXPECT_TRUE(stored(m->status)) << m->failure_reason;
   EXPECT_GE(stat("refreshes"), 1);
   EXPECT_EQ(stat("logins_ok"), 1); // no second login
   // the backend hands back the same refresh token
@@ -375,7 +404,7 @@ TEST_F(AicoEngine, RehandshakeAfterAPeerRestart) {
   ASSERT_TRUE(login());
   ASSERT_TRUE(chat_send("x-1", "before the restart"));
   auto m = settled("x-1");
-  ASSERT_TRUE(m && m->status == message_status::sent);
+  ASSERT_TRUE(m && stored(m->status));
   EXPECT_GE(stat("handshakes"), 1);
   // a restart loses every channel (kept: users, messages, the identity)
   ASSERT_EQ(peer->stop(), 0);
@@ -383,7 +412,7 @@ TEST_F(AicoEngine, RehandshakeAfterAPeerRestart) {
   ASSERT_TRUE(chat_send("x-2", "after the restart"));
   m = settled("x-2", 20s);
   ASSERT_TRUE(m);
-  EXPECT_EQ(m->status, message_status::sent) << m->failure_reason;
+  EXPECT_TRUE(stored(m->status)) << m->failure_reason;
   EXPECT_GE(stat("handshakes"), 1); // the new peer's count
   EXPECT_EQ(stored_copies("after the restart"), 1);
   auto h = history();
@@ -490,7 +519,7 @@ TEST_F(AicoEngine, UnknownOutcomeFoundInTheHistoryIsSentOnce) {
   ASSERT_TRUE(chat_send("u-1", "cut after storing"));
   auto m = settled("u-1");
   ASSERT_TRUE(m);
-  EXPECT_EQ(m->status, message_status::sent) << m->failure_reason;
+  EXPECT_TRUE(stored(m->status)) << m->failure_reason;
   EXPECT_NE(m->metadata.find("found_in_history"), std::string::npos)
     << m->metadata;
   // an error line after storing: the same
@@ -499,7 +528,7 @@ TEST_F(AicoEngine, UnknownOutcomeFoundInTheHistoryIsSentOnce) {
   ASSERT_TRUE(chat_send("u-2", "model failed after storing"));
   m = settled("u-2");
   ASSERT_TRUE(m);
-  EXPECT_EQ(m->status, message_status::sent) << m->failure_reason;
+  EXPECT_TRUE(stored(m->status)) << m->failure_reason;
   // the same text again, stored then dropped: the earlier copy is not
   // taken as the proof of this one (it is claimed already)
   add_fault({{"fault", "stored_drop"},
@@ -507,7 +536,7 @@ TEST_F(AicoEngine, UnknownOutcomeFoundInTheHistoryIsSentOnce) {
   ASSERT_TRUE(chat_send("u-3", "cut after storing"));
   m = settled("u-3");
   ASSERT_TRUE(m);
-  EXPECT_EQ(m->status, message_status::sent) << m->failure_reason;
+  EXPECT_TRUE(stored(m->status)) << m->failure_reason;
   EXPECT_EQ(stored_copies("cut after storing"), 2);
   EXPECT_EQ(stored_copies("model failed after storing"), 1);
   EXPECT_EQ(stat("sends"), 3); // nothing was resent
@@ -542,7 +571,7 @@ TEST_F(AicoEngine, UnknownOutcomeNotInTheHistoryWaitsForQueueRetry) {
   ASSERT_TRUE(r) << describe(r.error());
   ASSERT_TRUE(chat->wait([&] {
     auto x = chat->last("n-1");
-    return x && x->status == message_status::sent;
+    return x && stored(x->status);
   })) << "not sent after the retry";
   EXPECT_EQ(stored_copies("never arrived"), 1);
 }
