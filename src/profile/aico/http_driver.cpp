@@ -301,6 +301,7 @@ private:
       err = "the aico profile needs a state directory for its identity key";
       return nullptr;
     }
+    so.conversation_file = so.state_dir + "/conversation";
     so.request_timeout = std::max(ceil_ms(cfg_.connect_timeout),
                                   std::chrono::milliseconds{10000});
     so.stream_open_timeout = so.request_timeout;

@@ -5,6 +5,10 @@
 #include <deque>
 #include <future>
 #include <mutex>
+#include <fstream>
+
+#include <fcntl.h>
+#include <unistd.h>
 #include <set>
 #include <vector>
 
@@ -346,7 +350,7 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
       mo["aico_outcome"] = "found_in_history";
       s.metadata = json::serialize(mo);
       if (reusable(s.conversation_id))
-        current_conversation = s.conversation_id;
+        set_current(s.conversation_id);
       return o;
     }
     return std::nullopt;
@@ -611,7 +615,7 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     {
       std::lock_guard<std::mutex> g{mtx};
       if (reusable(o.sent.conversation_id))
-        current_conversation = o.sent.conversation_id;
+        set_current(o.sent.conversation_id);
     }
     call_result res;
     res.ok = true;
@@ -621,7 +625,39 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     finish(pc, std::move(res));
   }
 
-  /// "current" or no conversation → the one the last send got.
+  /// Sets the current conversation and keeps it in opts.conversation_file
+  /// (mtx held). A file that cannot be written only costs the continuity.
+  void set_current(const std::string& cid) {
+    if (cid == current_conversation)
+      return;
+    current_conversation = cid;
+    if (opts.conversation_file.empty())
+      return;
+    auto tmp = opts.conversation_file + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return;
+    auto line = cid + "\n";
+    bool ok = ::write(fd, line.data(), line.size())
+              == static_cast<ssize_t>(line.size());
+    ok = ::close(fd) == 0 && ok;
+    if (!ok || ::rename(tmp.c_str(), opts.conversation_file.c_str()) != 0)
+      ::unlink(tmp.c_str());
+  }
+
+  void load_current() {
+    if (opts.conversation_file.empty())
+      return;
+    std::ifstream in(opts.conversation_file);
+    std::string line;
+    if (in && std::getline(in, line) && reusable(line)) {
+      std::lock_guard<std::mutex> g{mtx};
+      current_conversation = line;
+    }
+  }
+
+  /// "current" or no conversation → the one the last send got (if it is
+  /// this user's: "<user uuid>_…").
   logical_call with_conversation(logical_call c) {
     std::string cur;
     {
@@ -630,6 +666,11 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     }
     if (cur.empty())
       return c;
+    if (!c.token.empty()) {
+      auto who = user_from_claims(c.token).id;
+      if (!who.empty() && cur.rfind(who + "_", 0) != 0)
+        return c; // another user's conversation
+    }
     if (c.method == "POST" && c.path == "/conversations/messages") {
       json::error_code ec;
       auto v = json::parse(c.body, ec);
@@ -685,6 +726,7 @@ aico_http_session::create(http::loop& loop, session_options opts,
   if (!id)
     return nullptr;
   auto p = std::make_shared<impl>(loop, std::move(opts), rest, std::move(*id));
+  p->load_current();
   return std::shared_ptr<aico_http_session>(new aico_http_session(std::move(p)));
 }
 

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "aico_peer/peer_fixture.hpp"
 #include "src/profile/aico/http_session.hpp"
@@ -356,6 +357,34 @@ TEST_F(AicoSession, SendStoredThenDroppedIsNotResentByLibcurl) {
       ++copies;
   EXPECT_EQ(copies, 1) << to_text(all);
   EXPECT_EQ(stat("sends"), 1);
+}
+
+TEST_F(AicoSession, TheConversationIsKeptBetweenRuns) {
+  ap::session_options o;
+  o.conversation_file = state->path() + "/conversation";
+  auto s = session(o);
+  auto [access, refresh] = tokens(*s);
+  auto r = s->call_blocking(send_call("k-1", "first run", access));
+  ASSERT_TRUE(r.ok) << r.error.message;
+  auto cid = s->conversation();
+  ASSERT_FALSE(cid.empty());
+  struct stat st {};
+  ASSERT_EQ(::stat(o.conversation_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // a new session (the next `aico send`) continues it
+  std::this_thread::sleep_for(1100ms); // a new one would get another id
+  auto s2 = session(o);
+  EXPECT_EQ(s2->conversation(), cid);
+  r = s2->call_blocking(send_call("k-2", "second run", access));
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_EQ(jstr(parse_json(r.answer.body), "/data/conversation_id"), cid);
+  // another user's send does not join it
+  auto other = login(*s2, pu::bob_uuid, pu::bob_pin);
+  ASSERT_TRUE(other.ok) << other.error.message;
+  auto bob = jstr(parse_json(other.answer.body), "/data/access_token");
+  r = s2->call_blocking(send_call("k-3", "bob here", bob));
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_NE(jstr(parse_json(r.answer.body), "/data/conversation_id"), cid);
 }
 
 TEST_F(AicoSession, HandshakeRefusedForASkewedClock) {
