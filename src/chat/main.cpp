@@ -345,12 +345,18 @@ private:
           m.notice("retry: queue unavailable: " + e);
         },
         list_atom::value);
+    } else if (cmd == "/thinking") {
+      model_.show_thinking = !model_.show_thinking;
+      model_.notice(model_.show_thinking
+                      ? "thinking: shown (the model's inner monologue, "
+                        "with the aico profile)"
+                      : "thinking: hidden");
     } else if (cmd == "/help") {
-      model_.notice("commands: /status /health /retry /quit; PgUp/PgDn "
-                    "scroll");
+      model_.notice("commands: /status /health /retry /thinking /quit; "
+                    "PgUp/PgDn scroll");
     } else {
       model_.notice("unknown command " + cmd
-                    + " (try /status /health /retry /quit)");
+                    + " (try /status /health /retry /thinking /quit)");
     }
   }
 

@@ -971,9 +971,10 @@ int main(int argc, char** argv) {
   }
   if (cmd == "login") {
     std::string perr;
-    if (!cli::read_password("aico", o.password_src,
-                            "password for " + o.user + ": ", o.password,
-                            perr)) {
+    // the aico profile logs in with the backend's user UUID and PIN
+    auto what = cfg->profile == wire_profile::aico ? "PIN for " : "password for ";
+    if (!cli::read_password("aico", o.password_src, what + o.user + ": ",
+                            o.password, perr)) {
       std::cerr << "aico: login: " << perr << std::endl;
       return usage;
     }

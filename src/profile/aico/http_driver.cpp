@@ -27,6 +27,10 @@ namespace json = boost::json;
 
 /// The owner's deadlines trail the driver's own timeouts by this.
 constexpr duration safety_grace = 250ms;
+/// The model's inner monologue is a message of its own: the reply's id with
+/// this suffix (its chunks and its final message).
+constexpr const char* thinking_suffix = ":thinking";
+
 /// The driver answers this much before the owner's deadline.
 constexpr duration own_margin = 100ms;
 
@@ -227,15 +231,17 @@ public:
     auto on_chunk = [ev, gen, sub, counters](const stream_piece& p) {
       auto c = p.chunk;
       c.seq_no = p.thinking ? counters->second++ : counters->first++;
+      if (p.thinking)
+        c.message_id += thinking_suffix; // a message of its own
       event_frame f;
       f.gen = gen;
       f.sub = sub;
-      f.topic = p.thinking ? "message.thinking" : "message.stream";
+      f.topic = "message.stream";
       f.data = chunk_json(c);
       ev->on_event(std::move(f));
     };
     auto slot = std::make_shared<call_slot>();
-    auto done = [ev, gen, key, slot](call_result r) {
+    auto done = [ev, gen, key, sub, slot](call_result r) {
       {
         std::lock_guard<std::mutex> g{slot->mtx};
         if (slot->in_call && std::this_thread::get_id() == slot->caller) {
@@ -243,7 +249,7 @@ public:
           return;
         }
       }
-      deliver(*ev, gen, key, std::move(r));
+      deliver(*ev, gen, key, sub, std::move(r));
     };
     session_->call(lc, std::move(on_chunk), std::move(done));
     std::optional<call_result> sync;
@@ -303,6 +309,7 @@ private:
       err = "the aico profile needs a state directory for its identity key";
       return nullptr;
     }
+    so.conversation_file = so.state_dir + "/conversation";
     so.request_timeout = std::max(ceil_ms(cfg_.connect_timeout),
                                   std::chrono::milliseconds{10000});
     so.stream_open_timeout = so.request_timeout;
@@ -310,7 +317,32 @@ private:
   }
 
   static void deliver(const driver_events& ev, uint64_t gen, uint64_t key,
-                      call_result r) {
+                      uint64_t sub, call_result r) {
+    if (r.ok && r.send) {
+      // the stored messages, as the gateway pushes them: the user's own
+      // (delivered), the model's thinking (if any) and the reply, before
+      // the send's answer; they replace the streamed chunks in the chat
+      auto push = [&](const chat_message& m) {
+        event_frame f;
+        f.gen = gen;
+        f.sub = sub;
+        f.topic = "message";
+        f.data = message_json(m);
+        ev.on_event(std::move(f));
+      };
+      auto& o = *r.send;
+      push(o.sent);
+      if (!o.reply.content.empty() || !o.aico_message_id.empty()) {
+        if (!o.thinking.empty()) {
+          auto t = o.reply;
+          t.id += thinking_suffix;
+          t.content = o.thinking;
+          t.metadata = R"({"aico_thinking":true})";
+          push(t);
+        }
+        push(o.reply);
+      }
+    }
     if (r.ok) {
       reply rep;
       rep.gen = gen;

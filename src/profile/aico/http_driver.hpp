@@ -19,9 +19,12 @@
 //   back at once (send_result::answer). Errors: see error_answer() below.
 // * The chunks of a streamed send are event_frames of topic
 //   `message.stream` (the reference gateway's stream_chunk JSON, seq_no
-//   counting the reply's chunks from 0) and, for the model's inner
-//   monologue, `message.thinking` (the same shape, its own seq_no), in
-//   arrival order, before the send's reply.
+//   counting the reply's chunks from 0), in arrival order; the model's
+//   inner monologue (`thinking`) is a message of its own: the reply's id
+//   with ":thinking", its own seq_no. Once the stream is complete, the
+//   stored messages follow as `message` events, as the gateway pushes them:
+//   the user's own, the thinking (metadata {"aico_thinking":true}) if any,
+//   the reply; then the send's answer.
 // * subscribe: there is nothing to subscribe to (no pushed events on the
 //   real backend); it is accepted at once (`subscribed`, no replay) so the
 //   stream chunks of the user's own sends reach the listeners.
