@@ -6,7 +6,7 @@
 #
 #   chat_aico_tmux_test.sh PEER_BIN CHAT_BIN
 #
-# log in with UUID + PIN through the login screen -> send -> the reply
+# log in with UUID + PIN through the login screen ("user id:", "PIN:") -> send -> the reply
 # appears chunk by chunk ([streaming...] with a part of it), then whole and
 # [delivered]; the thinking is hidden -> /thinking shows it -> /quit, exit 0.
 # Every wait is bounded; the tmux server and the peer are always stopped.
@@ -83,9 +83,9 @@ tmux -L "$SOCK" -f /dev/null new-session -d -s "$SESSION" -x 120 -y 40 \
   || fail "tmux did not start"
 tmux -L "$SOCK" set-option -t "$SESSION" remain-on-exit on >/dev/null 2>&1
 
-wait_for 10 'username:'
+wait_for 10 'user id:'
 type_line "$UUID"
-wait_for 5 'password:'
+wait_for 5 'PIN:'
 type_line "$PIN"
 wait_for 15 'conversation'
 wait_status 15 '(connected|degraded) . HTTP'

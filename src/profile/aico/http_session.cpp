@@ -227,6 +227,9 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
 
   /// Skew allowed between this clock and the server's timestamps.
   static constexpr int64_t verify_skew_ms = 60 * 1000;
+  /// Time a send's stream leaves for the history check (at most a quarter
+  /// of the call's time).
+  static constexpr auto verify_reserve = std::chrono::milliseconds{2000};
   /// Time a history check needs at least (else the error is reported).
   static constexpr auto verify_min_time = std::chrono::milliseconds{300};
 
@@ -494,8 +497,15 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     http::stream_options so;
     so.open_timeout = bounded(opts.stream_open_timeout, *pc);
     so.idle_timeout = opts.stream_idle_timeout;
-    if (pc->deadline)
-      so.total_timeout = bounded(opts.stream_idle_timeout * 100, *pc);
+    if (pc->deadline) {
+      // a stream still running at the end (a slow model) is cut early
+      // enough to look for the message in the history (verify_send)
+      auto left = bounded(opts.stream_idle_timeout * 100, *pc);
+      auto reserve = opts.verify_unknown_sends
+                       ? std::min(verify_reserve, left / 4)
+                       : std::chrono::milliseconds{0};
+      so.total_timeout = std::max(std::chrono::milliseconds{1}, left - reserve);
+    }
     // never re-sent by libcurl on a dead reused connection: the backend has
     // no idempotency keys (docs/profiles.md, "A send whose outcome is
     // unknown")

@@ -576,5 +576,20 @@ TEST_F(AicoEngine, UnknownOutcomeNotInTheHistoryWaitsForQueueRetry) {
   EXPECT_EQ(stored_copies("never arrived"), 1);
 }
 
+TEST_F(AicoEngine, ASendOutlivingItsDeadlineIsFoundInTheHistory) {
+  start_engine();
+  ASSERT_TRUE(login());
+  // the model never answers (the backend gives up only after 30 s): the
+  // stream is cut before the call's 3 s are over, with time left to find
+  // the message (stored on arrival) in the history: sent, not resent
+  add_fault({{"fault", "model_stall"}, {"path", "/api/v1/conversation/messages"}});
+  auto r = call(send_call("slow-1", "a slow model"), 3s);
+  ASSERT_TRUE(r) << describe(r.error());
+  EXPECT_EQ(r->status, 201) << r->body;
+  EXPECT_NE(r->body.find("found_in_history"), std::string::npos) << r->body;
+  EXPECT_EQ(stored_copies("a slow model"), 1);
+  EXPECT_EQ(stat("sends"), 1);
+}
+
 } // namespace
 } // namespace aico::test
