@@ -35,6 +35,19 @@ engine::engine(caf::actor_system& sys, engine_config cfg, bool connect)
     if (cfg_.cache.state_dir.empty())
       cfg_.cache.state_dir = cfg_.state_dir;
   }
+  if (cfg_.profile == wire_profile::aico) {
+    // the transports pick the profile's drivers; its own state (identity
+    // key, pinned server keys) lives in STATE_DIR/aico
+    auto dir = (cfg_.state_dir.empty() ? temp_state_dir_ : cfg_.state_dir)
+               + "/aico";
+    for (transport_config* t :
+         {static_cast<transport_config*>(&cfg_.connection.http),
+          static_cast<transport_config*>(&cfg_.connection.ws),
+          static_cast<transport_config*>(&cfg_.connection.ipc)}) {
+      t->profile = "aico";
+      t->profile_state_dir = dir;
+    }
+  }
   cfg_.queue.request_timeout = cfg_.request_timeout;
   cfg_.cache.request_timeout = cfg_.request_timeout;
   sup_ = spawn_supervisor(sys_, cfg_.connection);

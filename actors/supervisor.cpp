@@ -186,6 +186,8 @@ void publish(self_ptr self) {
   } else if (auto a = p.active()) {
     cs.mode = p.mode(*a);
     cs.state = p.degraded() ? link_state::degraded : link_state::connected;
+    if (cs.state == link_state::degraded)
+      cs.reason = st.last_failure; // why a better transport is not in use
   } else if (p.all_waiting()) {
     cs.state = link_state::reconnecting;
     auto now = self->clock().now();
@@ -395,8 +397,33 @@ void abort_catch_up(self_ptr self) {
   st.live_ids.clear();
 }
 
+void adopt_token(self_ptr self, const std::string& tok);
+
+/// A transport's server spent the token (token_per_connection: the AICO
+/// backend's WebSocket): a fresh one through the token manager (single
+/// flight there; the transport asks once per connection), handed to the
+/// transports like every new token. A failure leaves it: the next login,
+/// refresh or reconnect tries again.
+void on_token_refused(self_ptr self) {
+  auto& st = self->state;
+  if (!st.tokens || st.token.empty())
+    return;
+  self->request(st.tokens, std::chrono::seconds(30), refresh_atom::value,
+                st.token)
+    .then(
+      [=](const std::string& tok) {
+        if (!tok.empty())
+          adopt_token(self, tok);
+      },
+      [](caf::error&) {});
+}
+
 void on_server_event(self_ptr self, const server_event& ev) {
   auto& st = self->state;
+  if (ev.topic == token_refused_topic) {
+    on_token_refused(self);
+    return;
+  }
   // only the active transport's events: no duplicates while a fail-back
   // candidate is being probed (what it forwarded is remembered, see
   // kind::activate)

@@ -210,6 +210,9 @@ private:
 struct pending_call {
   completion_ptr c;
   uint64_t handle = 0; ///< the driver's (send_result::handle)
+  /// driver::resend_safe: false = failed as outcome_unknown, not network,
+  /// when the link goes away under it (a resend could apply it twice).
+  bool resend_safe = true;
 };
 
 /// Answers `c` with an error unless someone did: a network error of a
@@ -266,6 +269,9 @@ struct transport_state {
   uint64_t next_sub = 1;
   std::string sub_token;  ///< its token
   uint64_t sub_since = 0; ///< the seq it resumes after
+  /// token_per_connection: the connection whose refused subscription asked
+  /// for a fresh token already (once per connection).
+  uint64_t token_asked_gen = 0;
   /// Live events of the connection's own subscription (subscribes_on_open)
   /// are dropped until the resuming subscription is answered: they are
   /// replayed after `since` anyway, and forwarding them first would move
@@ -377,6 +383,10 @@ link_timing timing_of(const transport_host_config& cfg,
   t.connect_timeout = cfg.timing.connect_timeout + caps.own_timeout_grace;
   if (caps.heartbeat) {
     t.ping_interval = cfg.timing.ping_interval;
+    if (caps.max_ping_interval.count() > 0
+        && (t.ping_interval.count() <= 0
+            || t.ping_interval > caps.max_ping_interval))
+      t.ping_interval = caps.max_ping_interval; // the server needs it
     t.dead_peer_timeout = cfg.timing.dead_peer_timeout;
   }
   if (caps.reconnects_itself)
@@ -414,13 +424,6 @@ void send_event(self_ptr self, server_event ev) {
     self->send(st.listener, event_atom_v, std::move(ev));
 }
 
-/// Fails these calls with `err`.
-template <class Entries>
-void fail_all(direct_table& tab, Entries&& entries, const caf::error& err) {
-  for (auto& e : entries)
-    answer_error(tab, *e.payload.c, err);
-}
-
 /// Drops the calls the I/O thread answered from the link session.
 void drain_answered(transport_state& st) {
   for (auto key : st.tab->take_done())
@@ -429,6 +432,28 @@ void drain_answered(transport_state& st) {
 
 caf::error network_error(const transport_state& st, const std::string& what) {
   return make_engine_error(error_class::network, st.proto + " " + what);
+}
+
+/// Fails these calls with `err` (a network error: the supervisor re-sends
+/// them elsewhere), except those the driver called unsafe to resend: they
+/// may have reached the server, so their outcome is unknown (class unknown,
+/// code outcome_unknown, not retryable; docs/profiles.md).
+template <class Entries>
+void fail_all(direct_table& tab, Entries&& entries, const caf::error& err) {
+  for (auto& e : entries) {
+    if (e.payload.resend_safe) {
+      answer_error(tab, *e.payload.c, err);
+      continue;
+    }
+    auto c = classify(err);
+    answer_error(
+      tab, *e.payload.c,
+      make_engine_error(error_class::unknown,
+                        c.message
+                          + "; the call may have reached the server and is "
+                            "not re-sent",
+                        0, "outcome_unknown"));
+  }
 }
 
 // -- connection --------------------------------------------------------------------
@@ -600,6 +625,7 @@ void start_call(self_ptr self, api_call& call, caf::timespan left,
   c->gen = st.gen;
   c->key = key;
   c->wire_id = oc.wire_id;
+  bool resend_safe = st.driver->resend_safe(oc);
   // before the send: the reply may arrive before send() returns
   st.tab->add(c);
   auto res = st.driver->send(st.gen, std::move(oc));
@@ -619,7 +645,7 @@ void start_call(self_ptr self, api_call& call, caf::timespan left,
   // used to answer it then); a plain request leaves the driver its grace
   // to report its own timeout first.
   auto grace = c->routed() ? caf::timespan{0} : st.caps.own_timeout_grace;
-  if (!st.link.add_call(key, deadline + grace, pending_call{c, res.handle},
+  if (!st.link.add_call(key, deadline + grace, pending_call{c, res.handle, resend_safe},
                         c->wire_id, st.gen)) {
     st.driver->cancel(res.handle);
     answer_error(*st.tab, *c,
@@ -719,10 +745,35 @@ void on_resume(self_ptr self, uint64_t seq, bool now) {
   }
 }
 
+/// token_per_connection: the server refused the token (it spent it on an
+/// earlier connection); ask the engine for a fresh one, once per connection
+/// (it comes back as token_atom and subscribes again).
+void ask_fresh_token(self_ptr self) {
+  auto& st = self->state;
+  if (!st.link.up() || st.token.empty() || st.token_asked_gen == st.gen)
+    return;
+  st.token_asked_gen = st.gen;
+  server_event ev;
+  ev.topic = token_refused_topic;
+  ev.data = "{}";
+  ev.via = st.cfg.mode;
+  send_event(self, std::move(ev));
+}
+
 void on_subscribed(self_ptr self, const tp::subscribed& s) {
   auto& st = self->state;
-  if (s.sub != st.sub_id || st.sub != sub_phase::opening)
+  if (s.sub != st.sub_id)
     return; // an older subscription's answer
+  if (!s.ok && st.caps.token_per_connection) {
+    // such a driver may accept a subscription at once (its events do not
+    // depend on the token) and report the server's refusal later: the
+    // subscription stays as it is, the token is renewed
+    ask_fresh_token(self);
+    if (st.sub == sub_phase::open)
+      return;
+  }
+  if (st.sub != sub_phase::opening)
+    return; // answered already
   bool held = st.holding;
   st.holding = false;
   if (s.ok) {

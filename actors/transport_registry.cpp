@@ -5,8 +5,10 @@
 #include <utility>
 
 #include "actors/transport_actor.hpp"
+#include "src/profile/aico/http_driver.hpp"
 #include "src/transport/curl/http_driver.hpp"
 #include "src/transport/grpc/grpc_driver.hpp"
+#include "src/transport/lws/aico_ws_driver.hpp"
 #include "src/transport/lws/ws_driver.hpp"
 #include "src/transport/zmq/ipc_driver.hpp"
 
@@ -56,6 +58,25 @@ transport_actor spawn_ws_transport(caf::actor_system& sys,
     std::move(listener));
 }
 
+/// The aico profile's `ws`: the backend's WebSocket for liveness, the
+/// profile's HTTP driver (with the http section's base URL and TLS) for the
+/// calls (src/transport/lws/aico_ws_driver.hpp).
+transport_actor spawn_aico_ws_transport(caf::actor_system& sys,
+                                        ws_transport_config cfg,
+                                        http_transport_config calls,
+                                        transport_listener_actor listener) {
+  auto h = host_config(transport_mode::ws, cfg);
+  return spawn_transport_actor(
+    sys, std::move(h),
+    [cfg, calls](transport::driver_events ev) {
+      return ws_link::make_aico_ws_driver(
+        cfg, std::move(ev), [calls](transport::driver_events cev) {
+          return aico_profile::make_aico_http_driver(calls, std::move(cev));
+        });
+    },
+    std::move(listener));
+}
+
 transport_actor spawn_http_transport(caf::actor_system& sys,
                                      http_transport_config cfg,
                                      transport_listener_actor listener) {
@@ -63,6 +84,9 @@ transport_actor spawn_http_transport(caf::actor_system& sys,
   return spawn_transport_actor(
     sys, std::move(h),
     [cfg](transport::driver_events ev) {
+      // the wire profile picks the driver (docs/profiles.md)
+      if (cfg.profile == "aico")
+        return aico_profile::make_aico_http_driver(cfg, std::move(ev));
       return http::make_http_driver(cfg, std::move(ev));
     },
     std::move(listener));
@@ -90,6 +114,9 @@ const std::vector<transport_entry>& transport_registry() {
     {"ws", transport_mode::ws, caps(true, false), true,
      [](caf::actor_system& sys, const supervisor_config& cfg,
         transport_listener_actor l) {
+       // the wire profile picks the driver (docs/profiles.md)
+       if (cfg.ws.profile == "aico")
+         return spawn_aico_ws_transport(sys, cfg.ws, cfg.http, std::move(l));
        return spawn_ws_transport(sys, cfg.ws, std::move(l));
      }},
     // requests on pooled connections, events on a separate SSE stream

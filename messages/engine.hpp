@@ -31,7 +31,7 @@ enum class wire_profile : uint8_t {
   gateway = 0,
   /// The real AICO backend's wire (issue 14): app-level encryption, UUID +
   /// PIN login, NDJSON streaming; transports ws and http only. The wire
-  /// layer is src/profile/aico; the transports do not use it yet.
+  /// layer is src/profile/aico; the registry spawns its HTTP driver.
   aico,
 };
 
@@ -55,8 +55,8 @@ inline bool from_string(const std::string& s, wire_profile& out) {
 
 struct engine_config {
   /// The wire profile (config "profile", AICO_PROFILE, --profile). The
-  /// profile builder applies its transport rules; the transports will read
-  /// it to pick their wire driver.
+  /// profile builder applies its transport rules; the engine hands it to
+  /// the transports (profile_state_dir = STATE_DIR/aico).
   wire_profile profile = wire_profile::gateway;
   /// Directory for tokens.json, the offline queue and the response cache
   /// (created 0700). Empty = a private temporary directory removed when the

@@ -428,13 +428,18 @@ struct connection_state {
   transport_mode mode = transport_mode::http; ///< valid if connected/degraded
   time_point since;                           ///< when this state began
   duration next_attempt_in{0};                ///< valid if reconnecting
-  /// offline: why; reconnecting: the last transport that went down and
-  /// why ("ws: closed by peer (1001 going away)"), empty if none did yet.
+  /// offline: why; reconnecting and degraded: the last transport that went
+  /// down and why ("ws: closed by peer (1001 going away)"), empty if none
+  /// did yet.
   std::string reason;
 };
 
 /// "connected{mode=ipc}" style rendering for logs and the CLI.
 AICO_API std::string to_string(const connection_state& s);
+
+/// The state as a sentence for people ("connected over http, degraded: ws:
+/// closed by peer (1001 going away)"), as `aico watch` prints it.
+AICO_API std::string describe(const connection_state& s);
 
 /// The logged-in session (never contains tokens).
 struct session_info {

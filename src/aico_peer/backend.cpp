@@ -323,7 +323,9 @@ const std::set<std::string>& known_faults() {
     "model_stall",     // the model never answers
     "model_error",     // the model fails after `after` chunks
     "stream_cut",      // the connection drops after `after` NDJSON lines
-    "lose_first_chunk" // the first content chunk is lost (slow joiner)
+    "lose_first_chunk", // the first content chunk is lost (slow joiner)
+    "stored_drop"       // the message is stored, then the connection closes
+                        // without a response byte (a crash after storing)
   };
   return k;
 }
@@ -342,7 +344,7 @@ fault_stage stage_of(const std::string& f) {
   if (f == "internal_error")
     return fault_stage::middleware;
   if (f == "model_stall" || f == "model_error" || f == "stream_cut"
-      || f == "lose_first_chunk")
+      || f == "lose_first_chunk" || f == "stored_drop")
     return fault_stage::model;
   return fault_stage::app;
 }
@@ -365,6 +367,7 @@ struct app_result {
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
   bool hang = false;
+  bool drop = false; ///< close the connection without a response
   double delay_s = 0;
   bool stream = false;
   std::vector<std::pair<double, json::value>> lines;
@@ -798,6 +801,11 @@ http_reply backend::handle(const http_request& req) {
     ++I.stats["plaintext_hangs"];
     http_reply r;
     r.what = http_reply::kind::hang;
+    return r;
+  }
+  if (res.drop) {
+    http_reply r;
+    r.what = http_reply::kind::drop;
     return r;
   }
   bool encrypt = !(fault && fault->fault == "encrypt_fail");
@@ -1368,6 +1376,11 @@ app_result backend::impl::send_message(const http_request& req,
   auto fault = take_fault(std::string(api_prefix) + "/conversation/messages",
                           req.method, fault_stage::model);
   auto plan = make_plan(message, cfg.thinking_chunks);
+  if (fault && fault->fault == "stored_drop") {
+    app_result r;
+    r.drop = true; // stored above; the client sees no byte of an answer
+    return r;
+  }
   bool stall = fault && fault->fault == "model_stall";
   bool model_error = fault && fault->fault == "model_error";
   double step = cfg.model_delay_ms / 1000.0;

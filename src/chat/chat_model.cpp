@@ -141,6 +141,12 @@ std::string chat_model::status_tag(const chat_message& m) {
   return std::string{"["} + to_string(m.status) + "]";
 }
 
+bool chat_model::is_thinking(const std::string& id) {
+  static const std::string suffix = ":thinking";
+  return id.size() > suffix.size()
+         && id.compare(id.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 std::vector<view_line> chat_model::lines() const {
   std::vector<view_line> res;
   res.reserve(order_.size());
@@ -155,6 +161,11 @@ std::vector<view_line> chat_model::lines() const {
     }
     auto sender = e.msg.sender.empty() ? (username.empty() ? "me" : username)
                                        : e.msg.sender;
+    if (is_thinking(id)) {
+      if (!show_thinking)
+        continue;
+      sender += " (thinking)";
+    }
     if (e.streaming) {
       res.push_back({view_line::streaming,
                      sender + ": " + e.partial + " [streaming...]"});

@@ -60,6 +60,12 @@ public:
   /// A line of command output or an error, shown in the view.
   void notice(std::string text);
 
+  /// Whether the model's inner monologue is shown (aico profile: messages
+  /// whose id ends in ":thinking"); /thinking toggles it.
+  bool show_thinking = false;
+  /// A message of the model's inner monologue (not the reply).
+  static bool is_thinking(const std::string& id);
+
   /// Everything the conversation view shows, oldest first.
   std::vector<view_line> lines() const;
 

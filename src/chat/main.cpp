@@ -345,12 +345,18 @@ private:
           m.notice("retry: queue unavailable: " + e);
         },
         list_atom::value);
+    } else if (cmd == "/thinking") {
+      model_.show_thinking = !model_.show_thinking;
+      model_.notice(model_.show_thinking
+                      ? "thinking: shown (the model's inner monologue, "
+                        "with the aico profile)"
+                      : "thinking: hidden");
     } else if (cmd == "/help") {
-      model_.notice("commands: /status /health /retry /quit; PgUp/PgDn "
-                    "scroll");
+      model_.notice("commands: /status /health /retry /thinking /quit; "
+                    "PgUp/PgDn scroll");
     } else {
       model_.notice("unknown command " + cmd
-                    + " (try /status /health /retry /quit)");
+                    + " (try /status /health /retry /thinking /quit)");
     }
   }
 
@@ -444,8 +450,12 @@ private:
 
   void draw_login() {
     put(2, "aico-chat: log in (Tab switches fields, Enter submits)");
-    put(4, "username: " + login_user_);
-    put(5, "password: " + std::string(columns(password_), '*'));
+    // the aico profile logs in with the backend's user UUID and PIN (both
+    // labels 10 columns wide: the cursor goes after them)
+    bool aico = eng_.config().profile == wire_profile::aico;
+    put(4, (aico ? "user id:  " : "username: ") + login_user_);
+    put(5, (aico ? "PIN:      " : "password: ")
+             + std::string(columns(password_), '*'));
     if (model_.login_pending)
       put(7, "logging in...");
     else if (!model_.login_error.empty())

@@ -257,7 +257,7 @@ public:
             obj["state"] = state_json(cs);
             std::cout << json::serialize(obj) << std::endl;
           } else {
-            std::cout << "[state] " << to_string(cs) << std::endl;
+            std::cout << "[state] " << describe(cs) << std::endl;
           }
         },
         [&](event_atom, const server_event& ev) {
@@ -973,9 +973,10 @@ int main(int argc, char** argv) {
   }
   if (cmd == "login") {
     std::string perr;
-    if (!cli::read_password("aico", o.password_src,
-                            "password for " + o.user + ": ", o.password,
-                            perr)) {
+    // the aico profile logs in with the backend's user UUID and PIN
+    auto what = cfg->profile == wire_profile::aico ? "PIN for " : "password for ";
+    if (!cli::read_password("aico", o.password_src, what + o.user + ": ",
+                            o.password, perr)) {
       std::cerr << "aico: login: " << perr << std::endl;
       return usage;
     }

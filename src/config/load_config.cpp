@@ -697,10 +697,6 @@ caf::error apply_profile_rules(engine_config& cfg, bool order_given,
                    "transport, because the AICO backend has no client-facing "
                    "ZeroMQ; use ws and http (e.g. --transports ws,http)");
   }
-  // remove when the transports' drivers use src/profile/aico (issue 11)
-  warnings.push_back("the aico profile is not wired into the transports yet: "
-                     "calls still use the reference gateway's wire "
-                     "(docs/profiles.md, \"Not wired yet\")");
   if (!c.ipc.endpoint.empty() || !c.ipc.curve_server_key.empty())
     warnings.push_back("the IPC settings are not used with the aico profile "
                        "(the AICO backend has no client-facing ZeroMQ)");

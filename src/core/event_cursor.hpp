@@ -24,6 +24,12 @@ namespace aico {
 /// with a seq (seq 0; never passed on to the watchers).
 inline constexpr const char* replay_topic = "events.replay";
 
+/// Topic of the note a transport whose driver has token_per_connection
+/// forwards when its subscription was refused (seq 0, data {}; once per
+/// connection; never passed on to the watchers): the supervisor asks the
+/// token manager for a fresh token and hands it to the transports.
+inline constexpr const char* token_refused_topic = "link.token_refused";
+
 /// Data of a replay outcome: {"since":S,"complete":true|false}.
 std::string encode_replay_outcome(uint64_t since, bool complete);
 

@@ -105,4 +105,36 @@ std::string to_string(const connection_state& s) {
   return res;
 }
 
+std::string describe(const connection_state& s) {
+  switch (s.state) {
+    case link_state::connecting:
+      return "connecting";
+    case link_state::connected:
+      return std::string{"connected over "} + to_string(s.mode);
+    case link_state::degraded: {
+      std::string res = std::string{"connected over "} + to_string(s.mode)
+                        + ", degraded";
+      if (!s.reason.empty())
+        res += " (last down: " + s.reason + ")";
+      return res;
+    }
+    case link_state::reconnecting: {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  s.next_attempt_in)
+                  .count();
+      std::string res = "no transport is up; the next attempt is in "
+                        + std::to_string(ms) + " ms";
+      if (!s.reason.empty())
+        res += " (last down: " + s.reason + ")";
+      return res;
+    }
+    case link_state::offline:
+      return s.reason.empty() ? std::string{"offline"}
+                              : "offline: " + s.reason;
+    case link_state::auth_expired:
+      return "the session expired: log in again";
+  }
+  return to_string(s);
+}
+
 } // namespace aico

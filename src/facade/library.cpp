@@ -21,7 +21,10 @@ namespace {
   reinterpret_cast<const void*>(
     static_cast<std::string (*)(const connection_state&)>(&to_string)),
   reinterpret_cast<const void*>(&classify),
-  reinterpret_cast<const void*>(&describe),
+  reinterpret_cast<const void*>(
+    static_cast<std::string (*)(const caf::error&)>(&describe)),
+  reinterpret_cast<const void*>(
+    static_cast<std::string (*)(const connection_state&)>(&describe)),
 };
 
 } // namespace

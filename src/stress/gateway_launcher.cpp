@@ -27,6 +27,18 @@ std::string find_gateway_binary() {
   return (dir / "aico-gateway").string();
 }
 
+std::string find_peer_binary() {
+  std::error_code ec;
+  auto self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec)
+    return "aico-backend-peer";
+  auto dir = self.parent_path();
+  for (auto p : {dir / "aico-backend-peer", dir / ".." / "bin" / "aico-backend-peer"})
+    if (fs::exists(p, ec))
+      return p.string();
+  return (dir / "aico-backend-peer").string();
+}
+
 gateway_launcher::gateway_launcher(std::string binary, std::string data_dir,
                                    std::vector<std::string> args)
   : binary_(std::move(binary)),
@@ -46,8 +58,14 @@ bool gateway_launcher::start(std::chrono::milliseconds timeout) {
     return false;
   }
   std::vector<std::string> args{binary_, "--data-dir", data_dir_, "--listen",
-                                "127.0.0.1:" + std::to_string(port_), "--ipc",
-                                ipc_};
+                                "127.0.0.1:" + std::to_string(port_)};
+  if (peer_) {
+    args.push_back("--ws-listen");
+    args.push_back("127.0.0.1:" + std::to_string(ws_port_));
+  } else {
+    args.push_back("--ipc");
+    args.push_back(ipc_);
+  }
   args.insert(args.end(), args_.begin(), args_.end());
   // a restart keeps the gRPC door's port too
   if (grpc_port_ != 0)
@@ -109,7 +127,8 @@ bool gateway_launcher::start(std::chrono::milliseconds timeout) {
   }
   close(out[0]);
   if (ready_line.empty()) {
-    error_ = "gateway (" + binary_ + ") not ready within "
+    error_ = std::string{peer_ ? "peer" : "gateway"} + " (" + binary_
+             + ") not ready within "
              + std::to_string(timeout.count()) + " ms, see " + log;
     kill9();
     return false;
@@ -121,6 +140,9 @@ bool gateway_launcher::start(std::chrono::milliseconds timeout) {
   static const std::regex grpc_re{R"(grpc=127\.0\.0\.1:(\d+))"};
   if (std::regex_search(ready_line, m, grpc_re))
     grpc_port_ = static_cast<uint16_t>(std::stoi(m[1]));
+  static const std::regex ws_re{R"(ws=ws://127\.0\.0\.1:(\d+))"};
+  if (peer_ && std::regex_search(ready_line, m, ws_re))
+    ws_port_ = static_cast<uint16_t>(std::stoi(m[1]));
   return true;
 }
 

@@ -1,6 +1,8 @@
 // aico-stress: runs the aico-gateway binary as a child process on loopback
 // (a free port, IPC in the data directory), waits for its `ready` line, and
-// can kill -9 and restart it on the same port, endpoint and data.
+// can kill -9 and restart it on the same port, endpoint and data. With
+// set_aico_peer() it runs aico-backend-peer instead (the `aico` profile's
+// test peer: REST and its WebSocket on free ports, no IPC).
 #pragma once
 
 #include <sys/types.h>
@@ -21,6 +23,10 @@ public:
   gateway_launcher(const gateway_launcher&) = delete;
   gateway_launcher& operator=(const gateway_launcher&) = delete;
 
+  /// Runs aico-backend-peer (--listen, --ws-listen) instead of the
+  /// gateway; call before start().
+  void set_aico_peer() { peer_ = true; }
+
   /// Starts and waits (bounded) for the ready line; false + last_error().
   bool start(std::chrono::milliseconds timeout = std::chrono::seconds(20));
   /// SIGTERM, bounded wait, then SIGKILL.
@@ -38,8 +44,14 @@ public:
     return grpc_port_ == 0 ? std::string{}
                            : "127.0.0.1:" + std::to_string(grpc_port_);
   }
+  /// The peer's WebSocket (set_aico_peer), "" for the gateway.
+  std::string ws_url() const {
+    return peer_ ? "ws://127.0.0.1:" + std::to_string(ws_port_) : "";
+  }
   const std::string& last_error() const { return error_; }
-  std::string log_path() const { return data_dir_ + "/gateway.log"; }
+  std::string log_path() const {
+    return data_dir_ + (peer_ ? "/peer.log" : "/gateway.log");
+  }
 
 private:
   std::string binary_;
@@ -48,11 +60,16 @@ private:
   std::string ipc_;
   uint16_t port_ = 0;
   uint16_t grpc_port_ = 0;
+  uint16_t ws_port_ = 0;
+  bool peer_ = false;
   pid_t pid_ = -1;
   std::string error_;
 };
 
 /// `aico-gateway` next to the running executable (or in ../src/gateway).
 std::string find_gateway_binary();
+
+/// `aico-backend-peer` next to the running executable.
+std::string find_peer_binary();
 
 } // namespace aico::stress

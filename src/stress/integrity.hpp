@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,12 @@ struct integrity_counts {
   uint64_t duplicated = 0;   ///< extra copies of an id in the store
   uint64_t out_of_order = 0; ///< stored before an id that was sent earlier
   uint64_t unexpected = 0;   ///< stored ids nobody sent (not an error)
+  /// Sends whose outcome was unknown (the aico profile: the backend has no
+  /// idempotency keys, docs/profiles.md): stored once or not at all are
+  /// both correct, so they are not `lost` when missing; stored twice is
+  /// `duplicated` like any other. Included in `sent`.
+  uint64_t outcome_unknown = 0;
+  uint64_t outcome_unknown_stored = 0; ///< of those, found in the store
 
   bool exact() const { return lost == 0 && duplicated == 0 && out_of_order == 0; }
   void merge(const integrity_counts& other);
@@ -32,11 +39,14 @@ struct integrity_result {
 /// `stored`: per conversation, the ids in the store's order (ascending seq).
 /// Out of order counts stored sent-ids whose send position is below that of
 /// an id stored before them.
+/// `unknown`: sent ids whose outcome is unknown (see outcome_unknown).
 integrity_counts check_conversation(const std::vector<std::string>& sent,
-                                    const std::vector<std::string>& stored);
+                                    const std::vector<std::string>& stored,
+                                    const std::set<std::string>& unknown = {});
 
 integrity_result
 check_integrity(const std::map<std::string, std::vector<std::string>>& sent,
-                const std::map<std::string, std::vector<std::string>>& stored);
+                const std::map<std::string, std::vector<std::string>>& stored,
+                const std::set<std::string>& unknown = {});
 
 } // namespace aico::stress

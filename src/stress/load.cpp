@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,10 @@ namespace aico::stress {
 
 namespace {
 
+/// The error code of a send whose outcome is unknown (the aico profile,
+/// docs/profiles.md "A send whose outcome is unknown").
+constexpr const char* outcome_unknown_code = "outcome_unknown";
+
 using tick_a = caf::atom_constant<caf::atom("st_tick")>;
 using stop_a = caf::atom_constant<caf::atom("st_stop")>;
 using login_a = caf::atom_constant<caf::atom("st_login")>;
@@ -58,6 +63,7 @@ struct shared_state {
   std::mutex mx;
   report rep;                                            // guarded by mx
   std::map<std::string, std::vector<std::string>> sent;  // guarded by mx
+  std::set<std::string> unknown; // outcome unknown (guarded by mx)
   std::atomic<uint64_t> ops_ok{0}, ops_err{0}, sends{0}, outstanding{0};
   std::atomic<uint64_t> logged_in{0};
   std::atomic<int64_t> mix[5] = {{0}, {0}, {0}, {0}, {0}}; // ipc ws http grpc none
@@ -68,6 +74,7 @@ struct shared_state {
   caf::timespan interval{0};                  // between ops of one user
   int conversations = 1;
   std::string password;
+  bool aico = false; // load_params::aico
 
   void ok(op o, const std::string& transport, int64_t ns) {
     ops_ok++;
@@ -242,6 +249,10 @@ void do_op(user_actor* self) {
                 st.sh->outstanding--;
                 st.sh->failed(op::send, e);
                 std::lock_guard<std::mutex> g{st.sh->mx};
+                if (classify(e).code == outcome_unknown_code) {
+                  st.sh->unknown.insert(id); // stays sent: 0 or 1 copies
+                  return;
+                }
                 auto& v = st.sh->sent[conv];
                 v.erase(std::remove(v.begin(), v.end(), id), v.end());
               });
@@ -324,7 +335,8 @@ caf::behavior user_behavior(user_actor* self, shared_state* sh, engine* eng,
   st.username = std::move(username);
   st.rng.seed(seed);
   for (int k = 1; k <= sh->conversations; ++k)
-    st.convs.push_back(st.username + "-" + std::to_string(k));
+    st.convs.push_back(st.username + (sh->aico ? "_" : "-")
+                       + std::to_string(k));
   self->send(eng->connection(), watch_atom::value,
              caf::actor_cast<engine_listener_actor>(self));
   self->send(eng->queue(), watch_atom::value,
@@ -346,6 +358,8 @@ caf::behavior user_behavior(user_actor* self, shared_state* sh, engine* eng,
     [self](stop_a) { self->state.sh->stopping = true; },
     [self](state_atom, const connection_state& cs) {
       auto& st = self->state;
+      if (std::getenv("AICO_STRESS_DEBUG_STATES"))
+        std::cerr << st.username << ": " << describe(cs) << std::endl;
       auto m = mode_index(cs);
       if (m != st.mode) {
         st.sh->mix[st.mode]--;
@@ -390,11 +404,22 @@ caf::behavior user_behavior(user_actor* self, shared_state* sh, engine* eng,
       }
       switch (u.status) {
         case queue_status::sent:
+          if (u.reply_body.find("found_in_history") != std::string::npos) {
+            // the aico profile: the outcome was unknown, the history showed
+            // it stored (aico_outcome "found_in_history"): counted with the
+            // unknown outcomes, whose store check it passes
+            std::lock_guard<std::mutex> g{st.sh->mx};
+            st.sh->unknown.insert(key);
+          }
           complete(self, key, i->second, true, "");
           st.pending.erase(i);
           break;
         case queue_status::failed:
         case queue_status::dropped:
+          if (u.error_code == outcome_unknown_code) {
+            std::lock_guard<std::mutex> g{st.sh->mx};
+            st.sh->unknown.insert(key);
+          }
           complete(self, key, i->second, false, to_string(u.error_cls));
           st.pending.erase(i);
           break;
@@ -480,6 +505,8 @@ engine_config make_engine_template(const load_params& p) {
   auto prof = build_client_profile(in);
   if (!prof)
     throw std::invalid_argument(classify(prof.error()).message);
+  if (!p.ws_url.empty())
+    prof->config.connection.ws.url = p.ws_url; // the peer's own port
   return std::move(prof->config);
 }
 
@@ -497,6 +524,12 @@ int64_t rss_kb() {
 bool check_mix(const std::string& text, std::string& err) {
   std::vector<std::pair<op, double>> w;
   return parse_mix(text, w, err);
+}
+
+std::string aico_user_uuid(int i) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "5eed0000-0000-4000-8000-%012d", i + 1);
+  return std::string{buf};
 }
 
 std::string user_name(int i) {
@@ -536,6 +569,7 @@ load_runner::load_runner(caf::actor_system& sys, load_params p)
   d_->engine_template = make_engine_template(o);
   sh.conversations = o.conversations;
   sh.password = o.password;
+  sh.aico = o.aico;
   if (o.limited) {
     sh.limited = true;
     sh.budget = o.messages;
@@ -571,7 +605,8 @@ void load_runner::run(const load_hooks& hooks) {
       set_state_dir(cfg, dir);
       d.engines.push_back(std::make_unique<engine>(d.sys, std::move(cfg)));
       d.actors.push_back(d.sys.spawn(user_behavior, &sh,
-                                     d.engines.back().get(), user_name(i),
+                                     d.engines.back().get(),
+                                     o.aico ? aico_user_uuid(i) : user_name(i),
                                      o.seed * 1000003u + i));
     }
     if (d.rss_after == 0 && static_cast<int>(d.engines.size()) == o.count)
@@ -615,6 +650,11 @@ progress_counters load_runner::counters() const {
 std::map<std::string, std::vector<std::string>> load_runner::sent_ids() const {
   std::lock_guard<std::mutex> g{d_->sh.mx};
   return d_->sh.sent;
+}
+
+std::set<std::string> load_runner::unknown_ids() const {
+  std::lock_guard<std::mutex> g{d_->sh.mx};
+  return d_->sh.unknown;
 }
 
 report load_runner::measurements() const {

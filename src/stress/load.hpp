@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,10 @@ bool check_mix(const std::string& text, std::string& err);
 /// The name of user `i` (0-based): "stress-0001" for 0.
 std::string user_name(int i);
 
+/// The aico profile's user `i` (0-based): a UUID (the backend logs in by
+/// UUID + PIN), "5eed0000-0000-4000-8000-000000000001" for 0.
+std::string aico_user_uuid(int i);
+
 /// Resident set size of this process in kB (0 if unknown).
 int64_t rss_kb();
 
@@ -36,6 +41,12 @@ struct load_params {
   std::string url; ///< gateway base URL (loopback)
   std::string ipc; ///< gateway IPC endpoint ("" = no IPC)
   std::string grpc; ///< gateway gRPC door HOST:PORT ("" = no gRPC)
+  /// The aico profile (aico-backend-peer): users are aico_user_uuid(i), the
+  /// password is their PIN, conversations are named USER_k (the backend
+  /// keeps a conversation id only if it contains '_'), and `ws_url` is the
+  /// peer's WebSocket.
+  bool aico = false;
+  std::string ws_url;
   std::string password;
   std::string transports = "ipc,ws,http";
   std::string mix = "send=70,history=20,read=5,health=5";
@@ -82,8 +93,13 @@ public:
   /// The counters now (call from run()'s thread or after run()).
   progress_counters counters() const;
 
-  /// Per conversation, the ids enqueued, in order (failed sends removed).
+  /// Per conversation, the ids enqueued, in order (failed sends removed,
+  /// except those whose outcome is unknown).
   std::map<std::string, std::vector<std::string>> sent_ids() const;
+
+  /// The sends whose outcome is unknown (the aico profile: error code
+  /// "outcome_unknown"); they stay in sent_ids().
+  std::set<std::string> unknown_ids() const;
 
   /// The measurements of the slice: operations, errors, failovers, load and
   /// drain time, memory, sessions. Config fields and integrity are left to

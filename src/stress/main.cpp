@@ -13,6 +13,7 @@
 // 2 usage.
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -46,6 +47,8 @@ int run_single(options& o) {
   p.url = g.url;
   p.ipc = g.ipc;
   p.grpc = g.grpc;
+  p.aico = aico_profile(o);
+  p.ws_url = g.ws_url;
   p.password = o.password;
   p.transports = o.transports;
   p.mix = o.mix;
@@ -67,6 +70,7 @@ int run_single(options& o) {
   int rc = 1;
   uint64_t fault_actions = 0, kills = 0;
   std::unique_ptr<fault_driver> fd;
+  std::unique_ptr<ws_flapper> flap;
   {
     caf::actor_system sys{cfg};
     load_runner lr{sys, p};
@@ -78,6 +82,10 @@ int run_single(options& o) {
         return 1;
       }
     }
+    if (o.peer_ws_flap > 0) {
+      flap = std::make_unique<ws_flapper>(g.url, o.peer_ws_flap);
+      flap->start();
+    }
     progress_printer pp{o.duration, o.messages};
     load_hooks hooks;
     hooks.tick = [&](double e, const progress_counters& c) { pp.update(e, c); };
@@ -87,6 +95,10 @@ int run_single(options& o) {
         fd->stop();
         fault_actions = fd->actions();
         kills = fd->kills();
+      }
+      if (flap) {
+        flap->stop(); // the WebSocket is on again for the drain
+        fault_actions += flap->actions();
       }
       pp.end_line();
       std::cerr << "aico-stress: load stopped after " << load_s
@@ -102,8 +114,10 @@ int run_single(options& o) {
       users.push_back(i);
     integrity_result integ;
     std::string ierr;
-    bool checked = check_store(g.url, o.password, o.conversations, users, sent,
-                               integ, ierr);
+    bool checked = p.aico ? check_peer_store(g.url, sent, lr.unknown_ids(),
+                                             integ, ierr)
+                          : check_store(g.url, o.password, o.conversations,
+                                        users, sent, integ, ierr);
     if (!checked)
       std::cerr << "aico-stress: integrity check failed: " << ierr
                 << std::endl;
@@ -115,6 +129,17 @@ int run_single(options& o) {
     rep.transports = o.transports;
     rep.mix = o.mix;
     rep.faults = o.faults.empty() ? "none" : describe(g.faults);
+    if (o.peer_ws_flap > 0) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "peer ws off %g s every %g s",
+                    o.peer_ws_flap, 2 * o.peer_ws_flap);
+      rep.faults = (rep.faults == "none" ? std::string{} : rep.faults + "; ")
+                   + buf;
+    }
+    for (auto& rule : o.peer_faults)
+      rep.faults = (rep.faults == "none" ? std::string{"peer "}
+                                         : rep.faults + "; peer ")
+                   + rule;
     rep.seed = o.seed;
     rep.fault_actions = fault_actions;
     rep.gateway_kills = kills;
@@ -152,7 +177,9 @@ std::string check_modes(const CLI::App& app, const options& o) {
     for (auto name : {"--url", "--ipc", "--grpc", "--start-gateway", "--gateway-bin",
                       "--bot", "--access-ttl", "--users", "--rate",
                       "--duration", "--messages", "--ramp", "--transports",
-                      "--mix", "--faults", "--conversations", "--password",
+                      "--mix", "--faults", "--peer-fault", "--peer-ws-flap",
+                      "--conversations",
+                      "--password",
                       "--admin", "--password-file", "--admin-file",
                       "--drain-timeout", "--seed", "--json",
                       "--plot", "--workers", "--listen", "--port-file",
@@ -234,7 +261,8 @@ int main(int argc, char** argv) {
                  "gateway opens one when --transports or --faults name grpc)");
   app.add_flag("--start-gateway", o.start_gateway,
                "start the build's aico-gateway (default without --url)");
-  app.add_option("--gateway-bin", o.gateway_bin, "aico-gateway binary");
+  app.add_option("--gateway-bin", o.gateway_bin,
+                 "aico-gateway binary (aico-backend-peer with --profile aico)");
   app.add_flag("--bot", o.bot, "enable the gateway's bot (self-started)");
   app.add_option("--access-ttl", o.access_ttl,
                  "access token TTL in s of the self-started gateway");
@@ -252,6 +280,15 @@ int main(int argc, char** argv) {
                  "ipc,ws,http in order (grpc may be put anywhere)");
   app.add_option("--mix", o.mix, "operation weights");
   app.add_option("--faults", o.faults, "fault schedule or @file");
+  app.add_option("--peer-ws-flap", o.peer_ws_flap,
+                 "--profile aico: switch the peer's WebSocket off for S "
+                 "seconds every 2*S seconds during the load (failover WS <-> "
+                 "HTTP)");
+  app.add_option("--peer-fault", o.peer_faults,
+                 "--profile aico: a rule for the peer's /_peer/faults, e.g. "
+                 "'{\"fault\":\"stream_cut\",\"path\":\"/api/v1/"
+                 "conversation/messages\",\"after\":1,\"count\":3}' "
+                 "(repeatable)");
   app.add_option("--conversations", o.conversations,
                  "conversations per user")
     ->check(CLI::Range(1, 100));
@@ -322,6 +359,14 @@ int main(int argc, char** argv) {
                                     : std::string{env_profile ? env_profile : ""};
     if (profile == "aico")
       o.transports = "ws,http";
+  }
+  if (aico_profile(o)) {
+    // the aico profile has no read receipts (refused by the profile); its
+    // users log in with a PIN
+    if (app.count("--mix") == 0)
+      o.mix = "send=80,history=15,health=5";
+    if (app.count("--password") == 0 && o.password_file.empty())
+      o.password = "1234";
   }
   if (o.messages > 0 && o.duration == 20 && app.count("--duration") == 0)
     o.duration = 600; // --messages alone: still bounded

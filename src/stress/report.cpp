@@ -66,7 +66,9 @@ json::object counts_json(const integrity_counts& c) {
           {"lost", c.lost},
           {"duplicated", c.duplicated},
           {"out_of_order", c.out_of_order},
-          {"unexpected", c.unexpected}};
+          {"unexpected", c.unexpected},
+          {"outcome_unknown", c.outcome_unknown},
+          {"outcome_unknown_stored", c.outcome_unknown_stored}};
 }
 
 std::string fmt(const char* f, double v) {
@@ -213,6 +215,10 @@ std::string report::to_text() const {
       << t.sent << ", stored " << t.stored << ", lost " << t.lost
       << ", duplicated " << t.duplicated << ", out of order "
       << t.out_of_order;
+  if (t.outcome_unknown > 0)
+    out << "; outcome unknown " << t.outcome_unknown << " (stored "
+        << t.outcome_unknown_stored << ", not stored "
+        << t.outcome_unknown - t.outcome_unknown_stored << ")";
   if (undrained > 0)
     out << " (" << undrained << " still queued at the end)";
   out << "\n";

@@ -14,6 +14,7 @@
 #include <iostream>
 #include <random>
 #include <sstream>
+#include <unordered_map>
 
 #include "messages/errors.hpp"
 #include "src/stress/http_client.hpp"
@@ -152,8 +153,62 @@ bool uses_grpc(const options& o, const gateway_setup& g) {
 
 } // namespace
 
+bool aico_profile(const options& o) {
+  if (o.client.profile)
+    return *o.client.profile == "aico";
+  const char* env = std::getenv("AICO_PROFILE");
+  return env && std::string{env} == "aico";
+}
+
 int validate_gateway_options(options& o, gateway_setup& g) {
   std::string err;
+  if ((!o.peer_faults.empty() || o.peer_ws_flap > 0) && !aico_profile(o)) {
+    std::cerr << "aico-stress: --peer-fault and --peer-ws-flap need --profile "
+                 "aico (use --faults with the gateway)"
+              << std::endl;
+    return 2;
+  }
+  if (aico_profile(o)) {
+    // what the aico run supports today (docs/performance.md, Stress)
+    const char* why = nullptr;
+    if (!o.faults.empty())
+      why = "--faults is not supported with the aico profile (the fault "
+            "schedule drives the reference gateway's /admin/faults)";
+    else if (!o.url.empty())
+      why = "--url is not supported with the aico profile: aico-stress "
+            "starts its own aico-backend-peer (the integrity check reads its "
+            "store)";
+    else if (o.controller || o.worker)
+      why = "the distributed mode is not supported with the aico profile";
+    if (why) {
+      std::cerr << "aico-stress: " << why << std::endl;
+      return 2;
+    }
+    if (o.peer_ws_flap < 0) {
+      std::cerr << "aico-stress: --peer-ws-flap: seconds must be positive"
+                << std::endl;
+      return 2;
+    }
+    for (auto& rule : o.peer_faults) {
+      boost::system::error_code ec;
+      auto v = boost::json::parse(rule, ec);
+      if (ec || !v.is_object() || !v.as_object().contains("fault")) {
+        std::cerr << "aico-stress: --peer-fault: expected a JSON object with "
+                     "\"fault\" (docs/profiles.md, test-only routes), got '"
+                  << rule << "'" << std::endl;
+        return 2;
+      }
+    }
+    bool pin = o.password.size() >= 4 && o.password.size() <= 8;
+    for (char c : o.password)
+      pin = pin && c >= '0' && c <= '9';
+    if (!pin) {
+      std::cerr << "aico-stress: with the aico profile the password is the "
+                   "users' PIN: 4 to 8 digits (--password 1234)"
+                << std::endl;
+      return 2;
+    }
+  }
   if (!o.faults.empty()) {
     auto text = o.faults;
     if (text[0] == '@') {
@@ -229,7 +284,67 @@ int validate_gateway_options(options& o, gateway_setup& g) {
   return 0;
 }
 
+namespace {
+
+/// The aico profile's run: aico-backend-peer with the stress users (UUID,
+/// PIN) in a private file, its test-only routes on (the integrity check
+/// reads /_peer/messages), a quick fake model without thinking chunks.
+int start_aico_peer(const options& o, const temp_root& root,
+                    gateway_setup& g) {
+  fs::create_directories(root.path + "/peer");
+  auto users_file = root.path + "/peer-users";
+  {
+    ::unlink(users_file.c_str());
+    int fd = ::open(users_file.c_str(),
+                    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      std::cerr << "aico-stress: cannot write " << users_file << std::endl;
+      return 1;
+    }
+    std::string text;
+    for (int i = 0; i < o.users; ++i)
+      text += aico_user_uuid(i) + ":" + o.password + ":Stress "
+              + std::to_string(i + 1) + "\n";
+    auto n = ::write(fd, text.data(), text.size());
+    ::close(fd);
+    if (n != static_cast<ssize_t>(text.size())) {
+      std::cerr << "aico-stress: cannot write " << users_file << std::endl;
+      return 1;
+    }
+  }
+  std::vector<std::string> args{"--enable-faults", "--users-file", users_file,
+                                "--model-delay-ms", "1", "--thinking-chunks",
+                                "0", "--ws-max-connections", "100000"};
+  if (o.access_ttl > 0) {
+    args.push_back("--access-ttl");
+    args.push_back(std::to_string(o.access_ttl));
+  }
+  auto bin = o.gateway_bin.empty() ? find_peer_binary() : o.gateway_bin;
+  g.gw = std::make_unique<gateway_launcher>(bin, root.path + "/peer", args);
+  g.gw->set_aico_peer();
+  if (!g.gw->start()) {
+    std::cerr << "aico-stress: " << g.gw->last_error() << std::endl;
+    return 1;
+  }
+  g.url = g.gw->http_url();
+  g.ws_url = g.gw->ws_url();
+  for (auto& rule : o.peer_faults) {
+    auto r = http_call("POST", g.url + "/_peer/faults", rule, "");
+    if (r.status != 200) {
+      std::cerr << "aico-stress: --peer-fault " << rule << ": the peer said "
+                << (r.status == 0 ? r.error : "HTTP " + std::to_string(r.status))
+                << std::endl;
+      return 2;
+    }
+  }
+  return 0;
+}
+
+} // namespace
+
 int start_gateway(const options& o, const temp_root& root, gateway_setup& g) {
+  if (aico_profile(o))
+    return start_aico_peer(o, root, g);
   bool self_started = o.start_gateway || o.url.empty();
   if (!self_started)
     return 0;
@@ -463,6 +578,92 @@ bool check_store(const std::string& url, const std::string& password,
   }
   out = check_integrity(sent, stored);
   return true;
+}
+
+bool check_peer_store(const std::string& url,
+                      const std::map<std::string, std::vector<std::string>>& sent,
+                      const std::set<std::string>& unknown,
+                      integrity_result& out, std::string& err) {
+  // the conversation of every id sent (the backend mints its own
+  // conversation ids; the engine's are in the sent map)
+  std::unordered_map<std::string, std::string> conv_of;
+  for (auto& [conv, ids] : sent)
+    for (auto& id : ids)
+      conv_of.emplace(id, conv);
+  auto r = http_call("GET", url + "/_peer/messages", "", "",
+                     std::chrono::seconds(60));
+  if (r.status != 200 || !r.body.is_object()) {
+    err = "GET /_peer/messages: "
+          + (r.status == 0 ? r.error : "HTTP " + std::to_string(r.status));
+    return false;
+  }
+  auto* msgs = r.body.as_object().if_contains("messages");
+  if (!msgs || !msgs->is_array()) {
+    err = "GET /_peer/messages: no messages array";
+    return false;
+  }
+  static const std::string prefix = "stress message ";
+  std::map<std::string, std::vector<std::string>> stored;
+  for (auto& m : msgs->as_array()) {
+    if (!m.is_object())
+      continue;
+    auto& o = m.as_object();
+    auto* role = o.if_contains("role");
+    auto* content = o.if_contains("content");
+    if (!role || !content || !role->is_string() || !content->is_string()
+        || role->get_string() != "user")
+      continue;
+    std::string text{content->get_string()};
+    if (text.rfind(prefix, 0) != 0)
+      continue;
+    auto id = text.substr(prefix.size());
+    auto c = conv_of.find(id);
+    // an id nobody sent: its own bucket (counted unexpected)
+    stored[c == conv_of.end() ? "(unknown)" : c->second].push_back(id);
+  }
+  out = check_integrity(sent, stored, unknown);
+  return true;
+}
+
+ws_flapper::ws_flapper(std::string base, double seconds)
+  : base_(std::move(base)), seconds_(seconds) {
+}
+
+ws_flapper::~ws_flapper() {
+  stop();
+}
+
+void ws_flapper::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void ws_flapper::stop() {
+  {
+    std::lock_guard<std::mutex> g{m_};
+    done_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable())
+    thread_.join();
+}
+
+void ws_flapper::run() {
+  auto period = std::chrono::duration_cast<std::chrono::milliseconds>(
+    std::chrono::duration<double>(seconds_));
+  bool down = false;
+  std::unique_lock<std::mutex> g{m_};
+  while (!cv_.wait_for(g, period, [this] { return done_; })) {
+    g.unlock();
+    down = !down;
+    auto r = http_call("POST", base_ + (down ? "/_peer/ws/down" : "/_peer/ws/up"),
+                       "", "");
+    if (r.status == 200)
+      actions_++;
+    g.lock();
+  }
+  g.unlock();
+  if (down)
+    http_call("POST", base_ + "/_peer/ws/up", "", "");
 }
 
 // -- progress ------------------------------------------------------------------------------

@@ -7,9 +7,12 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <thread>
+#include <mutex>
+#include <condition_variable>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -37,6 +40,12 @@ struct options {
   std::string transports = "ipc,ws,http";
   std::string mix = "send=70,history=20,read=5,health=5";
   std::string faults;
+  /// --peer-fault JSON (aico profile): rules posted to the peer's
+  /// /_peer/faults before the load (docs/profiles.md, test-only routes).
+  std::vector<std::string> peer_faults;
+  /// --peer-ws-flap S (aico profile): the peer's WebSocket is switched off
+  /// for S seconds every 2*S seconds during the load (failover WS <-> HTTP).
+  double peer_ws_flap = 0;
   bool json_out = false;
   uint64_t seed = 1;
   int conversations = 1;
@@ -62,6 +71,10 @@ struct options {
   std::string connect;
   double connect_timeout = 30;
 };
+
+/// The run uses the `aico` wire profile (--profile aico or AICO_PROFILE):
+/// the users' engines talk to a self-started aico-backend-peer.
+bool aico_profile(const options& o);
 
 /// SIGINT/SIGTERM seen (handlers installed by install_signal_handlers()).
 bool interrupted();
@@ -89,6 +102,7 @@ struct gateway_setup {
   std::string url;
   std::string ipc;
   std::string grpc; ///< HOST:PORT of the gRPC door ("" = none)
+  std::string ws_url; ///< the aico peer's WebSocket ("" for the gateway)
   std::string admin_user = "stress-admin";
   std::string admin_pw;
   std::unique_ptr<gateway_launcher> gw;
@@ -143,6 +157,38 @@ bool check_store(const std::string& url, const std::string& password,
                  int conversations, const std::vector<int>& users,
                  const std::map<std::string, std::vector<std::string>>& sent,
                  integrity_result& out, std::string& err);
+
+/// The aico profile's integrity check: every message the peer stored
+/// (GET /_peer/messages, insertion order) whose content is a stress
+/// message, per conversation of its id, against `sent`; sends in `unknown`
+/// had an unknown outcome (counted separately). False + err if the peer
+/// could not be read.
+bool check_peer_store(const std::string& url,
+                      const std::map<std::string, std::vector<std::string>>& sent,
+                      const std::set<std::string>& unknown,
+                      integrity_result& out, std::string& err);
+
+/// --peer-ws-flap: switches the aico peer's WebSocket off and on from a
+/// thread (POST /_peer/ws/down, /_peer/ws/up) until stop(), which leaves it
+/// on.
+class ws_flapper {
+public:
+  ws_flapper(std::string base, double seconds);
+  ~ws_flapper(); ///< stop()
+  void start();
+  void stop();
+  uint64_t actions() const { return actions_; }
+
+private:
+  void run();
+  std::string base_;
+  double seconds_;
+  std::thread thread_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::atomic<uint64_t> actions_{0};
+};
 
 /// The live progress on stderr: an updating bar on a terminal (every
 /// 250 ms), otherwise a plain line every 5 s.

@@ -26,6 +26,14 @@ struct transport_config {
   /// interval, as SignalR's server timeout) keeps the 30 s ping and lets one
   /// ping go unanswered; a closed connection is noticed at once anyway.
   transport_duration dead_peer_timeout = std::chrono::seconds(60);
+  /// The wire profile (docs/profiles.md): "" or "gateway" = the reference
+  /// gateway's wire, "aico" = the real AICO backend's (the registry spawns
+  /// the profile's driver). Filled in by the engine from
+  /// engine_config::profile.
+  std::string profile;
+  /// Where the profile keeps its own state (aico: identity.key and
+  /// known_servers); the engine gives STATE_DIR/aico.
+  std::string profile_state_dir;
 };
 
 /// HTTP: libcurl multi, keep-alive reuse; events via SSE (/api/v1/events).

@@ -307,6 +307,14 @@ struct driver_caps {
   /// The driver answers its own timeouts (connect probe, calls); the
   /// owner's deadlines trail them by this, as a safety net.
   duration own_timeout_grace{0};
+  /// The server spends a token per connection (the AICO backend revokes
+  /// the session of a WebSocket's token when it closes): a refused
+  /// subscription asks the engine for a fresh token, once per connection
+  /// (the owner forwards an event of topic token_refused_topic).
+  bool token_per_connection = false;
+  /// With heartbeat: the server needs a ping at least this often (0 = no
+  /// limit); the owner pings at the shorter of this and its ping interval.
+  duration max_ping_interval{0};
 };
 
 /// Why the owner's link session says the link is down (for words).
@@ -351,6 +359,15 @@ public:
 
   /// Ends the subscription (logged out).
   virtual void unsubscribe(uint64_t gen) = 0;
+
+  /// False if `call`, once sent, must not be sent again when the link goes
+  /// away under it (the server has no idempotency key for it, e.g. the AICO
+  /// backend's send): the owner then fails it as outcome_unknown instead of
+  /// network, so neither failover nor retry re-sends it.
+  virtual bool resend_safe(const outgoing_call& call) const {
+    (void)call;
+    return true;
+  }
 
   /// Sends a liveness ping on `gen` (only called with caps().heartbeat).
   virtual void ping(uint64_t gen) { (void)gen; }

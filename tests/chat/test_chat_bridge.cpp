@@ -51,3 +51,45 @@ TEST(chat_bridge, a_failed_login_is_shown_as_a_sentence) {
                    "available)");
   EXPECT_EQ(shown.find("error("), std::string::npos) << shown;
 }
+
+// The aico profile streams the model's inner monologue as a message of its
+// own (id "<reply id>:thinking"): hidden until /thinking turns it on; the
+// reply streams chunk by chunk and its stored message replaces the stream.
+TEST(chat_model, thinking_is_hidden_until_toggled_and_replies_stream) {
+  chat::chat_model m;
+  auto chunk = [](std::string id, uint64_t n, std::string text, bool done) {
+    stream_chunk c;
+    c.conversation_id = "u_1";
+    c.reply_to = "m-1";
+    c.message_id = std::move(id);
+    c.seq_no = n;
+    c.chunk = std::move(text);
+    c.done = done;
+    return c;
+  };
+  m.add_chunk(chunk("r1:thinking", 0, "thought-1", false));
+  m.add_chunk(chunk("r1", 0, "You", false));
+  m.add_chunk(chunk("r1", 1, " said", false));
+  auto text = [&] {
+    std::string all;
+    for (auto& l : m.lines())
+      all += l.text + "\n";
+    return all;
+  };
+  EXPECT_EQ(text(), "companion: You said [streaming...]\n");
+  m.show_thinking = true;
+  EXPECT_EQ(text(), "companion (thinking): thought-1 [streaming...]\n"
+                    "companion: You said [streaming...]\n");
+  chat_message reply;
+  reply.id = "r1";
+  reply.conversation_id = "u_1";
+  reply.sender = "companion";
+  reply.content = "You said hi";
+  reply.status = message_status::delivered;
+  m.upsert(reply);
+  m.show_thinking = false;
+  EXPECT_EQ(text(), "companion: You said hi [delivered]\n");
+  EXPECT_TRUE(chat::chat_model::is_thinking("r1:thinking"));
+  EXPECT_FALSE(chat::chat_model::is_thinking(":thinking"));
+  EXPECT_FALSE(chat::chat_model::is_thinking("r1"));
+}

@@ -232,6 +232,24 @@ TEST(Integrity, LostDuplicatedOutOfOrderUnexpected) {
   EXPECT_FALSE(c.exact());
 }
 
+TEST(Integrity, UnknownOutcomesAreCountedSeparately) {
+  // b and d: sends whose outcome was unknown; b was stored, d was not
+  auto c = check_conversation({"a", "b", "c", "d"}, {"a", "b", "c"},
+                              {"b", "d"});
+  EXPECT_EQ(c.sent, 4u);
+  EXPECT_EQ(c.stored, 3u);
+  EXPECT_EQ(c.outcome_unknown, 2u);
+  EXPECT_EQ(c.outcome_unknown_stored, 1u);
+  EXPECT_EQ(c.lost, 0u); // d may never have reached the backend
+  EXPECT_TRUE(c.exact());
+  // stored twice is a duplicate whatever its outcome; a known send missing
+  // is lost
+  auto d = check_conversation({"a", "b", "c"}, {"b", "b"}, {"b"});
+  EXPECT_EQ(d.duplicated, 1u);
+  EXPECT_EQ(d.lost, 2u);
+  EXPECT_FALSE(d.exact());
+}
+
 TEST(Integrity, PerConversationAndTotals) {
   std::map<std::string, std::vector<std::string>> sent{
     {"c1", {"1", "2"}}, {"c2", {"3"}}, {"c3", {"4"}}};

@@ -59,3 +59,35 @@ TEST(StressCi, ShortRunWithFaultsIsExact) {
   EXPECT_GT(jv.at("faults").as_object().at("actions").to_number<uint64_t>(),
             0u);
 }
+
+// The aico profile (docs/performance.md, "Stress: the aico profile"): the
+// users against aico-backend-peer with its WebSocket switched off and on
+// (failover WS <-> HTTP) and three reply streams cut after the send was
+// stored (outcome unknown); the integrity check against the peer's store
+// must be exact, the unknown outcomes counted on their own.
+TEST(StressCi, AicoProfileShortRunIsExact) {
+  std::string cmd = "timeout -s KILL 100 " + std::string{AICO_STRESS_BIN}
+                    + " --profile aico --users 10 --rate 20 --duration 6"
+                      " --ramp 1 --drain-timeout 30 --peer-ws-flap 1"
+                      " --peer-fault '{\"fault\":\"stream_cut\",\"path\":"
+                      "\"/api/v1/conversation/messages\",\"after\":1,"
+                      "\"count\":3}' --json";
+  std::string out;
+  auto rc = run(cmd, out);
+  std::fprintf(stderr, "%s\n", out.c_str());
+  EXPECT_EQ(rc, 0) << cmd;
+  boost::system::error_code ec;
+  auto jv = json::parse(out, ec);
+  ASSERT_FALSE(ec) << "not JSON: " << out;
+  auto& integ = jv.at("integrity").as_object();
+  EXPECT_TRUE(integ.at("checked").as_bool());
+  EXPECT_EQ(get(integ, "lost"), 0u);
+  EXPECT_EQ(get(integ, "duplicated"), 0u);
+  EXPECT_EQ(get(integ, "out_of_order"), 0u);
+  EXPECT_GT(get(integ, "sent"), 0u);
+  // the cut streams: their messages were stored before the cut
+  EXPECT_GE(get(integ, "outcome_unknown"), 3u);
+  EXPECT_GE(get(integ, "outcome_unknown_stored"), 3u);
+  EXPECT_LE(get(integ, "outcome_unknown_stored"), get(integ, "outcome_unknown"));
+  EXPECT_GT(jv.at("failovers").to_number<uint64_t>(), 0u);
+}

@@ -508,6 +508,11 @@ history_page history_from_wire(const wire_request& rq, std::string_view plain,
   page.conversation_id = str_of(o, "conversation_id");
   if (is_reusable_conversation(rq.requested_conversation))
     page.conversation_id = rq.requested_conversation;
+  else if (page.conversation_id.rfind("user_", 0) == 0)
+    // asked without a conversation: the backend labels the user's messages
+    // of every conversation "user_<uuid>", which is no conversation (a send
+    // to it would start one of that name): the engine's "current" is empty
+    page.conversation_id.clear();
   for (auto& item : msgs->get_array()) {
     if (!item.is_object())
       continue;

@@ -9,6 +9,7 @@
 // "The aico profile" has the table in prose.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -30,6 +31,9 @@ struct logical_call {
   std::string path;
   std::string body; ///< JSON text, may be empty
   std::string token;
+  /// > 0: the call's whole time (the session bounds every request of it,
+  /// and a send's stream, by what is left; 0 = the session's defaults).
+  std::chrono::milliseconds timeout{0};
 };
 
 /// Which logical call a request is.

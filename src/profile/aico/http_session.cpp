@@ -5,6 +5,11 @@
 #include <deque>
 #include <future>
 #include <mutex>
+#include <fstream>
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <set>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -181,6 +186,10 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     chunk_fn on_chunk;
     done_fn done;
     int attempt = 0;
+    /// the call's end (logical_call::timeout), or none
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    /// when the call started (ms since the epoch; a send's history check)
+    int64_t started_ms = 0;
     // stream state
     int status = 0;
     std::map<std::string, std::string> headers;
@@ -200,10 +209,154 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
   }
 
   void fail(const std::shared_ptr<pending_call>& pc, wire_error e) {
+    if (pc->rq.kind == call_kind::send && e.outcome_unknown
+        && opts.verify_unknown_sends) {
+      verify_send(pc, std::move(e));
+      return;
+    }
     call_result res;
     res.ok = false;
     res.error = std::move(e);
     finish(pc, std::move(res));
+  }
+
+  // -- a send whose outcome is unknown: look for it in the history --------------
+
+  /// History ids already taken as the proof of an earlier unknown send.
+  std::set<std::string> claimed;
+
+  /// Skew allowed between this clock and the server's timestamps.
+  static constexpr int64_t verify_skew_ms = 60 * 1000;
+  /// Time a send's stream leaves for the history check (at most a quarter
+  /// of the call's time).
+  static constexpr auto verify_reserve = std::chrono::milliseconds{2000};
+  /// Time a history check needs at least (else the error is reported).
+  static constexpr auto verify_min_time = std::chrono::milliseconds{300};
+
+  /// The backend has no idempotency keys: a send that may have been stored
+  /// is looked up in the history (the first page of its conversation, or of
+  /// all the user's when it has none yet): a user message with the same
+  /// content, stored no earlier than the send started (less the skew) and
+  /// not claimed by an earlier check, proves it arrived; the send is then a
+  /// success (201, the stored message). Otherwise, or if the check itself
+  /// fails or there is no time left, the original error is reported.
+  void verify_send(const std::shared_ptr<pending_call>& pc, wire_error e) {
+    auto report = [this, pc, e](const char* why) mutable {
+      e.message += why;
+      call_result res;
+      res.ok = false;
+      res.error = std::move(e);
+      finish(pc, std::move(res));
+    };
+    if (pc->deadline
+        && *pc->deadline - std::chrono::steady_clock::now() < verify_min_time) {
+      report("; there was no time left to look for it in the history");
+      return;
+    }
+    std::string conv = header_of(pc->headers, "X-Conversation-ID");
+    if (conv.empty())
+      conv = pc->stream.conversation_id();
+    if (conv.empty() && reusable(pc->rq.requested_conversation))
+      conv = pc->rq.requested_conversation;
+    logical_call lc;
+    lc.method = "GET";
+    // without a conversation: page 1 of all the user's messages
+    lc.path = "/conversations/" + (conv.empty() ? std::string{"all"} : conv)
+              + "/messages?since=1&limit=50";
+    lc.token = pc->rq.user_token.empty() ? pc->rq.token : pc->rq.user_token;
+    auto mapped = map_call(lc);
+    auto* hr = std::get_if<wire_request>(&mapped);
+    if (!hr) {
+      report("");
+      return;
+    }
+    if (conv.empty()) {
+      // no conversation_id parameter: every conversation of the user
+      auto q = hr->path.find("&conversation_id=");
+      if (q != std::string::npos)
+        hr->path.erase(q);
+    }
+    auto check = std::make_shared<pending_call>(opts.max_line);
+    check->rq = std::move(*hr);
+    check->deadline = pc->deadline;
+    check->started_ms = pc->started_ms;
+    auto self = shared_from_this();
+    check->done = [self, pc, report](call_result r) mutable {
+      if (!r.ok) {
+        report("; the history could not be read to check it");
+        return;
+      }
+      auto found = self->find_in_history(*pc, r.answer.body);
+      if (!found) {
+        report("; it is not in the history");
+        return;
+      }
+      call_result res;
+      res.ok = true;
+      res.answer = send_answer(*found);
+      res.send = std::move(*found);
+      self->finish(pc, std::move(res));
+    };
+    start(std::move(check));
+  }
+
+  std::optional<send_outcome> find_in_history(const pending_call& pc,
+                                              const std::string& envelope) {
+    json::error_code ec;
+    auto v = json::parse(envelope, ec);
+    if (ec || !v.is_object())
+      return std::nullopt;
+    auto* data = v.get_object().if_contains("data");
+    auto* msgs = data && data->is_object()
+                   ? data->get_object().if_contains("messages")
+                   : nullptr;
+    if (!msgs || !msgs->is_array())
+      return std::nullopt;
+    auto str = [](const json::object& o, const char* k) {
+      auto* x = o.if_contains(k);
+      return x && x->is_string() ? std::string(x->get_string())
+                                 : std::string{};
+    };
+    std::lock_guard<std::mutex> g{mtx};
+    // newest first: the latest matching message is the likeliest
+    auto& arr = msgs->get_array();
+    for (auto it = arr.rbegin(); it != arr.rend(); ++it) {
+      if (!it->is_object())
+        continue;
+      auto& m = it->get_object();
+      if (str(m, "sender") == "companion" || str(m, "content") != pc.rq.content)
+        continue;
+      auto ts = parse_aico_time(str(m, "timestamp"));
+      if (ts < 0 || ts < pc.started_ms - verify_skew_ms)
+        continue;
+      auto hid = str(m, "id");
+      if (claimed.count(hid) != 0)
+        continue;
+      claimed.insert(hid);
+      send_outcome o;
+      auto who = user_from_claims(pc.rq.user_token);
+      auto& s = o.sent;
+      s.id = pc.rq.client_message_id;
+      s.conversation_id = str(m, "conversation_id");
+      s.content = pc.rq.content;
+      s.type = pc.rq.message_type;
+      s.sender_id = who.id;
+      s.sender = who.username;
+      s.timestamp_ms = ts;
+      s.timestamp = iso_ms(ts);
+      s.seq = static_cast<uint64_t>(ts);
+      s.status = message_status::sent;
+      auto meta = json::parse(pc.rq.metadata, ec);
+      json::object mo = !ec && meta.is_object() ? meta.get_object()
+                                                : json::object{};
+      mo["aico_history_id"] = hid;
+      mo["aico_outcome"] = "found_in_history";
+      s.metadata = json::serialize(mo);
+      if (reusable(s.conversation_id))
+        set_current(s.conversation_id);
+      return o;
+    }
+    return std::nullopt;
   }
 
   void start(std::shared_ptr<pending_call> pc) {
@@ -226,11 +379,22 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     });
   }
 
-  http::request build(const wire_request& w) {
+  /// `limit`, shortened to what is left of the call's time (at least 1 ms).
+  static std::chrono::milliseconds
+  bounded(std::chrono::milliseconds limit, const pending_call& pc) {
+    if (!pc.deadline)
+      return limit;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      *pc.deadline - std::chrono::steady_clock::now());
+    return std::max(std::chrono::milliseconds{1}, std::min(limit, left));
+  }
+
+  http::request build(const pending_call& pc) {
+    auto& w = pc.rq;
     http::request rq;
     rq.method = w.method;
     rq.url = opts.base_url + w.path;
-    rq.timeout = opts.request_timeout;
+    rq.timeout = bounded(opts.request_timeout, pc);
     std::lock_guard<std::mutex> g{mtx};
     ++counts.wire_calls;
     if (w.encrypted) {
@@ -290,7 +454,7 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
 
   void send(std::shared_ptr<pending_call> pc, uint64_t gen) {
     auto self = shared_from_this();
-    auto rq = build(pc->rq);
+    auto rq = build(*pc);
     if (!pc->rq.stream) {
       loop.submit(std::move(rq), [self, pc, gen](http::response r) {
         if (r.fail != http::failure::none) {
@@ -331,8 +495,21 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     pc->line_error.reset();
     pc->raw.clear();
     http::stream_options so;
-    so.open_timeout = opts.stream_open_timeout;
+    so.open_timeout = bounded(opts.stream_open_timeout, *pc);
     so.idle_timeout = opts.stream_idle_timeout;
+    if (pc->deadline) {
+      // a stream still running at the end (a slow model) is cut early
+      // enough to look for the message in the history (verify_send)
+      auto left = bounded(opts.stream_idle_timeout * 100, *pc);
+      auto reserve = opts.verify_unknown_sends
+                       ? std::min(verify_reserve, left / 4)
+                       : std::chrono::milliseconds{0};
+      so.total_timeout = std::max(std::chrono::milliseconds{1}, left - reserve);
+    }
+    // never re-sent by libcurl on a dead reused connection: the backend has
+    // no idempotency keys (docs/profiles.md, "A send whose outcome is
+    // unknown")
+    so.fresh_connection = true;
     http::stream_handlers h;
     h.on_open = [pc](int status, const std::map<std::string, std::string>& hd) {
       pc->status = status;
@@ -448,7 +625,7 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     {
       std::lock_guard<std::mutex> g{mtx};
       if (reusable(o.sent.conversation_id))
-        current_conversation = o.sent.conversation_id;
+        set_current(o.sent.conversation_id);
     }
     call_result res;
     res.ok = true;
@@ -458,7 +635,39 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     finish(pc, std::move(res));
   }
 
-  /// "current" or no conversation → the one the last send got.
+  /// Sets the current conversation and keeps it in opts.conversation_file
+  /// (mtx held). A file that cannot be written only costs the continuity.
+  void set_current(const std::string& cid) {
+    if (cid == current_conversation)
+      return;
+    current_conversation = cid;
+    if (opts.conversation_file.empty())
+      return;
+    auto tmp = opts.conversation_file + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return;
+    auto line = cid + "\n";
+    bool ok = ::write(fd, line.data(), line.size())
+              == static_cast<ssize_t>(line.size());
+    ok = ::close(fd) == 0 && ok;
+    if (!ok || ::rename(tmp.c_str(), opts.conversation_file.c_str()) != 0)
+      ::unlink(tmp.c_str());
+  }
+
+  void load_current() {
+    if (opts.conversation_file.empty())
+      return;
+    std::ifstream in(opts.conversation_file);
+    std::string line;
+    if (in && std::getline(in, line) && reusable(line)) {
+      std::lock_guard<std::mutex> g{mtx};
+      current_conversation = line;
+    }
+  }
+
+  /// "current" or no conversation → the one the last send got (if it is
+  /// this user's: "<user uuid>_…").
   logical_call with_conversation(logical_call c) {
     std::string cur;
     {
@@ -467,6 +676,11 @@ struct aico_http_session::impl : std::enable_shared_from_this<impl> {
     }
     if (cur.empty())
       return c;
+    if (!c.token.empty()) {
+      auto who = user_from_claims(c.token).id;
+      if (!who.empty() && cur.rfind(who + "_", 0) != 0)
+        return c; // another user's conversation
+    }
     if (c.method == "POST" && c.path == "/conversations/messages") {
       json::error_code ec;
       auto v = json::parse(c.body, ec);
@@ -522,6 +736,7 @@ aico_http_session::create(http::loop& loop, session_options opts,
   if (!id)
     return nullptr;
   auto p = std::make_shared<impl>(loop, std::move(opts), rest, std::move(*id));
+  p->load_current();
   return std::shared_ptr<aico_http_session>(new aico_http_session(std::move(p)));
 }
 
@@ -553,6 +768,11 @@ void aico_http_session::call(const logical_call& c, chunk_fn on_chunk,
   pc->rq = std::move(std::get<wire_request>(mapped));
   pc->on_chunk = std::move(on_chunk);
   pc->done = std::move(done);
+  if (c.timeout.count() > 0)
+    pc->deadline = std::chrono::steady_clock::now() + c.timeout;
+  pc->started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
   impl_->start(std::move(pc));
 }
 
@@ -579,6 +799,13 @@ void aico_http_session::reconnected() {
 
 std::string aico_http_session::client_id() const {
   return impl_->channel.client_id();
+}
+
+void aico_http_session::set_conversation(const std::string& cid) {
+  if (!reusable(cid))
+    return;
+  std::lock_guard<std::mutex> g{impl_->mtx};
+  impl_->current_conversation = cid;
 }
 
 std::string aico_http_session::conversation() const {

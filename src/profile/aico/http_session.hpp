@@ -54,6 +54,14 @@ struct session_options {
   std::chrono::milliseconds stream_idle_timeout{std::chrono::seconds(35)};
   channel_options channel;
   std::size_t max_line = 1u << 20;
+  /// A send whose outcome is unknown (it may have been stored) is looked up
+  /// in the history before it is reported (docs/profiles.md, "A send whose
+  /// outcome is unknown"); false reports the error as it came.
+  bool verify_unknown_sends = true;
+  /// Where the current conversation is kept between runs (one line; 0600),
+  /// so that `aico send` continues it the next time; "" = memory only. Only
+  /// used for the user it belongs to (its id starts with "<user uuid>_").
+  std::string conversation_file;
   /// Injected clocks of the channel (defaults: steady and system clock).
   secure_channel::clock_fn clock;
   secure_channel::wall_fn wall;
@@ -105,6 +113,9 @@ public:
   std::string client_id() const;
   /// The conversation the last send got (used for "current").
   std::string conversation() const;
+  /// Sets it (a new session that replaces an older one keeps it); ignored
+  /// unless the backend would reuse it (non-empty, contains '_').
+  void set_conversation(const std::string& cid);
   session_counters counters() const;
   /// The server key file (pins).
   std::string pin_file() const;

@@ -2,6 +2,7 @@
 // Ed25519, X25519, crypto_box and base64; nothing is hand-written).
 #include "src/profile/aico/secure_channel.hpp"
 
+#include <atomic>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -111,10 +112,16 @@ std::optional<std::string> read_private_file(const std::string& path,
   return text;
 }
 
-/// Writes `text` to `path` atomically, mode 0600.
+/// Writes `text` to `path` atomically, mode 0600. The temporary name is
+/// unique per call: the transports of one engine (ws and http each have a
+/// session) write the same files at the same moment. With `exclusive`, an
+/// existing `path` is kept: false with `exists` set and `err` empty.
 bool write_private_file(const std::string& path, const std::string& text,
-                        const std::string& what, std::string& err) {
-  auto tmp = path + ".tmp." + std::to_string(::getpid());
+                        const std::string& what, std::string& err,
+                        bool exclusive = false, bool* exists = nullptr) {
+  static std::atomic<uint64_t> counter{0};
+  auto tmp = path + ".tmp." + std::to_string(::getpid()) + "."
+             + std::to_string(++counter);
   int fd = ::open(tmp.c_str(),
                   O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -126,6 +133,21 @@ bool write_private_file(const std::string& path, const std::string& text,
   auto n = ::write(fd, text.data(), text.size());
   bool ok = n == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
   ::close(fd);
+  if (ok && exclusive) {
+    // link fails if the file is there: the other writer won, keep its file
+    bool linked = ::link(tmp.c_str(), path.c_str()) == 0;
+    int e = errno;
+    ::unlink(tmp.c_str());
+    if (linked)
+      return true;
+    if (e == EEXIST && exists) {
+      *exists = true;
+      return false;
+    }
+    err = "the " + what + " '" + path + "' could not be written: "
+          + std::strerror(e);
+    return false;
+  }
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
     ::unlink(tmp.c_str());
     err = "the " + what + " '" + path + "' could not be written";
@@ -194,8 +216,20 @@ identity random_identity() {
   return id ? *id : identity{};
 }
 
+namespace {
+std::optional<identity> load_or_create_identity(const std::string& dir,
+                                                std::string& err, int attempt);
+} // namespace
+
 std::optional<identity> load_or_create_identity(const std::string& dir,
                                                 std::string& err) {
+  return load_or_create_identity(dir, err, 0);
+}
+
+namespace {
+std::optional<identity> load_or_create_identity(const std::string& dir,
+                                                std::string& err,
+                                                int attempt) {
   if (!sodium_ready()) {
     err = "libsodium could not be initialised";
     return std::nullopt;
@@ -228,12 +262,16 @@ std::optional<identity> load_or_create_identity(const std::string& dir,
   auto line = b64_encode(seed) + "\n";
   auto id = identity_from_seed(seed);
   sodium_memzero(seed.data(), seed.size());
-  bool ok = write_private_file(path, line, what, err);
+  bool exists = false;
+  bool ok = write_private_file(path, line, what, err, true, &exists);
   sodium_memzero(line.data(), line.size());
+  if (!ok && exists && attempt == 0)
+    return load_or_create_identity(dir, err, 1); // created meanwhile: use it
   if (!ok)
     return std::nullopt;
   return id;
 }
+} // namespace
 
 std::string pin_store::pinned(const std::string& authority,
                               std::string& err) const {

@@ -504,6 +504,13 @@ struct loop::impl {
     if (t->stream) {
       curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                        clamp_ms(t->sopts.open_timeout));
+      if (t->sopts.total_timeout.count() > 0)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                         clamp_ms(t->sopts.total_timeout));
+      if (t->sopts.fresh_connection) {
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+      }
     } else {
       curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, clamp_ms(rq.timeout));
       curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,

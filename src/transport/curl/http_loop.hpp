@@ -94,6 +94,16 @@ struct stream_options {
   std::chrono::milliseconds open_timeout{5000};
   /// After the header: no byte for this long = dead peer (failure::timeout).
   std::chrono::milliseconds idle_timeout{25000};
+  /// > 0: the whole stream (connect, header, body) must end within this
+  /// (CURLOPT_TIMEOUT_MS; failure::timeout).
+  std::chrono::milliseconds total_timeout{0};
+  /// Open a new connection for it and do not keep it afterwards
+  /// (CURLOPT_FRESH_CONNECT + CURLOPT_FORBID_REUSE): libcurl then never
+  /// re-sends the request by itself, which it does once when a reused
+  /// keep-alive connection turns out to be dead before any answer. For
+  /// requests that must not reach the server twice (the aico profile's
+  /// send: the backend has no idempotency keys).
+  bool fresh_connection = false;
 };
 
 struct loop_options {

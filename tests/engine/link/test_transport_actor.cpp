@@ -400,6 +400,78 @@ TEST_F(transport_actor_test, heartbeat_pings_and_a_silent_peer_is_down) {
   EXPECT_EQ(log->last_reason(), "fake peer silent");
 }
 
+TEST_F(transport_actor_test, max_ping_interval_of_the_driver_caps_the_config) {
+  drv->caps.heartbeat = true;
+  drv->caps.max_ping_interval = 1s; // the server closes without a ping
+  transport_host_config hc;
+  hc.timing.ping_interval = 10s;
+  hc.timing.dead_peer_timeout = 30s;
+  spawn(hc);
+  bring_up();
+  for (int i = 0; i < 3; ++i) {
+    advance(1s);
+    drv->ev.on_pong(tp::pong{gen()});
+    run();
+  }
+  EXPECT_EQ(drv->count("ping"), 3u);
+  EXPECT_EQ(log->last(), transport_status::up);
+}
+
+TEST_F(transport_actor_test, token_per_connection_asks_for_a_fresh_token_once) {
+  drv->caps.token_per_connection = true;
+  spawn();
+  caf::anon_send(t, token_atom_v, std::string{"spent"});
+  bring_up();
+  ASSERT_EQ(drv->count("subscribe"), 1u);
+  drv->ev.on_subscribed(tp::subscribed{gen(), drv->last_sub, false, false});
+  run();
+  ASSERT_EQ(log->events.size(), 1u);
+  EXPECT_EQ(log->events[0].topic, "link.token_refused");
+  EXPECT_EQ(log->events[0].seq, 0u);
+  // the fresh token subscribes again; refused again on the same
+  // connection: no second ask (no refresh loop)
+  caf::anon_send(t, token_atom_v, std::string{"fresh"});
+  run();
+  EXPECT_EQ(drv->count("subscribe"), 2u);
+  drv->ev.on_subscribed(tp::subscribed{gen(), drv->last_sub, false, false});
+  run();
+  EXPECT_EQ(log->events.size(), 1u);
+  // a new connection may ask again
+  drv->ev.on_link_lost(tp::link_lost{gen(), "gone"});
+  run();
+  bring_up();
+  drv->ev.on_subscribed(tp::subscribed{gen(), drv->last_sub, false, false});
+  run();
+  EXPECT_EQ(log->events.size(), 2u);
+}
+
+TEST_F(transport_actor_test, token_per_connection_refusal_after_acceptance) {
+  // the aico WS driver accepts at once (its events come from the call path)
+  // and reports the backend's refusal of the auth frame later
+  drv->caps.token_per_connection = true;
+  spawn();
+  caf::anon_send(t, token_atom_v, std::string{"spent"});
+  bring_up();
+  drv->ev.on_subscribed(tp::subscribed{gen(), drv->last_sub, true, false});
+  run();
+  drv->ev.on_subscribed(tp::subscribed{gen(), drv->last_sub, false, false});
+  run();
+  ASSERT_EQ(log->events.size(), 1u);
+  EXPECT_EQ(log->events[0].topic, "link.token_refused");
+  // the subscription stays open: events still flow
+  send_event(gen(), 0);
+  EXPECT_EQ(log->events.size(), 2u);
+}
+
+TEST_F(transport_actor_test, without_token_per_connection_a_refusal_asks_nothing) {
+  spawn();
+  caf::anon_send(t, token_atom_v, std::string{"tok"});
+  bring_up();
+  drv->ev.on_subscribed(tp::subscribed{gen(), drv->last_sub, false, false});
+  run();
+  EXPECT_TRUE(log->events.empty());
+}
+
 TEST_F(transport_actor_test, without_heartbeat_capability_no_ping) {
   transport_host_config hc;
   hc.timing.ping_interval = 1s;

@@ -881,5 +881,34 @@ TEST_P(supervisor_events_test, a_transport_without_replay_counts_as_a_gap) {
   EXPECT_NE(events[1].data.find("\"m2\""), std::string::npos);
 }
 
+TEST_P(supervisor_events_test, a_spent_token_is_refreshed_and_handed_out) {
+  start();
+  net->valid_token = "t-old";
+  net->refresh_gives = "t-fresh";
+  login();
+  last_state();
+  server_event ev;
+  ev.topic = "link.token_refused";
+  ev.data = "{}";
+  ev.via = transport_mode::ws; // not the active transport: asked all the same
+  emit(transport_mode::ws, ev);
+  int refreshes = -1;
+  auto rh = self->request(tokens, caf::infinite, caf::get_atom::value);
+  sched.run();
+  rh.receive([&](int x) { refreshes = x; }, [](caf::error&) { FAIL(); });
+  EXPECT_EQ(refreshes, 1);
+  // the transports got the fresh token (the one whose server spent the
+  // old one authenticates again with it)
+  for (auto& [m, toks] : net->tokens) {
+    ASSERT_FALSE(toks.empty());
+    EXPECT_EQ(toks.back(), "t-fresh") << to_string(m);
+  }
+  EXPECT_FALSE(net->tokens.empty());
+  // the note is not an event for the watchers
+  last_state();
+  for (auto& e : events)
+    EXPECT_NE(e.topic, "link.token_refused");
+}
+
 INSTANTIATE_TEST_SUITE_P(one_hop, supervisor_test, ::testing::Bool());
 INSTANTIATE_TEST_SUITE_P(one_hop, supervisor_events_test, ::testing::Bool());

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "aico_peer/peer_fixture.hpp"
 #include "src/profile/aico/http_session.hpp"
@@ -224,7 +225,10 @@ TEST_F(AicoSession, HistoryPagesNewestFirstAscendingWithinAPage) {
 }
 
 TEST_F(AicoSession, ErrorShapesOfThePeer) {
-  auto s = session();
+  // the raw error shapes: no history check of unknown sends
+  ap::session_options raw;
+  raw.verify_unknown_sends = false;
+  auto s = session(raw);
   auto [access, refresh] = tokens(*s);
   // 403 "Not authenticated" = a missing token
   auto r = s->call_blocking(send_call("e-1", "x", ""));
@@ -291,7 +295,10 @@ TEST_F(AicoSession, ErrorShapesOfThePeer) {
 }
 
 TEST_F(AicoSession, DroppedConnectionsAndClearAnswers) {
-  auto s = session();
+  // the raw error shapes: no history check of unknown sends
+  ap::session_options raw;
+  raw.verify_unknown_sends = false;
+  auto s = session(raw);
   auto [access, refresh] = tokens(*s);
   // a read whose connection is dropped: a network error, retryable. (Two
   // drops: libcurl itself retries once on a fresh connection when a reused
@@ -323,6 +330,61 @@ TEST_F(AicoSession, DroppedConnectionsAndClearAnswers) {
   // a network failure may be a restart: the channel is renewed after each
   EXPECT_EQ(s->counters().handshakes, 3u);
   EXPECT_EQ(s->counters().rehandshakes_401, 0u);
+}
+
+TEST_F(AicoSession, SendStoredThenDroppedIsNotResentByLibcurl) {
+  auto s = session();
+  auto [access, refresh] = tokens(*s);
+  // a read first: the connection it used stays in libcurl's cache, so a
+  // send could go out on a reused keep-alive connection
+  auto h = s->call_blocking({"GET", "/conversations/current/messages", "", access});
+  ASSERT_TRUE(h.ok) << h.error.message;
+  // the backend stores the message, then the connection dies before a byte
+  // of the answer: libcurl would re-send a request on a reused connection
+  // that died like this, and the backend would store it twice
+  add_fault({{"fault", "stored_drop"}, {"path", "/api/v1/conversation/messages"},
+             {"method", "POST"}, {"count", 1}});
+  auto r = s->call_blocking(send_call("sd-1", "only once please", access));
+  // the outcome was unknown; the history shows it arrived (once)
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_EQ(r.answer.status, 201);
+  EXPECT_NE(r.answer.body.find("found_in_history"), std::string::npos)
+    << r.answer.body;
+  auto all = debug("GET", "/_peer/messages");
+  int copies = 0;
+  for (auto& m : all.at("messages").as_array())
+    if (jstr(m, "/content") == "only once please")
+      ++copies;
+  EXPECT_EQ(copies, 1) << to_text(all);
+  EXPECT_EQ(stat("sends"), 1);
+}
+
+TEST_F(AicoSession, TheConversationIsKeptBetweenRuns) {
+  ap::session_options o;
+  o.conversation_file = state->path() + "/conversation";
+  auto s = session(o);
+  auto [access, refresh] = tokens(*s);
+  auto r = s->call_blocking(send_call("k-1", "first run", access));
+  ASSERT_TRUE(r.ok) << r.error.message;
+  auto cid = s->conversation();
+  ASSERT_FALSE(cid.empty());
+  struct stat st {};
+  ASSERT_EQ(::stat(o.conversation_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // a new session (the next `aico send`) continues it
+  std::this_thread::sleep_for(1100ms); // a new one would get another id
+  auto s2 = session(o);
+  EXPECT_EQ(s2->conversation(), cid);
+  r = s2->call_blocking(send_call("k-2", "second run", access));
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_EQ(jstr(parse_json(r.answer.body), "/data/conversation_id"), cid);
+  // another user's send does not join it
+  auto other = login(*s2, pu::bob_uuid, pu::bob_pin);
+  ASSERT_TRUE(other.ok) << other.error.message;
+  auto bob = jstr(parse_json(other.answer.body), "/data/access_token");
+  r = s2->call_blocking(send_call("k-3", "bob here", bob));
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_NE(jstr(parse_json(r.answer.body), "/data/conversation_id"), cid);
 }
 
 TEST_F(AicoSession, HandshakeRefusedForASkewedClock) {
