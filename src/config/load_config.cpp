@@ -696,7 +696,16 @@ caf::error apply_profile_rules(engine_config& cfg, bool order_given,
     return invalid("config: transports: the aico profile cannot use the ipc "
                    "transport, because the AICO backend has no client-facing "
                    "ZeroMQ; use ws and http (e.g. --transports ws,http)");
+  } else if (std::find(c.order.begin(), c.order.end(), transport_mode::grpc)
+             != c.order.end()) {
+    return invalid("config: transports: the aico profile cannot use the grpc "
+                   "transport, because the AICO backend has no gRPC door; use "
+                   "ws and http (e.g. --transports ws,http)");
   }
+  if (!c.grpc.endpoint.empty())
+    warnings.push_back("the gRPC settings are not used with the aico profile "
+                       "(the AICO backend has no gRPC door)");
+  c.grpc.endpoint.clear();
   if (!c.ipc.endpoint.empty() || !c.ipc.curve_server_key.empty())
     warnings.push_back("the IPC settings are not used with the aico profile "
                        "(the AICO backend has no client-facing ZeroMQ)");

@@ -581,6 +581,28 @@ TEST(ClientProfile, AicoProfileTransportsAndWebSocketPort) {
   EXPECT_EQ(p->config.connection.ws.url, "ws://127.0.0.1:8771/api/v1/ws");
 }
 
+TEST(ClientProfile, AicoProfileRefusesGrpc) {
+  client_profile_inputs in;
+  in.flags.profile = "aico";
+  in.flags.transports = "ws,grpc,http";
+  auto p = profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_EQ(message_of(p.error()),
+            "config: transports: the aico profile cannot use the grpc "
+            "transport, because the AICO backend has no gRPC door; use ws "
+            "and http (e.g. --transports ws,http)");
+  // a gRPC endpoint is warned about and dropped
+  in = {};
+  in.flags.profile = "aico";
+  in.flags.grpc = "127.0.0.1:50051";
+  p = profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
+  EXPECT_TRUE(p->config.connection.grpc.endpoint.empty());
+  ASSERT_EQ(p->warnings.size(), 1u);
+  EXPECT_NE(p->warnings[0].find("gRPC settings are not used"),
+            std::string::npos);
+}
+
 TEST(ClientProfile, AicoProfileRefusesIpc) {
   client_profile_inputs in;
   in.flags.profile = "aico";
