@@ -277,6 +277,14 @@ struct transport_state {
   /// replayed after `since` anyway, and forwarding them first would move
   /// the engine past a gap a gateway without replay leaves.
   bool holding = false;
+  /// A disconnect came while calls were in flight (the supervisor failed
+  /// back to a better transport): reported idle at once, new calls are
+  /// refused, and the connection is closed when the calls in flight are
+  /// answered or their deadlines pass (finish_drain). Failing them instead
+  /// would make the supervisor send them again elsewhere although the
+  /// server may have taken them: harmless for a message (same id), but a
+  /// refresh token sent twice revokes the session.
+  bool draining = false;
   int stream_tries = 0;   ///< consecutive reopens of a separate stream
   caf::actor_clock::time_point sub_opened_at{};
   /// Events up to this seq were delivered: subscriptions resume from it.
@@ -479,9 +487,29 @@ void go_down(self_ptr self, const std::string& reason) {
   auto failed = st.link.go_down();
   if (!failed)
     return; // not live: down was reported already
+  bool was_draining = std::exchange(st.draining, false);
   close_connection(self);
   fail_all(*st.tab, *failed, network_error(st, "transport down: " + reason));
-  report(self, transport_status::down, reason);
+  if (!was_draining) // (idle was reported when the drain began)
+    report(self, transport_status::down, reason);
+}
+
+/// Draining (see transport_state::draining): closes the connection once no
+/// call is in flight; until then looks again shortly (the I/O thread
+/// answers most calls without telling the actor).
+void finish_drain(self_ptr self) {
+  auto& st = self->state;
+  if (!st.draining)
+    return;
+  drain_answered(st);
+  if (st.link.up() && !st.link.calls().empty()) {
+    self->delayed_send(self, std::chrono::milliseconds(20), timeout_atom_v);
+    return;
+  }
+  st.draining = false;
+  auto failed = st.link.stop();
+  close_connection(self);
+  fail_all(*st.tab, failed, network_error(st, "transport disconnected"));
 }
 
 /// Subscribes with the current token, resuming after resume_seq.
@@ -597,7 +625,7 @@ void start_call(self_ptr self, api_call& call, caf::timespan left,
   drain_answered(st);
   c->call_id = call.id;
   c->via = st.cfg.mode;
-  if (!st.link.up() || !st.driver || st.gen == 0) {
+  if (!st.link.up() || !st.driver || st.gen == 0 || st.draining) {
     answer_error(*st.tab, *c, network_error(st, "transport not connected"));
     return;
   }
@@ -742,6 +770,12 @@ void on_resume(self_ptr self, uint64_t seq, bool now) {
   if (st.link.up() && !st.token.empty() && subscription_live(st)) {
     st.stream_tries = 0;
     subscribe(self); // replaces the subscription, replaying from seq
+    // Live events of the subscription it replaces may still arrive before
+    // the answer (a driver whose events carry no subscription id: IPC, WS).
+    // Forwarded, one newer than `seq` would move the engine's cursor past
+    // the replay, whose events would then be dropped as repeats: a silent
+    // loss. They are in the replay that follows the answer.
+    st.holding = seq > 0;
   }
 }
 
@@ -920,6 +954,30 @@ void guarded(self_ptr self, F&& f) {
   }
 }
 
+/// disconnect_atom (see messages/transport.hpp): with `drain` and calls in
+/// flight, idle now and closed when they are answered (finish_drain).
+void disconnect(self_ptr self, bool drain) {
+  auto& st = self->state;
+  try {
+    drain_answered(st);
+    if (drain && st.link.up() && !st.link.calls().empty()) {
+      if (!st.draining) {
+        st.draining = true;
+        report(self, transport_status::idle);
+      }
+      finish_drain(self);
+      return;
+    }
+    st.draining = false;
+    auto failed = st.link.stop();
+    close_connection(self);
+    fail_all(*st.tab, failed, network_error(st, "transport disconnected"));
+    report(self, transport_status::idle);
+  } catch (...) {
+    // idle already (the link session moved first)
+  }
+}
+
 // -- behavior ------------------------------------------------------------------------
 
 transport_impl::behavior_type
@@ -958,6 +1016,7 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
     // -- public interface ------------------------------------------------------
     [self](connect_atom) {
       auto& st = self->state;
+      st.draining = false; // wanted again: the connection stays
       if (st.link.status() == transport_status::connecting)
         return; // up or down follows
       if (st.link.up()) {
@@ -977,17 +1036,8 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
         arm_timer(self); // the connect deadline
       });
     },
-    [self](disconnect_atom) {
-      auto& st = self->state;
-      try {
-        auto failed = st.link.stop();
-        close_connection(self);
-        fail_all(*st.tab, failed, network_error(st, "transport disconnected"));
-        report(self, transport_status::idle);
-      } catch (...) {
-        // idle already (the link session moved first)
-      }
-    },
+    [self](disconnect_atom) { disconnect(self, false); },
+    [self](disconnect_atom, bool drain) { disconnect(self, drain); },
     [self](token_atom, std::string& tok) {
       try {
         on_token(self, tok);
@@ -1079,6 +1129,7 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
         answer_reply(*st.tab, c,
                      make_reply(st, c.call_id, x.status, std::move(x.body),
                                 std::move(x.headers)));
+        finish_drain(self);
       } catch (...) {
         // the call's deadline answers it
       }
@@ -1129,6 +1180,7 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
     // -- timers ----------------------------------------------------------------
     [self](timeout_atom) {
       guarded(self, [&] { on_timer(self); });
+      guarded(self, [&] { finish_drain(self); });
       try {
         arm_timer(self); // for the next deadline
       } catch (...) {

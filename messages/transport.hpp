@@ -38,6 +38,13 @@ using transport_actor = caf::typed_actor<
   caf::reacts_to<connect_atom>,
   /// Closes the link; pending requests fail with network; reports idle.
   caf::reacts_to<disconnect_atom>,
+  /// (drain): with `true`, reports idle at once and refuses new requests,
+  /// but keeps the connection until the requests in flight are answered or
+  /// their deadlines pass, then closes it (a fail-back replaced this
+  /// transport: the server may have taken those requests, so they are not
+  /// failed for a re-send elsewhere). `false` is the plain disconnect. A
+  /// connect while draining keeps the connection (reports up again).
+  caf::reacts_to<disconnect_atom, bool>,
   /// Sets the access token used for event subscription (WS auth frame, IPC
   /// Subscribe, SSE Authorization). Empty = no events. The same token again
   /// changes nothing (no second subscribe).

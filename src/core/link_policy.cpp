@@ -99,8 +99,9 @@ void link_policy::activate(std::size_t i, actions& out) {
   if (active_ && *active_ != i) {
     auto old = *active_;
     out.push_back({action_kind::deactivate, old});
-    // only ever replaced by a better one: the old one is not needed now
-    out.push_back({action_kind::disconnect, old});
+    // only ever replaced by a better one: the old one is not needed now,
+    // but what is in flight on it finishes there (drain)
+    out.push_back({action_kind::disconnect, old, {}, 0, true});
     slots_[old].status = slot_status::idle;
   }
   active_ = i;

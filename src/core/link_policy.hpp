@@ -69,6 +69,9 @@ public:
     std::size_t slot;
     std::chrono::milliseconds delay{0}; ///< schedule_probe only
     uint64_t gen = 0;                   ///< schedule_probe only
+    /// disconnect only: the slot was replaced by a better one (fail-back),
+    /// so its calls in flight finish before it closes (drain).
+    bool drain = false;
   };
 
   using actions = std::vector<action>;

@@ -6,6 +6,7 @@
 // deadline sweep, fail-all on down, stale connections, the subscription
 // and its replay marker, heartbeat, reconnect grace, a separate stream's
 // reopen, capabilities instead of protocol names.
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -549,6 +550,45 @@ TEST_F(transport_actor_test, resume_point_and_replay_marker) {
   EXPECT_EQ(drv->count("subscribe"), 3u);
 }
 
+// The failover test lost one event in about 1 of 15 runs under load: on
+// fail-back the supervisor resubscribes the new active transport from the
+// last seq delivered (resume now), and a live event of the replaced
+// subscription (no subscription id on IPC/WS frames) that arrived before
+// the answer was forwarded; the engine's cursor moved past the replay,
+// whose older events were then dropped as repeats.
+TEST_F(transport_actor_test, resume_now_holds_live_events_until_answered) {
+  spawn();
+  caf::anon_send(t, token_atom_v, std::string{"tok"});
+  bring_up();
+  drv->ev.on_subscribed(tp::subscribed{gen(), drv->last_sub, true, false});
+  run();
+  send_event(gen(), 4);
+  ASSERT_EQ(log->events.size(), 1u);
+  caf::anon_send(t, resume_atom_v, uint64_t{5}, true);
+  run();
+  EXPECT_EQ(drv->last_since, 5u);
+  send_event(gen(), 7); // the old subscription's, before the answer
+  EXPECT_EQ(log->events.size(), 1u);
+  drv->ev.on_subscribed(tp::subscribed{gen(), drv->last_sub, true, true});
+  run();
+  send_event(gen(), 6); // the replay, in order
+  send_event(gen(), 7);
+  ASSERT_EQ(log->events.size(), 4u);
+  EXPECT_EQ(log->events[1].topic, "events.replay");
+  EXPECT_EQ(log->events[2].seq, 6u);
+  EXPECT_EQ(log->events[3].seq, 7u);
+  // a refused resume reports the gap (the held events are not replayed)
+  caf::anon_send(t, resume_atom_v, uint64_t{7}, true);
+  run();
+  send_event(gen(), 8);
+  drv->ev.on_subscribed(tp::subscribed{gen(), drv->last_sub, false, false});
+  run();
+  ASSERT_EQ(log->events.size(), 5u);
+  EXPECT_EQ(log->events[4].topic, "events.replay");
+  EXPECT_NE(log->events[4].data.find("\"complete\":false"), std::string::npos)
+    << log->events[4].data;
+}
+
 TEST_F(transport_actor_test, same_token_does_not_subscribe_twice_empty_ends) {
   spawn();
   caf::anon_send(t, token_atom_v, std::string{"tok"});
@@ -624,6 +664,91 @@ TEST_F(transport_actor_test, separate_stream_reopens_then_gives_up) {
   EXPECT_NE(log->last_reason().find("event stream keeps failing: status 500"),
             std::string::npos)
     << log->last_reason();
+}
+
+// Fail-back: the supervisor replaces this transport by a better one. A call
+// in flight may have reached the server; failing it would make the
+// supervisor send it again elsewhere (a refresh token sent twice revokes
+// the session: the failover test lost its session so in about 1 of 15 runs
+// under load). So the replaced transport drains.
+TEST_F(transport_actor_test, a_draining_disconnect_lets_calls_in_flight_finish) {
+  spawn();
+  bring_up();
+  auto a = call("a");
+  auto b = call("b");
+  caf::anon_send(t, disconnect_atom_v, true);
+  run();
+  EXPECT_EQ(log->last(), transport_status::idle); // at once
+  EXPECT_FALSE(a->done);
+  EXPECT_FALSE(b->done);
+  EXPECT_EQ(drv->count("close"), 0u);
+  // nothing new goes out on it
+  auto c = call("c");
+  ASSERT_TRUE(c->done);
+  EXPECT_EQ(class_of_box(c), error_class::network);
+  EXPECT_EQ(drv->count("send"), 2u);
+  send_reply(gen(), "a");
+  ASSERT_TRUE(a->done);
+  ASSERT_TRUE(a->res) << to_string(a->res.error());
+  advance(50ms);
+  EXPECT_EQ(drv->count("close"), 0u); // b is still in flight
+  send_reply(gen(), "b");
+  ASSERT_TRUE(b->done);
+  ASSERT_TRUE(b->res) << to_string(b->res.error());
+  advance(50ms);
+  EXPECT_EQ(drv->count("close"), 1u); // then it closes
+  EXPECT_EQ(std::count_if(log->states.begin(), log->states.end(),
+                          [](const auto& x) {
+                            return x.first == transport_status::idle;
+                          }),
+            1); // reported once
+  // wanted again: up from scratch
+  caf::anon_send(t, connect_atom_v);
+  run();
+  EXPECT_EQ(log->last(), transport_status::connecting);
+}
+
+TEST_F(transport_actor_test, a_connect_while_draining_keeps_the_connection) {
+  spawn();
+  bring_up();
+  auto a = call("a");
+  caf::anon_send(t, disconnect_atom_v, true);
+  run();
+  EXPECT_EQ(log->last(), transport_status::idle);
+  caf::anon_send(t, connect_atom_v);
+  run();
+  EXPECT_EQ(log->last(), transport_status::up); // still up: said again
+  send_reply(gen(), "a");
+  ASSERT_TRUE(a->done);
+  advance(50ms);
+  EXPECT_EQ(drv->count("close"), 0u);
+  auto b = call("b");
+  EXPECT_FALSE(b->done);
+  EXPECT_EQ(drv->count("send"), 2u);
+}
+
+TEST_F(transport_actor_test, draining_ends_at_the_deadline_or_with_the_link) {
+  spawn();
+  bring_up();
+  auto a = call("a", 1s);
+  caf::anon_send(t, disconnect_atom_v, true);
+  run();
+  advance(1s + 500ms); // past a's deadline (and the driver's grace)
+  ASSERT_TRUE(a->done);
+  EXPECT_EQ(class_of_box(a), error_class::timeout);
+  EXPECT_EQ(drv->count("close"), 1u);
+  // a link lost while draining fails the rest with network and is not
+  // reported down (idle was)
+  bring_up();
+  auto b = call("b");
+  caf::anon_send(t, disconnect_atom_v, true);
+  run();
+  auto before = log->states.size();
+  drv->ev.on_link_lost(tp::link_lost{gen(), "gone"});
+  run();
+  ASSERT_TRUE(b->done);
+  EXPECT_EQ(class_of_box(b), error_class::network);
+  EXPECT_EQ(log->states.size(), before);
 }
 
 TEST_F(transport_actor_test, disconnect_and_exit_fail_what_is_in_flight) {

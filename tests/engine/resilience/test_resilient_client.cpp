@@ -92,6 +92,7 @@ caf::behavior fake_supervisor(caf::event_based_actor* self,
     [=](auth_atom, token_manager_actor) {},
     [=](connect_atom) {},
     [=](disconnect_atom) {},
+    [=](disconnect_atom, bool) {},
     [=](health_atom) { ++gw->health_checks; },
     [=](release_atom, bool ok) {
       auto held = std::move(gw->held);
