@@ -735,6 +735,13 @@ protected:
 // the size of every page asked for. Now reading pauses once half the limit
 // (32 MiB) is queued and the connection is closed with 1008.
 TEST_F(SlowConsumer, WebSocketThatNeverReadsIsClosedAndMemoryStaysBounded) {
+#if defined(__SANITIZE_ADDRESS__)
+  // An ASan build's gateway keeps freed memory in quarantine (256 MiB by
+  // default) and starts at ~300 MiB: its RSS says nothing about the output
+  // limit (measured: 314 MiB before, 359 MiB after). The plain suite checks
+  // the bound.
+  GTEST_SKIP() << "RSS bound not meaningful under AddressSanitizer";
+#endif
   auto s = alice();
   fill(s, 500);
   namespace net = boost::asio;
