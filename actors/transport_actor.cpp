@@ -494,6 +494,23 @@ void go_down(self_ptr self, const std::string& reason) {
     report(self, transport_status::down, reason);
 }
 
+/// Calls still in flight on an up link (after dropping what the I/O thread
+/// answered).
+bool calls_in_flight(transport_state& st) {
+  drain_answered(st);
+  return st.link.up() && !st.link.calls().empty();
+}
+
+/// Disconnect: idle; the connection is closed and what is still in flight
+/// fails with network (the caller reports idle if it has not yet).
+void stop_link(self_ptr self) {
+  auto& st = self->state;
+  st.draining = false;
+  auto failed = st.link.stop();
+  close_connection(self);
+  fail_all(*st.tab, failed, network_error(st, "transport disconnected"));
+}
+
 /// Draining (see transport_state::draining): closes the connection once no
 /// call is in flight; until then looks again shortly (the I/O thread
 /// answers most calls without telling the actor).
@@ -501,15 +518,11 @@ void finish_drain(self_ptr self) {
   auto& st = self->state;
   if (!st.draining)
     return;
-  drain_answered(st);
-  if (st.link.up() && !st.link.calls().empty()) {
+  if (calls_in_flight(st)) {
     self->delayed_send(self, std::chrono::milliseconds(20), timeout_atom_v);
     return;
   }
-  st.draining = false;
-  auto failed = st.link.stop();
-  close_connection(self);
-  fail_all(*st.tab, failed, network_error(st, "transport disconnected"));
+  stop_link(self);
 }
 
 /// Subscribes with the current token, resuming after resume_seq.
@@ -959,8 +972,7 @@ void guarded(self_ptr self, F&& f) {
 void disconnect(self_ptr self, bool drain) {
   auto& st = self->state;
   try {
-    drain_answered(st);
-    if (drain && st.link.up() && !st.link.calls().empty()) {
+    if (drain && calls_in_flight(st)) {
       if (!st.draining) {
         st.draining = true;
         report(self, transport_status::idle);
@@ -968,10 +980,7 @@ void disconnect(self_ptr self, bool drain) {
       finish_drain(self);
       return;
     }
-    st.draining = false;
-    auto failed = st.link.stop();
-    close_connection(self);
-    fail_all(*st.tab, failed, network_error(st, "transport disconnected"));
+    stop_link(self);
     report(self, transport_status::idle);
   } catch (...) {
     // idle already (the link session moved first)

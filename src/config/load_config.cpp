@@ -689,19 +689,21 @@ caf::error apply_profile_rules(engine_config& cfg, bool order_given,
       c.order = defaults;
     return {};
   }
-  if (!order_given) {
+  // the transports the AICO backend has no door for, and why
+  static const std::pair<transport_mode, const char*> missing[] = {
+    {transport_mode::ipc, "ipc transport, because the AICO backend has no "
+                          "client-facing ZeroMQ"},
+    {transport_mode::grpc, "grpc transport, because the AICO backend has no "
+                           "gRPC door"},
+  };
+  if (!order_given)
     c.order = {transport_mode::ws, transport_mode::http};
-  } else if (std::find(c.order.begin(), c.order.end(), transport_mode::ipc)
-             != c.order.end()) {
-    return invalid("config: transports: the aico profile cannot use the ipc "
-                   "transport, because the AICO backend has no client-facing "
-                   "ZeroMQ; use ws and http (e.g. --transports ws,http)");
-  } else if (std::find(c.order.begin(), c.order.end(), transport_mode::grpc)
-             != c.order.end()) {
-    return invalid("config: transports: the aico profile cannot use the grpc "
-                   "transport, because the AICO backend has no gRPC door; use "
-                   "ws and http (e.g. --transports ws,http)");
-  }
+  else
+    for (auto& [mode, why] : missing)
+      if (std::find(c.order.begin(), c.order.end(), mode) != c.order.end())
+        return invalid(std::string{"config: transports: the aico profile "
+                                   "cannot use the "}
+                       + why + "; use ws and http (e.g. --transports ws,http)");
   if (!c.grpc.endpoint.empty())
     warnings.push_back("the gRPC settings are not used with the aico profile "
                        "(the AICO backend has no gRPC door)");
