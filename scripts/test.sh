@@ -4,7 +4,8 @@
 #
 #   scripts/test.sh [CTEST ARGS...]                      build/, as the README says
 #   scripts/test.sh --sanitize address,undefined [...]   build-asan/ (ASan + UBSan)
-#   scripts/test.sh --sanitize thread [...]              build-tsan/ (TSan)
+#   scripts/test.sh --sanitize thread [...]              build-tsan/ (TSan; CAF built
+#                                                        instrumented first, scripts/tsan-deps.sh)
 #
 # A sanitizer variant builds the whole project instrumented
 # (-DAICO_SANITIZE=..., GCC) in its own build directory and runs the suite
@@ -52,7 +53,12 @@ case "$SANITIZE" in
     exclude=(-LE no_asan) ;;
   thread)
     BUILD_DIR=${AICO_BUILD_DIR:-build-tsan}
-    cmake_args+=(-DAICO_SANITIZE=thread -DAICO_ENABLE_BENCH=OFF "${san_flags[@]}")
+    # CAF itself instrumented (scripts/tsan-deps.sh): without it TSan cannot
+    # see CAF's mailbox synchronisation and reports every message handed
+    # between threads (docs/security.md "Sanitizers")
+    bash scripts/tsan-deps.sh "$BUILD_DIR/deps/caf"
+    cmake_args+=(-DAICO_SANITIZE=thread -DAICO_ENABLE_BENCH=OFF "${san_flags[@]}"
+                 -DCAF_ROOT_DIR="$PWD/$BUILD_DIR/deps/caf")
     supp="$PWD/scripts/sanitizers"
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1:history_size=4:suppressions=$supp/tsan.supp:report_signal_unsafe=0}
     timeout=900
