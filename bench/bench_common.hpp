@@ -32,14 +32,39 @@ struct run_params {
   bool one_hop = false;
 };
 
+/// What the whole process has used so far (getrusage(RUSAGE_SELF): every
+/// thread, the ones that have exited included).
+struct proc_usage {
+  double cpu_us = 0; ///< user + system CPU time
+  long switches = 0; ///< voluntary context switches: a thread blocked and
+                     ///< was later woken (one per wake-up)
+};
+
+/// Reads the process's usage now.
+proc_usage proc_usage_now();
+
 /// The outcome of one variant (raw, transport actor or engine) on one
 /// transport.
 struct run_result {
   std::vector<double> rtt_us; ///< one per sequential request
   double rps = 0;             ///< pipelined throughput
   double pipe_seconds = 0;    ///< wall time of the pipelined phase
-  std::string error;          ///< non-empty: the run failed (and why)
+  /// Sequential round trips: client CPU per call (microseconds) and threads
+  /// woken per call (voluntary context switches of the client process per
+  /// call; the gateway is another process and not counted). -1: not measured.
+  double cpu_us_per_call = -1;
+  double woken_per_call = -1;
+  std::string error; ///< non-empty: the run failed (and why)
   bool ok() const { return error.empty(); }
+  /// Sets the two per-call figures from the usage at the start of the
+  /// measured round trips and their number.
+  void usage_since(const proc_usage& start, int calls) {
+    auto now = proc_usage_now();
+    if (calls <= 0)
+      return;
+    cpu_us_per_call = (now.cpu_us - start.cpu_us) / calls;
+    woken_per_call = static_cast<double>(now.switches - start.switches) / calls;
+  }
 };
 
 /// The p-th percentile (0..100) of `xs` (nearest rank); 0 if empty.

@@ -164,7 +164,10 @@ void measure(caf::scoped_actor& self, caf::actor target, bool via_supervisor,
                  via_supervisor && auth ? std::string{} : call.token};
   caf::timespan to = p.timeout;
   uint64_t n = 0;
+  proc_usage usage0;
   for (int i = 0; i < p.warmup + p.requests; ++i) {
+    if (i == p.warmup)
+      usage0 = proc_usage_now();
     api_call c = proto;
     c.id = "seq-" + std::to_string(++n);
     std::string err;
@@ -189,6 +192,7 @@ void measure(caf::scoped_actor& self, caf::actor target, bool via_supervisor,
     if (i >= p.warmup)
       res.rtt_us.push_back(micros(t1 - t0));
   }
+  res.usage_since(usage0, p.requests);
   auto pipe = self->spawn(pipeline, target, via_supervisor, auth, proto, to);
   auto run_pipe = [&](int total) {
     bool ok = false;

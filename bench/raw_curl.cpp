@@ -97,7 +97,10 @@ run_result raw_curl_run(const std::string& http_url, const call_spec& call,
     // round trip: one easy handle, its connection kept alive
     {
       easy e{url, call, timeout_ms};
+      proc_usage usage0;
       for (int i = 0; i < p.warmup + p.requests; ++i) {
+        if (i == p.warmup)
+          usage0 = proc_usage_now();
         e.body.clear();
         auto t0 = steady::now();
         auto err = e.check(curl_easy_perform(e.h));
@@ -108,6 +111,7 @@ run_result raw_curl_run(const std::string& http_url, const call_spec& call,
         if (i >= p.warmup)
           res.rtt_us.push_back(micros(steady::now() - t0));
       }
+      res.usage_since(usage0, p.requests);
     }
     // pipelined: `window` easy handles cycling through one multi handle
     multi_guard mg;

@@ -75,7 +75,10 @@ run_result raw_grpc_run(const std::string& target, const call_spec& call,
     auto stub = aico::rpc::Gateway::NewStub(ch);
     std::string err;
     // round trip
+    proc_usage usage0;
     for (int i = 0; i < p.warmup + p.requests; ++i) {
+      if (i == p.warmup)
+        usage0 = proc_usage_now();
       auto t0 = steady::now();
       grpc::ClientContext ctx;
       aico::rpc::CallRequest req;
@@ -89,6 +92,7 @@ run_result raw_grpc_run(const std::string& target, const call_spec& call,
       if (i >= p.warmup)
         res.rtt_us.push_back(micros(steady::now() - t0));
     }
+    res.usage_since(usage0, p.requests);
     // pipelined: keep `window` in flight
     grpc::CompletionQueue cq;
     std::vector<slot> slots(static_cast<std::size_t>(p.window));

@@ -300,7 +300,10 @@ run_result raw_lws_run(const std::string& ws_url, const call_spec& call,
       }
     }
     // round trip
+    proc_usage usage0;
     for (int i = 0; i < p.warmup + p.requests; ++i) {
+      if (i == p.warmup)
+        usage0 = proc_usage_now();
       auto t0 = steady::now();
       c.expect_id = "raw-" + std::to_string(c.next_id);
       auto before = c.responses;
@@ -313,6 +316,7 @@ run_result raw_lws_run(const std::string& ws_url, const call_spec& call,
       if (i >= p.warmup)
         res.rtt_us.push_back(micros(steady::now() - t0));
     }
+    res.usage_since(usage0, p.requests);
     // pipelined: the receive callback sends the next request
     c.expect_id.clear();
     auto pipelined = [&](int total) {

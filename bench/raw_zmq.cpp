@@ -93,7 +93,10 @@ run_result raw_zmq_run(const std::string& endpoint, const call_spec& call,
     raw_dealer d{endpoint, call};
     std::string err;
     // round trip
+    proc_usage usage0;
     for (int i = 0; i < p.warmup + p.requests; ++i) {
+      if (i == p.warmup)
+        usage0 = proc_usage_now();
       auto t0 = steady::now();
       d.send();
       if (!d.receive(p.timeout, err)) {
@@ -103,6 +106,7 @@ run_result raw_zmq_run(const std::string& endpoint, const call_spec& call,
       if (i >= p.warmup)
         res.rtt_us.push_back(micros(steady::now() - t0));
     }
+    res.usage_since(usage0, p.requests);
     // pipelined: keep `window` in flight (responses may come out of order;
     // only their number matters here)
     auto pipelined = [&](int total) {
