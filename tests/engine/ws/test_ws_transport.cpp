@@ -24,132 +24,20 @@
 #include "messages/transport.hpp"
 #include "support/clients.hpp"
 #include "support/gateway_process.hpp"
+#include "support/report_log.hpp"
 
 using namespace aico;
 using namespace std::chrono_literals;
 using aico::test::gateway_process;
 using aico::test::jstr;
 using aico::test::parse_json;
+using aico::test::make_call;
+using aico::test::message_body;
+using aico::test::recorder;
+using aico::test::report_log;
 using steady = std::chrono::steady_clock;
 
 namespace {
-
-// -- what the transport reports ------------------------------------------------
-
-struct state_report {
-  transport_status status;
-  std::string reason;
-  steady::time_point at;
-};
-
-/// Thread-safe record of everything the transport sent its listener.
-class report_log {
-public:
-  void add(transport_mode m, transport_status s, std::string reason) {
-    std::lock_guard<std::mutex> g{mtx_};
-    if (m != transport_mode::ws)
-      wrong_mode_ = true;
-    states_.push_back({s, std::move(reason), steady::now()});
-    cv_.notify_all();
-  }
-
-  void add(server_event ev) {
-    std::lock_guard<std::mutex> g{mtx_};
-    if (ev.via != transport_mode::ws)
-      wrong_mode_ = true;
-    events_.push_back(std::move(ev));
-    cv_.notify_all();
-  }
-
-  std::size_t state_count() const {
-    std::lock_guard<std::mutex> g{mtx_};
-    return states_.size();
-  }
-
-  std::size_t event_count() const {
-    std::lock_guard<std::mutex> g{mtx_};
-    return events_.size();
-  }
-
-  bool wrong_mode() const {
-    std::lock_guard<std::mutex> g{mtx_};
-    return wrong_mode_;
-  }
-
-  /// The first report of `s` at index >= from, waiting at most `timeout`.
-  std::optional<state_report> wait_status(transport_status s,
-                                          std::size_t from,
-                                          std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> g{mtx_};
-    std::optional<state_report> res;
-    cv_.wait_for(g, timeout, [&] {
-      for (auto i = from; i < states_.size(); ++i)
-        if (states_[i].status == s) {
-          res = states_[i];
-          return true;
-        }
-      return false;
-    });
-    return res;
-  }
-
-  std::vector<transport_status> statuses(std::size_t from = 0) const {
-    std::lock_guard<std::mutex> g{mtx_};
-    std::vector<transport_status> res;
-    for (auto i = from; i < states_.size(); ++i)
-      res.push_back(states_[i].status);
-    return res;
-  }
-
-  /// The first event at index >= from satisfying `pred`, waiting at most
-  /// `timeout`.
-  std::optional<server_event>
-  wait_event(const std::function<bool(const server_event&)>& pred,
-             std::chrono::milliseconds timeout, std::size_t from = 0) {
-    std::unique_lock<std::mutex> g{mtx_};
-    std::optional<server_event> res;
-    cv_.wait_for(g, timeout, [&] {
-      for (auto i = from; i < events_.size(); ++i)
-        if (pred(events_[i])) {
-          res = events_[i];
-          return true;
-        }
-      return false;
-    });
-    return res;
-  }
-
-private:
-  mutable std::mutex mtx_;
-  std::condition_variable cv_;
-  std::vector<state_report> states_;
-  std::vector<server_event> events_;
-  bool wrong_mode_ = false;
-};
-
-transport_listener_actor::behavior_type
-recorder(transport_listener_actor::pointer, std::shared_ptr<report_log> log) {
-  return {
-    [log](tstate_atom, transport_mode m, transport_status s,
-          std::string& reason) { log->add(m, s, std::move(reason)); },
-    [log](event_atom, server_event& ev) { log->add(std::move(ev)); },
-  };
-}
-
-api_call make_call(std::string id, std::string method, std::string path,
-                   std::string body = {}, std::string token = {}) {
-  api_call c;
-  c.id = std::move(id);
-  c.method = std::move(method);
-  c.path = std::move(path);
-  c.body = std::move(body);
-  c.token = std::move(token);
-  return c;
-}
-
-std::string message_body(const std::string& id, const std::string& content) {
-  return R"({"id":")" + id + R"(","content":")" + content + R"("})";
-}
 
 /// SIGCONTs a stopped gateway whatever happens to the test.
 struct cont_guard {
@@ -255,7 +143,7 @@ protected:
   std::string root_token;
   caf::actor_system_config cfg;
   caf::actor_system sys{init(cfg)};
-  std::shared_ptr<report_log> log = std::make_shared<report_log>();
+  std::shared_ptr<report_log> log = std::make_shared<report_log>(transport_mode::ws);
   std::vector<transport_actor> transports;
   std::vector<transport_listener_actor> listeners;
   // Declared last: destroyed first (before the system).
