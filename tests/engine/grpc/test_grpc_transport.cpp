@@ -287,7 +287,11 @@ TEST_F(grpc_transport_test, events_resume_after_reconnect_without_loss) {
   EXPECT_EQ(first->via, transport_mode::grpc);
   // reconnect: events posted while disconnected are replayed after the
   // seq the transport delivered last, after the replay marker
+  // (the disconnect is a message: the events posted next must not find the
+  // old stream still open, seen under TSan's slowdown)
+  auto idle_from = log->state_count();
   self->send(t, disconnect_atom_v);
+  ASSERT_TRUE(log->wait_status(transport_status::idle, idle_from, 5000ms));
   auto mark = log->event_count();
   post_rest(tok, "ev-2");
   post_rest(tok, "ev-3");

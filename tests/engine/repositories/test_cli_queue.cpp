@@ -202,14 +202,15 @@ TEST_F(cli_queue_test, ten_senders_and_a_drain_on_one_state_dir_store_each_once)
     EXPECT_EQ(kids[k]->wait(90s), 0)
       << "sender " << k << ": "
       << read_text(work_.path() + "/p" + std::to_string(k) + ".err");
-    // none waited for a lock until its --timeout
-    EXPECT_LT(kids[k]->elapsed().count(), 15000) << "sender " << k;
+    // none waited for a lock until its --timeout (30 s; measured up to
+    // 20 s per sender under TSan with the whole suite beside it on 2 CPUs)
+    EXPECT_LT(kids[k]->elapsed().count(), 25000) << "sender " << k;
     auto out = read_text(outs[k]);
     EXPECT_EQ(count_of(out, "sent "), static_cast<size_t>(per)) << out;
     EXPECT_EQ(count_of(out, "(seq 0)"), 0u) << out;
   }
   EXPECT_EQ(drainer.wait(60s), 0) << read_text(work_.path() + "/drain.err");
-  EXPECT_LT(drainer.elapsed().count(), 15000);
+  EXPECT_LT(drainer.elapsed().count(), 25000);
   // each message stored exactly once, each sender's lines in order
   auto contents = stored("shared", "/content");
   std::multiset<std::string> got(contents.begin(), contents.end());
