@@ -29,7 +29,7 @@ struct run_params {
   /// HTTP only: connections per host (the engine's default is 8).
   int http_connections = 8;
   /// The engine's one-hop call path (supervisor_config::one_hop).
-  bool one_hop = false;
+  bool one_hop = true;
 };
 
 /// What the whole process has used so far (getrusage(RUSAGE_SELF): every

@@ -81,7 +81,7 @@ struct options {
   int window = 64;
   int rounds = 1;
   int caf_threads = 2;
-  bool one_hop = false;
+  bool one_hop = true;
   std::string path = "/health";
   bool auth = false;
   bool json_out = false;
@@ -147,7 +147,7 @@ void print_table(const options& o, const run_params& p,
               o.auth ? "authenticated" : "unauthenticated", o.path.c_str(),
               p.requests, p.warmup, p.total, p.window, o.rounds,
               o.caf_threads, std::thread::hardware_concurrency(),
-              o.one_hop ? ", engine one-hop path" : "");
+              o.one_hop ? ", engine one-hop path" : ", engine without the one-hop path");
   std::printf("round trip (microseconds, p50)        | pipelined throughput "
               "(requests/s)\n");
   std::printf("%-9s %8s %9s %10s %10s | %8s %9s %10s %10s\n", "transport",
@@ -417,8 +417,10 @@ int main(int argc, char** argv) {
                  "throughput median)")
     ->check(CLI::Range(1, 100))
     ->capture_default_str();
-  app.add_flag("--one-hop", o.one_hop,
-               "the engine's one-hop call path (supervisor_config::one_hop)");
+  app.add_flag("--one-hop,!--no-one-hop", o.one_hop,
+               "the engine's one-hop call path (supervisor_config::one_hop, "
+               "on by default; --no-one-hop routes through the supervisor "
+               "both ways)");
   app.add_option("--caf-threads", o.caf_threads,
                  "scheduler.max-threads of the engine's actor system")
     ->check(CLI::Range(1, 64))

@@ -97,10 +97,10 @@ struct supervisor_config {
   /// The one-hop path (docs/architecture.md, "How a request flows"): a call
   /// is delegated to the active transport, which answers the caller itself
   /// and hands back to the supervisor only what the call router decides.
-  /// Off by default: with it on, the failover event-continuity test lost
-  /// its session to a refresh-token reuse in 3 of about 10 runs on the
-  /// loaded 2-CPU machine (not understood yet, see docs/performance.md).
-  bool one_hop = false;
+  /// On by default since the replaced transport drains on a fail-back (the
+  /// session loss it showed before was that, docs/performance.md); off
+  /// routes every call through the supervisor's router both ways.
+  bool one_hop = true;
 };
 
 supervisor_actor spawn_supervisor(caf::actor_system& sys,
