@@ -46,9 +46,10 @@ case "$SANITIZE" in
     BUILD_DIR=${AICO_BUILD_DIR:-build-asan}
     cmake_args+=(-DAICO_SANITIZE="$SANITIZE" -DAICO_ENABLE_BENCH=OFF "${san_flags[@]}")
     supp="$PWD/scripts/sanitizers"
-    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0:suppressions=$supp/asan.supp}
+    reports="$PWD/$BUILD_DIR/sanitizer-reports"
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0:suppressions=$supp/asan.supp:log_path=$reports/asan}
     export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$supp/lsan.supp:print_suppressions=0}
-    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:suppressions=$supp/ubsan.supp}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:suppressions=$supp/ubsan.supp:log_path=$reports/ubsan}
     timeout=900
     exclude=(-LE no_asan) ;;
   thread)
@@ -64,7 +65,8 @@ case "$SANITIZE" in
     # OpenSSL and protobuf do inside themselves (malloc, memcpy, free of
     # their own buffers on their own threads) is synchronised by code TSan
     # cannot see; our code's accesses are still checked
-    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1:history_size=4:suppressions=$supp/tsan.supp:report_signal_unsafe=0:ignore_noninstrumented_modules=1}
+    reports="$PWD/$BUILD_DIR/sanitizer-reports"
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1:history_size=4:suppressions=$supp/tsan.supp:report_signal_unsafe=0:ignore_noninstrumented_modules=1:log_path=$reports/tsan}
     timeout=900
     exclude=(-LE no_tsan) ;;
   *)
@@ -80,5 +82,23 @@ for t in ${AICO_BUILD_TARGET:-}; do
   targets+=(--target "$t")
 done
 cmake --build "$BUILD_DIR" -j"$(nproc)" "${targets[@]}"
+# Sanitizer variants write every report to $reports/<kind>.<pid>
+# (log_path), so that a report in a process a test started (the gateway,
+# the CLI, aico-chat), whose exit status the test may not look at, fails
+# the run as well as one in the test binary itself.
+if [ -n "${reports:-}" ]; then
+  rm -rf "$reports"
+  mkdir -p "$reports"
+fi
+rc=0
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j2 --timeout "$timeout" \
-  "${exclude[@]}" "$@"
+  "${exclude[@]}" "$@" || rc=$?
+if [ -n "${reports:-}" ] && [ -n "$(ls -A "$reports")" ]; then
+  n=$(ls "$reports" | wc -l)
+  echo "scripts/test.sh: sanitizer reports from $n process(es) in $reports:" >&2
+  grep -h 'SUMMARY:' "$reports"/* | sort | uniq -c | sort -rn >&2 || true
+  echo "--- the first of them:" >&2
+  head -80 "$(ls -d "$reports"/* | head -1)" >&2
+  exit 1
+fi
+exit "$rc"

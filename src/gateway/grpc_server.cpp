@@ -162,7 +162,9 @@ struct grpc_server::impl : std::enable_shared_from_this<grpc_server::impl> {
   api& core;
   grpc_server_config cfg;
   std::shared_ptr<grpc::ServerCredentials> creds;
-  uint16_t bound_port = 0;
+  /// Written by the control thread (rebuild after a fault), read by
+  /// port() from any thread (TSan found the unguarded read).
+  std::atomic<uint16_t> bound_port{0};
 
   // Guarded by m.
   std::mutex m;
@@ -426,7 +428,7 @@ struct grpc_server::impl : std::enable_shared_from_this<grpc_server::impl> {
     auto svc = std::make_unique<service_impl>(this);
     grpc::ServerBuilder b;
     int selected = 0;
-    uint16_t port = bound_port ? bound_port : cfg.port;
+    uint16_t port = bound_port.load() ? bound_port.load() : cfg.port;
     std::string host = cfg.host;
     if (host.find(':') != std::string::npos && host.front() != '[')
       host = "[" + host + "]";
@@ -493,14 +495,14 @@ struct grpc_server::impl : std::enable_shared_from_this<grpc_server::impl> {
         if (want_up) {
           try {
             build();
-            log_line("listening again on port " + std::to_string(bound_port)
-                     + " (fault grpc up)");
+            log_line("listening again on port "
+                     + std::to_string(bound_port.load()) + " (fault grpc up)");
           } catch (const std::exception& e) {
             log_line(std::string(e.what()) + "; retrying");
           }
         } else {
           shut_down(lock);
-          log_line("closed port " + std::to_string(bound_port)
+          log_line("closed port " + std::to_string(bound_port.load())
                    + " (fault grpc down)");
         }
       }
@@ -575,7 +577,7 @@ grpc_server::~grpc_server() { stop(); }
 
 void grpc_server::start() { impl_->start(); }
 
-uint16_t grpc_server::port() const { return impl_->bound_port; }
+uint16_t grpc_server::port() const { return impl_->bound_port.load(); }
 
 void grpc_server::stop() {
   if (impl_)
