@@ -24,6 +24,7 @@
 
 #include "messages/engine.hpp"
 #include "messages/errors.hpp"
+#include "support/wait_first.hpp"
 #include "support/clients.hpp"
 #include "support/gateway_process.hpp"
 
@@ -64,16 +65,7 @@ public:
   wait_state(const std::function<bool(const connection_state&)>& pred,
              std::chrono::milliseconds timeout, std::size_t from = 0) {
     std::unique_lock<std::mutex> g{mtx_};
-    std::optional<connection_state> res;
-    cv_.wait_for(g, timeout, [&] {
-      for (auto i = from; i < states_.size(); ++i)
-        if (pred(states_[i])) {
-          res = states_[i];
-          return true;
-        }
-      return false;
-    });
-    return res;
+    return wait_first(g, cv_, states_, from, timeout, pred);
   }
 
   /// The first event at index >= from satisfying `pred`.
@@ -81,16 +73,7 @@ public:
   wait_event(const std::function<bool(const server_event&)>& pred,
              std::chrono::milliseconds timeout, std::size_t from = 0) {
     std::unique_lock<std::mutex> g{mtx_};
-    std::optional<server_event> res;
-    cv_.wait_for(g, timeout, [&] {
-      for (auto i = from; i < events_.size(); ++i)
-        if (pred(events_[i])) {
-          res = events_[i];
-          return true;
-        }
-      return false;
-    });
-    return res;
+    return wait_first(g, cv_, events_, from, timeout, pred);
   }
 
   std::string history() const {

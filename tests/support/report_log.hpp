@@ -21,6 +21,7 @@
 #include "caf/all.hpp"
 
 #include "messages/transport.hpp"
+#include "support/wait_first.hpp"
 
 namespace aico::test {
 
@@ -74,16 +75,8 @@ public:
                                           std::size_t from,
                                           std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> g{mtx_};
-    std::optional<state_report> res;
-    cv_.wait_for(g, timeout, [&] {
-      for (auto i = from; i < states_.size(); ++i)
-        if (states_[i].status == s) {
-          res = states_[i];
-          return true;
-        }
-      return false;
-    });
-    return res;
+    return wait_first(g, cv_, states_, from, timeout,
+                      [s](const state_report& r) { return r.status == s; });
   }
 
   /// The statuses reported at index >= from.
@@ -101,16 +94,7 @@ public:
   wait_event(const std::function<bool(const server_event&)>& pred,
              std::chrono::milliseconds timeout, std::size_t from = 0) {
     std::unique_lock<std::mutex> g{mtx_};
-    std::optional<server_event> res;
-    cv_.wait_for(g, timeout, [&] {
-      for (auto i = from; i < events_.size(); ++i)
-        if (pred(events_[i])) {
-          res = events_[i];
-          return true;
-        }
-      return false;
-    });
-    return res;
+    return wait_first(g, cv_, events_, from, timeout, pred);
   }
 
   /// The events at index >= from.
