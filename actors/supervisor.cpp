@@ -48,6 +48,7 @@
 #include "src/core/call_router.hpp"
 #include "src/core/event_cursor.hpp"
 #include "src/core/link_policy.hpp"
+#include "src/core/timer_slack.hpp"
 #include "actors/transport_registry.hpp"
 #include "src/model/codec.hpp"
 
@@ -659,7 +660,8 @@ void sync_token(self_ptr self, std::optional<std::size_t> only = {}) {
   auto& st = self->state;
   if (!st.tokens)
     return;
-  self->request(st.tokens, st.cfg.health_timeout, token_atom::value)
+  // (no request timer: the token manager answers by its own deadlines)
+  self->request(st.tokens, caf::infinite, token_atom::value)
     .then(
       [=](const std::string& tok) {
         auto& st = self->state;
@@ -674,10 +676,14 @@ void sync_token(self_ptr self, std::optional<std::size_t> only = {}) {
       });
 }
 
+/// The periodic health check, on an instant shared with the other
+/// sessions of the process (timer slack: src/core/timer_slack.hpp).
 void schedule_health(self_ptr self) {
   auto gen = ++self->state.health_gen;
-  self->delayed_send(self, self->state.cfg.health_interval,
-                     health_atom::value, gen);
+  auto now = self->clock().now();
+  auto every = self->state.cfg.health_interval;
+  self->scheduled_send(self, coalesce_deadline(now + every, every),
+                       health_atom::value, gen);
 }
 
 /// One GET /health through slot `i`; calls `done(ok)`.
@@ -691,9 +697,11 @@ void health_request(self_ptr self, std::size_t i, F done) {
   api_call call{"health-" + std::to_string(st.next_key++), "GET", "/health",
                 "", ""};
   auto t = st.cfg.health_timeout;
+  // no CAF request timer (a wake-up of the clock thread to set and one to
+  // cancel, every health check of every session): the transport answers
+  // by the call's deadline, see dispatch()
   self
-    ->request(st.slots[i].actor, t + std::chrono::seconds(1),
-              request_atom::value, call, t)
+    ->request(st.slots[i].actor, caf::infinite, request_atom::value, call, t)
     .then([=](api_reply&) { done(true); },
           [=](caf::error&) { done(false); });
 }

@@ -399,6 +399,9 @@ link_timing timing_of(const transport_host_config& cfg,
   }
   if (caps.reconnects_itself)
     t.reconnect_grace = cfg.reconnect_grace;
+  // heartbeats, dead-peer checks and the sweeps of calls answered long ago
+  // of every session in the process fire together (timer_slack.hpp)
+  t.timer_slack = cfg.timer_slack;
   return t;
 }
 
@@ -415,9 +418,13 @@ error_class class_of(tp::call_failure f) {
 }
 
 /// Schedules the link's one timer if its next deadline needs it.
+/// (An absolute time: with timer slack on, the link session puts it on an
+/// instant shared by the process, and CAF's relative delayed_send would
+/// move it off by the time between the two clock reads.)
 void arm_timer(self_ptr self) {
-  if (auto d = self->state.link.arm(self->clock().now()))
-    self->delayed_send(self, *d, timeout_atom_v);
+  auto now = self->clock().now();
+  if (auto d = self->state.link.arm(now))
+    self->scheduled_send(self, now + *d, timeout_atom_v);
 }
 
 void report(self_ptr self, transport_status s, std::string reason = {}) {

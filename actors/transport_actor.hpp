@@ -51,6 +51,12 @@ struct transport_host_config {
   /// Only for drivers that reconnect by themselves: how long to wait for
   /// it after peer_lost before the link is down.
   transport_duration reconnect_grace = std::chrono::milliseconds(500);
+  /// Timer slack (src/core/timer_slack.hpp): while the link is up its one
+  /// timer may fire late, on an instant shared by every session of the
+  /// process: heartbeat wake-ups by up to 1/16 of their delay, call
+  /// deadlines by up to 1/64 (at most 1.024 s). Off only where a test needs
+  /// exact times.
+  bool timer_slack = true;
 };
 
 /// Spawns a transport actor hosting the driver `make` builds.

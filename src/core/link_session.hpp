@@ -39,6 +39,7 @@
 
 #include "messages/types.hpp"
 #include "src/core/pending_requests.hpp"
+#include "src/core/timer_slack.hpp"
 
 namespace aico {
 
@@ -54,6 +55,13 @@ struct link_timing {
   /// After peer_lost(): not back within this = down (0 = down at the next
   /// timer).
   duration reconnect_grace{0};
+  /// While up, let the heartbeat's wake-ups (ping, dead peer) fire up to
+  /// 1/16 of their delay late and call deadlines up to 1/64 (at most
+  /// 1.024 s), on instants shared by the whole process
+  /// (src/core/timer_slack.hpp); the connect deadline and the reconnect
+  /// grace stay exact. The actor sets it; off
+  /// here so that step tests see exact delays.
+  bool timer_slack = false;
 };
 
 /// Why the session says the link is down (the actor words the reason).
@@ -237,7 +245,26 @@ public:
   /// Call after every event: the delay to schedule the one timer message
   /// with, if the pending one (if any) would fire too late.
   std::optional<duration> arm(time_point now) {
-    auto d = timer_.arm(next_wakeup(), now);
+    auto next = next_wakeup();
+    if (timing().timer_slack && status() == transport_status::up
+        && !peer_lost()) {
+      // while up, the link's own wake-ups are the heartbeat's (ping, dead
+      // peer): they may slip onto the shared grid by 1/16 of their delay;
+      // call deadlines by 1/64 (the sweeps of calls answered long before
+      // fire together; a caller waits at most 1/64 longer for its
+      // timeout); the connect deadline and the reconnect grace stay exact
+      auto link = next_link_wakeup();
+      auto calls = calls_.earliest_deadline();
+      if (link && *link > now)
+        link = coalesce_deadline(*link, *link - now);
+      if (calls && *calls > now)
+        calls = coalesce_deadline(*calls, *calls - now, 64);
+      if (link && calls)
+        next = std::min(*link, *calls);
+      else
+        next = link ? link : calls;
+    }
+    auto d = timer_.arm(next, now);
     if (!d)
       return std::nullopt;
     return std::chrono::duration_cast<duration>(*d);

@@ -282,3 +282,52 @@ TEST_F(link_session_test, reconnect_after_down_starts_from_a_fresh_deadline) {
   ASSERT_TRUE(d);
   EXPECT_EQ(*d, 2s);
 }
+
+TEST(link_session_slack, with_timer_slack_the_one_timer_fires_on_the_grid) {
+  link_timing lt;
+  lt.ping_interval = 30s;
+  lt.dead_peer_timeout = 60s;
+  lt.timer_slack = true;
+  session a{lt};
+  session b{lt};
+  session::time_point t1{std::chrono::seconds(1000) + 200ms};
+  session::time_point t2{std::chrono::seconds(1000) + 900ms};
+  ASSERT_EQ(a.connect(t1), step::start);
+  ASSERT_TRUE(a.established(t1));
+  ASSERT_EQ(b.connect(t2), step::start);
+  ASSERT_TRUE(b.established(t2));
+  auto da = a.arm(t1);
+  auto db = b.arm(t2);
+  ASSERT_TRUE(da && db);
+  // both pings land on the same instant, neither early nor a grain late
+  EXPECT_EQ(t1 + *da, t2 + *db);
+  EXPECT_GE(t1 + *da, *a.next_wakeup());
+  EXPECT_GE(t2 + *db, *b.next_wakeup());
+  EXPECT_LT(t1 + *da - *a.next_wakeup(), session::duration{1024ms});
+  // the ping is sent when that timer fires
+  auto r = a.on_timer(t1 + *da);
+  EXPECT_TRUE(r.send_ping);
+}
+
+TEST(link_session_slack, call_deadlines_slip_by_at_most_a_sixty_fourth) {
+  link_timing lt;
+  lt.ping_interval = 30s;
+  lt.dead_peer_timeout = 60s;
+  lt.timer_slack = true;
+  session s{lt};
+  session::time_point t{std::chrono::seconds(1000) + 300us};
+  ASSERT_EQ(s.connect(t), step::start);
+  ASSERT_TRUE(s.established(t));
+  ASSERT_TRUE(s.add_call(1, t + 5s, "a"));
+  auto d = s.arm(t);
+  ASSERT_TRUE(d);
+  EXPECT_GE(*d, session::duration{5s});
+  EXPECT_LE(*d - session::duration{5s}, session::duration{5s} / 64);
+  // on the 64 ms grid (5 s / 64 = 78 ms of slack)
+  EXPECT_EQ((t + *d).time_since_epoch() % std::chrono::milliseconds(64),
+            session::duration{0});
+  // while connecting nothing slips: the connect deadline is exact
+  session c{lt};
+  ASSERT_EQ(c.connect(t), step::start);
+  EXPECT_EQ(*c.arm(t), session::duration{5s}); // link_timing's default
+}

@@ -127,8 +127,13 @@ struct transport_actor_test : aico::test::caf_fixture {
     run();
   }
 
+  /// Timer slack on (the default outside tests): the timer tests below
+  /// check exact instants, so it is off unless a test asks for it.
+  bool slack = false;
+
   void spawn(transport_host_config hc = {}) {
     hc.mode = transport_mode::ws;
+    hc.timer_slack = slack;
     if (hc.timing.connect_timeout == std::chrono::seconds(5))
       hc.timing.connect_timeout = 1s;
     auto d = drv;
@@ -399,6 +404,32 @@ TEST_F(transport_actor_test, heartbeat_pings_and_a_silent_peer_is_down) {
   advance(1s);
   EXPECT_EQ(log->last(), transport_status::down);
   EXPECT_EQ(log->last_reason(), "fake peer silent");
+}
+
+TEST_F(transport_actor_test, with_timer_slack_the_heartbeat_fires_on_the_grid) {
+  drv->caps.heartbeat = true;
+  slack = true;
+  transport_host_config hc;
+  hc.timing.ping_interval = 30s;
+  hc.timing.dead_peer_timeout = 60s;
+  spawn(hc);
+  bring_up();
+  EXPECT_EQ(drv->count("ping"), 0u);
+  auto due = sched.clock().now() + 30s;
+  // the ping is due 30 s after up; it fires at the next instant of the
+  // process-wide 1.024 s grid (the grain for a 30 s delay), never before
+  const auto grain = std::chrono::duration_cast<caf::timespan>(1024ms);
+  auto r = due.time_since_epoch() % grain;
+  auto on_grid = r.count() == 0 ? due : due + (grain - r);
+  ASSERT_LT(on_grid - due, grain);
+  // past the connect deadline's timer first (a jump straight to the grid
+  // would deliver that stale timer when the ping is already overdue)
+  advance(2s);
+  advance(on_grid - sched.clock().now() - 1ns);
+  EXPECT_EQ(drv->count("ping"), 0u); // never early
+  advance(1ns);
+  EXPECT_EQ(drv->count("ping"), 1u);
+  EXPECT_EQ(log->last(), transport_status::up);
 }
 
 TEST_F(transport_actor_test, max_ping_interval_of_the_driver_caps_the_config) {
