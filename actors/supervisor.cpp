@@ -49,6 +49,7 @@
 #include "src/core/event_cursor.hpp"
 #include "src/core/link_policy.hpp"
 #include "src/core/timer_slack.hpp"
+#include "actors/timer_service.hpp"
 #include "actors/transport_registry.hpp"
 #include "src/model/codec.hpp"
 
@@ -682,8 +683,8 @@ void schedule_health(self_ptr self) {
   auto gen = ++self->state.health_gen;
   auto now = self->clock().now();
   auto every = self->state.cfg.health_interval;
-  self->scheduled_send(self, coalesce_deadline(now + every, every),
-                       health_atom::value, gen);
+  schedule_at(self, coalesce_deadline(now + every, every), health_atom::value,
+              gen);
 }
 
 /// One GET /health through slot `i`; calls `done(ok)`.

@@ -23,6 +23,7 @@
 // No exception leaves a handler; the state destructor stops the driver
 // (no driver callback runs afterwards).
 #include "actors/transport_actor.hpp"
+#include "actors/timer_service.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -419,12 +420,13 @@ error_class class_of(tp::call_failure f) {
 
 /// Schedules the link's one timer if its next deadline needs it.
 /// (An absolute time: with timer slack on, the link session puts it on an
-/// instant shared by the process, and CAF's relative delayed_send would
-/// move it off by the time between the two clock reads.)
+/// instant shared by the process, and a relative delay would move it off by
+/// the time between two clock reads. On the process-wide timer thread:
+/// actors/timer_service.hpp.)
 void arm_timer(self_ptr self) {
   auto now = self->clock().now();
   if (auto d = self->state.link.arm(now))
-    self->scheduled_send(self, now + *d, timeout_atom_v);
+    schedule_at(self, now + *d, timeout_atom_v);
 }
 
 void report(self_ptr self, transport_status s, std::string reason = {}) {

@@ -144,6 +144,12 @@ public:
   /// The earliest of the link's own deadlines (calls apart).
   std::optional<time_point> next_link_wakeup() const;
 
+  /// How often the heartbeat wakes while up: the ping interval, else the
+  /// dead-peer timeout (0: no heartbeat).
+  duration heartbeat_period() const {
+    return ping_every_ > duration{0} ? ping_every_ : timing_.dead_peer_timeout;
+  }
+
 protected:
   /// Ends the link: to `down` only if live, to `idle` always. True if the
   /// status changed from live (or to idle).
@@ -255,8 +261,12 @@ public:
       // timeout); the connect deadline and the reconnect grace stay exact
       auto link = next_link_wakeup();
       auto calls = calls_.earliest_deadline();
-      if (link && *link > now)
-        link = coalesce_deadline(*link, *link - now);
+      // the heartbeat's slack follows from its period, not from the time
+      // left: armed again while already due but not yet fired (a pong or
+      // a reply in between), it still lands on the same instant instead
+      // of a timer of its own right away
+      if (link && heartbeat_period() > duration{0})
+        link = coalesce_deadline(*link, heartbeat_period());
       if (calls && *calls > now)
         calls = coalesce_deadline(*calls, *calls - now, 64);
       if (link && calls)

@@ -331,3 +331,24 @@ TEST(link_session_slack, call_deadlines_slip_by_at_most_a_sixty_fourth) {
   ASSERT_EQ(c.connect(t), step::start);
   EXPECT_EQ(*c.arm(t), session::duration{5s}); // link_timing's default
 }
+
+TEST(link_session_slack, an_overdue_heartbeat_armed_again_keeps_its_instant) {
+  link_timing lt;
+  lt.ping_interval = 30s;
+  lt.dead_peer_timeout = 60s;
+  lt.timer_slack = true;
+  session s{lt};
+  session::time_point t{std::chrono::seconds(1000) + 200ms};
+  ASSERT_EQ(s.connect(t), step::start);
+  ASSERT_TRUE(s.established(t));
+  auto d = s.arm(t);
+  ASSERT_TRUE(d);
+  auto fire_at = t + *d;
+  auto due = *s.next_wakeup();
+  ASSERT_LT(due, fire_at); // the ping slipped onto the grid
+  // an event between the ping's due time and its timer (a reply, a pong)
+  // arms again: the pending timer is still the right one
+  EXPECT_FALSE(s.arm(due + 1ms));
+  s.received(due + 2ms);
+  EXPECT_FALSE(s.arm(due + 2ms));
+}
