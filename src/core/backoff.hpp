@@ -11,6 +11,8 @@
 #include <functional>
 #include <random>
 
+#include "src/core/small_rng.hpp"
+
 namespace aico {
 
 struct backoff_options {
@@ -40,7 +42,7 @@ public:
 private:
   backoff_options opts_;
   uint32_t attempt_ = 0;
-  std::mt19937_64 rng_;
+  small_rng rng_;
 };
 
 } // namespace aico

@@ -57,6 +57,7 @@
 #include "caf/all.hpp"
 
 #include "messages/errors.hpp"
+#include "src/core/small_rng.hpp"
 #include "src/core/backoff.hpp"
 #include "src/store/sqlite_db.hpp"
 
@@ -355,7 +356,7 @@ private:
   std::chrono::milliseconds backoff_delay(int32_t attempts);
 
   queue_options opts_;
-  std::mt19937_64 rng_;
+  small_rng rng_;
   size_t recovered_ = 0;
   int64_t pid_ = 0;
   std::string host_;
