@@ -442,6 +442,8 @@ struct api::impl {
 
   // Doors.
   std::atomic<bool> door_up[4] = {false, false, false, false};
+  /// http and ws always exist; ipc and grpc only when configured
+  std::atomic<bool> door_configured[4] = {true, true, false, false};
   std::atomic<int64_t> connections[4] = {0, 0, 0, 0};
 
   // Rate limiting.
@@ -1458,8 +1460,13 @@ struct api::impl {
     services["database"] = db_up ? "up" : "down";
     services["http"] = door_up[0].load() ? "up" : "down";
     services["websocket"] = door_up[1].load() && f.ws_up ? "up" : "down";
-    services["ipc"] = door_up[2].load() && f.ipc_up ? "up" : "down";
-    services["grpc"] = door_up[3].load() && f.grpc_up ? "up" : "down";
+    auto optional_door = [&](int i, bool fault_up) {
+      if (!door_configured[i].load())
+        return "off"; // the gateway was started without this door
+      return door_up[i].load() && fault_up ? "up" : "down";
+    };
+    services["ipc"] = optional_door(2, f.ipc_up);
+    services["grpc"] = optional_door(3, f.grpc_up);
     json::object o;
     o["is_healthy"] = db_up;
     o["version"] = cfg.version;
@@ -1595,6 +1602,10 @@ void api::add_fault_listener(fault_listener f) {
 
 void api::set_door_status(front_door door, bool up) {
   impl_->door_up[static_cast<int>(door)] = up;
+}
+
+void api::set_door_configured(front_door door) {
+  impl_->door_configured[static_cast<int>(door)] = true;
 }
 
 void api::add_connection(front_door door, int delta) {

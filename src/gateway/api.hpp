@@ -198,6 +198,9 @@ public:
 
   /// Front doors report whether they are listening (for /health).
   void set_door_status(front_door door, bool up);
+  /// An optional door (ipc, grpc) says it exists: /health reports a door
+  /// that was never configured as "off", not "down".
+  void set_door_configured(front_door door);
 
   /// Counts open connections/subscriptions per door (for /health/detailed).
   void add_connection(front_door door, int delta);

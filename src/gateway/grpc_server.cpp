@@ -571,7 +571,9 @@ struct grpc_server::impl : std::enable_shared_from_this<grpc_server::impl> {
 };
 
 grpc_server::grpc_server(api& core, grpc_server_config cfg)
-    : impl_(std::make_shared<impl>(core, std::move(cfg))) {}
+    : impl_(std::make_shared<impl>(core, std::move(cfg))) {
+  core.set_door_configured(front_door::grpc);
+}
 
 grpc_server::~grpc_server() { stop(); }
 

@@ -1109,7 +1109,9 @@ struct ipc_server::impl {
 };
 
 ipc_server::ipc_server(api& core, ipc_server_config cfg)
-  : impl_(std::make_unique<impl>(core, std::move(cfg))) {}
+  : impl_(std::make_unique<impl>(core, std::move(cfg))) {
+  core.set_door_configured(front_door::ipc);
+}
 
 ipc_server::~ipc_server() {
   try {

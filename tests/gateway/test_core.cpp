@@ -966,7 +966,11 @@ TEST_F(core_test, health_reports_doors_and_counts) {
   EXPECT_EQ(str(d.at("services").at("database")), "up");
   EXPECT_EQ(str(d.at("services").at("http")), "up");
   EXPECT_EQ(str(d.at("services").at("websocket")), "up");
-  EXPECT_EQ(str(d.at("services").at("ipc")), "down");
+  // no IPC server was made for this core: the door is off, not down
+  EXPECT_EQ(str(d.at("services").at("ipc")), "off");
+  EXPECT_EQ(str(d.at("services").at("grpc")), "off");
+  core_->set_door_configured(front_door::ipc);
+  EXPECT_EQ(str(data(call("GET", "/health")).at("services").at("ipc")), "down");
   r = call("GET", "/health/detailed");
   ASSERT_EQ(r.status, 200);
   d = data(r).as_object();
@@ -1015,6 +1019,7 @@ TEST_F(core_test, faults_change_state_and_notify_listeners) {
     EXPECT_TRUE(seen[0].second);
   }
   EXPECT_FALSE(core_->faults().ipc_up);
+  core_->set_door_configured(front_door::ipc);
   auto h = data(call("GET", "/health"));
   EXPECT_EQ(str(h.at("services").at("ipc")), "down");
   EXPECT_EQ(str(h.at("services").at("websocket")), "down");
