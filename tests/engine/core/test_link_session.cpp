@@ -283,19 +283,31 @@ TEST_F(link_session_test, reconnect_after_down_starts_from_a_fresh_deadline) {
   EXPECT_EQ(*d, 2s);
 }
 
-TEST(link_session_slack, with_timer_slack_the_one_timer_fires_on_the_grid) {
-  link_timing lt;
-  lt.ping_interval = 30s;
-  lt.dead_peer_timeout = 60s;
-  lt.timer_slack = true;
+/// Slack tests: a 30 s heartbeat (60 s dead peer) with timer slack on.
+struct link_session_slack : ::testing::Test {
+  static link_timing slack_timing() {
+    link_timing lt;
+    lt.ping_interval = 30s;
+    lt.dead_peer_timeout = 60s;
+    lt.timer_slack = true;
+    return lt;
+  }
+
+  /// A session brought up at `t`.
+  static void bring_up(session& s, session::time_point t) {
+    ASSERT_EQ(s.connect(t), step::start);
+    ASSERT_TRUE(s.established(t));
+  }
+};
+
+TEST_F(link_session_slack, with_timer_slack_the_one_timer_fires_on_the_grid) {
+  auto lt = slack_timing();
   session a{lt};
   session b{lt};
   session::time_point t1{std::chrono::seconds(1000) + 200ms};
   session::time_point t2{std::chrono::seconds(1000) + 900ms};
-  ASSERT_EQ(a.connect(t1), step::start);
-  ASSERT_TRUE(a.established(t1));
-  ASSERT_EQ(b.connect(t2), step::start);
-  ASSERT_TRUE(b.established(t2));
+  bring_up(a, t1);
+  bring_up(b, t2);
   auto da = a.arm(t1);
   auto db = b.arm(t2);
   ASSERT_TRUE(da && db);
@@ -309,15 +321,11 @@ TEST(link_session_slack, with_timer_slack_the_one_timer_fires_on_the_grid) {
   EXPECT_TRUE(r.send_ping);
 }
 
-TEST(link_session_slack, call_deadlines_slip_by_at_most_a_sixty_fourth) {
-  link_timing lt;
-  lt.ping_interval = 30s;
-  lt.dead_peer_timeout = 60s;
-  lt.timer_slack = true;
+TEST_F(link_session_slack, call_deadlines_slip_by_at_most_a_sixty_fourth) {
+  auto lt = slack_timing();
   session s{lt};
   session::time_point t{std::chrono::seconds(1000) + 300us};
-  ASSERT_EQ(s.connect(t), step::start);
-  ASSERT_TRUE(s.established(t));
+  bring_up(s, t);
   ASSERT_TRUE(s.add_call(1, t + 5s, "a"));
   auto d = s.arm(t);
   ASSERT_TRUE(d);
@@ -332,15 +340,11 @@ TEST(link_session_slack, call_deadlines_slip_by_at_most_a_sixty_fourth) {
   EXPECT_EQ(*c.arm(t), session::duration{5s}); // link_timing's default
 }
 
-TEST(link_session_slack, an_overdue_heartbeat_armed_again_keeps_its_instant) {
-  link_timing lt;
-  lt.ping_interval = 30s;
-  lt.dead_peer_timeout = 60s;
-  lt.timer_slack = true;
+TEST_F(link_session_slack, an_overdue_heartbeat_armed_again_keeps_its_instant) {
+  auto lt = slack_timing();
   session s{lt};
   session::time_point t{std::chrono::seconds(1000) + 200ms};
-  ASSERT_EQ(s.connect(t), step::start);
-  ASSERT_TRUE(s.established(t));
+  bring_up(s, t);
   auto d = s.arm(t);
   ASSERT_TRUE(d);
   auto fire_at = t + *d;
