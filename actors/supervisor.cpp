@@ -47,6 +47,7 @@
 
 #include "src/core/call_router.hpp"
 #include "src/core/event_cursor.hpp"
+#include "src/core/jwt_claims.hpp"
 #include "src/core/link_policy.hpp"
 #include "src/core/timer_slack.hpp"
 #include "actors/timer_service.hpp"
@@ -131,6 +132,8 @@ struct supervisor_state {
   std::vector<engine_listener_actor> watchers;
   token_manager_actor tokens;
   std::string token; ///< last token handed to the transports
+  /// its `exp` claim (seconds since the epoch; 0 = none or not a JWT)
+  int64_t token_exp = 0;
   uint64_t next_key = 1;
   /// The calls in flight (deadlines with one timer, waiting queue,
   /// attempts, refresh-once).
@@ -501,6 +504,8 @@ void adopt_token(self_ptr self, const std::string& tok) {
   if (tok == st.token)
     return;
   st.token = tok;
+  auto claims = decode_jwt_claims(tok);
+  st.token_exp = claims ? claims->exp : 0;
   for (auto& s : st.slots)
     if (s.actor)
       self->send(s.actor, token_atom::value, tok);
@@ -653,6 +658,25 @@ std::optional<uint64_t> readmit(self_ptr self, api_call call, uint64_t slot,
 void flush_waiting(self_ptr self) {
   for (auto key : self->state.calls.take_waiting())
     dispatch(self, key);
+}
+
+/// Whether the token in hand stays valid well past the next health check
+/// (its `exp`, wall clock): then the periodic check need not ask the token
+/// manager (a request and its answer per session and check, most of what an
+/// idle session costs after its heartbeat). Near expiry, or for a token
+/// without `exp`, it asks; the token manager refreshes before expiry
+/// anyway, and a call that meets a 401 refreshes at once (the router).
+bool token_lasts(self_ptr self) {
+  auto& st = self->state;
+  if (st.token.empty() || st.token_exp <= 0)
+    return false;
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+               .count();
+  auto interval = std::chrono::duration_cast<std::chrono::seconds>(
+                    st.cfg.health_interval)
+                    .count();
+  return st.token_exp - now > 2 * interval + 60;
 }
 
 /// Asks the token manager for a valid token and hands it to the transports
@@ -1041,7 +1065,9 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
         if (!ok && st.policy->active() == slot) {
           on_link_down(self, slot, "health check failed");
         } else if (ok && st.policy->active() == slot) {
-          sync_token(self); // keeps event subscriptions on a fresh token
+          // keeps event subscriptions on a fresh token
+          if (!token_lasts(self))
+            sync_token(self);
           schedule_health(self);
         }
       });

@@ -289,6 +289,7 @@ caf::behavior fake_tokens(caf::stateful_actor<fake_tokens_state>* self,
     },
     [=](caf::get_atom) { return self->state.refreshes; },
     [=](caf::get_atom, token_atom) { return self->state.token_asks; },
+    [=](caf::put_atom, const std::string& tok) { self->state.token = tok; },
   };
 }
 
@@ -678,6 +679,46 @@ TEST_P(supervisor_test, authenticated_calls_use_the_published_token) {
   }
   // no token round trip per call: the token of the last logged_in is used
   EXPECT_EQ(asks(), before);
+  self->send_exit(tm, caf::exit_reason::user_shutdown);
+}
+
+TEST_P(supervisor_test, periodic_health_checks_ask_for_a_token_only_near_expiry) {
+  start();
+  auto tm = sys.spawn(fake_tokens, net);
+  auto asks = [&] {
+    int n = -1;
+    auto rh = self->request(tm, caf::infinite, caf::get_atom::value,
+                            token_atom::value);
+    sched.run();
+    rh.receive([&](int x) { n = x; }, [](caf::error&) { FAIL(); });
+    return n;
+  };
+  auto set_token = [&](const std::string& tok) {
+    caf::anon_send(caf::actor_cast<caf::actor>(tm), caf::put_atom::value, tok);
+    sched.run();
+  };
+  // a JWT valid until 2100: the checks need not ask the token manager
+  set_token("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+            "eyJzdWIiOiIxIiwiZXhwIjo0MTAyNDQ0ODAwfQ.sig");
+  self->send(sup, auth_atom::value,
+             caf::actor_cast<token_manager_actor>(tm));
+  sched.run();
+  auto before = asks();
+  for (int i = 0; i < 3; ++i)
+    advance(31s + 1024ms); // a periodic check (on the grid) each time
+  EXPECT_EQ(asks(), before);
+  // a token long expired (exp 1970): every check asks
+  set_token("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+            "eyJzdWIiOiIxIiwiZXhwIjoxMDAwfQ.sig");
+  // the token manager publishes logged_in after a refresh: the supervisor
+  // takes the new token
+  caf::anon_send(caf::actor_cast<auth_listener_actor>(sup), auth_atom::value,
+                 auth_state::logged_in);
+  sched.run();
+  before = asks();
+  for (int i = 0; i < 3; ++i)
+    advance(31s + 1024ms);
+  EXPECT_GE(asks(), before + 3);
   self->send_exit(tm, caf::exit_reason::user_shutdown);
 }
 
