@@ -322,6 +322,16 @@ struct supervisor_test : aico::test::caf_fixture,
     return sc;
   }
 
+  /// How many token_atom requests the fake token manager `tm` answered.
+  int token_asks(const caf::actor& tm) {
+    int n = -1;
+    auto rh = self->request(tm, caf::infinite, caf::get_atom::value,
+                            token_atom::value);
+    sched.run();
+    rh.receive([&](int x) { n = x; }, [](caf::error&) { FAIL(); });
+    return n;
+  }
+
   void start(supervisor_config sc) {
     sup = spawn_supervisor(sys, std::move(sc));
     self->send(sup, watch_atom::value,
@@ -663,14 +673,7 @@ TEST_P(supervisor_test, authenticated_calls_use_the_published_token) {
   self->send(sup, auth_atom::value,
              caf::actor_cast<token_manager_actor>(tm));
   sched.run();
-  auto asks = [&] {
-    int n = -1;
-    auto rh = self->request(tm, caf::infinite, caf::get_atom::value,
-                            token_atom::value);
-    sched.run();
-    rh.receive([&](int x) { n = x; }, [](caf::error&) { FAIL(); });
-    return n;
-  };
+  auto asks = [&] { return token_asks(tm); };
   auto before = asks();
   for (int i = 0; i < 3; ++i) {
     auto r = call("me-" + std::to_string(i), "/users/me", true);
@@ -685,14 +688,7 @@ TEST_P(supervisor_test, authenticated_calls_use_the_published_token) {
 TEST_P(supervisor_test, periodic_health_checks_ask_for_a_token_only_near_expiry) {
   start();
   auto tm = sys.spawn(fake_tokens, net);
-  auto asks = [&] {
-    int n = -1;
-    auto rh = self->request(tm, caf::infinite, caf::get_atom::value,
-                            token_atom::value);
-    sched.run();
-    rh.receive([&](int x) { n = x; }, [](caf::error&) { FAIL(); });
-    return n;
-  };
+  auto asks = [&] { return token_asks(tm); };
   auto set_token = [&](const std::string& tok) {
     caf::anon_send(caf::actor_cast<caf::actor>(tm), caf::put_atom::value, tok);
     sched.run();
