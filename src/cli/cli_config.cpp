@@ -14,6 +14,7 @@
 
 #include "messages/errors.hpp"
 #include "src/core/log_line.hpp"
+#include "src/core/small_rng.hpp"
 
 using namespace std::chrono_literals;
 
@@ -225,8 +226,7 @@ std::string client_key_file(const engine_config& cfg) {
 
 std::string new_message_id() {
   static const char* hex = "0123456789abcdef";
-  std::random_device rd;
-  std::mt19937_64 rng{(static_cast<uint64_t>(rd()) << 32) ^ rd()};
+  std::mt19937_64 rng{random_seed()};
   std::string id = "m-";
   for (int i = 0; i < 24; ++i)
     id += hex[rng() % 16];

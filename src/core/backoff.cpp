@@ -5,15 +5,6 @@
 
 namespace aico {
 
-namespace {
-
-uint64_t random_seed() {
-  std::random_device rd;
-  return (uint64_t{rd()} << 32) ^ uint64_t{rd()};
-}
-
-} // namespace
-
 backoff::backoff(backoff_options opts, uint64_t seed)
   : opts_(opts), rng_(seed != 0 ? seed : random_seed()) {
   opts_.jitter = std::clamp(opts_.jitter, 0.0, 1.0);

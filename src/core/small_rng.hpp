@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <random>
 
 namespace aico {
 
@@ -36,5 +37,11 @@ public:
 private:
   uint64_t s_;
 };
+
+/// A 64-bit seed from std::random_device (which gives 32 bits per call).
+inline uint64_t random_seed() {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) ^ uint64_t{rd()};
+}
 
 } // namespace aico

@@ -361,9 +361,7 @@ caf::expected<offline_queue> offline_queue::open(const std::string& path,
       opts.owner = res.host_ + ":" + std::to_string(res.pid_) + ":"
                    + random_key().substr(0, 16);
     res.opts_ = opts;
-    std::random_device rd;
-    res.rng_.seed(opts.seed != 0 ? opts.seed
-                                 : (uint64_t{rd()} << 32) ^ uint64_t{rd()});
+    res.rng_.seed(opts.seed != 0 ? opts.seed : random_seed());
     res.db_ = std::move(*db);
     if (auto err = res.init())
       return err;
