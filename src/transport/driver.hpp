@@ -28,7 +28,9 @@
 // Threading and ownership:
 // * Every member function is called on the owner's thread, one at a time
 //   (the actor serializes them); a driver may keep owner-side state for
-//   them without a lock.
+//   them without a lock. The exception: a driver with
+//   capabilities().concurrent_send lets other threads call send() and
+//   resend_safe() at any time before stop().
 // * Every driver_events handler is called on the driver's I/O thread (for
 //   WebSocket: the process-wide service thread shared by every driver), so
 //   handlers must be short and non-blocking (the actor's bridge only does
@@ -315,6 +317,11 @@ struct driver_caps {
   /// With heartbeat: the server needs a ping at least this often (0 = no
   /// limit); the owner pings at the shorter of this and its ping interval.
   duration max_ping_interval{0};
+  /// send() and resend_safe() may be called from any thread, also while
+  /// the owner calls the other member functions (never with or after
+  /// stop()): the owner's call lane then sends calls straight from the
+  /// caller's thread (actors/transport_actor.hpp, call_lane).
+  bool concurrent_send = false;
 };
 
 /// Why the owner's link session says the link is down (for words).

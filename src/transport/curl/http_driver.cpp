@@ -79,6 +79,7 @@ public:
     c.refresh_keeps_subscription = true;
     c.uses_wire_ids = false;
     c.own_timeout_grace = safety_grace;
+    c.concurrent_send = true; // send() only builds and queues a transfer
     return c;
   }
 

@@ -173,6 +173,7 @@ public:
     c.refresh_keeps_subscription = true;
     c.uses_wire_ids = false;
     c.own_timeout_grace = milliseconds{250};
+    c.concurrent_send = true; // grpc_link::send locks what it shares
     return c;
   }
 

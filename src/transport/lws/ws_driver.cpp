@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -149,6 +150,7 @@ public:
     c.heartbeat = true;
     c.subscribes_on_open = true;
     c.uses_wire_ids = true;
+    c.concurrent_send = true; // the connection's token is locked (tok_mtx_)
     return c;
   }
 
@@ -164,11 +166,13 @@ public:
   void open(uint64_t gen, const std::string& token) override {
     if (!loop_)
       return;
+    std::lock_guard<std::mutex> guard{tok_mtx_};
     conn_token_ = token;
     loop_->open(gen, url_, token);
   }
 
   void close() override {
+    std::lock_guard<std::mutex> guard{tok_mtx_};
     conn_token_.clear();
     if (loop_)
       loop_->close();
@@ -190,6 +194,9 @@ public:
         413, error_envelope("payload_too_large",
                             "the request is too large for a WebSocket "
                             "frame"));
+    // the auth frame and the call go to the service thread in this order,
+    // with no other thread's token between them
+    std::lock_guard<std::mutex> guard{tok_mtx_};
     if (!call.token.empty() && call.token != conn_token_) {
       // the gateway authenticates the connection, not the frame
       loop_->send(gen, encode_auth("auth-c" + std::to_string(next_auth_++),
@@ -204,6 +211,7 @@ public:
                  uint64_t since) override {
     if (!loop_ || token.empty())
       return;
+    std::lock_guard<std::mutex> guard{tok_mtx_};
     loop_->send(gen, encode_auth(subscribe_prefix + std::to_string(sub), token,
                                  since));
     conn_token_ = token;
@@ -245,6 +253,10 @@ private:
   std::string url_error_;
   std::string loop_error_;
   ws_url url_;
+  /// Guards conn_token_ and next_auth_ (send() runs on callers' threads
+  /// too: concurrent_send) and keeps a token change and the frames after
+  /// it in order on the way to the service thread.
+  std::mutex tok_mtx_;
   /// The token the gateway uses for the next frame we send, as far as we
   /// know (the upgrade's, then the last auth frame's).
   std::string conn_token_;

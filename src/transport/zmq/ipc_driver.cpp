@@ -227,6 +227,7 @@ public:
     c.reconnects_itself = true;
     c.reset_on_timeout = true;
     c.uses_wire_ids = true;
+    c.concurrent_send = true; // send() only encodes and queues (locked)
     return c;
   }
 
