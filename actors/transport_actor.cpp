@@ -31,6 +31,8 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <optional>
+#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -41,6 +43,7 @@
 #include "src/core/jwt_claims.hpp"
 #include "src/core/link_session.hpp"
 #include "src/core/timer_delay.hpp"
+#include "src/core/timer_slack.hpp"
 #include "src/model/codec.hpp"
 
 namespace aico {
@@ -93,6 +96,14 @@ struct call_completion {
   api_call call;    ///< the call, for a re-send after a hand-back
   uint64_t slot = 0;
   bool auth = false;
+  // -- calls that came through the lane (call_lane::submit) -------------------
+  // They are in the direct table only (not in the link session): its
+  // deadline sweep, fail-all and drain look at them there.
+  bool lane = false;
+  caf::actor_clock::time_point deadline{}; ///< when it times out
+  caf::actor_clock::time_point due{};      ///< deadline on the timer grid
+  std::atomic<uint64_t> handle{0};          ///< the driver's (for cancel)
+  bool resend_safe = true;                  ///< see pending_call
 
   bool routed() const { return static_cast<bool>(back); }
 
@@ -144,8 +155,10 @@ caf::message final_message(const call_completion& c, api_reply r) {
 
 /// The calls the I/O thread may answer itself (by key and by wire id), and
 /// the keys it answered, which the actor then drops from its own table
-/// (on the next request or timer: no message per call).
-struct direct_table {
+/// (on the next request or timer: no message per call). Also the call
+/// lane: calls submitted on other threads straight to the driver
+/// (call_lane::submit), kept here only.
+struct direct_table final : call_lane {
   std::mutex mtx;
   std::unordered_map<uint64_t, completion_ptr> by_key;
   std::unordered_map<std::string, completion_ptr> by_wire;
@@ -153,10 +166,128 @@ struct direct_table {
   /// Something arrived since the actor last looked (replies answered on
   /// the I/O thread count as signs of life for the dead-peer timer).
   std::atomic<bool> rx{false};
+  /// Keys of calls, the actor's and the lane's (one number space).
+  std::atomic<uint64_t> next_key{1};
+
+  // -- the lane ----------------------------------------------------------------
+  /// Guards `driver`: submitters share it while they call send(), the
+  /// actor takes it alone to attach and to detach before stopping it.
+  std::shared_mutex drv_mtx;
+  tp::driver* driver = nullptr; ///< set (attach) for concurrent_send drivers
+  // set once in attach, read under drv_mtx:
+  tp::driver_caps caps;
+  std::string proto;
+  transport_mode mode = transport_mode::http;
+  caf::actor_system* sys = nullptr;
+  caf::actor_addr owner;
+  bool slack = false;
+  // under mtx:
+  uint64_t lane_gen = 0; ///< the connection lane calls go on (0 = closed)
+  /// When the owner's timer is set for the lane's deadlines (max = not).
+  caf::actor_clock::time_point armed = caf::actor_clock::time_point::max();
+  std::size_t lane_calls = 0;
+
+  void attach(tp::driver* d, const tp::driver_caps& c, std::string name,
+              transport_mode m, caf::actor_system& s, caf::actor_addr addr,
+              bool timer_slack) {
+    std::unique_lock<std::shared_mutex> guard{drv_mtx};
+    driver = d;
+    caps = c;
+    proto = std::move(name);
+    mode = m;
+    sys = &s;
+    owner = std::move(addr);
+    slack = timer_slack;
+  }
+
+  /// No submitter is in the driver after this returns, and none enters.
+  void detach() {
+    std::unique_lock<std::shared_mutex> guard{drv_mtx};
+    driver = nullptr;
+    std::lock_guard<std::mutex> g{mtx};
+    lane_gen = 0;
+  }
+
+  /// Opens the lane on connection `gen`, or closes it (0).
+  void set_gen(uint64_t gen) {
+    std::lock_guard<std::mutex> guard{mtx};
+    lane_gen = gen;
+  }
+
+  bool has_wire(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mtx};
+    return by_wire.count(id) != 0;
+  }
+
+  bool has_lane_calls() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return lane_calls != 0;
+  }
+
+  /// Takes every lane call out (to fail them).
+  std::vector<completion_ptr> take_lane() {
+    std::lock_guard<std::mutex> guard{mtx};
+    std::vector<completion_ptr> res;
+    if (lane_calls == 0)
+      return res;
+    for (auto& kv : by_key)
+      if (kv.second->lane)
+        res.push_back(kv.second);
+    for (auto& c : res)
+      erase_locked(*c);
+    return res;
+  }
+
+  /// Takes the lane calls whose deadline passed by `now` out. `rearm` is
+  /// set when the owner must schedule its timer for the next lane deadline:
+  /// only when the lane's own timer (`armed`) has fired, so that the
+  /// owner's other timers do not multiply the lane's.
+  std::vector<completion_ptr>
+  expire_lane(caf::actor_clock::time_point now,
+              std::optional<caf::actor_clock::time_point>& rearm) {
+    std::lock_guard<std::mutex> guard{mtx};
+    std::vector<completion_ptr> res;
+    std::optional<caf::actor_clock::time_point> next;
+    rearm.reset();
+    if (lane_calls != 0) {
+      for (auto& kv : by_key) {
+        auto& c = *kv.second;
+        if (!c.lane)
+          continue;
+        if (c.deadline <= now)
+          res.push_back(kv.second);
+        else if (!next || c.due < *next)
+          next = c.due;
+      }
+      std::sort(res.begin(), res.end(),
+                [](const completion_ptr& a, const completion_ptr& b) {
+                  return a->deadline < b->deadline;
+                });
+      for (auto& c : res)
+        erase_locked(*c);
+    }
+    if (armed <= now) {
+      // the lane's timer is due (it fired, or fires now): the next one
+      armed = next ? *next : caf::actor_clock::time_point::max();
+      rearm = next;
+    } // else it is still pending, at or before every deadline left
+    return res;
+  }
+
+  bool submit(api_call& call, const caf::response_promise& rp,
+              const caf::actor& back, uint64_t slot, bool auth) override;
+
+  /// Schedules the owner's timeout_atom at `t` (its deadline sweep).
+  void wake_owner_at(caf::actor_clock::time_point t);
 
   void add(const completion_ptr& c) {
     std::lock_guard<std::mutex> guard{mtx};
-    by_key.emplace(c->key, c);
+    add_locked(c);
+  }
+
+  void add_locked(const completion_ptr& c) {
+    if (by_key.emplace(c->key, c).second && c->lane)
+      ++lane_calls;
     if (!c->wire_id.empty())
       by_wire.emplace(c->wire_id, c);
   }
@@ -197,8 +328,12 @@ struct direct_table {
 
 private:
   void erase_locked(const call_completion& c) {
-    if (auto i = by_key.find(c.key); i != by_key.end() && i->second.get() == &c)
+    if (auto i = by_key.find(c.key);
+        i != by_key.end() && i->second.get() == &c) {
       by_key.erase(i);
+      if (c.lane)
+        --lane_calls;
+    }
     if (!c.wire_id.empty())
       if (auto i = by_wire.find(c.wire_id);
           i != by_wire.end() && i->second.get() == &c)
@@ -242,6 +377,159 @@ bool answer_reply(direct_table& tab, call_completion& c, api_reply r) {
   return true;
 }
 
+// -- the lane (callers' threads) ----------------------------------------------------
+
+error_class class_of(tp::call_failure f) {
+  switch (f) {
+    case tp::call_failure::network:
+      return error_class::network;
+    case tp::call_failure::timeout:
+      return error_class::timeout;
+    case tp::call_failure::unknown:
+      break;
+  }
+  return error_class::unknown;
+}
+
+void direct_table::wake_owner_at(caf::actor_clock::time_point t) {
+  auto msg = caf::make_message(timeout_atom_v);
+  if (on_virtual_clock(*sys)) {
+    // the test coordinator's clock (tests move time themselves)
+    if (auto dst = caf::actor_cast<caf::strong_actor_ptr>(owner))
+      sys->clock().schedule_message(
+        t, std::move(dst),
+        caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
+                                  std::move(msg)));
+    return;
+  }
+  schedule_on_timer_thread(t, owner, std::move(msg));
+}
+
+/// The wire id of a lane call: its own id unless empty, taken or reserved
+/// (then the same fallback as the actor's wire_id_for; under mtx).
+std::string lane_wire_id(const direct_table& tab, const std::string& id,
+                         uint64_t key) {
+  auto in_use = [&](const std::string& x) {
+    return tab.by_wire.count(x) != 0 || tab.driver->reserved_id(x);
+  };
+  if (!id.empty() && !in_use(id))
+    return id;
+  auto tag = "#" + tab.proto + std::to_string(key);
+  std::string candidate = id + tag;
+  if (tab.driver->reserved_id(candidate))
+    candidate = tag + "#" + id;
+  while (in_use(candidate))
+    candidate += "_";
+  return candidate;
+}
+
+bool direct_table::submit(api_call& call, const caf::response_promise& rp,
+                          const caf::actor& back, uint64_t slot, bool auth) {
+  std::shared_lock<std::shared_mutex> dg{drv_mtx};
+  if (!driver || call.deadline == caf::actor_clock::time_point{})
+    return false;
+  auto now = sys->clock().now();
+  if (call.deadline <= now)
+    return false; // the actor's path answers it (no time left)
+  auto c = std::make_shared<call_completion>();
+  c->source = rp.source();
+  c->mid = rp.id();
+  c->call_id = call.id;
+  c->via = mode;
+  c->back = back;
+  c->slot = slot;
+  c->auth = auth;
+  c->lane = true;
+  c->deadline = call.deadline;
+  c->due = slack ? coalesce_deadline(call.deadline, call.deadline - now, 64)
+                 : call.deadline;
+  // kept for a re-send after a hand-back; set before anyone else can see
+  // the completion (a fail-all on the owner's thread hands it back)
+  c->call = std::move(call);
+  tp::outgoing_call oc;
+  oc.method = c->call.method;
+  oc.path = c->call.path;
+  oc.body = c->call.body;
+  oc.token = c->call.token;
+  oc.time_left = c->call.deadline - now;
+  c->resend_safe = driver->resend_safe(oc);
+  uint64_t gen = 0;
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (lane_gen == 0) {
+      call = std::move(c->call); // closed: nothing happened
+      return false;
+    }
+    gen = lane_gen;
+    oc.key = next_key.fetch_add(1, std::memory_order_relaxed);
+    if (caps.uses_wire_ids)
+      oc.wire_id = lane_wire_id(*this, c->call_id, oc.key);
+    c->gen = gen;
+    c->key = oc.key;
+    c->wire_id = oc.wire_id;
+    // before the send: the reply may arrive before send() returns
+    add_locked(c);
+    if (c->due < armed) {
+      armed = c->due;
+      wake = true;
+    }
+  }
+  auto res = driver->send(gen, std::move(oc));
+  switch (res.what) {
+    case tp::send_result::kind::local_reply: {
+      api_reply r;
+      r.id = c->call_id;
+      r.status = res.status;
+      r.body = std::move(res.body);
+      r.via = mode;
+      answer_reply(*this, *c, std::move(r));
+      break;
+    }
+    case tp::send_result::kind::failed:
+      answer_error(*this, *c,
+                   make_engine_error(class_of(res.failure), res.reason));
+      break;
+    case tp::send_result::kind::queued:
+      c->handle.store(res.handle, std::memory_order_release);
+      break;
+  }
+  if (wake)
+    wake_owner_at(c->due);
+  return true;
+}
+
+/// The registry of lanes by actor (call_lane_of).
+struct lane_registry {
+  std::mutex mtx;
+  std::unordered_map<caf::actor_addr, std::weak_ptr<direct_table>> lanes;
+  std::size_t pruned_at = 64;
+
+  static lane_registry& instance() {
+    static auto* r = new lane_registry; // never destroyed (exit order)
+    return *r;
+  }
+};
+
+void register_lane(const caf::actor_addr& a,
+                   const std::shared_ptr<direct_table>& t) {
+  auto& r = lane_registry::instance();
+  std::lock_guard<std::mutex> guard{r.mtx};
+  r.lanes[a] = t;
+  if (r.lanes.size() > 2 * r.pruned_at) {
+    // an actor that ended before it was registered left its entry
+    for (auto i = r.lanes.begin(); i != r.lanes.end();)
+      i = i->second.expired() ? r.lanes.erase(i) : std::next(i);
+    r.pruned_at = std::max<std::size_t>(64, r.lanes.size());
+  }
+}
+
+void unregister_lane(const caf::actor_addr& a) {
+  auto& r = lane_registry::instance();
+  std::lock_guard<std::mutex> guard{r.mtx};
+  r.lanes.erase(a);
+}
+
 enum class sub_phase : uint8_t {
   off,     ///< no subscription on the current connection
   opening, ///< asked for, not answered yet
@@ -255,12 +543,13 @@ struct transport_state {
   tp::driver_caps caps;
   std::string proto = "transport"; ///< the driver's name ("ipc", "ws", ...)
   link_session<pending_call> link{link_timing{}};
-  /// Shared with the driver's reply handler (I/O thread).
+  /// Shared with the driver's reply handler (I/O thread) and, as the call
+  /// lane, with submitters on other threads.
   std::shared_ptr<direct_table> tab = std::make_shared<direct_table>();
+  caf::actor_addr lane_addr; ///< registered as a lane under this (or none)
 
   uint64_t gen = 0;      ///< the current connection (0 = none)
   uint64_t next_gen = 1; ///< connections and closes are numbered from here
-  uint64_t next_key = 1;
 
   // -- subscription -----------------------------------------------------------
   std::string token;      ///< set with token_atom; empty = no events
@@ -301,6 +590,9 @@ struct transport_state {
 
   ~transport_state() {
     try {
+      if (lane_addr)
+        unregister_lane(lane_addr);
+      tab->detach(); // no submitter in the driver any more
       if (driver) {
         driver->stop();
         driver.reset();
@@ -312,6 +604,8 @@ struct transport_state {
                                    proto + " transport stopped");
       for (auto& e : link.stop())
         answer_error(*tab, *e.payload.c, err);
+      for (auto& c : tab->take_lane())
+        answer_error(*tab, *c, err);
     } catch (...) {
       // never throw from a destructor
     }
@@ -349,8 +643,20 @@ tp::driver_events make_events(const caf::actor_addr& addr,
   ev.on_reply = [addr, tab](tp::reply&& x) {
     try {
       tab->rx.store(true, std::memory_order_relaxed);
-      if (auto c = tab->take(x.gen, x.key, x.wire_id);
-          c && final_reply(*c, x.status)) {
+      auto c = tab->take(x.gen, x.key, x.wire_id);
+      if (c && c->lane) {
+        // a lane call is not in the actor's table: whatever the status,
+        // answered (or handed back) from here
+        api_reply r;
+        r.id = c->call_id;
+        r.status = x.status;
+        r.body = std::move(x.body);
+        r.headers = std::move(x.headers);
+        r.via = c->via;
+        answer_reply(*tab, *c, std::move(r));
+        return;
+      }
+      if (c && final_reply(*c, x.status)) {
         if (c->claim()) {
           api_reply r;
           r.id = c->call_id;
@@ -406,18 +712,6 @@ link_timing timing_of(const transport_host_config& cfg,
   return t;
 }
 
-error_class class_of(tp::call_failure f) {
-  switch (f) {
-    case tp::call_failure::network:
-      return error_class::network;
-    case tp::call_failure::timeout:
-      return error_class::timeout;
-    case tp::call_failure::unknown:
-      break;
-  }
-  return error_class::unknown;
-}
-
 /// Schedules the link's one timer if its next deadline needs it.
 /// (An absolute time: with timer slack on, the link session puts it on an
 /// instant shared by the process, and a relative delay would move it off by
@@ -455,22 +749,38 @@ caf::error network_error(const transport_state& st, const std::string& what) {
 /// them elsewhere), except those the driver called unsafe to resend: they
 /// may have reached the server, so their outcome is unknown (class unknown,
 /// code outcome_unknown, not retryable; docs/profiles.md).
+void fail_one(direct_table& tab, call_completion& c, bool resend_safe,
+              const caf::error& err) {
+  if (resend_safe) {
+    answer_error(tab, c, err);
+    return;
+  }
+  auto cl = classify(err);
+  answer_error(tab, c,
+               make_engine_error(error_class::unknown,
+                                 cl.message
+                                   + "; the call may have reached the server "
+                                     "and is not re-sent",
+                                 0, "outcome_unknown"));
+}
+
 template <class Entries>
 void fail_all(direct_table& tab, Entries&& entries, const caf::error& err) {
-  for (auto& e : entries) {
-    if (e.payload.resend_safe) {
-      answer_error(tab, *e.payload.c, err);
-      continue;
-    }
-    auto c = classify(err);
-    answer_error(
-      tab, *e.payload.c,
-      make_engine_error(error_class::unknown,
-                        c.message
-                          + "; the call may have reached the server and is "
-                            "not re-sent",
-                        0, "outcome_unknown"));
-  }
+  for (auto& e : entries)
+    fail_one(tab, *e.payload.c, e.payload.resend_safe, err);
+}
+
+/// Fails the lane's calls in flight like fail_all.
+void fail_lane(direct_table& tab, const caf::error& err) {
+  for (auto& c : tab.take_lane())
+    fail_one(tab, *c, c->resend_safe, err);
+}
+
+/// The lane is open exactly when a request to the actor would be sent.
+void update_lane(transport_state& st) {
+  st.tab->set_gen(st.link.up() && st.driver && st.gen != 0 && !st.draining
+                    ? st.gen
+                    : 0);
 }
 
 // -- connection --------------------------------------------------------------------
@@ -485,6 +795,7 @@ void close_connection(self_ptr self) {
   auto& st = self->state;
   st.gen = 0;
   ++st.next_gen;
+  update_lane(st); // closed
   forget_subscription(st);
   if (st.driver)
     st.driver->close();
@@ -498,7 +809,9 @@ void go_down(self_ptr self, const std::string& reason) {
     return; // not live: down was reported already
   bool was_draining = std::exchange(st.draining, false);
   close_connection(self);
-  fail_all(*st.tab, *failed, network_error(st, "transport down: " + reason));
+  auto err = network_error(st, "transport down: " + reason);
+  fail_all(*st.tab, *failed, err);
+  fail_lane(*st.tab, err);
   if (!was_draining) // (idle was reported when the drain began)
     report(self, transport_status::down, reason);
 }
@@ -507,7 +820,8 @@ void go_down(self_ptr self, const std::string& reason) {
 /// answered).
 bool calls_in_flight(transport_state& st) {
   drain_answered(st);
-  return st.link.up() && !st.link.calls().empty();
+  return st.link.up()
+         && (!st.link.calls().empty() || st.tab->has_lane_calls());
 }
 
 /// Disconnect: idle; the connection is closed and what is still in flight
@@ -517,7 +831,9 @@ void stop_link(self_ptr self) {
   st.draining = false;
   auto failed = st.link.stop();
   close_connection(self);
-  fail_all(*st.tab, failed, network_error(st, "transport disconnected"));
+  auto err = network_error(st, "transport disconnected");
+  fail_all(*st.tab, failed, err);
+  fail_lane(*st.tab, err);
 }
 
 /// Draining (see transport_state::draining): closes the connection once no
@@ -553,6 +869,7 @@ void open_connection(self_ptr self) {
   st.open_token = st.token;
   forget_subscription(st);
   st.driver->open(st.gen, st.open_token);
+  update_lane(st); // a replaced connection of an up link: lane calls go on it
 }
 
 /// Lazy Pirate: a reply was lost, so the connection may be wedged. Replace
@@ -562,8 +879,10 @@ bool reset_connection(self_ptr self) {
   auto& st = self->state;
   if (!st.link.up() || !st.driver)
     return false;
-  fail_all(*st.tab, st.link.drop_calls(),
-           network_error(st, "socket reset after a lost reply; re-send"));
+  st.tab->set_gen(0); // nothing more on the old connection
+  auto err = network_error(st, "socket reset after a lost reply; re-send");
+  fail_all(*st.tab, st.link.drop_calls(), err);
+  fail_lane(*st.tab, err);
   open_connection(self);
   if (!st.token.empty())
     subscribe(self);
@@ -582,6 +901,7 @@ void on_link_up(self_ptr self) {
   st.link.received(now);
   if (!st.link.established(now))
     return; // a replaced connection of an up link (already subscribed)
+  update_lane(st); // open
   report(self, transport_status::up);
   st.stream_tries = 0;
   if (!st.token.empty()) {
@@ -606,7 +926,8 @@ void on_link_up(self_ptr self) {
 // -- calls -------------------------------------------------------------------------
 
 bool id_in_use(const transport_state& st, const std::string& id) {
-  return st.link.has_wire_id(id) || (st.driver && st.driver->reserved_id(id));
+  return st.link.has_wire_id(id) || st.tab->has_wire(id)
+         || (st.driver && st.driver->reserved_id(id));
 }
 
 /// The id a call travels with: its own id unless that is empty or taken
@@ -658,7 +979,7 @@ void start_call(self_ptr self, api_call& call, caf::timespan left,
                                      + " request"));
     return;
   }
-  auto key = st.next_key++;
+  auto key = st.tab->next_key.fetch_add(1, std::memory_order_relaxed);
   auto now = self->clock().now();
   auto deadline = deadline_of(call, now, clamp_delay(left));
   if (c->routed())
@@ -909,6 +1230,24 @@ void on_timer(self_ptr self) {
   auto r = st.link.on_timer(now);
   // Earliest deadline first, as separate timers would have fired.
   bool was_reset = false;
+  // the lane's calls past their deadline (taken out: the I/O thread can no
+  // longer answer them; the next lane deadline is scheduled)
+  std::optional<caf::actor_clock::time_point> lane_next;
+  for (auto& c : st.tab->expire_lane(now, lane_next)) {
+    try {
+      if (!c->claim())
+        continue; // answered on the I/O thread meanwhile
+      c->respond(caf::make_message(make_engine_error(
+        error_class::timeout, "no answer before the deadline")));
+      if (st.driver)
+        st.driver->cancel(c->handle.load(std::memory_order_acquire));
+      if (st.caps.reset_on_timeout && c->gen == st.gen && !was_reset)
+        was_reset = reset_connection(self);
+    } catch (...) {
+    }
+  }
+  if (lane_next)
+    schedule_at(self, *lane_next, timeout_atom_v);
   for (auto& e : r.expired) {
     try {
       if (was_reset) {
@@ -984,6 +1323,7 @@ void disconnect(self_ptr self, bool drain) {
     if (drain && calls_in_flight(st)) {
       if (!st.draining) {
         st.draining = true;
+        update_lane(st); // closed: new calls go elsewhere
         report(self, transport_status::idle);
       }
       finish_drain(self);
@@ -1000,8 +1340,11 @@ void disconnect(self_ptr self, bool drain) {
 
 transport_impl::behavior_type
 transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
-              transport_listener_actor listener) {
+              transport_listener_actor listener,
+              std::shared_ptr<direct_table> lane) {
   auto& st = self->state;
+  st.tab = std::move(lane);
+  st.lane_addr = self->address();
   st.cfg = std::move(cfg);
   st.listener = std::move(listener);
   try {
@@ -1013,6 +1356,9 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
   if (st.driver) {
     st.caps = st.driver->capabilities();
     st.proto = st.driver->name();
+    if (st.caps.concurrent_send)
+      st.tab->attach(st.driver.get(), st.caps, st.proto, st.cfg.mode,
+                     self->home_system(), self->address(), st.cfg.timer_slack);
   }
   st.link = link_session<pending_call>{timing_of(st.cfg, st.caps)};
   // Fail what is in flight before going away (the default handler would
@@ -1022,7 +1368,10 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
       return; // like the default handler: a normal exit of a link is ignored
     try {
       auto& st = self->state;
-      fail_all(*st.tab, st.link.stop(), network_error(st, "transport stopped"));
+      st.tab->set_gen(0);
+      auto err = network_error(st, "transport stopped");
+      fail_all(*st.tab, st.link.stop(), err);
+      fail_lane(*st.tab, err);
       if (st.driver)
         st.driver->close();
     } catch (...) {
@@ -1035,6 +1384,7 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
     [self](connect_atom) {
       auto& st = self->state;
       st.draining = false; // wanted again: the connection stays
+      update_lane(st);
       if (st.link.status() == transport_status::connecting)
         return; // up or down follows
       if (st.link.up()) {
@@ -1115,8 +1465,9 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
         // What was on the lost connection is gone: its replies and the
         // gateway's subscription. Without a reconnect within the grace the
         // link is down.
-        fail_all(*st.tab, st.link.drop_calls(),
-                 network_error(st, "connection lost"));
+        auto err = network_error(st, "connection lost");
+        fail_all(*st.tab, st.link.drop_calls(), err);
+        fail_lane(*st.tab, err);
         forget_subscription(st);
         st.link.lose_peer(self->clock().now());
         arm_timer(self); // the reconnect grace
@@ -1157,9 +1508,12 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
       if (x.gen != st.gen)
         return;
       guarded(self, [&] {
+        auto err = make_engine_error(class_of(x.kind), x.reason);
         if (auto e = take_call(st, x.key, x.wire_id))
-          answer_error(*st.tab, *e->payload.c,
-                       make_engine_error(class_of(x.kind), x.reason));
+          answer_error(*st.tab, *e->payload.c, std::move(err));
+        else if (auto c = st.tab->take(x.gen, x.key, x.wire_id);
+                 c && c->lane)
+          answer_error(*st.tab, *c, std::move(err)); // a lane call
         if (x.link_down)
           go_down(self, x.reason);
       });
@@ -1215,12 +1569,25 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
 
 } // namespace
 
+std::shared_ptr<call_lane> call_lane_of(const caf::actor_addr& transport) {
+  auto& r = lane_registry::instance();
+  std::lock_guard<std::mutex> guard{r.mtx};
+  auto i = r.lanes.find(transport);
+  if (i == r.lanes.end())
+    return nullptr;
+  return i->second.lock();
+}
+
 transport_actor spawn_transport_actor(caf::actor_system& sys,
                                       transport_host_config cfg,
                                       driver_factory make,
                                       transport_listener_actor listener) {
+  // the lane exists (and can be found) from the start; it opens once the
+  // actor has its driver and its link is up
+  auto lane = std::make_shared<direct_table>();
   auto hdl = sys.spawn(transport_fun, std::move(cfg), std::move(make),
-                       std::move(listener));
+                       std::move(listener), lane);
+  register_lane(hdl.address(), lane);
   return caf::actor_cast<transport_actor>(hdl);
 }
 

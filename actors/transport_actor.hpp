@@ -59,6 +59,35 @@ struct transport_host_config {
   bool timer_slack = true;
 };
 
+/// The request-side hop of the one-hop path: a thread-safe way into a
+/// transport's driver past its actor. A caller (the supervisor) submits a
+/// routed call on its own thread; it goes straight to the driver, which
+/// queues it for its I/O thread, and the answer goes to the requester from
+/// that thread (or, for what the router decides, to `back`), exactly as
+/// for a routed call sent through the actor. The actor keeps owning
+/// everything else: the lane is open only while its link is up (and not
+/// draining), its one timer sweeps the lane's deadlines, and every fail-all
+/// (down, reset, disconnect, exit) fails the lane's calls too.
+///
+/// Only drivers whose capabilities() say concurrent_send get a lane; for
+/// the others submit() is always false.
+class call_lane {
+public:
+  virtual ~call_lane() = default;
+
+  /// Sends `call` (with its absolute deadline set; a routed call as in
+  /// request(call, back, slot, auth)) and answers `rp`'s requester later.
+  /// False when the lane is closed or the call has no time left: nothing
+  /// happened and `call` is untouched (send it through the actor).
+  virtual bool submit(api_call& call, const caf::response_promise& rp,
+                      const caf::actor& back, uint64_t slot, bool auth)
+    = 0;
+};
+
+/// The lane of a transport actor spawned by spawn_transport_actor (null
+/// for other actors, and once the actor is gone).
+std::shared_ptr<call_lane> call_lane_of(const caf::actor_addr& transport);
+
 /// Spawns a transport actor hosting the driver `make` builds.
 transport_actor spawn_transport_actor(caf::actor_system& sys,
                                       transport_host_config cfg,

@@ -1068,3 +1068,295 @@ TEST_F(routed_test, a_plain_request_is_answered_from_the_io_thread_too) {
   ASSERT_TRUE(box->res); // a plain request gets the gateway's answer as is
   EXPECT_EQ(box->res->status, 503);
 }
+
+// -- the call lane (actors/transport_actor.hpp, call_lane) ----------------------
+//
+// A routed call submitted through the lane goes from the submitting actor
+// straight to the driver: the transport actor does not run for it on the
+// happy path, yet its sweep, fail-all and drain cover it like a call sent
+// through its mailbox.
+
+namespace {
+
+/// Submits routed calls through a lane, on its own (actor) thread, like the
+/// supervisor; answers "lane closed" (status 297) when submit says no.
+caf::behavior lane_caller(caf::event_based_actor* self,
+                          std::shared_ptr<call_lane> lane, caf::actor back) {
+  return {
+    [self, lane, back](request_atom, api_call& c, uint64_t slot,
+                       bool auth) -> caf::result<api_reply> {
+      auto rp = self->make_response_promise();
+      if (lane->submit(c, rp, back, slot, auth))
+        return rp;
+      api_reply r;
+      r.id = c.id;
+      r.status = 297;
+      rp.deliver(std::move(r));
+      return rp;
+    },
+  };
+}
+
+struct lane_test : routed_test {
+  std::shared_ptr<call_lane> lane;
+  caf::actor caller;
+
+  ~lane_test() override {
+    if (caller)
+      caf::anon_send_exit(caller, caf::exit_reason::user_shutdown);
+  }
+
+  void spawn_with_lane(bool concurrent = true) {
+    drv->caps.concurrent_send = concurrent;
+    spawn();
+    lane = call_lane_of(t.address());
+    ASSERT_TRUE(lane);
+    caller = sys.spawn(lane_caller, lane, back);
+  }
+
+  /// A routed call through the lane with its deadline `left` from now.
+  reply_box submit(std::string id, caf::timespan left = 10s,
+                   bool auth = false) {
+    api_call c;
+    c.id = std::move(id);
+    c.method = "GET";
+    c.path = auth ? "/users/me" : "/health";
+    c.token = auth ? "tok" : "";
+    c.deadline = sys.clock().now() + left;
+    auto box = aico::test::call_into<api_reply>(sys, caller, request_atom_v,
+                                                std::move(c), uint64_t{7},
+                                                auth);
+    // everything but the transport actor: the call reaches the driver
+    // without it, or the test sees it scheduled
+    auto me = caf::actor_cast<caf::abstract_actor*>(t);
+    sched.run_jobs_filtered([me](caf::resumable* job) {
+      return dynamic_cast<caf::abstract_actor*>(job) != me;
+    });
+    actor_needed = transport_scheduled();
+    run();
+    return box;
+  }
+
+  /// Whether the last submit needed the transport actor to run.
+  bool actor_needed = false;
+
+  static bool refused(const reply_box& b) {
+    return b->done && b->res && b->res->status == 297;
+  }
+};
+
+} // namespace
+
+TEST_F(lane_test, a_lane_call_goes_to_the_driver_and_back_without_the_actor) {
+  spawn_with_lane();
+  bring_up();
+  auto box = submit("l1");
+  ASSERT_EQ(drv->count("send"), 1u);
+  EXPECT_EQ(drv->calls.back(), "send " + std::to_string(gen()) + " k1 id l1");
+  // the transport actor has nothing to do for it, neither way
+  EXPECT_FALSE(actor_needed);
+  io_reply(gen(), "l1", 200, ok_body);
+  EXPECT_FALSE(transport_scheduled());
+  run();
+  ASSERT_TRUE(box->done);
+  ASSERT_TRUE(box->res) << to_string(box->res.error());
+  EXPECT_EQ(box->res->status, 200);
+  EXPECT_EQ(box->res->via, transport_mode::ws);
+  // its deadline passes: nothing is cancelled or handed back
+  advance(11s);
+  EXPECT_TRUE(drv->cancelled.empty());
+  EXPECT_TRUE(blog->got.empty());
+}
+
+TEST_F(lane_test, the_lane_is_open_only_while_the_link_is_up) {
+  spawn_with_lane();
+  EXPECT_TRUE(refused(submit("before"))); // idle
+  caf::anon_send(t, connect_atom_v);
+  run();
+  EXPECT_TRUE(refused(submit("connecting")));
+  drv->ev.on_link_up(tp::link_up{gen()});
+  run();
+  auto ok = submit("up");
+  EXPECT_FALSE(ok->done); // sent, waiting for the gateway
+  EXPECT_EQ(drv->count("send"), 1u);
+  drv->ev.on_link_lost(tp::link_lost{gen(), "closed"});
+  run();
+  EXPECT_TRUE(refused(submit("down")));
+  EXPECT_EQ(drv->count("send"), 1u);
+  // no time left: refused (the actor's path answers it with words)
+  bring_up();
+  EXPECT_TRUE(refused(submit("late", 0s)));
+}
+
+TEST_F(lane_test, without_concurrent_send_the_lane_never_opens) {
+  spawn_with_lane(false);
+  bring_up();
+  EXPECT_TRUE(refused(submit("l1")));
+  EXPECT_EQ(drv->count("send"), 0u);
+}
+
+TEST_F(lane_test, the_sweep_answers_a_lane_call_at_its_deadline) {
+  spawn_with_lane();
+  bring_up();
+  auto box = submit("l1", 1s);
+  run();
+  advance(999ms);
+  EXPECT_FALSE(box->done);
+  advance(1ms);
+  ASSERT_TRUE(box->done);
+  ASSERT_FALSE(box->res);
+  auto c = classify(box->res.error());
+  EXPECT_EQ(c.cls, error_class::timeout);
+  EXPECT_EQ(c.message, "no answer before the deadline");
+  ASSERT_EQ(drv->cancelled.size(), 1u);
+  EXPECT_EQ(drv->cancelled[0], 10u); // the fake driver's handle (key * 10)
+  // a late reply answers nobody a second time
+  io_reply(gen(), "l1", 200, ok_body);
+  run();
+  EXPECT_TRUE(blog->got.empty());
+  // a later, longer call schedules the sweep for itself
+  auto next = submit("l2", 2s);
+  run();
+  advance(1999ms);
+  EXPECT_FALSE(next->done);
+  advance(1ms);
+  ASSERT_TRUE(next->done);
+  EXPECT_EQ(classify(next->res.error()).cls, error_class::timeout);
+}
+
+TEST_F(lane_test, down_hands_lane_calls_back_with_the_call) {
+  spawn_with_lane();
+  bring_up();
+  auto box = submit("l1", 10s, true);
+  drv->ev.on_link_lost(tp::link_lost{gen(), "closed by peer (1001)"});
+  run();
+  ASSERT_EQ(blog->got.size(), 1u);
+  EXPECT_EQ(blog->got[0], "error network");
+  EXPECT_EQ(blog->slots[0], 7u);
+  EXPECT_EQ(blog->calls[0].id, "l1");
+  EXPECT_EQ(blog->calls[0].token, "tok");
+  ASSERT_TRUE(box->done);
+  EXPECT_EQ(box->res->status, 299);
+}
+
+TEST_F(lane_test, a_401_and_a_failed_send_go_back_a_final_error_does_not) {
+  spawn_with_lane();
+  bring_up();
+  auto authed = submit("a1", 10s, true);
+  io_reply(gen(), "a1", 401,
+           R"({"success":false,"message":"expired","code":"token_expired"})");
+  run();
+  ASSERT_EQ(blog->got.size(), 1u);
+  EXPECT_EQ(blog->got[0], "reply 401");
+  ASSERT_TRUE(authed->done);
+  EXPECT_EQ(authed->res->status, 298);
+  // the driver reports a network failure of a lane call later
+  auto failed = submit("f1");
+  tp::send_failed f;
+  f.gen = gen();
+  f.wire_id = "f1";
+  f.kind = tp::call_failure::network;
+  f.reason = "reset";
+  drv->ev.on_send_failed(std::move(f));
+  run();
+  ASSERT_EQ(blog->got.size(), 2u);
+  EXPECT_EQ(blog->got[1], "error network");
+  ASSERT_TRUE(failed->done);
+  // a 404 is the caller's answer, checked like the actor's routed calls
+  auto missing = submit("m1");
+  io_reply(gen(), "m1", 404,
+           R"({"success":false,"message":"no such thing","code":"not_found"})");
+  run();
+  ASSERT_TRUE(missing->done);
+  ASSERT_FALSE(missing->res);
+  EXPECT_EQ(blog->got.size(), 2u);
+  // an answer of the driver itself (too large, say) at once
+  drv->next_send = tp::send_result::answer(
+    413, R"({"success":false,"message":"too large","code":"payload_too_large"})");
+  auto big = submit("b1");
+  run();
+  ASSERT_TRUE(big->done);
+  ASSERT_FALSE(big->res);
+}
+
+TEST_F(lane_test, wire_ids_of_lane_calls_and_actor_calls_never_collide) {
+  spawn_with_lane();
+  bring_up();
+  auto viaactor = routed("same");
+  auto vialane = submit("same");
+  auto again = submit("same");
+  ASSERT_EQ(drv->count("send"), 3u);
+  EXPECT_EQ(drv->calls[drv->calls.size() - 3],
+            "send " + std::to_string(gen()) + " k1 id same");
+  EXPECT_EQ(drv->calls[drv->calls.size() - 2],
+            "send " + std::to_string(gen()) + " k2 id same#fake2");
+  EXPECT_EQ(drv->calls.back(),
+            "send " + std::to_string(gen()) + " k3 id same#fake3");
+  // and the actor avoids a lane call's id too
+  auto ctl = submit("x");
+  auto after = routed("x");
+  EXPECT_EQ(drv->calls.back(),
+            "send " + std::to_string(gen()) + " k5 id x#fake5");
+  io_reply(gen(), "same#fake2", 200, ok_body);
+  run();
+  ASSERT_TRUE(vialane->done);
+  EXPECT_TRUE(vialane->res);
+  EXPECT_FALSE(viaactor->done);
+  EXPECT_FALSE(again->done);
+}
+
+TEST_F(lane_test, a_draining_disconnect_closes_the_lane_and_waits_for_its_calls) {
+  spawn_with_lane();
+  bring_up();
+  auto box = submit("l1");
+  caf::anon_send(t, disconnect_atom_v, true);
+  run();
+  EXPECT_EQ(log->last(), transport_status::idle);
+  EXPECT_TRUE(refused(submit("l2"))); // new calls go elsewhere
+  EXPECT_EQ(drv->count("close"), 0u); // still open for the call in flight
+  io_reply(gen(), "l1", 200, ok_body);
+  run();
+  ASSERT_TRUE(box->done);
+  EXPECT_TRUE(box->res);
+  advance(50ms); // the drain looks again and closes
+  EXPECT_EQ(drv->count("close"), 1u);
+}
+
+TEST_F(lane_test, reset_on_timeout_replaces_the_connection_for_lane_calls) {
+  drv->caps.reset_on_timeout = true;
+  spawn_with_lane();
+  bring_up();
+  auto first = gen();
+  auto lost = submit("lost", 1s);
+  auto other = submit("other", 5s);
+  run();
+  advance(1s);
+  ASSERT_TRUE(lost->done);
+  EXPECT_EQ(classify(lost->res.error()).cls, error_class::timeout);
+  // the connection was replaced; the other call failed over (network)
+  EXPECT_NE(gen(), first);
+  ASSERT_TRUE(other->done);
+  EXPECT_EQ(other->res->status, 299);
+  ASSERT_EQ(blog->got.size(), 1u);
+  EXPECT_EQ(blog->got[0], "error network");
+  // lane calls go on the new connection
+  auto next = submit("next");
+  EXPECT_EQ(drv->calls.back(),
+            "send " + std::to_string(gen()) + " k3 id next");
+}
+
+TEST_F(lane_test, a_killed_transport_hands_its_lane_calls_back) {
+  spawn_with_lane();
+  bring_up();
+  auto box = submit("l1");
+  caf::anon_send_exit(t, caf::exit_reason::kill);
+  run();
+  t = nullptr;
+  ASSERT_EQ(blog->got.size(), 1u);
+  EXPECT_EQ(blog->got[0], "error network");
+  ASSERT_TRUE(box->done);
+  EXPECT_EQ(box->res->status, 299);
+  // the lane of a gone actor refuses
+  EXPECT_TRUE(refused(submit("l2")));
+  EXPECT_FALSE(call_lane_of(caf::actor_addr{}));
+}
