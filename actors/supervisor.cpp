@@ -51,6 +51,7 @@
 #include "src/core/link_policy.hpp"
 #include "src/core/timer_slack.hpp"
 #include "actors/timer_service.hpp"
+#include "actors/transport_actor.hpp"
 #include "actors/transport_registry.hpp"
 #include "src/model/codec.hpp"
 
@@ -84,6 +85,8 @@ using call_table = call_router<caf::typed_response_promise<api_reply>>;
 
 struct slot_info {
   transport_actor actor;
+  /// Its call lane (null: none; see supervisor_config::call_lane).
+  std::shared_ptr<call_lane> lane;
   caf::actor_clock::time_point probe_due;
   std::string last_reason;
   std::deque<caf::actor_clock::time_point> restarts;
@@ -811,6 +814,13 @@ transport_actor make_transport(self_ptr self, transport_mode m) {
   return res;
 }
 
+/// The call lane of a transport actor, if the engine uses lanes.
+std::shared_ptr<call_lane> lane_of(self_ptr self, const transport_actor& t) {
+  if (!t || !self->state.cfg.one_hop || !self->state.cfg.call_lane)
+    return nullptr;
+  return call_lane_of(t.address());
+}
+
 void on_child_down(self_ptr self, const caf::down_msg& dm) {
   auto& st = self->state;
   // prune stopped children
@@ -825,6 +835,7 @@ void on_child_down(self_ptr self, const caf::down_msg& dm) {
     if (!s.actor || s.actor.address() != dm.source)
       continue;
     s.actor = nullptr;
+    s.lane = nullptr;
     // a crashed transport is restarted, within a budget per minute
     auto now = self->clock().now();
     while (!s.restarts.empty() && now - s.restarts.front() > 60s)
@@ -837,6 +848,7 @@ void on_child_down(self_ptr self, const caf::down_msg& dm) {
     if (static_cast<int>(s.restarts.size()) < st.cfg.max_restarts_per_minute) {
       s.restarts.push_back(now);
       s.actor = make_transport(self, st.policy->mode(i));
+      s.lane = lane_of(self, s.actor);
     }
     auto why = "transport actor stopped: " + describe(dm.reason);
     on_link_down(self, i, why);
@@ -870,8 +882,10 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
                                             st.cfg.failback_probes, 0,
                                             std::move(caps));
   st.slots.resize(st.cfg.order.size());
-  for (std::size_t i = 0; i < st.slots.size(); ++i)
+  for (std::size_t i = 0; i < st.slots.size(); ++i) {
     st.slots[i].actor = make_transport(self, st.cfg.order[i]);
+    st.slots[i].lane = lane_of(self, st.slots[i].actor);
+  }
   publish(self); // offline("not started") until connect
   // stop the transports whenever the supervisor terminates
   auto children = st.children;
@@ -899,6 +913,19 @@ supervisor_fun(self_ptr self, supervisor_config cfg) {
           call.deadline = now + timeout;
         if (auth)
           call.token = st.token;
+        if (auto& lane = st.slots[*slot].lane) {
+          // straight to the driver (the request-side hop): the answer
+          // comes from its I/O thread, the router's cases come back here
+          auto rp = self->make_response_promise();
+          if (lane->submit(call, rp, caf::actor_cast<caf::actor>(self),
+                           static_cast<uint64_t>(*slot), auth))
+            return rp;
+          // closed just now (e.g. the link went down): the actor's path
+          return rp.delegate(st.slots[*slot].actor, request_atom::value,
+                             std::move(call),
+                             caf::actor_cast<caf::actor>(self),
+                             static_cast<uint64_t>(*slot), auth);
+        }
         return self->delegate(st.slots[*slot].actor, request_atom::value,
                               std::move(call),
                               caf::actor_cast<caf::actor>(self),

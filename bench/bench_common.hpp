@@ -30,6 +30,8 @@ struct run_params {
   int http_connections = 8;
   /// The engine's one-hop call path (supervisor_config::one_hop).
   bool one_hop = true;
+  /// Its call lane (supervisor_config::call_lane).
+  bool call_lane = true;
 };
 
 /// What the whole process has used so far (getrusage(RUSAGE_SELF): every

@@ -82,6 +82,7 @@ struct options {
   int rounds = 1;
   int caf_threads = 2;
   bool one_hop = true;
+  bool call_lane = true;
   std::string path = "/health";
   bool auth = false;
   bool json_out = false;
@@ -147,7 +148,9 @@ void print_table(const options& o, const run_params& p,
               o.auth ? "authenticated" : "unauthenticated", o.path.c_str(),
               p.requests, p.warmup, p.total, p.window, o.rounds,
               o.caf_threads, std::thread::hardware_concurrency(),
-              o.one_hop ? ", engine one-hop path" : ", engine without the one-hop path");
+              !o.one_hop      ? ", engine without the one-hop path"
+              : o.call_lane ? ", engine one-hop path with call lanes"
+                            : ", engine one-hop path without call lanes");
   std::printf("round trip (microseconds, p50)        | pipelined throughput "
               "(requests/s)\n");
   std::printf("%-9s %8s %9s %10s %10s | %8s %9s %10s %10s\n", "transport",
@@ -260,6 +263,7 @@ int run(const options& o) {
   p.total = o.total;
   p.window = o.window;
   p.one_hop = o.one_hop;
+  p.call_lane = o.call_lane;
   p.pipe_warmup = std::min(o.total, std::max(o.window * 4, o.total / 10));
   std::vector<transport_mode> modes;
   {
@@ -421,6 +425,10 @@ int main(int argc, char** argv) {
                "the engine's one-hop call path (supervisor_config::one_hop, "
                "on by default; --no-one-hop routes through the supervisor "
                "both ways)");
+  app.add_flag("--call-lane,!--no-call-lane", o.call_lane,
+               "with --one-hop: the supervisor sends calls straight to the "
+               "driver (supervisor_config::call_lane, on by default; "
+               "--no-call-lane sends them through the transport actor)");
   app.add_option("--caf-threads", o.caf_threads,
                  "scheduler.max-threads of the engine's actor system")
     ->check(CLI::Range(1, 64))

@@ -277,6 +277,7 @@ run_result engine_run(caf::actor_system& sys, const engine_target& t,
   c.ipc.endpoint = t.ipc_endpoint;
   c.grpc.endpoint = t.grpc_endpoint;
   c.one_hop = p.one_hop;
+  c.call_lane = p.call_lane;
   cfg.request_timeout = p.timeout;
   cfg.tokens.state_dir.clear(); // tokens in memory only
   cfg.shutdown_timeout = 5s;

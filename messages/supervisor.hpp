@@ -101,6 +101,13 @@ struct supervisor_config {
   /// session loss it showed before was that, docs/performance.md); off
   /// routes every call through the supervisor's router both ways.
   bool one_hop = true;
+  /// With one_hop: the supervisor sends the call straight to the active
+  /// transport's driver through its call lane (actors/transport_actor.hpp)
+  /// instead of through the transport actor's mailbox, so that a call
+  /// crosses one thread hand-off each way on the happy path (supervisor ->
+  /// I/O thread -> requester). Transports whose driver cannot send from
+  /// another thread take the actor's path regardless.
+  bool call_lane = true;
 };
 
 supervisor_actor spawn_supervisor(caf::actor_system& sys,
