@@ -163,9 +163,29 @@ struct direct_table final : call_lane {
   std::unordered_map<uint64_t, completion_ptr> by_key;
   std::unordered_map<std::string, completion_ptr> by_wire;
   std::vector<uint64_t> done;
-  /// Something arrived since the actor last looked (replies answered on
-  /// the I/O thread count as signs of life for the dead-peer timer).
-  std::atomic<bool> rx{false};
+  /// When something last arrived that the actor was not told about (a
+  /// reply answered on the I/O thread, a pong): a sign of life for the
+  /// dead-peer timer, which reads it when it fires (ticks of the actor
+  /// clock; 0 = nothing since it last looked). No message per pong.
+  std::atomic<int64_t> rx_at{0};
+  /// The current connection (the actor's `gen`): pongs of others are stale.
+  std::atomic<uint64_t> cur_gen{0};
+
+  void mark_rx(caf::actor_clock::time_point t) {
+    auto v = static_cast<int64_t>(t.time_since_epoch().count());
+    auto cur = rx_at.load(std::memory_order_relaxed);
+    while (v > cur
+           && !rx_at.compare_exchange_weak(cur, v, std::memory_order_relaxed))
+      ;
+  }
+
+  std::optional<caf::actor_clock::time_point> take_rx() {
+    auto v = rx_at.exchange(0, std::memory_order_relaxed);
+    if (v == 0)
+      return std::nullopt;
+    return caf::actor_clock::time_point{
+      caf::actor_clock::duration_type{v}};
+  }
   /// Keys of calls, the actor's and the lane's (one number space).
   std::atomic<uint64_t> next_key{1};
 
@@ -628,7 +648,8 @@ void post_back(const caf::actor_addr& addr, T&& x) {
 /// except the final reply of a call in the direct table, which the I/O
 /// thread delivers to the requester itself (see call_completion).
 tp::driver_events make_events(const caf::actor_addr& addr,
-                              std::shared_ptr<direct_table> tab) {
+                              std::shared_ptr<direct_table> tab,
+                              caf::actor_system* sys) {
   tp::driver_events ev;
   ev.on_link_up = [addr](tp::link_up&& x) { post_back(addr, std::move(x)); };
   ev.on_link_lost = [addr](tp::link_lost&& x) {
@@ -640,9 +661,9 @@ tp::driver_events make_events(const caf::actor_addr& addr,
   ev.on_peer_back = [addr](tp::peer_back&& x) {
     post_back(addr, std::move(x));
   };
-  ev.on_reply = [addr, tab](tp::reply&& x) {
+  ev.on_reply = [addr, tab, sys](tp::reply&& x) {
     try {
-      tab->rx.store(true, std::memory_order_relaxed);
+      tab->mark_rx(sys->clock().now());
       auto c = tab->take(x.gen, x.key, x.wire_id);
       if (c && c->lane) {
         // a lane call is not in the actor's table: whatever the status,
@@ -684,7 +705,11 @@ tp::driver_events make_events(const caf::actor_addr& addr,
   ev.on_subscription_lost = [addr](tp::subscription_lost&& x) {
     post_back(addr, std::move(x));
   };
-  ev.on_pong = [addr](tp::pong&& x) { post_back(addr, std::move(x)); };
+  ev.on_pong = [tab, sys](tp::pong&& x) {
+    // only the time matters (read by the timer): no message to the actor
+    if (x.gen != 0 && x.gen == tab->cur_gen.load(std::memory_order_acquire))
+      tab->mark_rx(sys->clock().now());
+  };
   ev.on_security_failure = [addr](tp::security_failure&& x) {
     post_back(addr, std::move(x));
   };
@@ -794,6 +819,7 @@ void forget_subscription(transport_state& st) {
 void close_connection(self_ptr self) {
   auto& st = self->state;
   st.gen = 0;
+  st.tab->cur_gen.store(0, std::memory_order_release);
   ++st.next_gen;
   update_lane(st); // closed
   forget_subscription(st);
@@ -868,6 +894,7 @@ void open_connection(self_ptr self) {
   st.gen = st.next_gen++;
   st.open_token = st.token;
   forget_subscription(st);
+  st.tab->cur_gen.store(st.gen, std::memory_order_release);
   st.driver->open(st.gen, st.open_token);
   update_lane(st); // a replaced connection of an up link: lane calls go on it
 }
@@ -1225,8 +1252,8 @@ void on_timer(self_ptr self) {
   auto& st = self->state;
   drain_answered(st);
   auto now = self->clock().now();
-  if (st.tab->rx.exchange(false, std::memory_order_relaxed) && st.link.up())
-    st.link.received(now); // replies answered on the I/O thread
+  if (auto t = st.tab->take_rx(); t && st.link.up())
+    st.link.received(std::min(*t, now)); // replies and pongs on the I/O thread
   auto r = st.link.on_timer(now);
   // Earliest deadline first, as separate timers would have fired.
   bool was_reset = false;
@@ -1349,7 +1376,8 @@ transport_fun(self_ptr self, transport_host_config cfg, driver_factory make,
   st.listener = std::move(listener);
   try {
     if (make)
-      st.driver = make(make_events(self->address(), st.tab));
+      st.driver = make(make_events(self->address(), st.tab,
+                                   &self->home_system()));
   } catch (...) {
     st.driver.reset(); // connect reports down
   }

@@ -1360,3 +1360,37 @@ TEST_F(lane_test, a_killed_transport_hands_its_lane_calls_back) {
   EXPECT_TRUE(refused(submit("l2")));
   EXPECT_FALSE(call_lane_of(caf::actor_addr{}));
 }
+
+// A pong only moves the dead-peer clock: the I/O thread notes its time and
+// the actor reads it when its timer fires (no message per pong), exactly as
+// if it had been told at once; a stale connection's pong does not count.
+TEST_F(routed_test, a_pong_is_noted_without_a_message_and_keeps_its_time) {
+  drv->caps.heartbeat = true;
+  transport_host_config hc;
+  hc.timing.ping_interval = 1s;
+  hc.timing.dead_peer_timeout = 3s;
+  spawn(hc);
+  bring_up();
+  advance(1500ms);
+  drv->ev.on_pong(tp::pong{gen()});
+  EXPECT_FALSE(transport_scheduled());
+  run();
+  advance(2999ms); // 4.499 s: 2.999 s of silence since the pong
+  EXPECT_EQ(log->last(), transport_status::up);
+  advance(1ms);
+  EXPECT_EQ(log->last(), transport_status::down);
+}
+
+TEST_F(routed_test, a_pong_of_a_stale_connection_does_not_count) {
+  drv->caps.heartbeat = true;
+  transport_host_config hc;
+  hc.timing.ping_interval = 1s;
+  hc.timing.dead_peer_timeout = 3s;
+  spawn(hc);
+  bring_up();
+  advance(1s);
+  drv->ev.on_pong(tp::pong{gen() + 7});
+  run();
+  advance(2s); // 3 s since the link came up, nothing from it
+  EXPECT_EQ(log->last(), transport_status::down);
+}
