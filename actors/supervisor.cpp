@@ -725,6 +725,24 @@ void health_request(self_ptr self, std::size_t i, F done) {
   api_call call{"health-" + std::to_string(st.next_key++), "GET", "/health",
                 "", ""};
   auto t = st.cfg.health_timeout;
+  if (auto& lane = st.slots[i].lane) {
+    // through the call lane, as a plain call (no return address: any
+    // failure is this check's answer) with this actor as the requester:
+    // neither way through the transport actor's mailbox
+    call.deadline = self->clock().now() + t;
+    auto mid = self->new_request_id(caf::message_priority::normal);
+    auto me = caf::actor_cast<caf::strong_actor_ptr>(self);
+    caf::response_promise rp{me, me, {}, mid};
+    if (lane->submit(call, rp, caf::actor{}, static_cast<uint64_t>(i),
+                     false)) {
+      self->add_multiplexed_response_handler(
+        mid.response_id(),
+        caf::behavior{[=](api_reply&) { done(true); },
+                      [=](caf::error&) { done(false); }});
+      return;
+    }
+    call.deadline = {}; // the lane is closed: the actor answers at once
+  }
   // no CAF request timer (a wake-up of the clock thread to set and one to
   // cancel, every health check of every session): the transport answers
   // by the call's deadline, see dispatch()
