@@ -665,27 +665,24 @@ tp::driver_events make_events(const caf::actor_addr& addr,
     try {
       tab->mark_rx(sys->clock().now());
       auto c = tab->take(x.gen, x.key, x.wire_id);
-      if (c && c->lane) {
-        // a lane call is not in the actor's table: whatever the status,
-        // answered (or handed back) from here
+      auto answer = [&] {
         api_reply r;
         r.id = c->call_id;
         r.status = x.status;
         r.body = std::move(x.body);
         r.headers = std::move(x.headers);
         r.via = c->via;
-        answer_reply(*tab, *c, std::move(r));
+        return r;
+      };
+      if (c && c->lane) {
+        // a lane call is not in the actor's table: whatever the status,
+        // answered (or handed back) from here
+        answer_reply(*tab, *c, answer());
         return;
       }
       if (c && final_reply(*c, x.status)) {
         if (c->claim()) {
-          api_reply r;
-          r.id = c->call_id;
-          r.status = x.status;
-          r.body = std::move(x.body);
-          r.headers = std::move(x.headers);
-          r.via = c->via;
-          c->respond(final_message(*c, std::move(r)));
+          c->respond(final_message(*c, answer()));
           tab->answered(c->key);
         }
         return; // answered (by this thread or, already, by the actor)

@@ -782,17 +782,23 @@ struct routed_test : transport_actor_test {
   /// A routed call with its deadline `left` from now (slot 7).
   reply_box routed(std::string id, caf::timespan left = 10s,
                    bool auth = false) {
+    auto c = routed_call(std::move(id), left, auth);
+    auto box = aico::test::call_into<api_reply>(sys, t, request_atom_v,
+                                                std::move(c), back,
+                                                uint64_t{7}, auth);
+    run();
+    return box;
+  }
+
+  /// A routed call with its deadline `left` from now.
+  api_call routed_call(std::string id, caf::timespan left, bool auth) {
     api_call c;
     c.id = std::move(id);
     c.method = "GET";
     c.path = auth ? "/users/me" : "/health";
     c.token = auth ? "tok" : "";
     c.deadline = sys.clock().now() + left;
-    auto box = aico::test::call_into<api_reply>(sys, t, request_atom_v,
-                                                std::move(c), back,
-                                                uint64_t{7}, auth);
-    run();
-    return box;
+    return c;
   }
 
   /// The driver's I/O thread delivers a reply (without running anything).
@@ -1041,12 +1047,7 @@ struct lane_test : routed_test {
   /// A routed call through the lane with its deadline `left` from now.
   reply_box submit(std::string id, caf::timespan left = 10s,
                    bool auth = false) {
-    api_call c;
-    c.id = std::move(id);
-    c.method = "GET";
-    c.path = auth ? "/users/me" : "/health";
-    c.token = auth ? "tok" : "";
-    c.deadline = sys.clock().now() + left;
+    auto c = routed_call(std::move(id), left, auth);
     auto box = aico::test::call_into<api_reply>(sys, caller, request_atom_v,
                                                 std::move(c), uint64_t{7},
                                                 auth);
