@@ -172,7 +172,8 @@ caf::behavior back_fun(caf::event_based_actor*) {
 /// the transport actor.
 caf::behavior submitter(caf::event_based_actor* self,
                         std::shared_ptr<call_lane> lane, caf::actor transport,
-                        caf::actor back, std::atomic<int>* taken) {
+                        caf::actor back,
+                        std::shared_ptr<std::atomic<int>> taken) {
   return {
     [=](request_atom, api_call& c) -> caf::result<api_reply> {
       c.deadline = self->clock().now() + 150ms;
@@ -207,7 +208,7 @@ struct tally {
 
 /// Sends `n` calls to `dst`, `window` at a time, and tallies the answers.
 void client(caf::event_based_actor* self, caf::actor dst, std::string name,
-            int n, int window, tally* t) {
+            int n, int window, std::shared_ptr<tally> t) {
   auto next = std::make_shared<int>(0);
   auto send_one = std::make_shared<std::function<void()>>();
   *send_one = [=] {
@@ -257,14 +258,17 @@ TEST(call_lane_threads, every_call_is_answered_under_drops_and_losses) {
   caf::anon_send(t, connect_atom_v);
   constexpr int clients = 4;
   constexpr int per_client = 1500;
-  tally tl;
-  std::atomic<int> taken{0};
+  // shared with the actors, which may still run while this test ends
+  auto tp_ = std::make_shared<tally>();
+  auto& tl = *tp_;
+  auto taken_ = std::make_shared<std::atomic<int>>(0);
+  auto& taken = *taken_;
   std::vector<caf::actor> subs;
   for (int i = 0; i < clients; ++i) {
     auto s = sys.spawn(submitter, lane, caf::actor_cast<caf::actor>(t), back,
-                       &taken);
+                       taken_);
     subs.push_back(s);
-    sys.spawn(client, s, "c" + std::to_string(i), per_client, 16, &tl);
+    sys.spawn(client, s, "c" + std::to_string(i), per_client, 16, tp_);
   }
   {
     std::unique_lock<std::mutex> lk{tl.mx};
