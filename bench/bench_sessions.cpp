@@ -217,6 +217,8 @@ caf::behavior tracker(caf::stateful_actor<tracker_state>* self, tally* t,
 struct engine_run_options {
   std::string http_url, ws_url;
   bool login = true;
+  /// supervisor_config::call_lane (health checks through the lane).
+  bool call_lane = true;
   std::string user, password;
   int threads = 2;
 };
@@ -278,6 +280,7 @@ idle_figures run_engines(const idle_params& prm, const engine_run_options& o,
       c.http.base_url = o.http_url;
       c.ws.ping_interval = prm.ping_interval;
       c.ws.connect_timeout = 30s;
+      c.call_lane = o.call_lane;
       ec.tokens.request_timeout = 60s;
       engines.push_back(std::make_unique<engine>(sys, ec));
       auto& e = *engines.back();
@@ -371,7 +374,7 @@ int main(int argc, char** argv) {
   idle_params prm;
   int sessions = 10000;
   double hold_s = 30, ping_s = 30, rate = 500;
-  bool no_login = false, json_out = false, quick = false;
+  bool no_login = false, json_out = false, quick = false, no_lane = false;
   std::string variant = "both";
   // internal: the raw child
   bool raw_child = false;
@@ -392,6 +395,9 @@ int main(int argc, char** argv) {
   app.add_option("--caf-threads", threads, "engine scheduler threads")
     ->check(CLI::Range(1, 64));
   app.add_flag("--no-login", no_login, "engine sessions do not log in");
+  app.add_flag("--no-call-lane", no_lane,
+               "engine health checks through the transport actor "
+               "(supervisor_config::call_lane off)");
   app.add_flag("--quick", quick, "smoke run: 100 sessions, 2 s hold");
   app.add_flag("--json", json_out, "one JSON object");
   app.add_flag("--raw-child", raw_child)->group("");
@@ -478,6 +484,7 @@ int main(int argc, char** argv) {
     eo.http_url = gw.http_url();
     eo.ws_url = gw.ws_url();
     eo.login = !no_login;
+    eo.call_lane = !no_lane;
     eo.user = "idle";
     eo.password = "idle-pw";
     eo.threads = threads;
