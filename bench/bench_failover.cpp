@@ -52,7 +52,8 @@ struct stats {
 
 class bench {
 public:
-  bench(aico::test::gateway_process& gw, std::vector<transport_mode> order)
+  bench(aico::test::gateway_process& gw, std::vector<transport_mode> order,
+        bool call_lane)
     : gw_(gw), admin_(gw.host(), gw.port()) {
     auto r = admin_.post("/api/v1/users/authenticate",
                          json::object{{"username", "root"},
@@ -71,6 +72,7 @@ public:
     c.health_interval = 1s;
     c.health_timeout = 1s;
     c.failback_probes = 2;
+    c.call_lane = call_lane;
     c.backoff = {std::chrono::milliseconds{100}, 1.6, 0.2,
                  std::chrono::milliseconds{1000}};
     cfg.shutdown_timeout = 5s;
@@ -146,6 +148,10 @@ int main(int argc, char** argv) {
   app.add_flag("--json", as_json, "One JSON object");
   bool quick = false;
   app.add_flag("--quick", quick, "3 trials (smoke run)");
+  bool lanes = true;
+  app.add_flag("--call-lane,!--no-call-lane", lanes,
+               "calls and health checks through the call lane "
+               "(supervisor_config::call_lane, on by default)");
   CLI11_PARSE(app, argc, argv);
   if (quick)
     trials = 3;
@@ -167,7 +173,7 @@ int main(int argc, char** argv) {
   std::printf("%-9s %8s | %9s %9s %9s | %9s %9s %9s\n", "scenario", "rtt p50",
               "fo p50", "fo p90", "fo max", "fb p50", "fb p90", "fb max");
   for (auto& sc : scenarios) {
-    bench b{gw, sc.order};
+    bench b{gw, sc.order, lanes};
     auto t_start = steady::now();
     if (b.until_via(sc.best, t_start) < 0) {
       std::cerr << "aico-bench-failover: " << sc.name
