@@ -230,6 +230,8 @@ void client(caf::event_based_actor* self, caf::actor dst, std::string name,
           (*send_one)();
         });
   };
+  // send_one's handlers hold send_one: break the cycle when the client ends
+  self->attach_functor([send_one] { *send_one = nullptr; });
   for (int i = 0; i < window; ++i)
     (*send_one)();
 }
