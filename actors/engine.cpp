@@ -40,13 +40,10 @@ engine::engine(caf::actor_system& sys, engine_config cfg, bool connect)
     // key, pinned server keys) lives in STATE_DIR/aico
     auto dir = (cfg_.state_dir.empty() ? temp_state_dir_ : cfg_.state_dir)
                + "/aico";
-    for (transport_config* t :
-         {static_cast<transport_config*>(&cfg_.connection.http),
-          static_cast<transport_config*>(&cfg_.connection.ws),
-          static_cast<transport_config*>(&cfg_.connection.ipc)}) {
-      t->profile = "aico";
-      t->profile_state_dir = dir;
-    }
+    cfg_.connection.for_each_transport([&dir](transport_config& t) {
+      t.profile = "aico";
+      t.profile_state_dir = dir;
+    });
   }
   cfg_.queue.request_timeout = cfg_.request_timeout;
   cfg_.cache.request_timeout = cfg_.request_timeout;

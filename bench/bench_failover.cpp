@@ -65,10 +65,11 @@ public:
     c.http.base_url = gw.http_url();
     c.ws.url = gw.ws_url();
     c.ipc.endpoint = gw.ipc_endpoint();
-    c.http.connect_timeout = c.ws.connect_timeout = c.ipc.connect_timeout
-      = 2s;
-    c.ws.ping_interval = c.ipc.ping_interval = 500ms;
-    c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = 2s;
+    c.for_each_transport([](transport_config& t) {
+      t.connect_timeout = 2s;
+      t.ping_interval = 500ms;
+      t.dead_peer_timeout = 2s;
+    });
     c.health_interval = 1s;
     c.health_timeout = 1s;
     c.failback_probes = 2;

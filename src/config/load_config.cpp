@@ -306,43 +306,36 @@ struct security_setters {
   caf::error ca_file(const std::string& v, const std::string& k) {
     if (auto err = check_readable_file(v, k, "a CA certificate file (PEM)"))
       return err;
-    cfg.connection.http.tls.ca_file = cfg.connection.ws.tls.ca_file
-      = cfg.connection.grpc.tls.ca_file = v;
+    cfg.connection.for_each_tls([&](auto& t) { t.ca_file = v; });
     return {};
   }
   caf::error ca_dir(const std::string& v, const std::string& k) {
     if (auto err = check_dir(v, k))
       return err;
-    cfg.connection.http.tls.ca_dir = cfg.connection.ws.tls.ca_dir
-      = cfg.connection.grpc.tls.ca_dir = v;
+    cfg.connection.for_each_tls([&](auto& t) { t.ca_dir = v; });
     return {};
   }
   caf::error pin(const std::string& v, const std::string& k) {
     if (auto err = check_pin(v, k))
       return err;
-    cfg.connection.http.tls.pinned_public_key
-      = cfg.connection.ws.tls.pinned_public_key
-      = cfg.connection.grpc.tls.pinned_public_key = v;
+    cfg.connection.for_each_tls([&](auto& t) { t.pinned_public_key = v; });
     return {};
   }
   caf::error client_cert(const std::string& v, const std::string& k) {
     if (auto err = check_readable_file(v, k, "a client certificate (PEM)"))
       return err;
-    cfg.connection.http.tls.client_cert = cfg.connection.ws.tls.client_cert
-      = cfg.connection.grpc.tls.client_cert = v;
+    cfg.connection.for_each_tls([&](auto& t) { t.client_cert = v; });
     return {};
   }
   caf::error client_key(const std::string& v, const std::string& k) {
     if (auto err = check_readable_file(v, k, "a client private key (PEM)"))
       return err;
-    cfg.connection.http.tls.client_key = cfg.connection.ws.tls.client_key
-      = cfg.connection.grpc.tls.client_key = v;
+    cfg.connection.for_each_tls([&](auto& t) { t.client_key = v; });
     return {};
   }
   caf::error insecure(bool v) {
-    cfg.connection.http.tls.insecure_skip_verify
-      = cfg.connection.ws.tls.insecure_skip_verify
-      = cfg.connection.grpc.tls.insecure_skip_verify = v;
+    cfg.connection.for_each_tls(
+      [&](auto& t) { t.insecure_skip_verify = v; });
     return {};
   }
   caf::error server_key(const std::string& v, const std::string& k) {
@@ -405,11 +398,11 @@ std::map<std::string, std::string> process_environment() {
 engine_config default_client_config() {
   engine_config cfg;
   auto& c = cfg.connection;
-  c.http.connect_timeout = c.ws.connect_timeout = c.ipc.connect_timeout
-    = c.grpc.connect_timeout = 3s;
-  c.ws.ping_interval = c.ipc.ping_interval = c.grpc.ping_interval = 5s;
-  c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = c.grpc.dead_peer_timeout
-    = 15s;
+  c.for_each_transport([](transport_config& t) {
+    t.connect_timeout = 3s;
+    t.ping_interval = 5s;
+    t.dead_peer_timeout = 15s;
+  });
   c.health_interval = 10s;
   c.backoff = {std::chrono::milliseconds{250}, 1.6, 0.2,
                std::chrono::milliseconds{5000}};
@@ -533,15 +526,14 @@ caf::error apply_config_json(const std::string& text, engine_config& cfg) {
                                         + ws_url + "'");
     c.ws.url = ws_url;
   }
-  if (connect_timeout.count() > 0)
-    c.http.connect_timeout = c.ws.connect_timeout = c.ipc.connect_timeout
-      = c.grpc.connect_timeout = connect_timeout;
-  if (ping_interval.count() > 0)
-    c.ws.ping_interval = c.ipc.ping_interval = c.grpc.ping_interval
-      = ping_interval;
-  if (dead_peer.count() > 0)
-    c.ws.dead_peer_timeout = c.ipc.dead_peer_timeout = c.grpc.dead_peer_timeout
-      = dead_peer;
+  c.for_each_transport([&](transport_config& t) {
+    if (connect_timeout.count() > 0)
+      t.connect_timeout = connect_timeout;
+    if (ping_interval.count() > 0)
+      t.ping_interval = ping_interval;
+    if (dead_peer.count() > 0)
+      t.dead_peer_timeout = dead_peer;
+  });
   return {};
 }
 
@@ -830,10 +822,9 @@ caf::error finalize(engine_config& cfg, std::vector<std::string>& warnings) {
     set_state_dir(cfg, cfg.state_dir);
   auto t = cfg.request_timeout;
   cfg.tokens.request_timeout = std::min(cfg.tokens.request_timeout, t);
-  c.http.connect_timeout = std::min(c.http.connect_timeout, t);
-  c.ws.connect_timeout = std::min(c.ws.connect_timeout, t);
-  c.ipc.connect_timeout = std::min(c.ipc.connect_timeout, t);
-  c.grpc.connect_timeout = std::min(c.grpc.connect_timeout, t);
+  c.for_each_transport([t](transport_config& x) {
+    x.connect_timeout = std::min(x.connect_timeout, t);
+  });
   return {};
 }
 
