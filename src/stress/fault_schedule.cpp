@@ -5,18 +5,16 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "aico/models.hpp" // transport_mode: the door names
+
 namespace aico::stress {
 
-const char* to_string(fault_kind k) {
-  switch (k) {
-    case fault_kind::ws_down:
-      return "ws down";
-    case fault_kind::ipc_down:
-      return "ipc down";
+std::string to_string(const periodic_fault& f) {
+  switch (f.kind) {
+    case fault_kind::door_down:
+      return f.door + " down";
     case fault_kind::drop_ws:
       return "drop ws";
-    case fault_kind::grpc_down:
-      return "grpc down";
     default:
       return "kill";
   }
@@ -29,14 +27,32 @@ bool fault_schedule::has_kill() const {
   return false;
 }
 
-bool fault_schedule::has_grpc() const {
+bool fault_schedule::switches_door(const std::string& name) const {
   for (auto& p : periodic)
-    if (p.kind == fault_kind::grpc_down)
+    if (p.kind == fault_kind::door_down && p.door == name)
       return true;
   return false;
 }
 
 namespace {
+
+/// The doors a schedule may take down: every transport but HTTP, e.g.
+/// "ipc, ws, grpc".
+std::string doors() {
+  std::string res;
+  for (uint8_t i = 0;; ++i) {
+    auto m = static_cast<transport_mode>(i);
+    transport_mode back{};
+    if (!from_string(to_string(m), back) || back != m)
+      break;
+    if (m == transport_mode::http)
+      continue;
+    if (!res.empty())
+      res += ", ";
+    res += to_string(m);
+  }
+  return res;
+}
 
 std::string trim(const std::string& s) {
   size_t b = 0, e = s.size();
@@ -150,18 +166,20 @@ bool parse_fault_schedule(const std::string& text, fault_schedule& out,
         f.kind = fault_kind::kill;
       } else if (act.size() == 2 && act[0] == "drop" && act[1] == "ws") {
         f.kind = fault_kind::drop_ws;
-      } else if (act.size() == 3 && act[1] == "down"
-                 && (act[0] == "ws" || act[0] == "ipc" || act[0] == "grpc")) {
-        f.kind = act[0] == "ws"    ? fault_kind::ws_down
-                 : act[0] == "ipc" ? fault_kind::ipc_down
-                                   : fault_kind::grpc_down;
+      } else if (act.size() == 3 && act[1] == "down") {
+        transport_mode door{};
+        if (!from_string(act[0], door) || door == transport_mode::http)
+          return bad("no door '" + act[0] + "' to take down (use a "
+                     "transport name other than http: " + doors() + ")");
+        f.kind = fault_kind::door_down;
+        f.door = act[0];
         if (!parse_duration(act[2], f.duration) || f.duration.count() <= 0)
           return bad("bad down time '" + act[2] + "' (use e.g. 2s)");
         if (f.duration >= f.period)
           return bad("down time must be shorter than the period");
       } else {
-        return bad("unknown action (use 'ws down D', 'ipc down D', "
-                   "'grpc down D', 'drop ws' or 'kill')");
+        return bad("unknown action (use 'DOOR down D' with DOOR one of "
+                   + doors() + ", 'drop ws' or 'kill')");
       }
       out.periodic.push_back(f);
       continue;
@@ -212,9 +230,8 @@ std::string describe(const fault_schedule& s) {
   };
   for (auto& p : s.periodic) {
     sep();
-    out << "every " << p.period.count() << "ms: " << to_string(p.kind);
-    if (p.kind == fault_kind::ws_down || p.kind == fault_kind::ipc_down
-        || p.kind == fault_kind::grpc_down)
+    out << "every " << p.period.count() << "ms: " << to_string(p);
+    if (p.kind == fault_kind::door_down)
       out << " " << p.duration.count() << "ms";
   }
   if (s.fail_ratio > 0) {

@@ -3,7 +3,9 @@
 //   every 5s: ws down 2s; every 11s: ipc down 3s; 5% 503; kill every 30s
 //
 // Clauses are separated by ';' or new lines ('#' starts a comment):
-//   every P: (ws|ipc|grpc) down D  take the door down for D every P (D < P)
+//   every P: DOOR down D         take a door down for D every P (D < P);
+//                                DOOR is any transport name but http (the
+//                                gateway's fault endpoint is on HTTP)
 //   every P: drop ws             close every open WebSocket once every P
 //   every P: kill                kill -9 the gateway and restart it (only
 //   kill every P                 when aico-stress started the gateway)
@@ -18,15 +20,20 @@
 
 namespace aico::stress {
 
-enum class fault_kind { ws_down, ipc_down, drop_ws, kill, grpc_down };
+enum class fault_kind { door_down, drop_ws, kill };
 
-const char* to_string(fault_kind k);
 
 struct periodic_fault {
-  fault_kind kind = fault_kind::ws_down;
+  fault_kind kind = fault_kind::door_down;
+  /// door_down: the door's transport name ("ws", "ipc", "grpc", ...), also
+  /// its key in the gateway's fault endpoint ({"ws":"down"}).
+  std::string door;
   std::chrono::milliseconds period{0};
-  std::chrono::milliseconds duration{0}; ///< down time (ws/ipc/grpc down)
+  std::chrono::milliseconds duration{0}; ///< door_down: the down time
 };
+
+/// "ws down", "drop ws", "kill": the clause's action without its times.
+std::string to_string(const periodic_fault& f);
 
 struct fault_schedule {
   std::vector<periodic_fault> periodic;
@@ -37,8 +44,8 @@ struct fault_schedule {
     return periodic.empty() && fail_ratio == 0 && latency_ms == 0;
   }
   bool has_kill() const;
-  /// Some clause switches the gRPC door.
-  bool has_grpc() const;
+  /// Some clause switches the door `name` (the gateway must open it).
+  bool switches_door(const std::string& name) const;
 };
 
 /// Parses a schedule; on error returns false and sets `err` to a message

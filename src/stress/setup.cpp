@@ -148,7 +148,7 @@ namespace {
 
 /// A self-started gateway opens its gRPC door when the run uses it.
 bool uses_grpc(const options& o, const gateway_setup& g) {
-  return o.transports.find("grpc") != std::string::npos || g.faults.has_grpc();
+  return o.transports.find("grpc") != std::string::npos || g.faults.switches_door("grpc");
 }
 
 } // namespace
@@ -515,19 +515,11 @@ void fault_driver::run() {
       t.next += t.f.period;
       ++actions_;
       switch (t.f.kind) {
-        case fault_kind::ws_down:
-          post(json::object{{"ws", "down"}});
-          restores.emplace_back(now + t.f.duration, json::object{{"ws", "up"}});
-          break;
-        case fault_kind::grpc_down:
-          post(json::object{{"grpc", "down"}});
+        case fault_kind::door_down:
+          // the gateway's fault endpoint names its doors as the transports
+          post(json::object{{t.f.door, "down"}});
           restores.emplace_back(now + t.f.duration,
-                                json::object{{"grpc", "up"}});
-          break;
-        case fault_kind::ipc_down:
-          post(json::object{{"ipc", "down"}});
-          restores.emplace_back(now + t.f.duration,
-                                json::object{{"ipc", "up"}});
+                                json::object{{t.f.door, "up"}});
           break;
         case fault_kind::drop_ws:
           post(json::object{{"drop_ws", true}});

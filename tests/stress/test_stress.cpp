@@ -102,10 +102,12 @@ TEST(FaultSchedule, ParsesTheIssueExample) {
     "every 5s: ws down 2s; every 11s: ipc down 3s; 5% 503", s, err))
     << err;
   ASSERT_EQ(s.periodic.size(), 2u);
-  EXPECT_EQ(s.periodic[0].kind, fault_kind::ws_down);
+  EXPECT_EQ(s.periodic[0].kind, fault_kind::door_down);
+  EXPECT_EQ(s.periodic[0].door, "ws");
   EXPECT_EQ(s.periodic[0].period, 5000ms);
   EXPECT_EQ(s.periodic[0].duration, 2000ms);
-  EXPECT_EQ(s.periodic[1].kind, fault_kind::ipc_down);
+  EXPECT_EQ(s.periodic[1].kind, fault_kind::door_down);
+  EXPECT_EQ(s.periodic[1].door, "ipc");
   EXPECT_EQ(s.periodic[1].period, 11000ms);
   EXPECT_EQ(s.periodic[1].duration, 3000ms);
   EXPECT_DOUBLE_EQ(s.fail_ratio, 0.05);
@@ -120,17 +122,28 @@ TEST(FaultSchedule, GrpcDoorDown) {
                                    s, err))
     << err;
   ASSERT_EQ(s.periodic.size(), 2u);
-  EXPECT_EQ(s.periodic[0].kind, fault_kind::grpc_down);
+  EXPECT_EQ(s.periodic[0].kind, fault_kind::door_down);
+  EXPECT_EQ(s.periodic[0].door, "grpc");
   EXPECT_EQ(s.periodic[0].period, 7000ms);
   EXPECT_EQ(s.periodic[0].duration, 2000ms);
-  EXPECT_TRUE(s.has_grpc());
+  EXPECT_TRUE(s.switches_door("grpc"));
+  EXPECT_TRUE(s.switches_door("ws"));
+  EXPECT_FALSE(s.switches_door("ipc"));
   EXPECT_EQ(describe(s), "every 7000ms: grpc down 2000ms; every 5000ms: ws "
                          "down 1000ms");
   fault_schedule none;
   ASSERT_TRUE(parse_fault_schedule("every 5s: ws down 1s", none, err));
-  EXPECT_FALSE(none.has_grpc());
+  EXPECT_FALSE(none.switches_door("grpc"));
   EXPECT_FALSE(parse_fault_schedule("every 5s: grpc down 6s", none, err));
   EXPECT_NE(err.find("shorter than the period"), std::string::npos) << err;
+  // a door is a transport name, and not http (the fault endpoint is on it)
+  EXPECT_FALSE(parse_fault_schedule("every 5s: http down 1s", none, err));
+  EXPECT_NE(err.find("no door 'http'"), std::string::npos) << err;
+  EXPECT_NE(err.find("ipc, ws, grpc"), std::string::npos) << err;
+  EXPECT_FALSE(parse_fault_schedule("every 5s: sse down 1s", none, err));
+  EXPECT_NE(err.find("no door 'sse'"), std::string::npos) << err;
+  EXPECT_FALSE(parse_fault_schedule("every 5s: ws up 1s", none, err));
+  EXPECT_NE(err.find("unknown action"), std::string::npos) << err;
 }
 
 TEST(Progress, GrpcColumnOnlyWhenUsed) {
