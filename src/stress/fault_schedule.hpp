@@ -22,7 +22,6 @@ namespace aico::stress {
 
 enum class fault_kind { door_down, drop_ws, kill };
 
-
 struct periodic_fault {
   fault_kind kind = fault_kind::door_down;
   /// door_down: the door's transport name ("ws", "ipc", "grpc", ...), also

@@ -148,7 +148,8 @@ namespace {
 
 /// A self-started gateway opens its gRPC door when the run uses it.
 bool uses_grpc(const options& o, const gateway_setup& g) {
-  return o.transports.find("grpc") != std::string::npos || g.faults.switches_door("grpc");
+  return o.transports.find("grpc") != std::string::npos
+         || g.faults.switches_door("grpc");
 }
 
 } // namespace

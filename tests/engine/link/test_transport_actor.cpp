@@ -812,13 +812,13 @@ struct routed_test : transport_actor_test {
     drv->ev.on_reply(std::move(r));
   }
 
-  /// Whether the transport actor has a message to run.
   /// The transport actor's address as a job pointer (null once it is gone;
   /// casting a null handle is undefined).
   caf::abstract_actor* transport_job() const {
     return t ? caf::actor_cast<caf::abstract_actor*>(t) : nullptr;
   }
 
+  /// Whether the transport actor has a message to run.
   bool transport_scheduled() const {
     auto me = transport_job();
     if (me == nullptr)
