@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "actors/transport_actor.hpp"
+#include "src/core/url_host.hpp"
 #include "src/profile/aico/http_driver.hpp"
 #include "src/transport/curl/http_driver.hpp"
 #include "src/transport/grpc/grpc_driver.hpp"
@@ -31,6 +32,58 @@ transport_caps caps(bool pushes_events, bool degraded) {
   c.degraded = degraded;
   return c;
 }
+
+// -- endpoints (transport_endpoint) -------------------------------------------
+
+const transport_endpoint ipc_endpoint{
+  [](supervisor_config& c) -> std::string& { return c.ipc.endpoint; },
+  "Gateway IPC endpoint (ipc://PATH, or tcp://HOST:PORT with "
+  "--ipc-server-key); IPC is skipped without it",
+  [](const supervisor_config& c) -> std::string {
+    auto& ep = c.ipc.endpoint;
+    bool tcp = ep.rfind("tcp://", 0) == 0;
+    if (tcp && c.ipc.curve_server_key.empty())
+      return "the IPC endpoint " + ep
+             + " is reached over TCP, which needs CurveZMQ: give the "
+               "gateway's public key (--ipc-server-key KEY, "
+               "--ipc-server-key-file FILE, AICO_IPC_SERVER_KEY or "
+               "curve.server_key; the gateway prints it at start and keeps "
+               "it in DATA_DIR/ipc-curve.pub)";
+    if (!tcp && ep.rfind("ipc://", 0) != 0)
+      return "expected an ipc:// or tcp:// endpoint, got '" + ep + "'";
+    return {};
+  },
+  nullptr,
+};
+
+bool grpc_tls(const supervisor_config& c) {
+  return c.grpc.endpoint.rfind("grpcs://", 0) == 0;
+}
+
+const transport_endpoint grpc_endpoint{
+  [](supervisor_config& c) -> std::string& { return c.grpc.endpoint; },
+  "Gateway gRPC door, HOST:PORT (or grpcs://HOST:PORT for TLS); used where "
+  "--transports names grpc",
+  [](const supervisor_config& c) -> std::string {
+    auto& ep = c.grpc.endpoint;
+    std::string target;
+    std::string why;
+    bool tls = false;
+    if (!grpc_link::parse_grpc_endpoint(ep, target, tls, why)) {
+      // the driver's sentence, without its "grpc transport: "
+      auto colon = why.find(": ");
+      return colon == std::string::npos ? why : why.substr(colon + 2);
+    }
+    if (!tls && !is_loopback_url("grpc://" + target))
+      return "the gRPC endpoint " + ep
+             + " is not on this machine and not encrypted: passwords, "
+               "tokens and messages would cross the network in clear "
+               "text; use grpcs://HOST:PORT (TLS, the gateway's "
+               "--tls-cert)";
+    return {};
+  },
+  grpc_tls,
+};
 
 } // namespace
 
@@ -110,7 +163,8 @@ const std::vector<transport_entry>& transport_registry() {
      [](caf::actor_system& sys, const supervisor_config& cfg,
         transport_listener_actor l) {
        return spawn_ipc_transport(sys, cfg.ipc, std::move(l));
-     }},
+     },
+     "IPC", "client-facing ZeroMQ", &ipc_endpoint},
     {"ws", transport_mode::ws, caps(true, false), true,
      [](caf::actor_system& sys, const supervisor_config& cfg,
         transport_listener_actor l) {
@@ -118,20 +172,23 @@ const std::vector<transport_entry>& transport_registry() {
        if (cfg.ws.profile == "aico")
          return spawn_aico_ws_transport(sys, cfg.ws, cfg.http, std::move(l));
        return spawn_ws_transport(sys, cfg.ws, std::move(l));
-     }},
+     },
+     "WebSocket", "WebSocket server", nullptr},
     // requests on pooled connections, events on a separate SSE stream
     {"http", transport_mode::http, caps(false, true), false,
      [](caf::actor_system& sys, const supervisor_config& cfg,
         transport_listener_actor l) {
        return spawn_http_transport(sys, cfg.http, std::move(l));
-     }},
+     },
+     "HTTP", "HTTP server", nullptr},
     // not in the default order; calls and an Events stream on one HTTP/2
     // connection, HTTP/2 keepalive pings instead of the owner's heartbeat
     {"grpc", transport_mode::grpc, caps(true, false), false,
      [](caf::actor_system& sys, const supervisor_config& cfg,
         transport_listener_actor l) {
        return spawn_grpc_transport(sys, cfg.grpc, std::move(l));
-     }},
+     },
+     "gRPC", "gRPC door", &grpc_endpoint},
   };
   return entries;
 }
@@ -148,6 +205,13 @@ const transport_entry* find_transport(transport_mode mode) {
     if (e.mode == mode)
       return &e;
   return nullptr;
+}
+
+std::string endpoint_variable(const transport_entry& e) {
+  std::string res = "AICO_";
+  for (const char* p = e.name; *p != 0; ++p)
+    res += (*p >= 'a' && *p <= 'z') ? static_cast<char>(*p - 'a' + 'A') : *p;
+  return res;
 }
 
 std::string known_transport_names() {

@@ -10,10 +10,14 @@
 // supervisor's config: the generic transport actor (actors/transport_actor)
 // hosting the transport's driver (src/transport/<lib>/<x>_driver).
 //
+// A transport configured by one endpoint (ipc, grpc) also says in its entry
+// where the endpoint is kept and how it is checked: the config file's key,
+// the AICO_ variable and the --flag of aico, aico-chat and aico-stress are
+// made from its name (src/config/load_config.cpp, src/cli/cli_config.cpp).
+//
 // Adding a transport (docs/architecture.md "Adding a transport"): its driver
-// folder, one entry in transport_registry.cpp, its settings struct in
-// src/transport/config.hpp and member in supervisor_config, its config keys
-// in src/config/load_config.cpp, its transport_mode value, and tests.
+// folder (with its settings struct), one entry in transport_registry.cpp,
+// its member in supervisor_config, its transport_mode value, and tests.
 #pragma once
 
 #include <string>
@@ -26,6 +30,25 @@
 #include "src/core/link_policy.hpp"
 
 namespace aico {
+
+/// The endpoint of a transport configured by one string (ipc, grpc; ws and
+/// http take their URLs from --url). Its config-file key, its command-line
+/// flag and its variable come from the entry's name: "grpc", --grpc,
+/// AICO_GRPC (endpoint_variable()).
+struct transport_endpoint {
+  /// Where the endpoint is kept in the supervisor's config ("" = not given:
+  /// the transport is dropped from the order).
+  std::string& (*of)(supervisor_config& cfg);
+  /// The flag's --help text.
+  const char* help;
+  /// Checks the given endpoint of a transport the order uses: "" when it
+  /// is fine, else a sentence saying what is wrong and what to give
+  /// instead (the loader prefixes "config: NAME: ").
+  std::string (*check)(const supervisor_config& cfg);
+  /// The endpoint asks for TLS (grpcs://): the shared TLS options apply to
+  /// it (nullptr: never).
+  bool (*uses_tls)(const supervisor_config& cfg);
+};
 
 struct transport_entry {
   /// The name in the failover order and the config section of its
@@ -43,6 +66,13 @@ struct transport_entry {
   transport_actor (*spawn)(caf::actor_system& sys,
                            const supervisor_config& cfg,
                            transport_listener_actor listener);
+  /// Its name in sentences ("IPC", "gRPC").
+  const char* title;
+  /// What a server needs to offer for it, in sentences ("client-facing
+  /// ZeroMQ", "gRPC door").
+  const char* door;
+  /// Set for a transport configured by one endpoint, else nullptr.
+  const transport_endpoint* endpoint;
 };
 
 /// Every known transport; the default failover order is ipc, ws, http
@@ -52,6 +82,10 @@ const std::vector<transport_entry>& transport_registry();
 /// The entry of a name / mode (nullptr if unknown).
 const transport_entry* find_transport(const std::string& name);
 const transport_entry* find_transport(transport_mode mode);
+
+/// The environment variable of an entry's endpoint: "AICO_" and its name in
+/// capitals ("AICO_GRPC").
+std::string endpoint_variable(const transport_entry& e);
 
 /// The known names, comma-separated ("ipc, ws, http"), for messages.
 std::string known_transport_names();

@@ -19,6 +19,7 @@
 #include "caf/all.hpp"
 
 #include "src/transport/config.hpp"
+#include "src/transport/grpc/grpc_config.hpp"
 
 #include "messages/type_ids.hpp"
 

@@ -6,8 +6,9 @@
 // Precedence, lowest first:
 //   1. the client defaults (docs/configuration.md, "Client defaults"),
 //   2. the JSON config file `file` (every key of docs/configuration.md),
-//   3. the AICO_* variables in `env` (AICO_URL, AICO_IPC, AICO_TRANSPORTS,
-//      AICO_STATE_DIR, AICO_REQUEST_TIMEOUT_MS, AICO_SHUTDOWN_TIMEOUT_MS),
+//   3. the AICO_* variables in `env` (AICO_URL, AICO_IPC, AICO_GRPC,
+//      AICO_TRANSPORTS, AICO_STATE_DIR, AICO_REQUEST_TIMEOUT_MS,
+//      AICO_SHUTDOWN_TIMEOUT_MS),
 //   4. the fields below that are set (non-empty / non-zero).
 //
 //   auto cfg = aico::client_config::load("client.json"); // file + process env
@@ -45,7 +46,9 @@ struct AICO_API client_config {
   /// IPC endpoint, e.g. "ipc:///run/aico/gateway.ipc". Without one, IPC is
   /// left out of the transports.
   std::string ipc;
-  /// Transports to use, best first: any of "ipc", "ws", "http".
+  /// Transports to use, best first: any of "ipc", "ws", "http", "grpc"
+  /// (gRPC's endpoint comes from the file's "grpc" key or AICO_GRPC in
+  /// `env`; without one it is left out, as IPC).
   std::vector<std::string> transports;
   /// Directory for tokens, the offline queue and the response cache
   /// (created 0700). Empty (everywhere) = a private temporary directory

@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "actors/transport_registry.hpp"
 #include "messages/errors.hpp"
 #include "src/core/log_line.hpp"
 #include "src/core/small_rng.hpp"
@@ -41,6 +42,18 @@ void opt_string(CLI::App& app, const std::string& name,
 
 } // namespace
 
+void add_endpoint_options(CLI::App& app, client_flags& f) {
+  // --ipc, --grpc: one per transport configured by an endpoint
+  for (auto& e : transport_registry()) {
+    if (!e.endpoint)
+      continue;
+    std::string name = e.name;
+    app.add_option_function<std::string>(
+      "--" + name, [&f, name](const std::string& v) { f.endpoints[name] = v; },
+      e.endpoint->help);
+  }
+}
+
 void add_connection_options(CLI::App& app, connection_options& o) {
   app.add_option("--config", o.config_file,
                  "JSON config file (default $AICO_CONFIG; see "
@@ -50,12 +63,7 @@ void add_connection_options(CLI::App& app, connection_options& o) {
   opt_string(app, "--url", f.url,
              "Gateway base URL, http:// or https:// (REST and WebSocket; "
              "default http://127.0.0.1:8771)");
-  opt_string(app, "--ipc", f.ipc,
-             "Gateway IPC endpoint (ipc://PATH, or tcp://HOST:PORT with "
-             "--ipc-server-key); IPC is skipped without it");
-  opt_string(app, "--grpc", f.grpc,
-             "Gateway gRPC door, HOST:PORT (or grpcs://HOST:PORT for TLS); "
-             "used where --transports names grpc");
+  add_endpoint_options(app, f);
   opt_string(app, "--transports", f.transports,
              "Transports to use, best first (default ipc,ws,http)");
   opt_string(app, "--state-dir", f.state_dir,

@@ -29,9 +29,14 @@ struct connection_options {
   double timeout_s = 10; ///< per request
 };
 
-/// Adds --config, --profile, --url, --ipc, --transports, --state-dir, --timeout (and
-/// the TLS and CURVE options) to `app`.
+/// Adds --config, --profile, --url, the endpoint options (--ipc, --grpc),
+/// --transports, --state-dir, --timeout (and the TLS and CURVE options) to
+/// `app`.
 void add_connection_options(CLI::App& app, connection_options& o);
+
+/// Adds --NAME ENDPOINT for each transport configured by an endpoint
+/// (--ipc, --grpc; actors/transport_registry.hpp), into `f.endpoints`.
+void add_endpoint_options(CLI::App& app, client_flags& f);
 
 /// Adds --profile (the wire profile; also used by aico-stress).
 void add_profile_option(CLI::App& app, client_flags& f);

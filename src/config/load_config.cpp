@@ -367,21 +367,6 @@ setter via(security_setters& s, string_op op) {
   };
 }
 
-/// The host of "scheme://host[:port][/...]" (without brackets).
-std::string url_host(const std::string& url) {
-  auto p = url.find("://");
-  auto rest = p == std::string::npos ? url : url.substr(p + 3);
-  rest = rest.substr(0, rest.find_first_of("/?#"));
-  if (auto at = rest.rfind('@'); at != std::string::npos)
-    rest = rest.substr(at + 1);
-  if (!rest.empty() && rest.front() == '[') {
-    auto close = rest.find(']');
-    return rest.substr(1, close == std::string::npos ? std::string::npos
-                                                     : close - 1);
-  }
-  return rest.substr(0, rest.find(':'));
-}
-
 } // namespace
 
 std::map<std::string, std::string> process_environment() {
@@ -498,8 +483,6 @@ caf::error apply_config_json(const std::string& text, engine_config& cfg) {
   table top{
     {"profile", profile(cfg.profile)},
     {"url", url_setter},
-    {"ipc", str(c.ipc.endpoint)},
-    {"grpc", str(c.grpc.endpoint)},
     {"transports", transports(c.order)},
     {"state_dir", str(cfg.state_dir)},
     {"request_timeout_ms", millis(cfg.request_timeout)},
@@ -513,6 +496,11 @@ caf::error apply_config_json(const std::string& text, engine_config& cfg) {
     {"tls", section(tls)},
     {"curve", section(curve)},
   };
+  // "ipc", "grpc": the endpoint of each transport configured by one
+  // (actors/transport_registry.hpp)
+  for (auto& e : transport_registry())
+    if (e.endpoint)
+      top.emplace_back(e.name, str(e.endpoint->of(c)));
   if (auto err = walk(v, "", top))
     return err;
   if (have_url)
@@ -566,10 +554,10 @@ caf::error apply_config_env(const std::map<std::string, std::string>& env,
   if (auto s = get("AICO_URL"))
     if (auto err = set_url(cfg, *s, "AICO_URL"))
       return err;
-  if (auto s = get("AICO_IPC"))
-    cfg.connection.ipc.endpoint = *s;
-  if (auto s = get("AICO_GRPC"))
-    cfg.connection.grpc.endpoint = *s;
+  for (auto& e : transport_registry()) // AICO_IPC, AICO_GRPC
+    if (e.endpoint)
+      if (auto s = get(endpoint_variable(e).c_str()))
+        e.endpoint->of(cfg.connection) = *s;
   if (auto s = get("AICO_TRANSPORTS"))
     if (auto err = parse_transports(split_list(*s), "AICO_TRANSPORTS",
                                     cfg.connection.order))
@@ -617,10 +605,13 @@ caf::error apply_flags(const client_flags& f, engine_config& cfg) {
   if (f.url)
     if (auto err = set_url(cfg, *f.url, "--url"))
       return err;
-  if (f.ipc)
-    c.ipc.endpoint = *f.ipc;
-  if (f.grpc)
-    c.grpc.endpoint = *f.grpc;
+  for (auto& [name, endpoint] : f.endpoints) { // --ipc, --grpc
+    auto e = find_transport(name);
+    if (!e || !e->endpoint)
+      return bad("--" + name, "no transport named '" + name
+                                + "' is configured by an endpoint");
+    e->endpoint->of(c) = endpoint;
+  }
   if (f.transports)
     if (auto err = parse_transports(split_list(*f.transports), "--transports",
                                     c.order))
@@ -681,29 +672,34 @@ caf::error apply_profile_rules(engine_config& cfg, bool order_given,
       c.order = defaults;
     return {};
   }
-  // the transports the AICO backend has no door for, and why
-  static const std::pair<transport_mode, const char*> missing[] = {
-    {transport_mode::ipc, "ipc transport, because the AICO backend has no "
-                          "client-facing ZeroMQ"},
-    {transport_mode::grpc, "grpc transport, because the AICO backend has no "
-                           "gRPC door"},
+  // the AICO backend has a WebSocket and an HTTP server, no other door
+  auto backend_has = [](const transport_entry& e) {
+    return e.mode == transport_mode::ws || e.mode == transport_mode::http;
   };
   if (!order_given)
     c.order = {transport_mode::ws, transport_mode::http};
-  else
-    for (auto& [mode, why] : missing)
-      if (std::find(c.order.begin(), c.order.end(), mode) != c.order.end())
-        return invalid(std::string{"config: transports: the aico profile "
-                                   "cannot use the "}
-                       + why + "; use ws and http (e.g. --transports ws,http)");
-  if (!c.grpc.endpoint.empty())
-    warnings.push_back("the gRPC settings are not used with the aico profile "
-                       "(the AICO backend has no gRPC door)");
-  c.grpc.endpoint.clear();
-  if (!c.ipc.endpoint.empty() || !c.ipc.curve_server_key.empty())
-    warnings.push_back("the IPC settings are not used with the aico profile "
-                       "(the AICO backend has no client-facing ZeroMQ)");
-  c.ipc.endpoint.clear();
+  for (auto& e : transport_registry()) {
+    if (backend_has(e))
+      continue;
+    if (std::find(c.order.begin(), c.order.end(), e.mode) != c.order.end())
+      return invalid(std::string{"config: transports: the aico profile "
+                                 "cannot use the "}
+                     + e.name + " transport, because the AICO backend has no "
+                     + e.door + "; use ws and http (e.g. --transports "
+                                "ws,http)");
+    if (!e.endpoint)
+      continue;
+    auto& endpoint = e.endpoint->of(c);
+    bool given = !endpoint.empty()
+                 || (e.mode == transport_mode::ipc
+                     && !c.ipc.curve_server_key.empty());
+    if (given)
+      warnings.push_back(std::string{"the "} + e.title
+                         + " settings are not used with the aico profile "
+                           "(the AICO backend has no "
+                         + e.door + ")");
+    endpoint.clear();
+  }
   if (c.ws.url == derived_ws_url(c.http.base_url)) {
     // the backend's WebSocket server listens on its own port, any path
     auto base = c.http.base_url;
@@ -737,10 +733,12 @@ caf::error finalize(engine_config& cfg, std::vector<std::string>& warnings) {
   }
   bool https = c.http.base_url.rfind("https://", 0) == 0;
   bool wss = c.ws.url.rfind("wss://", 0) == 0;
-  bool grpcs = c.grpc.endpoint.rfind("grpcs://", 0) == 0;
   bool tls_used = (https && uses(transport_mode::http))
-                  || (wss && uses(transport_mode::ws))
-                  || (grpcs && uses(transport_mode::grpc));
+                  || (wss && uses(transport_mode::ws));
+  for (auto& e : transport_registry()) // grpcs://
+    if (e.endpoint && e.endpoint->uses_tls && uses(e.mode)
+        && e.endpoint->uses_tls(c))
+      tls_used = true;
   if (tls.insecure_skip_verify)
     warnings.push_back("TLS certificate verification is OFF "
                        "(--tls-insecure-dev-only): anyone on the path can "
@@ -763,60 +761,25 @@ caf::error finalize(engine_config& cfg, std::vector<std::string>& warnings) {
                        + " is not encrypted (ws://): passwords, tokens and "
                          "messages cross the network in clear text; use "
                          "wss://");
-  // -- CURVE ------------------------------------------------------------------
+  // -- endpoints (ipc, grpc: the registry's checks) ----------------------------
+  for (auto& e : transport_registry())
+    if (e.endpoint && uses(e.mode) && !e.endpoint->of(c).empty())
+      if (auto why = e.endpoint->check(c); !why.empty())
+        return invalid(std::string{"config: "} + e.name + ": " + why);
   auto& ipc = c.ipc;
-  if (!ipc.endpoint.empty() && uses(transport_mode::ipc)) {
-    bool tcp = ipc.endpoint.rfind("tcp://", 0) == 0;
-    if (tcp && ipc.curve_server_key.empty())
-      return invalid("config: ipc: the IPC endpoint " + ipc.endpoint
-                     + " is reached over TCP, which needs CurveZMQ: give "
-                       "the gateway's public key (--ipc-server-key KEY, "
-                       "--ipc-server-key-file FILE, AICO_IPC_SERVER_KEY or "
-                       "curve.server_key; the gateway prints it at start "
-                       "and keeps it in DATA_DIR/ipc-curve.pub)");
-    if (!tcp && ipc.endpoint.rfind("ipc://", 0) != 0)
-      return invalid("config: ipc: expected an ipc:// or tcp:// endpoint, "
-                     "got '" + ipc.endpoint + "'");
-  }
-  // -- gRPC -------------------------------------------------------------------
-  auto& grpc = c.grpc;
-  if (!grpc.endpoint.empty() && uses(transport_mode::grpc)) {
-    if (cfg.profile == wire_profile::aico)
-      return invalid("config: transports: the aico profile cannot use the "
-                     "grpc transport (the AICO backend has no gRPC door); "
-                     "use ws and http");
-    auto scheme = grpc.endpoint.find("://");
-    if (scheme != std::string::npos && !grpcs
-        && grpc.endpoint.rfind("grpc://", 0) != 0)
-      return invalid("config: grpc: expected HOST:PORT, grpc://HOST:PORT or "
-                     "grpcs://HOST:PORT (TLS), got '" + grpc.endpoint + "'");
-    auto as_url = scheme == std::string::npos ? "grpc://" + grpc.endpoint
-                                              : grpc.endpoint;
-    if (!grpcs && !is_loopback_url(as_url))
-      return invalid("config: grpc: the gRPC endpoint " + grpc.endpoint
-                     + " is not on this machine and not encrypted: "
-                       "passwords, tokens and messages would cross the "
-                       "network in clear text; use grpcs://HOST:PORT (TLS, "
-                       "the gateway's --tls-cert)");
-  }
   if (!ipc.curve_server_key.empty() && ipc.curve_key_file.empty()
       && ipc.curve_public_key.empty() && !cfg.state_dir.empty())
     ipc.curve_key_file = cfg.state_dir + "/ipc-client.key";
-  if (c.grpc.endpoint.empty()) {
-    order.erase(std::remove(order.begin(), order.end(), transport_mode::grpc),
-                order.end());
+  // a transport without its endpoint is dropped from the order
+  for (auto& e : transport_registry()) {
+    if (!e.endpoint || !e.endpoint->of(c).empty() || !uses(e.mode))
+      continue;
+    order.erase(std::remove(order.begin(), order.end(), e.mode), order.end());
     if (order.empty())
-      return bad("transports",
-                 "no transport left to use: gRPC needs an endpoint (--grpc "
-                 "HOST:PORT, AICO_GRPC or \"grpc\" in the config file)");
-  }
-  if (c.ipc.endpoint.empty()) {
-    order.erase(std::remove(order.begin(), order.end(), transport_mode::ipc),
-                order.end());
-    if (order.empty())
-      return bad("transports",
-                 "no transport left to use: IPC needs an endpoint (--ipc, "
-                 "AICO_IPC or \"ipc\" in the config file)");
+      return bad("transports", std::string{"no transport left to use: "}
+                                 + e.title + " needs an endpoint (--" + e.name
+                                 + ", " + endpoint_variable(e) + " or \""
+                                 + e.name + "\" in the config file)");
   }
   if (!cfg.state_dir.empty())
     set_state_dir(cfg, cfg.state_dir);
@@ -829,25 +792,6 @@ caf::error finalize(engine_config& cfg, std::vector<std::string>& warnings) {
 }
 
 } // namespace
-
-bool is_loopback_url(const std::string& url) {
-  auto host = url_host(url);
-  for (auto& ch : host)
-    if (ch >= 'A' && ch <= 'Z')
-      ch = static_cast<char>(ch - 'A' + 'a');
-  if (host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1")
-    return true;
-  if (host.rfind("127.", 0) != 0)
-    return false;
-  int dots = 0;
-  for (auto ch : host) {
-    if (ch == '.')
-      ++dots;
-    else if (ch < '0' || ch > '9')
-      return false;
-  }
-  return dots == 3;
-}
 
 bool valid_z85_key(const std::string& key) {
   static constexpr std::string_view alphabet

@@ -39,6 +39,7 @@
 #include "caf/all.hpp"
 
 #include "messages/engine.hpp"
+#include "src/core/url_host.hpp"
 
 namespace aico {
 
@@ -73,8 +74,9 @@ load_config(const std::string& file,
 struct client_flags {
   std::optional<std::string> profile;    ///< --profile (gateway, aico)
   std::optional<std::string> url;        ///< --url
-  std::optional<std::string> ipc;        ///< --ipc
-  std::optional<std::string> grpc;       ///< --grpc
+  /// --ipc, --grpc: the endpoint of each transport configured by one, by
+  /// its registry name (actors/transport_registry.hpp).
+  std::map<std::string, std::string> endpoints;
   std::optional<std::string> transports; ///< --transports
   std::optional<std::string> state_dir;  ///< --state-dir
   std::optional<double> timeout_s;       ///< --timeout (seconds per request)
@@ -124,9 +126,8 @@ struct client_profile {
 caf::expected<client_profile>
 build_client_profile(const client_profile_inputs& in);
 
-/// Whether the host of `url` ("scheme://host[:port]/...") is a loopback
-/// name or address (localhost, 127.0.0.0/8, ::1).
-bool is_loopback_url(const std::string& url);
+// is_loopback_url(url): src/core/url_host.hpp (also used by the
+// registry's endpoint checks).
 
 /// Whether `key` is a CurveZMQ key in Z85 (40 characters).
 bool valid_z85_key(const std::string& key);

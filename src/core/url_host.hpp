@@ -171,4 +171,40 @@ inline bool valid_url_authority(std::string_view url, std::string& why) {
   return split_url_authority(authority, parts, why);
 }
 
+/// The host of "scheme://host[:port][/...]" (without brackets).
+inline std::string url_host(const std::string& url) {
+  auto p = url.find("://");
+  auto rest = p == std::string::npos ? url : url.substr(p + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (auto at = rest.rfind('@'); at != std::string::npos)
+    rest = rest.substr(at + 1);
+  if (!rest.empty() && rest.front() == '[') {
+    auto close = rest.find(']');
+    return rest.substr(1, close == std::string::npos ? std::string::npos
+                                                     : close - 1);
+  }
+  return rest.substr(0, rest.find(':'));
+}
+
+/// True for a URL whose host is this machine (localhost, 127.x.y.z, ::1):
+/// plaintext to it does not cross a network.
+inline bool is_loopback_url(const std::string& url) {
+  auto host = url_host(url);
+  for (auto& ch : host)
+    if (ch >= 'A' && ch <= 'Z')
+      ch = static_cast<char>(ch - 'A' + 'a');
+  if (host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1")
+    return true;
+  if (host.rfind("127.", 0) != 0)
+    return false;
+  int dots = 0;
+  for (auto ch : host) {
+    if (ch == '.')
+      ++dots;
+    else if (ch < '0' || ch > '9')
+      return false;
+  }
+  return dots == 3;
+}
+
 } // namespace aico

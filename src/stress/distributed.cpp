@@ -360,8 +360,7 @@ int run_controller(options& o) {
         j.ramp = o.ramp;
         j.drain_timeout = o.drain_timeout;
         j.url = g.url;
-        j.ipc = g.ipc;
-        j.grpc = g.grpc;
+        j.endpoints = g.endpoints;
         j.password = o.password;
         j.transports = o.transports;
         j.mix = o.mix;
@@ -598,8 +597,7 @@ int run_worker(const options& o) {
             << " msg/s for " << job.duration << " s" << std::endl;
   load_params p;
   p.url = job.url;
-  p.ipc = job.ipc;
-  p.grpc = job.grpc;
+  p.endpoints = job.endpoints;
   p.flags = o.client; // the worker's own TLS / CURVE options
   p.password = job.password;
   p.transports = job.transports;

@@ -67,11 +67,11 @@ bool gateway_launcher::start(std::chrono::milliseconds timeout) {
     args.push_back(ipc_);
   }
   args.insert(args.end(), args_.begin(), args_.end());
-  // a restart keeps the gRPC door's port too
-  if (grpc_port_ != 0)
-    for (std::size_t i = 0; i + 1 < args.size(); ++i)
-      if (args[i] == "--grpc")
-        args[i + 1] = "127.0.0.1:" + std::to_string(grpc_port_);
+  // a restart keeps the doors' ports too (--grpc 127.0.0.1:PORT)
+  for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i].rfind("--", 0) == 0)
+      if (auto d = door_ports_.find(args[i].substr(2)); d != door_ports_.end())
+        args[i + 1] = "127.0.0.1:" + std::to_string(d->second);
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) {
     error_ = "pipe failed";
@@ -137,13 +137,25 @@ bool gateway_launcher::start(std::chrono::milliseconds timeout) {
   static const std::regex port_re{R"(http=http://127\.0\.0\.1:(\d+))"};
   if (std::regex_search(ready_line, m, port_re))
     port_ = static_cast<uint16_t>(std::stoi(m[1]));
-  static const std::regex grpc_re{R"(grpc=127\.0\.0\.1:(\d+))"};
-  if (std::regex_search(ready_line, m, grpc_re))
-    grpc_port_ = static_cast<uint16_t>(std::stoi(m[1]));
+  // the doors on a port of their own: " grpc=127.0.0.1:PORT"
+  static const std::regex door_re{R"( ([a-z][a-z0-9_]*)=127\.0\.0\.1:(\d+))"};
+  for (std::sregex_iterator i{ready_line.begin(), ready_line.end(), door_re},
+       end;
+       i != end; ++i)
+    door_ports_[(*i)[1]] = static_cast<uint16_t>(std::stoi((*i)[2]));
   static const std::regex ws_re{R"(ws=ws://127\.0\.0\.1:(\d+))"};
   if (peer_ && std::regex_search(ready_line, m, ws_re))
     ws_port_ = static_cast<uint16_t>(std::stoi(m[1]));
   return true;
+}
+
+std::map<std::string, std::string> gateway_launcher::door_endpoints() const {
+  std::map<std::string, std::string> res;
+  if (!peer_)
+    res["ipc"] = ipc_;
+  for (auto& [name, port] : door_ports_)
+    res[name] = "127.0.0.1:" + std::to_string(port);
+  return res;
 }
 
 void gateway_launcher::stop(std::chrono::milliseconds timeout) {

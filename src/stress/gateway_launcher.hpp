@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -38,12 +39,11 @@ public:
     return "http://127.0.0.1:" + std::to_string(port_);
   }
   const std::string& ipc_endpoint() const { return ipc_; }
-  /// HOST:PORT of the gRPC door from the ready line ("" without --grpc in
-  /// the arguments); a restart keeps the port.
-  std::string grpc_endpoint() const {
-    return grpc_port_ == 0 ? std::string{}
-                           : "127.0.0.1:" + std::to_string(grpc_port_);
-  }
+  /// The doors' endpoints by transport name: "ipc" (the gateway's, not the
+  /// peer's) and every `NAME=127.0.0.1:PORT` of the ready line, the doors
+  /// opened with `--NAME 127.0.0.1:0` in the arguments ("grpc"); a restart
+  /// keeps their ports.
+  std::map<std::string, std::string> door_endpoints() const;
   /// The peer's WebSocket (set_aico_peer), "" for the gateway.
   std::string ws_url() const {
     return peer_ ? "ws://127.0.0.1:" + std::to_string(ws_port_) : "";
@@ -59,7 +59,7 @@ private:
   std::vector<std::string> args_;
   std::string ipc_;
   uint16_t port_ = 0;
-  uint16_t grpc_port_ = 0;
+  std::map<std::string, uint16_t> door_ports_; ///< from the ready line
   uint16_t ws_port_ = 0;
   bool peer_ = false;
   pid_t pid_ = -1;

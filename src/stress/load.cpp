@@ -23,6 +23,7 @@
 
 #include "caf/all.hpp"
 
+#include "actors/transport_registry.hpp"
 #include "messages/engine.hpp"
 #include "messages/errors.hpp"
 #include "src/config/load_config.hpp"
@@ -66,7 +67,8 @@ struct shared_state {
   std::set<std::string> unknown; // outcome unknown (guarded by mx)
   std::atomic<uint64_t> ops_ok{0}, ops_err{0}, sends{0}, outstanding{0};
   std::atomic<uint64_t> logged_in{0};
-  std::atomic<int64_t> mix[5] = {{0}, {0}, {0}, {0}, {0}}; // ipc ws http grpc none
+  // by transport_mode value, none last (progress_counters::mix)
+  std::atomic<int64_t> mix[progress_counters::none + 1] = {};
   std::atomic<bool> stopping{false};
   bool limited = false;            // --messages given
   std::atomic<int64_t> budget{0};  // messages left if limited
@@ -103,7 +105,7 @@ struct shared_state {
 };
 
 /// The mix slot of no transport (after the transport_mode values).
-constexpr int none_index = 4;
+constexpr int none_index = static_cast<int>(progress_counters::none);
 
 int mode_index(const connection_state& cs) {
   if (cs.state == link_state::connected || cs.state == link_state::degraded)
@@ -497,9 +499,13 @@ engine_config make_engine_template(const load_params& p) {
   in.env = process_environment();
   in.flags = p.flags;
   in.flags.url = p.url;
-  in.flags.ipc = p.ipc;
-  if (!p.grpc.empty())
-    in.flags.grpc = p.grpc;
+  // the run's doors only: an endpoint it does not have is "" (not taken
+  // from the environment)
+  for (auto& e : transport_registry())
+    if (e.endpoint) {
+      auto i = p.endpoints.find(e.name);
+      in.flags.endpoints[e.name] = i == p.endpoints.end() ? "" : i->second;
+    }
   in.flags.transports = p.transports;
   in.flags.state_dir = p.state_root;
   auto prof = build_client_profile(in);

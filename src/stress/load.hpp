@@ -39,8 +39,8 @@ int64_t rss_kb();
 
 struct load_params {
   std::string url; ///< gateway base URL (loopback)
-  std::string ipc; ///< gateway IPC endpoint ("" = no IPC)
-  std::string grpc; ///< gateway gRPC door HOST:PORT ("" = no gRPC)
+  /// The gateway's doors by transport name ("ipc", "grpc"; absent = none).
+  std::map<std::string, std::string> endpoints;
   /// The aico profile (aico-backend-peer): users are aico_user_uuid(i), the
   /// password is their PIN, conversations are named USER_k (the backend
   /// keeps a conversation id only if it contains '_'), and `ws_url` is the

@@ -26,6 +26,7 @@
 
 #include "caf/all.hpp"
 
+#include "actors/transport_registry.hpp"
 #include "cli_config.hpp"
 #include "src/stress/distributed.hpp"
 #include "src/stress/load.hpp"
@@ -45,8 +46,7 @@ int run_single(options& o) {
   // -- the load: one slice with every user ----------------------------------------------
   load_params p;
   p.url = g.url;
-  p.ipc = g.ipc;
-  p.grpc = g.grpc;
+  p.endpoints = g.endpoints;
   p.aico = aico_profile(o);
   p.ws_url = g.ws_url;
   p.password = o.password;
@@ -174,7 +174,10 @@ std::string check_modes(const CLI::App& app, const options& o) {
     if (o.connect.empty())
       return "--worker needs --connect HOST:PORT (the controller's)";
     // the controller decides the load; a worker only connects
-    for (auto name : {"--url", "--ipc", "--grpc", "--start-gateway", "--gateway-bin",
+    if (!o.client.endpoints.empty())
+      return "--worker takes its load from the controller: --"
+             + o.client.endpoints.begin()->first + " belongs on the controller";
+    for (auto name : {"--url", "--start-gateway", "--gateway-bin",
                       "--bot", "--access-ttl", "--users", "--rate",
                       "--duration", "--messages", "--ramp", "--transports",
                       "--mix", "--faults", "--peer-fault", "--peer-ws-flap",
@@ -255,10 +258,9 @@ int main(int argc, char** argv) {
                "HOST:PORT, which run the users"};
   app.add_option("--url", o.url,
                  "gateway base URL (loopback); default: start one");
-  app.add_option("--ipc", o.ipc, "gateway IPC endpoint (with --url)");
-  app.add_option("--grpc", o.grpc,
-                 "gateway gRPC door HOST:PORT (with --url; a self-started "
-                 "gateway opens one when --transports or --faults name grpc)");
+  // --ipc, --grpc (with --url; a self-started gateway opens the doors
+  // --transports and --faults name)
+  aico::cli::add_endpoint_options(app, o.client);
   app.add_flag("--start-gateway", o.start_gateway,
                "start the build's aico-gateway (default without --url)");
   app.add_option("--gateway-bin", o.gateway_bin,
@@ -277,7 +279,8 @@ int main(int argc, char** argv) {
   app.add_option("--ramp", o.ramp, "seconds to start all users")
     ->check(CLI::NonNegativeNumber);
   app.add_option("--transports", o.transports,
-                 "ipc,ws,http in order (grpc may be put anywhere)");
+                 "transports to use, best first (default ipc,ws,http; known: "
+                   + aico::known_transport_names() + ")");
   app.add_option("--mix", o.mix, "operation weights");
   app.add_option("--faults", o.faults, "fault schedule or @file");
   app.add_option("--peer-ws-flap", o.peer_ws_flap,

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "aico/models.hpp" // to_string(transport_mode)
+
 namespace aico::stress {
 
 void progress_counters::add(const progress_counters& o) {
@@ -20,12 +22,15 @@ void progress_counters::add(const progress_counters& o) {
 
 namespace {
 
-/// " grpc N" when some user is on gRPC (the lines stay as they were
-/// without it).
-std::string grpc_part(const progress_counters& c) {
-  if (c.mix[3] == 0)
-    return {};
-  return " grpc " + std::to_string(c.mix[3]);
+/// " NAME N" for each transport after ipc, ws and http that some user is
+/// on (" grpc 4"; the lines stay as they were without them).
+std::string more_part(const progress_counters& c) {
+  std::string res;
+  for (std::size_t i = 3; i < progress_counters::none; ++i)
+    if (c.mix[i] != 0)
+      res += std::string{" "} + to_string(static_cast<transport_mode>(i)) + " "
+             + std::to_string(c.mix[i]);
+  return res;
 }
 
 unsigned long long ull(uint64_t v) {
@@ -47,7 +52,7 @@ std::string format_progress_line(double elapsed_s, const progress_counters& c,
     "errors %llu  queued %llu  mix ipc %lld ws %lld http %lld%s none %lld",
     elapsed_s, ull(c.created), ull(c.users), ull(c.logged_in), ull(c.ops_ok),
     ops_rate, ull(c.sends), ull(c.ops_err), ull(c.outstanding), ll(c.mix[0]),
-    ll(c.mix[1]), ll(c.mix[2]), grpc_part(c).c_str(), ll(c.mix[4]));
+    ll(c.mix[1]), ll(c.mix[2]), more_part(c).c_str(), ll(c.mix[progress_counters::none]));
   return buf;
 }
 
@@ -75,8 +80,8 @@ std::string format_progress_bar(double elapsed_s, double duration_s,
                 static_cast<int>(std::floor(frac * 100)), elapsed_s,
                 duration_s, ull(c.logged_in), ull(c.users), ull(c.ops_ok),
                 ops_rate, ull(c.sends), ull(c.ops_err), ull(c.outstanding),
-                ll(c.mix[0]), ll(c.mix[1]), ll(c.mix[2]), grpc_part(c).c_str(),
-                ll(c.mix[4]));
+                ll(c.mix[0]), ll(c.mix[1]), ll(c.mix[2]), more_part(c).c_str(),
+                ll(c.mix[progress_counters::none]));
   out += buf;
   if (max_width > 0 && out.size() > max_width)
     out.resize(max_width);

@@ -19,9 +19,11 @@ struct progress_counters {
   uint64_t ops_err = 0;
   uint64_t sends = 0;       ///< messages enqueued
   uint64_t outstanding = 0; ///< operations waiting for completion
-  /// Users by active transport: ipc, ws, http, grpc, none (the
-  /// transport_mode values, then none).
-  std::array<int64_t, 5> mix{{0, 0, 0, 0, 0}};
+  /// Users by active transport: the slot of each transport_mode value
+  /// (ipc, ws, http, then the transports not in the default order), the
+  /// last slot for none.
+  static constexpr std::size_t none = 7;
+  std::array<int64_t, none + 1> mix{};
 
   void add(const progress_counters& other);
 };

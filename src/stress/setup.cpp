@@ -16,6 +16,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "actors/transport_registry.hpp"
 #include "messages/errors.hpp"
 #include "src/stress/http_client.hpp"
 #include "src/stress/load.hpp"
@@ -146,10 +147,22 @@ bool temp_root::create() {
 
 namespace {
 
-/// A self-started gateway opens its gRPC door when the run uses it.
-bool uses_grpc(const options& o, const gateway_setup& g) {
-  return o.transports.find("grpc") != std::string::npos
-         || g.faults.switches_door("grpc");
+/// The doors on a port of their own (grpc) a self-started gateway opens
+/// with `--NAME 127.0.0.1:0`: those of the transports configured by an
+/// endpoint, except ipc (the gateway's IPC path is always open), that
+/// --transports or --faults name.
+std::vector<std::string> port_doors(const options& o, const gateway_setup& g) {
+  std::vector<std::string> res;
+  auto names = "," + o.transports + ",";
+  names.erase(std::remove(names.begin(), names.end(), ' '), names.end());
+  for (auto& e : transport_registry()) {
+    if (!e.endpoint || e.mode == transport_mode::ipc)
+      continue;
+    if (names.find(std::string{","} + e.name + ",") != std::string::npos
+        || g.faults.switches_door(e.name))
+      res.emplace_back(e.name);
+  }
+  return res;
 }
 
 } // namespace
@@ -246,12 +259,10 @@ int validate_gateway_options(options& o, gateway_setup& g) {
     in.flags = o.client;
     if (!self_started)
       in.flags.url = o.url;
-    if (!o.ipc.empty())
-      in.flags.ipc = o.ipc;
-    if (!o.grpc.empty())
-      in.flags.grpc = o.grpc;
-    else if (self_started && uses_grpc(o, g))
-      in.flags.grpc = "127.0.0.1:1"; // the self-started gateway's, later
+    if (self_started)
+      for (auto& door : port_doors(o, g))
+        if (in.flags.endpoints.count(door) == 0)
+          in.flags.endpoints[door] = "127.0.0.1:1"; // the gateway's, later
     in.flags.transports = o.transports;
     auto prof = build_client_profile(in);
     if (!prof) {
@@ -280,8 +291,7 @@ int validate_gateway_options(options& o, gateway_setup& g) {
     g.admin_pw = o.admin.substr(c + 1);
   }
   g.url = o.url;
-  g.ipc = o.ipc;
-  g.grpc = o.grpc;
+  g.endpoints = o.client.endpoints;
   return 0;
 }
 
@@ -382,9 +392,9 @@ int start_gateway(const options& o, const temp_root& root, gateway_setup& g) {
     args.push_back("--access-ttl");
     args.push_back(std::to_string(o.access_ttl));
   }
-  if (uses_grpc(o, g)) {
+  for (auto& door : port_doors(o, g)) {
     // its port is kept for restarts ('kill' in --faults)
-    args.push_back("--grpc");
+    args.push_back("--" + door);
     args.push_back("127.0.0.1:0");
   }
   fs::create_directories(root.path + "/gateway");
@@ -395,8 +405,7 @@ int start_gateway(const options& o, const temp_root& root, gateway_setup& g) {
     return 1;
   }
   g.url = g.gw->http_url();
-  g.ipc = g.gw->ipc_endpoint();
-  g.grpc = g.gw->grpc_endpoint();
+  g.endpoints = g.gw->door_endpoints(); // ipc, and grpc when opened
   return 0;
 }
 

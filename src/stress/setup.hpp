@@ -28,8 +28,6 @@ namespace aico::stress {
 
 struct options {
   std::string url;
-  std::string ipc;
-  std::string grpc; ///< --grpc HOST:PORT (with --url)
   bool start_gateway = false;
   bool bot = false;
   int users = 10;
@@ -53,7 +51,8 @@ struct options {
   std::string admin; ///< USER:PASSWORD for /admin/faults (external gateway)
   std::string password_file; ///< --password-file (instead of --password)
   std::string admin_file;    ///< --admin-file (instead of --admin)
-  /// TLS and CURVE options of the engines and of the REST calls.
+  /// TLS and CURVE options of the engines and of the REST calls, and the
+  /// endpoints (--ipc, --grpc) of a gateway given with --url.
   client_flags client;
   double drain_timeout = 60;
   int threads = 0;
@@ -100,8 +99,9 @@ struct temp_root {
 struct gateway_setup {
   fault_schedule faults;
   std::string url;
-  std::string ipc;
-  std::string grpc; ///< HOST:PORT of the gRPC door ("" = none)
+  /// The doors' endpoints by transport name ("ipc": ipc://PATH, "grpc":
+  /// HOST:PORT); absent = no such door.
+  std::map<std::string, std::string> endpoints;
   std::string ws_url; ///< the aico peer's WebSocket ("" for the gateway)
   std::string admin_user = "stress-admin";
   std::string admin_pw;

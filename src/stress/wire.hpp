@@ -92,8 +92,7 @@ struct wire_job {
   double ramp = 0;
   double drain_timeout = 0;
   std::string url;
-  std::string ipc;
-  std::string grpc;
+  std::map<std::string, std::string> endpoints; ///< by transport name
   std::string password;
   std::string transports;
   std::string mix;
@@ -105,7 +104,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, wire_job& x) {
   return f(caf::meta::type_name("aico.stress.wire_job"), x.index, x.workers,
            x.first, x.count, x.rate, x.limited, x.messages, x.duration,
-           x.ramp, x.drain_timeout, x.url, x.ipc, x.grpc, x.password, x.transports,
+           x.ramp, x.drain_timeout, x.url, x.endpoints, x.password, x.transports,
            x.mix, x.conversations, x.seed);
 }
 

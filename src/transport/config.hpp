@@ -53,23 +53,6 @@ struct ws_transport_config : transport_config {
   transport::tls_options tls;
 };
 
-/// gRPC: grpc++ client (src/transport/grpc/), the gateway's gRPC door
-/// (docs/protocol.md "gRPC door"): unary Call per request, one Events
-/// server stream for the events.
-struct grpc_transport_config : transport_config {
-  /// "HOST:PORT" or "grpc://HOST:PORT" (plaintext), "grpcs://HOST:PORT"
-  /// (TLS). Empty = not configured (the transport is dropped from the
-  /// order, as IPC without an endpoint).
-  std::string endpoint;
-  /// For grpcs://: CA file, client certificate and key (mutual TLS). A CA
-  /// directory, a pinned key or insecure_skip_verify are refused by the
-  /// transport (grpc++'s credentials cannot do them).
-  transport::tls_options tls;
-  /// grpcs://: the name the certificate must carry when it is not the
-  /// endpoint's host; empty = the host.
-  std::string tls_server_name;
-};
-
 /// IPC: cppzmq DEALER (Lazy Pirate: a lost reply closes and reopens the
 /// socket).
 struct ipc_transport_config : transport_config {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "actors/transport_registry.hpp"
 #include "src/config/load_config.hpp"
 
 using namespace aico;
@@ -420,7 +421,7 @@ TEST(ClientProfile, CurveForIpc) {
   temp_dir_files d;
   // tcp:// without the gateway's key: refused with a sentence
   client_profile_inputs in;
-  in.flags.ipc = "tcp://127.0.0.1:5555";
+  in.flags.endpoints["ipc"] = "tcp://127.0.0.1:5555";
   auto p = profile(in);
   ASSERT_FALSE(p);
   EXPECT_NE(message_of(p.error()).find("the IPC endpoint tcp://127.0.0.1:5555 "
@@ -475,7 +476,7 @@ TEST(ClientProfile, CurveForIpc) {
   EXPECT_EQ(cfg->connection.ipc.curve_key_file, "/x/k");
   // not an IPC endpoint at all
   client_profile_inputs odd;
-  odd.flags.ipc = "udp://127.0.0.1:1";
+  odd.flags.endpoints["ipc"] = "udp://127.0.0.1:1";
   p = profile(odd);
   ASSERT_FALSE(p);
   EXPECT_NE(message_of(p.error()).find("expected an ipc:// or tcp:// "
@@ -574,7 +575,7 @@ TEST(ClientProfile, AicoProfileTransportsAndWebSocketPort) {
                                          transport_mode::ws}));
   // the gateway profile's defaults are unchanged (ipc kept with an endpoint)
   client_profile_inputs gw;
-  gw.flags.ipc = "ipc:///tmp/x.ipc";
+  gw.flags.endpoints["ipc"] = "ipc:///tmp/x.ipc";
   p = profile(gw);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->config.connection.order.front(), transport_mode::ipc);
@@ -594,7 +595,7 @@ TEST(ClientProfile, AicoProfileRefusesGrpc) {
   // a gRPC endpoint is warned about and dropped
   in = {};
   in.flags.profile = "aico";
-  in.flags.grpc = "127.0.0.1:50051";
+  in.flags.endpoints["grpc"] = "127.0.0.1:50051";
   p = profile(in);
   ASSERT_TRUE(p) << describe(p.error());
   EXPECT_TRUE(p->config.connection.grpc.endpoint.empty());
@@ -621,7 +622,7 @@ TEST(ClientProfile, AicoProfileRefusesIpc) {
   // an IPC endpoint is warned about and dropped
   in = {};
   in.flags.profile = "aico";
-  in.flags.ipc = "ipc:///tmp/x.ipc";
+  in.flags.endpoints["ipc"] = "ipc:///tmp/x.ipc";
   p = profile(in);
   ASSERT_TRUE(p) << describe(p.error());
   EXPECT_TRUE(p->config.connection.ipc.endpoint.empty());
@@ -666,7 +667,7 @@ TEST(ClientProfile, GrpcEndpointFromFileEnvironmentAndFlag) {
   p = profile(in);
   ASSERT_TRUE(p) << describe(p.error());
   EXPECT_EQ(p->config.connection.grpc.endpoint, "localhost:7002");
-  in.flags.grpc = "grpc://[::1]:7003";
+  in.flags.endpoints["grpc"] = "grpc://[::1]:7003";
   p = profile(in);
   ASSERT_TRUE(p) << describe(p.error());
   EXPECT_EQ(p->config.connection.grpc.endpoint, "grpc://[::1]:7003");
@@ -682,25 +683,25 @@ TEST(ClientProfile, GrpcEndpointFromFileEnvironmentAndFlag) {
   // plaintext gRPC off this machine is refused; grpcs:// is fine
   in = {};
   in.flags.transports = "grpc";
-  in.flags.grpc = "gw.example:443";
+  in.flags.endpoints["grpc"] = "gw.example:443";
   p = profile(in);
   ASSERT_FALSE(p);
   EXPECT_NE(message_of(p.error()).find("not on this machine and not "
                                        "encrypted"),
             std::string::npos)
     << message_of(p.error());
-  in.flags.grpc = "grpcs://gw.example:443";
+  in.flags.endpoints["grpc"] = "grpcs://gw.example:443";
   p = profile(in);
   ASSERT_TRUE(p) << describe(p.error());
   // a wrong scheme names the forms
-  in.flags.grpc = "http://127.0.0.1:7001";
+  in.flags.endpoints["grpc"] = "http://127.0.0.1:7001";
   p = profile(in);
   ASSERT_FALSE(p);
   EXPECT_NE(message_of(p.error()).find("grpcs://HOST:PORT"),
             std::string::npos)
     << message_of(p.error());
   // the aico profile has no gRPC door
-  in.flags.grpc = "127.0.0.1:7001";
+  in.flags.endpoints["grpc"] = "127.0.0.1:7001";
   in.flags.profile = "aico";
   in.flags.transports = "grpc,http";
   p = profile(in);
@@ -715,4 +716,78 @@ TEST(LoadConfig, GrpcTransportName) {
   ASSERT_TRUE(from_string("grpc", m));
   EXPECT_EQ(m, transport_mode::grpc);
   EXPECT_STREQ(to_string(transport_mode::grpc), "grpc");
+}
+
+// Every transport configured by an endpoint (the registry's entries with
+// a transport_endpoint: ipc, grpc) has its config-file key, its AICO_
+// variable and its --flag, checked by the entry and named in the error.
+TEST(ClientProfile, EveryEndpointTransportHasKeyVariableAndFlag) {
+  int endpoints = 0;
+  for (auto& e : transport_registry()) {
+    if (!e.endpoint)
+      continue;
+    ++endpoints;
+    std::string name = e.name;
+    auto prefix = "config: " + name + ": ";
+    // a bad endpoint through each layer is refused by the entry's check
+    temp_file f{"{\"" + name + "\": \"no endpoint here\"}"};
+    client_profile_inputs file;
+    file.config_file = f.path;
+    file.flags.transports = name;
+    client_profile_inputs env;
+    env.env = {{endpoint_variable(e), "no endpoint here"}};
+    env.flags.transports = name;
+    client_profile_inputs flag;
+    flag.flags.endpoints[name] = "no endpoint here";
+    flag.flags.transports = name;
+    for (auto* in : {&file, &env, &flag}) {
+      auto p = build_client_profile(*in);
+      ASSERT_FALSE(p) << name;
+      EXPECT_EQ(message_of(p.error()).rfind(prefix, 0), 0u)
+        << message_of(p.error());
+    }
+    // without one it is dropped, and alone it says where to give it
+    client_profile_inputs none;
+    none.flags.transports = name;
+    auto p = build_client_profile(none);
+    ASSERT_FALSE(p);
+    EXPECT_NE(message_of(p.error()).find(
+                std::string{e.title} + " needs an endpoint (--" + name + ", "
+                + endpoint_variable(e) + " or \"" + name
+                + "\" in the config file)"),
+              std::string::npos)
+      << message_of(p.error());
+  }
+  EXPECT_EQ(endpoints, 2); // ipc, grpc
+  EXPECT_EQ(endpoint_variable(*find_transport("grpc")), "AICO_GRPC");
+}
+
+TEST(ClientProfile, EndpointFlagOfOtherTransportsIsRefused) {
+  client_profile_inputs in;
+  in.flags.endpoints["ws"] = "ws://127.0.0.1:1/api/v1/ws";
+  auto p = build_client_profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("no transport named 'ws' is "
+                                       "configured by an endpoint"),
+            std::string::npos)
+    << message_of(p.error());
+  in.flags.endpoints = {{"pigeon", "x"}};
+  p = build_client_profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_NE(message_of(p.error()).find("--pigeon"), std::string::npos)
+    << message_of(p.error());
+}
+
+TEST(ClientProfile, GrpcEndpointWithoutPortIsRefusedByTheLoader) {
+  client_profile_inputs in;
+  in.flags.transports = "grpc,http";
+  in.flags.endpoints["grpc"] = "127.0.0.1";
+  auto p = build_client_profile(in);
+  ASSERT_FALSE(p);
+  EXPECT_EQ(message_of(p.error()),
+            "config: grpc: expected HOST:PORT (with a port 1-65535), got "
+            "'127.0.0.1'");
+  in.flags.endpoints["grpc"] = "[::1]:50051";
+  p = build_client_profile(in);
+  ASSERT_TRUE(p) << describe(p.error());
 }

@@ -135,7 +135,11 @@ TEST(StressDistributed, ThreeWorkersOnLoopbackAreExact) {
   auto cpid = spawn({"--controller", "--workers", "3", "--port-file",
                      port_file, "--worker-timeout", "30", "--users", "60",
                      "--rate", "60", "--duration", "12", "--ramp", "2",
-                     "--faults", "every 5s: ws down 2s; 5% 503",
+                     // the gRPC door: opened by the controller's gateway,
+                     // its endpoint handed to the workers with the job
+                     "--transports", "grpc,ws,http",
+                     "--faults",
+                     "every 4s: grpc down 2s; every 5s: ws down 2s; 5% 503",
                      "--drain-timeout", "40", "--json", "--plot", plot},
                     ctl.out, ctl.err);
   ASSERT_GT(cpid, 0);
@@ -180,6 +184,8 @@ TEST(StressDistributed, ThreeWorkersOnLoopbackAreExact) {
   EXPECT_EQ(get(integ, "sent"), get(integ, "stored"));
   EXPECT_EQ(get(integ, "conversations"), 60u); // every user's, merged
   EXPECT_GT(get(o.at("faults").as_object(), "actions"), 0u);
+  // the workers' users were on gRPC (the door's endpoint reached them)
+  EXPECT_TRUE(o.at("transports").as_object().contains("grpc")) << out;
   // merged histograms: the send count is every worker's
   auto& send = o.at("operations").as_object().at("send").as_object();
   EXPECT_EQ(get(send, "ok"),
@@ -262,6 +268,12 @@ TEST(StressDistributed, BadOptionsAreUsageErrors) {
                   err),
             2);
   EXPECT_NE(err.find("--users belongs on the controller"), std::string::npos)
+    << err;
+  EXPECT_EQ(rc_of({"--worker", "--connect", "127.0.0.1:1", "--grpc",
+                   "127.0.0.1:5"},
+                  err),
+            2);
+  EXPECT_NE(err.find("--grpc belongs on the controller"), std::string::npos)
     << err;
   EXPECT_EQ(rc_of({"--worker", "--connect", "nohostport"}, err), 2);
   EXPECT_EQ(rc_of({"--workers", "2"}, err), 2);

@@ -45,7 +45,7 @@
 
 #include <memory>
 
-#include "src/transport/config.hpp"
+#include "src/transport/grpc/grpc_config.hpp"
 #include "src/transport/driver.hpp"
 
 namespace aico::grpc_link {
