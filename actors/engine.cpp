@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <system_error>
 
+#include "actors/transport_registry.hpp"
+
 namespace aico {
 
 namespace {
@@ -40,7 +42,7 @@ engine::engine(caf::actor_system& sys, engine_config cfg, bool connect)
     // key, pinned server keys) lives in STATE_DIR/aico
     auto dir = (cfg_.state_dir.empty() ? temp_state_dir_ : cfg_.state_dir)
                + "/aico";
-    cfg_.connection.for_each_transport([&dir](transport_config& t) {
+    for_each_transport(cfg_.connection, [&dir](transport_config& t) {
       t.profile = "aico";
       t.profile_state_dir = dir;
     });

@@ -85,6 +85,20 @@ const transport_endpoint grpc_endpoint{
   grpc_tls,
 };
 
+/// gRPC is spawned only from its entry (no spawn_grpc_transport in
+/// messages/transport.hpp: tests spawn it through find_transport("grpc")).
+transport_actor spawn_grpc_transport(caf::actor_system& sys,
+                                     grpc_transport_config cfg,
+                                     transport_listener_actor listener) {
+  auto h = host_config(transport_mode::grpc, cfg);
+  return spawn_transport_actor(
+    sys, std::move(h),
+    [cfg](transport::driver_events ev) {
+      return grpc_link::make_grpc_driver(cfg, std::move(ev));
+    },
+    std::move(listener));
+}
+
 } // namespace
 
 transport_actor spawn_ipc_transport(caf::actor_system& sys,
@@ -145,18 +159,6 @@ transport_actor spawn_http_transport(caf::actor_system& sys,
     std::move(listener));
 }
 
-transport_actor spawn_grpc_transport(caf::actor_system& sys,
-                                     grpc_transport_config cfg,
-                                     transport_listener_actor listener) {
-  auto h = host_config(transport_mode::grpc, cfg);
-  return spawn_transport_actor(
-    sys, std::move(h),
-    [cfg](transport::driver_events ev) {
-      return grpc_link::make_grpc_driver(cfg, std::move(ev));
-    },
-    std::move(listener));
-}
-
 const std::vector<transport_entry>& transport_registry() {
   static const std::vector<transport_entry> entries{
     {"ipc", transport_mode::ipc, caps(true, false), true,
@@ -164,7 +166,9 @@ const std::vector<transport_entry>& transport_registry() {
         transport_listener_actor l) {
        return spawn_ipc_transport(sys, cfg.ipc, std::move(l));
      },
-     "IPC", "client-facing ZeroMQ", &ipc_endpoint},
+     "IPC", "client-facing ZeroMQ", &ipc_endpoint,
+     [](supervisor_config& c) -> transport_config& { return c.ipc; },
+     nullptr},
     {"ws", transport_mode::ws, caps(true, false), true,
      [](caf::actor_system& sys, const supervisor_config& cfg,
         transport_listener_actor l) {
@@ -173,14 +177,18 @@ const std::vector<transport_entry>& transport_registry() {
          return spawn_aico_ws_transport(sys, cfg.ws, cfg.http, std::move(l));
        return spawn_ws_transport(sys, cfg.ws, std::move(l));
      },
-     "WebSocket", "WebSocket server", nullptr},
+     "WebSocket", "WebSocket server", nullptr,
+     [](supervisor_config& c) -> transport_config& { return c.ws; },
+     [](supervisor_config& c) { return &c.ws.tls; }},
     // requests on pooled connections, events on a separate SSE stream
     {"http", transport_mode::http, caps(false, true), false,
      [](caf::actor_system& sys, const supervisor_config& cfg,
         transport_listener_actor l) {
        return spawn_http_transport(sys, cfg.http, std::move(l));
      },
-     "HTTP", "HTTP server", nullptr},
+     "HTTP", "HTTP server", nullptr,
+     [](supervisor_config& c) -> transport_config& { return c.http; },
+     [](supervisor_config& c) { return &c.http.tls; }},
     // not in the default order; calls and an Events stream on one HTTP/2
     // connection, HTTP/2 keepalive pings instead of the owner's heartbeat
     {"grpc", transport_mode::grpc, caps(true, false), false,
@@ -188,7 +196,9 @@ const std::vector<transport_entry>& transport_registry() {
         transport_listener_actor l) {
        return spawn_grpc_transport(sys, cfg.grpc, std::move(l));
      },
-     "gRPC", "gRPC door", &grpc_endpoint},
+     "gRPC", "gRPC door", &grpc_endpoint,
+     [](supervisor_config& c) -> transport_config& { return c.grpc; },
+     [](supervisor_config& c) { return &c.grpc.tls; }},
   };
   return entries;
 }

@@ -73,6 +73,11 @@ struct transport_entry {
   const char* door;
   /// Set for a transport configured by one endpoint, else nullptr.
   const transport_endpoint* endpoint;
+  /// Its settings section in the supervisor's config (cfg.grpc), as the
+  /// settings every transport has.
+  transport_config& (*settings)(supervisor_config& cfg);
+  /// Its TLS options (cfg.grpc.tls); nullptr for a transport without TLS.
+  transport::tls_options* (*tls)(supervisor_config& cfg);
 };
 
 /// Every known transport; the default failover order is ipc, ws, http
@@ -82,6 +87,25 @@ const std::vector<transport_entry>& transport_registry();
 /// The entry of a name / mode (nullptr if unknown).
 const transport_entry* find_transport(const std::string& name);
 const transport_entry* find_transport(transport_mode mode);
+
+/// Calls `f` with the settings every transport has (transport_config&),
+/// once per registry entry: code that sets what all transports share
+/// (timeouts, the wire profile) names none of them.
+template <class F>
+void for_each_transport(supervisor_config& cfg, F&& f) {
+  for (auto& e : transport_registry())
+    f(e.settings(cfg));
+}
+
+/// Calls `f` with the TLS options (transport::tls_options&) of every
+/// transport that has them: one CA, pin or client certificate is set for
+/// all of them.
+template <class F>
+void for_each_tls(supervisor_config& cfg, F&& f) {
+  for (auto& e : transport_registry())
+    if (e.tls)
+      f(*e.tls(cfg));
+}
 
 /// The environment variable of an entry's endpoint: "AICO_" and its name in
 /// capitals ("AICO_GRPC").

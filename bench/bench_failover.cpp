@@ -23,6 +23,7 @@
 
 #include "caf/all.hpp"
 
+#include "actors/transport_registry.hpp"
 #include "messages/engine.hpp"
 #include "messages/errors.hpp"
 #include "support/clients.hpp"
@@ -65,7 +66,7 @@ public:
     c.http.base_url = gw.http_url();
     c.ws.url = gw.ws_url();
     c.ipc.endpoint = gw.ipc_endpoint();
-    c.for_each_transport([](transport_config& t) {
+    for_each_transport(c, [](transport_config& t) {
       t.connect_timeout = 2s;
       t.ping_interval = 500ms;
       t.dead_peer_timeout = 2s;

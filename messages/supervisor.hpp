@@ -81,28 +81,9 @@ struct supervisor_config {
   ipc_transport_config ipc;
   /// Used only where `order` names grpc.
   grpc_transport_config grpc;
-
-  /// Calls `f` with the settings every transport has (transport_config&),
-  /// once per built-in transport: code that sets what all transports share
-  /// (timeouts, the wire profile) names none of them, and a new transport is
-  /// added here next to its field.
-  template <class F>
-  void for_each_transport(F&& f) {
-    f(static_cast<transport_config&>(ipc));
-    f(static_cast<transport_config&>(ws));
-    f(static_cast<transport_config&>(http));
-    f(static_cast<transport_config&>(grpc));
-  }
-
-  /// Calls `f` with the TLS settings of every transport that has them
-  /// (transport::tls_options&): one CA, pin or client certificate is set for
-  /// all of them.
-  template <class F>
-  void for_each_tls(F&& f) {
-    f(http.tls);
-    f(ws.tls);
-    f(grpc.tls);
-  }
+  // Code that sets what all transports share (timeouts, the wire profile,
+  // the TLS options) goes through the registry's for_each_transport /
+  // for_each_tls (actors/transport_registry.hpp), naming none of them.
   /// Reconnect / probe backoff (gRPC-style, jitter after the cap).
   backoff_options backoff;
   /// Health check of the active transport (GET /health).

@@ -90,8 +90,4 @@ transport_actor spawn_ipc_transport(caf::actor_system& sys,
                                     ipc_transport_config cfg,
                                     transport_listener_actor listener);
 
-transport_actor spawn_grpc_transport(caf::actor_system& sys,
-                                     grpc_transport_config cfg,
-                                     transport_listener_actor listener);
-
 } // namespace aico

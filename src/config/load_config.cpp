@@ -306,36 +306,36 @@ struct security_setters {
   caf::error ca_file(const std::string& v, const std::string& k) {
     if (auto err = check_readable_file(v, k, "a CA certificate file (PEM)"))
       return err;
-    cfg.connection.for_each_tls([&](auto& t) { t.ca_file = v; });
+    for_each_tls(cfg.connection, [&](auto& t) { t.ca_file = v; });
     return {};
   }
   caf::error ca_dir(const std::string& v, const std::string& k) {
     if (auto err = check_dir(v, k))
       return err;
-    cfg.connection.for_each_tls([&](auto& t) { t.ca_dir = v; });
+    for_each_tls(cfg.connection, [&](auto& t) { t.ca_dir = v; });
     return {};
   }
   caf::error pin(const std::string& v, const std::string& k) {
     if (auto err = check_pin(v, k))
       return err;
-    cfg.connection.for_each_tls([&](auto& t) { t.pinned_public_key = v; });
+    for_each_tls(cfg.connection, [&](auto& t) { t.pinned_public_key = v; });
     return {};
   }
   caf::error client_cert(const std::string& v, const std::string& k) {
     if (auto err = check_readable_file(v, k, "a client certificate (PEM)"))
       return err;
-    cfg.connection.for_each_tls([&](auto& t) { t.client_cert = v; });
+    for_each_tls(cfg.connection, [&](auto& t) { t.client_cert = v; });
     return {};
   }
   caf::error client_key(const std::string& v, const std::string& k) {
     if (auto err = check_readable_file(v, k, "a client private key (PEM)"))
       return err;
-    cfg.connection.for_each_tls([&](auto& t) { t.client_key = v; });
+    for_each_tls(cfg.connection, [&](auto& t) { t.client_key = v; });
     return {};
   }
   caf::error insecure(bool v) {
-    cfg.connection.for_each_tls(
-      [&](auto& t) { t.insecure_skip_verify = v; });
+    for_each_tls(cfg.connection,
+                 [&](auto& t) { t.insecure_skip_verify = v; });
     return {};
   }
   caf::error server_key(const std::string& v, const std::string& k) {
@@ -383,7 +383,7 @@ std::map<std::string, std::string> process_environment() {
 engine_config default_client_config() {
   engine_config cfg;
   auto& c = cfg.connection;
-  c.for_each_transport([](transport_config& t) {
+  for_each_transport(c, [](transport_config& t) {
     t.connect_timeout = 3s;
     t.ping_interval = 5s;
     t.dead_peer_timeout = 15s;
@@ -514,7 +514,7 @@ caf::error apply_config_json(const std::string& text, engine_config& cfg) {
                                         + ws_url + "'");
     c.ws.url = ws_url;
   }
-  c.for_each_transport([&](transport_config& t) {
+  for_each_transport(c, [&](transport_config& t) {
     if (connect_timeout.count() > 0)
       t.connect_timeout = connect_timeout;
     if (ping_interval.count() > 0)
@@ -785,7 +785,7 @@ caf::error finalize(engine_config& cfg, std::vector<std::string>& warnings) {
     set_state_dir(cfg, cfg.state_dir);
   auto t = cfg.request_timeout;
   cfg.tokens.request_timeout = std::min(cfg.tokens.request_timeout, t);
-  c.for_each_transport([t](transport_config& x) {
+  for_each_transport(c, [t](transport_config& x) {
     x.connect_timeout = std::min(x.connect_timeout, t);
   });
   return {};

@@ -134,9 +134,11 @@ TEST(link_policy, fails_back_only_after_the_health_probes_pass) {
   EXPECT_TRUE(has(xs, kind::activate, ipc));
   EXPECT_TRUE(has(xs, kind::disconnect, ws));
   // the replaced one finishes its calls in flight first (drain)
-  for (auto& x : xs)
-    if (x.kind == kind::disconnect)
+  for (auto& x : xs) {
+    if (x.kind == kind::disconnect) {
       EXPECT_TRUE(x.drain);
+    }
+  }
   EXPECT_EQ(p.active(), ipc);
   EXPECT_EQ(p.status(ws), st::idle);
 }
@@ -150,9 +152,11 @@ TEST(link_policy, a_failed_health_probe_sends_the_candidate_back_to_backoff) {
   p.on_up(ipc);
   auto xs = p.on_health_probe(ipc, false);
   EXPECT_TRUE(has(xs, kind::disconnect, ipc));
-  for (auto& x : xs)
-    if (x.kind == kind::disconnect)
+  for (auto& x : xs) {
+    if (x.kind == kind::disconnect) {
       EXPECT_FALSE(x.drain); // a failed candidate closes at once
+    }
+  }
   EXPECT_TRUE(has(xs, kind::schedule_probe, ipc));
   EXPECT_EQ(p.last_delay(ipc), 200ms); // second failure in a row
   EXPECT_EQ(p.active(), ws);

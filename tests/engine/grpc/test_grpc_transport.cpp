@@ -17,6 +17,7 @@
 
 #include "caf/all.hpp"
 
+#include "actors/transport_registry.hpp"
 #include "messages/errors.hpp"
 #include "messages/transport.hpp"
 #include "src/transport/grpc/grpc_driver.hpp"
@@ -90,7 +91,10 @@ protected:
   transport_actor spawn(grpc_transport_config c) {
     auto l = sys.spawn(recorder, log);
     listeners.push_back(l);
-    auto t = spawn_grpc_transport(sys, std::move(c), l);
+    // as the supervisor spawns it: from the registry entry
+    supervisor_config sc;
+    sc.grpc = std::move(c);
+    auto t = find_transport("grpc")->spawn(sys, sc, l);
     transports.push_back(t);
     return t;
   }
