@@ -86,10 +86,16 @@ protected:
                                 const std::string& state = {}) const {
     std::ostringstream t;
     t << timeout_s;
-    return {AICO_CLI_BIN,        "--url",       gw_->http_url(),
-            "--ipc",             gw_->ipc_endpoint(),
-            "--state-dir",       state.empty() ? state_ : state,
-            "--timeout",         t.str()};
+    std::vector<std::string> res{AICO_CLI_BIN,  "--url",
+                                 gw_->http_url(), "--ipc",
+                                 gw_->ipc_endpoint(), "--state-dir",
+                                 state.empty() ? state_ : state, "--timeout",
+                                 t.str()};
+    if (!gw_->reported_grpc().empty()) { // started with its gRPC door
+      res.push_back("--grpc");
+      res.push_back(gw_->reported_grpc());
+    }
+    return res;
   }
 
   /// Runs `aico <args>` (with --timeout timeout_s) and waits for it.
@@ -377,11 +383,14 @@ TEST_F(cli_queue_test, a_send_is_sent_only_when_the_gateway_stored_it) {
   // Defect 1: a 2xx that is not the stored message (not JSON, not an
   // envelope, cut off) is an unknown outcome, resent with the same id; the
   // gateway's misbehave switch answers the first attempt badly, before or
-  // after storing it.
-  start_gateway();
+  // after storing it. On every door, gRPC's included.
+  gateway_options go;
+  go.extra_args = {"--grpc", "127.0.0.1:0"};
+  start_gateway(go);
+  ASSERT_FALSE(gw_->reported_grpc().empty()) << gw_->ready_line();
   ASSERT_EQ(aico({"login", "alice", "alice-pw"}).code, 0);
   std::vector<std::string> ids;
-  for (std::string door : {"ipc", "ws", "http"})
+  for (std::string door : {"ipc", "ws", "http", "grpc"})
     for (std::string when : {"before", "after"})
       for (std::string mode : {"not_envelope", "malformed_json", "truncated"}) {
         SCOPED_TRACE(door + " " + when + " " + mode);
