@@ -1,33 +1,47 @@
 #include "messages/types.hpp"
 
+#include <utility>
+
+#include "src/core/transport_modes.hpp"
+
 namespace aico {
 
+namespace {
+
+/// The modes and their names, in value order.
+constexpr std::pair<transport_mode, const char*> mode_names[] = {
+  {transport_mode::ipc, "ipc"},
+  {transport_mode::ws, "ws"},
+  {transport_mode::http, "http"},
+  {transport_mode::grpc, "grpc"},
+};
+
+} // namespace
+
 const char* to_string(transport_mode m) {
-  switch (m) {
-    case transport_mode::ipc:
-      return "ipc";
-    case transport_mode::ws:
-      return "ws";
-    case transport_mode::http:
-      return "http";
-    case transport_mode::grpc:
-      return "grpc";
-  }
+  for (auto& [mode, name] : mode_names)
+    if (mode == m)
+      return name;
   return "?";
 }
 
 bool from_string(const std::string& s, transport_mode& out) {
-  if (s == "ipc")
-    out = transport_mode::ipc;
-  else if (s == "ws")
-    out = transport_mode::ws;
-  else if (s == "http")
-    out = transport_mode::http;
-  else if (s == "grpc")
-    out = transport_mode::grpc;
-  else
-    return false;
-  return true;
+  for (auto& [mode, name] : mode_names)
+    if (s == name) {
+      out = mode;
+      return true;
+    }
+  return false;
+}
+
+const std::vector<transport_mode>& transport_modes() {
+  static const std::vector<transport_mode> res = [] {
+    std::vector<transport_mode> xs;
+    for (auto& entry : mode_names)
+      xs.push_back(entry.first);
+    return xs;
+  }();
+  return res;
 }
 
 const char* to_string(transport_status s) {

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "aico/models.hpp" // transport_mode: the door names
+#include "src/core/transport_modes.hpp"
 
 namespace aico::stress {
 
@@ -40,11 +41,7 @@ namespace {
 /// "ipc, ws, grpc".
 std::string doors() {
   std::string res;
-  for (uint8_t i = 0;; ++i) {
-    auto m = static_cast<transport_mode>(i);
-    transport_mode back{};
-    if (!from_string(to_string(m), back) || back != m)
-      break;
+  for (auto m : transport_modes()) {
     if (m == transport_mode::http)
       continue;
     if (!res.empty())

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "aico/models.hpp" // to_string(transport_mode)
+#include "src/core/transport_modes.hpp"
 
 namespace aico::stress {
 
@@ -26,10 +27,12 @@ namespace {
 /// on (" grpc 4"; the lines stay as they were without them).
 std::string more_part(const progress_counters& c) {
   std::string res;
-  for (std::size_t i = 3; i < progress_counters::none; ++i)
-    if (c.mix[i] != 0)
-      res += std::string{" "} + to_string(static_cast<transport_mode>(i)) + " "
-             + std::to_string(c.mix[i]);
+  for (auto m : transport_modes()) {
+    auto i = static_cast<std::size_t>(m);
+    if (i < 3 || i >= progress_counters::none || c.mix[i] == 0)
+      continue; // ipc, ws and http have their own columns
+    res += std::string{" "} + to_string(m) + " " + std::to_string(c.mix[i]);
+  }
   return res;
 }
 

@@ -11,6 +11,7 @@
 
 #include "actors/transport_registry.hpp"
 #include "src/config/load_config.hpp"
+#include "src/core/transport_modes.hpp"
 
 using namespace aico;
 using namespace std::chrono_literals;
@@ -790,4 +791,19 @@ TEST(ClientProfile, GrpcEndpointWithoutPortIsRefusedByTheLoader) {
   in.flags.endpoints["grpc"] = "[::1]:50051";
   p = build_client_profile(in);
   ASSERT_TRUE(p) << describe(p.error());
+}
+
+// The registry's names are the modes' names, and every mode has an entry.
+TEST(LoadConfig, RegistryNamesAreTheModeNames) {
+  EXPECT_EQ(transport_registry().size(), transport_modes().size());
+  for (auto m : transport_modes()) {
+    auto e = find_transport(m);
+    ASSERT_NE(e, nullptr) << to_string(m);
+    EXPECT_STREQ(e->name, to_string(m));
+    transport_mode back{};
+    ASSERT_TRUE(from_string(e->name, back));
+    EXPECT_EQ(back, m);
+  }
+  transport_mode x{};
+  EXPECT_FALSE(from_string("pigeon", x));
 }
