@@ -56,8 +56,14 @@ const transport_endpoint ipc_endpoint{
   nullptr,
 };
 
+/// grpcs:// (the driver's parser decides; a bad endpoint is refused by the
+/// check).
 bool grpc_tls(const supervisor_config& c) {
-  return c.grpc.endpoint.rfind("grpcs://", 0) == 0;
+  std::string target;
+  std::string why;
+  bool tls = false;
+  return grpc_link::parse_grpc_endpoint(c.grpc.endpoint, target, tls, why)
+         && tls;
 }
 
 const transport_endpoint grpc_endpoint{
@@ -69,11 +75,8 @@ const transport_endpoint grpc_endpoint{
     std::string target;
     std::string why;
     bool tls = false;
-    if (!grpc_link::parse_grpc_endpoint(ep, target, tls, why)) {
-      // the driver's sentence, without its "grpc transport: "
-      auto colon = why.find(": ");
-      return colon == std::string::npos ? why : why.substr(colon + 2);
-    }
+    if (!grpc_link::parse_grpc_endpoint(ep, target, tls, why))
+      return why;
     if (!tls && !is_loopback_url("grpc://" + target))
       return "the gRPC endpoint " + ep
              + " is not on this machine and not encrypted: passwords, "

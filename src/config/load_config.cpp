@@ -170,6 +170,8 @@ caf::error parse_transports(const std::vector<std::string>& names,
   return {};
 }
 
+} // namespace
+
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> res;
   std::stringstream ss{s};
@@ -182,6 +184,8 @@ std::vector<std::string> split_list(const std::string& s) {
   }
   return res;
 }
+
+namespace {
 
 setter transports(std::vector<transport_mode>& out) {
   return [&out](const json::value& v, const std::string& k) -> caf::error {

@@ -43,6 +43,10 @@
 
 namespace aico {
 
+/// "a, b,,c" -> {"a", "b", "c"}: a comma-separated list (the transports),
+/// items trimmed, empty ones dropped.
+std::vector<std::string> split_list(const std::string& s);
+
 /// The process environment as a map (for load_config's default).
 std::map<std::string, std::string> process_environment();
 

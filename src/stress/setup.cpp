@@ -153,12 +153,11 @@ namespace {
 /// --transports or --faults name.
 std::vector<std::string> port_doors(const options& o, const gateway_setup& g) {
   std::vector<std::string> res;
-  auto names = "," + o.transports + ",";
-  names.erase(std::remove(names.begin(), names.end(), ' '), names.end());
+  auto names = split_list(o.transports);
   for (auto& e : transport_registry()) {
     if (!e.endpoint || e.mode == transport_mode::ipc)
       continue;
-    if (names.find(std::string{","} + e.name + ",") != std::string::npos
+    if (std::find(names.begin(), names.end(), e.name) != names.end()
         || g.faults.switches_door(e.name))
       res.emplace_back(e.name);
   }

@@ -128,8 +128,10 @@ public:
                "\"grpc\" in the config file)";
       return;
     }
-    if (!parse_grpc_endpoint(cfg_.endpoint, target_, tls_, error_))
+    if (!parse_grpc_endpoint(cfg_.endpoint, target_, tls_, error_)) {
+      error_ = "grpc transport: " + error_;
       return;
+    }
     try {
       link_options lo;
       lo.use_tls = tls_;
@@ -264,8 +266,8 @@ bool parse_grpc_endpoint(const std::string& endpoint, std::string& target,
   } else if (rest.rfind("grpc://", 0) == 0) {
     rest = rest.substr(7);
   } else if (rest.find("://") != std::string::npos) {
-    error = "grpc transport: expected HOST:PORT, grpc://HOST:PORT or "
-            "grpcs://HOST:PORT, got '" + endpoint + "'";
+    error = "expected HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT, "
+            "got '" + endpoint + "'";
     return false;
   }
   if (!rest.empty() && rest.back() == '/')
@@ -286,8 +288,8 @@ bool parse_grpc_endpoint(const std::string& endpoint, std::string& target,
       ok = host.front() == '[' && host.back() == ']';
   }
   if (!ok) {
-    error = "grpc transport: expected HOST:PORT (with a port 1-65535), got '"
-            + endpoint + "'";
+    error = "expected HOST:PORT (with a port 1-65535), got '" + endpoint
+            + "'";
     return false;
   }
   target = rest;

@@ -58,7 +58,8 @@ make_grpc_driver(const grpc_transport_config& cfg,
 
 /// Splits "HOST:PORT", "grpc://HOST:PORT" or "grpcs://HOST:PORT" into the
 /// target grpc++ takes ("HOST:PORT") and whether it is TLS. False with a
-/// sentence in `error` for anything else.
+/// sentence in `error` for anything else ("expected HOST:PORT ..."; the
+/// driver and the config loader say whose endpoint it is).
 bool parse_grpc_endpoint(const std::string& endpoint, std::string& target,
                          bool& tls, std::string& error);
 
