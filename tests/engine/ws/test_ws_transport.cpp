@@ -10,12 +10,16 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "caf/all.hpp"
@@ -47,6 +51,35 @@ struct cont_guard {
       ::kill(pid, SIGCONT);
   }
 };
+
+/// SIGSTOP, then waits (bounded) until every thread of `pid` is stopped:
+/// kill() only queues the signal, and a thread still running on the other
+/// core could answer one more request.
+bool stop_process(pid_t pid, std::chrono::milliseconds within = 2000ms) {
+  if (::kill(pid, SIGSTOP) != 0)
+    return false;
+  auto task_dir = "/proc/" + std::to_string(pid) + "/task";
+  auto deadline = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool all = true;
+    std::error_code ec;
+    for (auto& t : std::filesystem::directory_iterator{task_dir, ec}) {
+      std::ifstream in{t.path() / "stat"};
+      std::string stat{std::istreambuf_iterator<char>{in}, {}};
+      // "TID (comm) STATE ...": the state follows the last ')'
+      auto close = stat.rfind(')');
+      if (close == std::string::npos || close + 2 >= stat.size()
+          || stat[close + 2] != 'T') {
+        all = false;
+        break;
+      }
+    }
+    if (all && !ec)
+      return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return false;
+}
 
 bool is_event_for_message(const server_event& ev, const std::string& id) {
   return ev.topic == "message" && jstr(parse_json(ev.data), "/id") == id;
@@ -385,11 +418,11 @@ TEST_F(ws_transport_test, dead_peer_is_detected_when_the_gateway_stops) {
   ASSERT_TRUE(connect(t));
   auto from = log->state_count();
   cont_guard cont;
-  ASSERT_EQ(::kill(gw.pid(), SIGSTOP), 0);
   cont.pid = gw.pid();
+  ASSERT_TRUE(stop_process(gw.pid()));
   auto t0 = steady::now();
-  // a request that will never be answered (sent after the stop: the
-  // gateway answers /health at once, so sent before it could still win)
+  // a request that will never be answered (sent once the gateway is
+  // stopped: it answers /health at once, so sent before it could still win)
   auto hdl = self->request(t, caf::timespan{10s},
                            request_atom_v,
                            make_call("stuck", "GET", "/health"),
@@ -530,8 +563,8 @@ TEST_F(ws_transport_test, connect_timeout_when_the_gateway_does_not_answer) {
   c.connect_timeout = 500ms;
   auto t = spawn(c);
   cont_guard cont;
-  ASSERT_EQ(::kill(gw.pid(), SIGSTOP), 0);
   cont.pid = gw.pid();
+  ASSERT_TRUE(stop_process(gw.pid()));
   auto from = log->state_count();
   auto t0 = steady::now();
   self->send(t, connect_atom_v);
